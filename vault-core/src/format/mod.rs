@@ -1,0 +1,31 @@
+//! The file format (SPEC 6.2–6.4, 6.7): how file contents, file keys, metadata and names
+//! are sealed, and how legacy DES files are read. Pure and synchronous, like the rest of
+//! `vault-core`; `docs/FORMAT.md` §7 is the byte-level specification.
+//!
+//! - [`stream`] — file contents: STREAM over AES-256-GCM in 1 MiB chunks
+//!   ([`StreamSealer`], [`StreamOpener`]).
+//! - [`filekey`] — per-version file keys wrapped under the account or group key, bound to
+//!   namespace, file and version ([`wrap_file_key`], [`unwrap_file_key`]).
+//! - [`meta`] — encrypted metadata: size, mtime, mode, BLAKE3 ([`FileMeta`]).
+//! - [`names`] — deterministic AES-SIV encryption of path segments ([`NameKey`]).
+//! - [`legacy`] — decryption of the legacy DES-CBC/ECB netdisk format ([`decrypt_legacy`]).
+//! - [`error`] — [`FormatError`].
+
+pub mod error;
+pub mod filekey;
+pub mod legacy;
+pub mod meta;
+pub mod names;
+pub mod stream;
+
+pub use error::FormatError;
+pub use filekey::{
+    FileKeyAd, Namespace, generate_file_key, unwrap_file_key, wrap_file_key, wrapping_key_for,
+};
+pub use legacy::{LegacyDecryptor, LegacyMode, decrypt_legacy, parse_des_key};
+pub use meta::{ContentHasher, FileMeta, content_hash, open_meta, seal_meta};
+pub use names::{NameKey, split_path, validate_segment};
+pub use stream::{
+    CHUNK_LEN, StreamOpener, StreamSealer, chunk_count, open_all, plaintext_len, seal_all,
+    sealed_len,
+};

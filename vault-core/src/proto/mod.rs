@@ -1,0 +1,20 @@
+//! The wire protocol of SPEC §8: one bidirectional QUIC stream per request, each carrying
+//! a frame of `u32` big-endian length + CBOR. `frame` encodes and decodes frames,
+//! `messages` holds the `Request`/`Response` types, `error` the stable error codes.
+
+pub mod error;
+pub mod frame;
+pub mod messages;
+pub mod names;
+pub mod secret_bytes;
+
+pub use error::{ApiError, ErrorCode};
+pub use frame::{FrameError, MAX_FRAME_LEN, decode_body, encode_frame, parse_header};
+pub use messages::*;
+pub use secret_bytes::SecretBytes;
+
+/// The protocol version a client announces in `hello`. Bumped on incompatible change.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The TLS application protocol name (ALPN) both sides require.
+pub const ALPN: &[u8] = b"vault/1";

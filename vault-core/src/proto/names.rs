@@ -1,0 +1,88 @@
+//! Validation of account names and email addresses, shared by client and server so both
+//! give the same answer. Usernames are case-folded before they are checked or stored.
+
+/// Case-folds and checks a username: 3–32 characters of `[a-z0-9_.-]` (SPEC §5).
+pub fn normalize_username(raw: &str) -> Result<String, String> {
+    let name = raw.trim().to_lowercase();
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c));
+    if !(3..=32).contains(&name.len()) || !ok_chars {
+        return Err(format!(
+            "invalid username {raw:?}: use 3 to 32 characters from a-z, 0-9, '_', '.' and '-'"
+        ));
+    }
+    Ok(name)
+}
+
+/// Checks the syntax of an email address and lower-cases it. Deliberately simple: one `@`,
+/// a non-empty local part, a domain with a dot, no spaces or control characters, at most
+/// 254 characters. Whether the address works is proved by the mailed code.
+pub fn normalize_email(raw: &str) -> Result<String, String> {
+    let email = raw.trim().to_lowercase();
+    let bad = || format!("invalid email address {raw:?}: expected something like name@example.org");
+    if email.len() > 254
+        || email
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c))
+    {
+        return Err(bad());
+    }
+    let (local, domain) = email.split_once('@').ok_or_else(bad)?;
+    let domain_ok = domain.contains('.')
+        && !domain.contains('@')
+        && domain
+            .split('.')
+            .all(|label| !label.is_empty() && label.len() <= 63);
+    if local.is_empty() || local.len() > 64 || !domain_ok {
+        return Err(bad());
+    }
+    Ok(email)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        assert_eq!(normalize_username("Alice").expect("valid"), "alice");
+        assert_eq!(normalize_username("a.b-c_9").expect("valid"), "a.b-c_9");
+        for bad in [
+            "ab",
+            "",
+            "a b",
+            "al/ice",
+            "../x",
+            "ä-user",
+            &"x".repeat(33),
+            "nul\0x",
+        ] {
+            assert!(
+                normalize_username(bad).is_err(),
+                "{bad:?} should be refused"
+            );
+        }
+        assert!(normalize_username(&"x".repeat(32)).is_ok());
+    }
+
+    #[test]
+    fn emails() {
+        assert_eq!(
+            normalize_email(" Bob@Example.ORG ").expect("valid"),
+            "bob@example.org"
+        );
+        for bad in [
+            "bob",
+            "bob@",
+            "@x.org",
+            "bob@localhost",
+            "a b@x.org",
+            "a@b@c.org",
+            "a@x..org",
+            "<a@x.org>",
+        ] {
+            assert!(normalize_email(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+}

@@ -1,0 +1,463 @@
+//! Golden vectors for `vault_core::format`, one test per file in `tests/vectors/format/`.
+//! The expected values come from implementations independent of ours: Python
+//! `cryptography` and `blake3` (`vectors/format/generate.py`) and OpenSSL for the legacy
+//! DES files (`vectors/format/legacy/generate.sh`). A change to any byte format fails here,
+//! naming the vector file and case.
+
+use vault_core::crypto::Key32;
+use vault_core::crypto::seal::NONCE_LEN;
+use vault_core::format::filekey::{self, FileKeyAd, Namespace};
+use vault_core::format::legacy::{self, LegacyDecryptor, LegacyMode};
+use vault_core::format::meta::{self, FileMeta};
+use vault_core::format::names::NameKey;
+use vault_core::format::stream::{self, StreamOpener};
+use vault_core::format::{FormatError, content_hash};
+
+/// One `key = value` block of a vector file.
+struct Case {
+    file: &'static str,
+    index: usize,
+    fields: Vec<(String, String)>,
+}
+
+impl Case {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self, name: &str) -> &str {
+        self.get(name)
+            .unwrap_or_else(|| panic!("{}: no field {name:?}", self.at()))
+    }
+
+    fn hex(&self, name: &str) -> Vec<u8> {
+        hex::decode(self.text(name))
+            .unwrap_or_else(|e| panic!("{}: field {name:?} is not hex: {e}", self.at()))
+    }
+
+    fn num<T: std::str::FromStr>(&self, name: &str) -> T
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.text(name)
+            .parse()
+            .unwrap_or_else(|e| panic!("{}: field {name:?} is not a number: {e}", self.at()))
+    }
+
+    fn key(&self, name: &str) -> Key32 {
+        Key32::from_slice(&self.hex(name))
+            .unwrap_or_else(|e| panic!("{}: field {name:?}: {e}", self.at()))
+    }
+
+    fn nonce(&self) -> [u8; NONCE_LEN] {
+        self.hex("nonce")
+            .try_into()
+            .unwrap_or_else(|_| panic!("{}: nonce is not 12 bytes", self.at()))
+    }
+
+    /// `plaintext`/`content` given in hex, or as `…_pattern_len = N` (the bytes i % 251).
+    fn data(&self, name: &str) -> Vec<u8> {
+        match self.get(&format!("{name}_pattern_len")) {
+            Some(_) => pattern(self.num(&format!("{name}_pattern_len"))),
+            None => self.hex(name),
+        }
+    }
+
+    fn at(&self) -> String {
+        format!("{} case {}", self.file, self.index)
+    }
+}
+
+/// Splits a vector file into blank-line-separated blocks of `key = value` lines
+/// (`#` starts a comment line). Panics on an empty file so a lost vector can't pass.
+fn cases(file: &'static str, text: &str) -> Vec<Case> {
+    let mut out = Vec::new();
+    let mut fields = Vec::new();
+    for line in text.lines().chain(std::iter::once("")) {
+        if line.starts_with('#') {
+            continue;
+        }
+        if line.trim().is_empty() {
+            if !fields.is_empty() {
+                out.push(Case {
+                    file,
+                    index: out.len() + 1,
+                    fields: std::mem::take(&mut fields),
+                });
+            }
+            continue;
+        }
+        let (k, v) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("{file}: bad line {line:?}"));
+        fields.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    assert!(!out.is_empty(), "{file}: no cases");
+    out
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(vault_core::crypto::sha256(data))
+}
+
+#[test]
+fn stream_v1() -> Result<(), FormatError> {
+    for c in cases(
+        "stream_v1.txt",
+        include_str!("vectors/format/stream_v1.txt"),
+    ) {
+        let key = c.key("key");
+        if c.get("index").is_some() {
+            // A single chunk opened at a chosen position (a resumed download).
+            let index: u64 = c.num("index");
+            let last = c.text("last") == "1";
+            assert_eq!(
+                hex::encode(stream::chunk_nonce(index, last)),
+                c.text("nonce"),
+                "{}",
+                c.at()
+            );
+            let mut opener = StreamOpener::new(&key);
+            let plain = opener.open_chunk(index, &c.hex("sealed"), last)?;
+            assert_eq!(hex::encode(&*plain), c.text("plaintext"), "{}", c.at());
+            opener.finish()?;
+            continue;
+        }
+        let data = c.data("plaintext");
+        let sealed = stream::seal_all(&key, &data)?;
+        let count: usize = c.num("chunks");
+        assert_eq!(sealed.len(), count, "{}", c.at());
+        assert_eq!(stream::chunk_count(data.len() as u64), count as u64);
+        for (i, chunk) in sealed.iter().enumerate() {
+            let last = i + 1 == count;
+            assert_eq!(
+                hex::encode(stream::chunk_nonce(i as u64, last)),
+                c.text(&format!("chunk.{i}.nonce")),
+                "{} chunk {i}",
+                c.at()
+            );
+            match c.get(&format!("chunk.{i}")) {
+                Some(h) => assert_eq!(hex::encode(chunk), h, "{} chunk {i}", c.at()),
+                None => {
+                    let len: usize = c.num(&format!("chunk.{i}.len"));
+                    assert_eq!(chunk.len(), len, "{} chunk {i}", c.at());
+                    assert_eq!(
+                        sha256_hex(chunk),
+                        c.text(&format!("chunk.{i}.sha256")),
+                        "{} chunk {i}",
+                        c.at()
+                    );
+                }
+            }
+        }
+        let total: usize = sealed.iter().map(Vec::len).sum();
+        assert_eq!(total as u64, stream::sealed_len(data.len() as u64));
+        assert!(*stream::open_all(&key, &sealed)? == data, "{}", c.at());
+    }
+    Ok(())
+}
+
+#[test]
+fn filekey_v1() -> Result<(), FormatError> {
+    for c in cases(
+        "filekey_v1.txt",
+        include_str!("vectors/format/filekey_v1.txt"),
+    ) {
+        let wk = filekey::wrapping_key_for(&c.key("parent_key"))?;
+        assert_eq!(
+            hex::encode(wk.dangerously_leak_secret()),
+            c.text("wrapping_key"),
+            "{}",
+            c.at()
+        );
+        let namespace = match c.text("namespace") {
+            "personal" => Namespace::Personal {
+                user: c.text("user").to_string(),
+            },
+            "group" => Namespace::Group {
+                group_id: c.num("group_id"),
+                generation: c.num("generation"),
+            },
+            other => panic!("{}: unknown namespace {other:?}", c.at()),
+        };
+        let ad = FileKeyAd {
+            namespace,
+            file_id: c.num("file_id"),
+            version: c.num("version"),
+        };
+        assert_eq!(ad.to_bytes()?, c.text("ad").as_bytes(), "{}", c.at());
+        let fk = c.key("file_key");
+        let wrapped = c.hex("wrapped");
+        assert_eq!(
+            hex::encode(filekey::wrap_file_key_with_nonce(&wk, c.nonce(), &ad, &fk)?),
+            c.text("wrapped"),
+            "{}",
+            c.at()
+        );
+        let back = filekey::unwrap_file_key(&wk, &ad, &wrapped)?;
+        assert_eq!(
+            back.dangerously_leak_secret(),
+            fk.dangerously_leak_secret(),
+            "{}",
+            c.at()
+        );
+        // The same blob under the next version's slot is refused.
+        let moved = FileKeyAd {
+            version: ad.version.wrapping_add(1),
+            ..ad.clone()
+        };
+        assert_eq!(
+            filekey::unwrap_file_key(&wk, &moved, &wrapped).err(),
+            Some(FormatError::FileKeyDecrypt),
+            "{}",
+            c.at()
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn meta_v1() -> Result<(), FormatError> {
+    for c in cases("meta_v1.txt", include_str!("vectors/format/meta_v1.txt")) {
+        let fk = c.key("file_key");
+        let content = c.data("content");
+        assert_eq!(
+            hex::encode(content_hash(&content)),
+            c.text("blake3"),
+            "{}",
+            c.at()
+        );
+        let m = FileMeta {
+            size: c.num("size"),
+            mtime_s: c.num("mtime_s"),
+            mtime_ns: c.num("mtime_ns"),
+            mode: c.num("mode"),
+            blake3: c
+                .hex("blake3")
+                .try_into()
+                .unwrap_or_else(|_| panic!("{}: blake3 is not 32 bytes", c.at())),
+        };
+        assert_eq!(m.size, content.len() as u64, "{}", c.at());
+        assert_eq!(hex::encode(m.to_bytes()?), c.text("encoded"), "{}", c.at());
+        assert_eq!(FileMeta::from_bytes(&c.hex("encoded"))?, m, "{}", c.at());
+        let sealed = c.hex("sealed");
+        assert_eq!(
+            hex::encode(meta::seal_meta_with_nonce(&fk, c.nonce(), &m)?),
+            c.text("sealed"),
+            "{}",
+            c.at()
+        );
+        assert_eq!(meta::open_meta(&fk, &sealed)?, m, "{}", c.at());
+        let mut tampered = sealed.clone();
+        tampered[20] ^= 1;
+        assert_eq!(
+            meta::open_meta(&fk, &tampered).err(),
+            Some(FormatError::MetaDecrypt),
+            "{}",
+            c.at()
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn names_v1() -> Result<(), FormatError> {
+    for c in cases("names_v1.txt", include_str!("vectors/format/names_v1.txt")) {
+        let nk = NameKey::derive(&c.key("parent_key"))?;
+        assert_eq!(
+            hex::encode(nk.dangerously_leak_secret()),
+            c.text("name_key"),
+            "{}",
+            c.at()
+        );
+        if let Some(path) = c.get("path") {
+            let expected: Vec<&str> = c.text("encrypted_path").split('/').collect();
+            assert_eq!(nk.encrypt_path(path)?, expected, "{}", c.at());
+            assert_eq!(nk.decrypt_path(&expected)?, path, "{}", c.at());
+            continue;
+        }
+        let (parent, name) = (c.text("parent"), c.text("name"));
+        let encrypted = nk.encrypt_segment(parent, name)?;
+        assert_eq!(encrypted, c.text("encrypted"), "{}", c.at());
+        assert_eq!(nk.decrypt_segment(parent, &encrypted)?, name, "{}", c.at());
+        assert_eq!(
+            nk.decrypt_segment(&format!("{parent}x"), &encrypted).err(),
+            Some(FormatError::NameDecrypt),
+            "{}",
+            c.at()
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn blake3_v1() {
+    for c in cases(
+        "blake3_v1.txt",
+        include_str!("vectors/format/blake3_v1.txt"),
+    ) {
+        let input = c.data("input");
+        assert_eq!(
+            hex::encode(content_hash(&input)),
+            c.text("blake3"),
+            "{}",
+            c.at()
+        );
+    }
+}
+
+// ---- Legacy DES: one test per ciphertext file made by OpenSSL (legacy/generate.sh). ----
+
+const LEGACY_KEY: &str = "0123456789abcdef";
+
+fn legacy_key() -> [u8; 8] {
+    legacy::parse_des_key(LEGACY_KEY).expect("valid key")
+}
+
+/// Decrypts `ciphertext` whole and streamed in odd-sized pieces; both must agree.
+fn legacy_decrypt(mode: LegacyMode, ciphertext: &[u8]) -> Result<Vec<u8>, FormatError> {
+    let whole = legacy::decrypt_legacy(&legacy_key(), mode, ciphertext);
+    let mut d = LegacyDecryptor::new(&legacy_key(), mode);
+    let mut streamed = Vec::new();
+    for piece in ciphertext.chunks(13) {
+        streamed.extend_from_slice(&d.update(piece));
+    }
+    let streamed = d.finish().map(|tail| {
+        streamed.extend_from_slice(&tail);
+        streamed
+    });
+    assert_eq!(
+        whole.as_ref().map(|v| v.to_vec()).map_err(Clone::clone),
+        streamed.clone(),
+        "whole and streamed disagree"
+    );
+    streamed
+}
+
+macro_rules! legacy_vector {
+    ($test:ident, $mode:expr, $file:literal, $plain:literal) => {
+        #[test]
+        fn $test() -> Result<(), FormatError> {
+            let ct = include_bytes!(concat!("vectors/format/legacy/", $file));
+            let plain: &[u8] = include_bytes!(concat!("vectors/format/legacy/", $plain));
+            assert_eq!(legacy_decrypt($mode, ct)?, plain);
+            Ok(())
+        }
+    };
+}
+
+legacy_vector!(
+    legacy_cbc_empty,
+    LegacyMode::Cbc,
+    "cbc_empty.des",
+    "empty.plain"
+);
+legacy_vector!(legacy_cbc_7, LegacyMode::Cbc, "cbc_7.des", "7.plain");
+legacy_vector!(legacy_cbc_8, LegacyMode::Cbc, "cbc_8.des", "8.plain");
+legacy_vector!(
+    legacy_cbc_1000,
+    LegacyMode::Cbc,
+    "cbc_1000.des",
+    "1000.plain"
+);
+legacy_vector!(
+    legacy_cbc_repeated,
+    LegacyMode::Cbc,
+    "cbc_repeated.des",
+    "repeated.plain"
+);
+legacy_vector!(
+    legacy_ecb_empty,
+    LegacyMode::Ecb,
+    "ecb_empty.des",
+    "empty.plain"
+);
+legacy_vector!(legacy_ecb_7, LegacyMode::Ecb, "ecb_7.des", "7.plain");
+legacy_vector!(legacy_ecb_8, LegacyMode::Ecb, "ecb_8.des", "8.plain");
+legacy_vector!(
+    legacy_ecb_1000,
+    LegacyMode::Ecb,
+    "ecb_1000.des",
+    "1000.plain"
+);
+legacy_vector!(
+    legacy_ecb_repeated,
+    LegacyMode::Ecb,
+    "ecb_repeated.des",
+    "repeated.plain"
+);
+
+macro_rules! legacy_bad_padding {
+    ($test:ident, $file:literal) => {
+        #[test]
+        fn $test() {
+            let ct = include_bytes!(concat!("vectors/format/legacy/", $file));
+            let err = legacy_decrypt(LegacyMode::Ecb, ct).err();
+            assert_eq!(err, Some(FormatError::LegacyPadding));
+            let msg = err.map(|e| e.to_string()).unwrap_or_default();
+            assert!(msg.contains("wrong key or mode?"), "{msg}");
+        }
+    };
+}
+
+legacy_bad_padding!(legacy_bad_pad_zero, "bad_pad_zero.des");
+legacy_bad_padding!(legacy_bad_pad_nine, "bad_pad_nine.des");
+legacy_bad_padding!(legacy_bad_pad_unequal, "bad_pad_unequal.des");
+legacy_bad_padding!(legacy_bad_pad_text, "bad_pad_text.des");
+
+#[test]
+fn legacy_wrong_key_is_bad_padding() {
+    // Differs from the real key in bits DES uses (not just the parity bits).
+    let wrong = legacy::parse_des_key("fedcba9876543210").expect("valid key");
+    for (mode, ct) in [
+        (
+            LegacyMode::Cbc,
+            &include_bytes!("vectors/format/legacy/cbc_1000.des")[..],
+        ),
+        (
+            LegacyMode::Ecb,
+            &include_bytes!("vectors/format/legacy/ecb_1000.des")[..],
+        ),
+    ] {
+        assert_eq!(
+            legacy::decrypt_legacy(&wrong, mode, ct).err(),
+            Some(FormatError::LegacyPadding),
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn legacy_wrong_mode_is_bad_padding() {
+    let cbc = include_bytes!("vectors/format/legacy/cbc_1000.des");
+    assert_eq!(
+        legacy_decrypt(LegacyMode::Ecb, cbc).err(),
+        Some(FormatError::LegacyPadding)
+    );
+    let ecb = include_bytes!("vectors/format/legacy/ecb_1000.des");
+    assert_eq!(
+        legacy_decrypt(LegacyMode::Cbc, ecb).err(),
+        Some(FormatError::LegacyPadding)
+    );
+}
+
+#[test]
+fn legacy_bad_length() {
+    let ct = include_bytes!("vectors/format/legacy/cbc_1000.des");
+    for len in [0, 1, 7, 1007] {
+        let err = legacy_decrypt(LegacyMode::Cbc, &ct[..len]).err();
+        assert_eq!(err, Some(FormatError::LegacyLength { len: len as u64 }));
+    }
+    let msg = FormatError::LegacyLength { len: 1007 }.to_string();
+    assert_eq!(
+        msg,
+        "legacy data of 1007 bytes is not a multiple of 8 bytes: is this a legacy file?"
+    );
+}
