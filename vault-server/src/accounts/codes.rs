@@ -1,0 +1,190 @@
+//! Mailed verification codes: 8 characters of an unambiguous alphabet, stored as a
+//! salted SHA-256, single-use, expiring, with a limit on wrong tries and a per-address
+//! resend cooldown (SPEC §5).
+
+use aws_lc_rs::digest;
+use vault_core::proto::ApiError;
+
+use crate::config::CodeConfig;
+use crate::db::{self, DbConn, codes::NewCode, now};
+use crate::state::ServerState;
+
+/// The code alphabet: no 0/O, 1/I.
+pub const ALPHABET: &[u8; 32] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+pub const CODE_LEN: usize = 8;
+
+pub const PURPOSE_REGISTER: &str = "register";
+pub const PURPOSE_RESET: &str = "reset";
+
+/// A fresh random code (32 symbols, so each random byte maps without bias).
+pub fn generate() -> Result<String, ApiError> {
+    let mut bytes = [0u8; CODE_LEN];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| crate::error::internal("randomness", "rand::fill failed"))?;
+    Ok(bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(b % 32)] as char)
+        .collect())
+}
+
+/// Upper-cases and strips spaces and dashes, as people type codes.
+pub fn normalize(input: &str) -> String {
+    input
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .collect::<String>()
+        .to_ascii_uppercase()
+}
+
+fn hash(salt: &[u8], code: &str) -> Vec<u8> {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(salt);
+    ctx.update(code.as_bytes());
+    ctx.finish().as_ref().to_vec()
+}
+
+/// Seconds left in the resend cooldown for `email`, if any.
+pub fn cooldown_left(
+    conn: &mut DbConn,
+    config: &CodeConfig,
+    email: &str,
+) -> db::DbResult<Option<u64>> {
+    let cooldown = config.resend_cooldown_s as i64;
+    Ok(db::codes::last_sent_to(conn, email)?
+        .map(|sent| sent + cooldown - now())
+        .filter(|left| *left > 0)
+        .map(|left| left as u64))
+}
+
+/// Stores a new code (retiring older ones) and returns it in clear for the mail.
+pub fn issue(
+    conn: &mut DbConn,
+    config: &CodeConfig,
+    purpose: &str,
+    username: &str,
+    email: &str,
+) -> Result<String, ApiError> {
+    let code = generate()?;
+    let mut salt = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut salt)
+        .map_err(|_| crate::error::internal("randomness", "rand::fill failed"))?;
+    let at = now();
+    db::codes::replace(
+        conn,
+        &NewCode {
+            purpose,
+            username,
+            email,
+            code_salt: &salt,
+            code_hash: &hash(&salt, &code),
+            created_at: at,
+            expires_at: at + config.ttl_s as i64,
+            failed_attempts: 0,
+            used: false,
+        },
+    )?;
+    Ok(code)
+}
+
+/// Checks `input` against the live code for (purpose, username). A wrong code uses up one
+/// try. On success returns the code row; the caller consumes it in its transaction.
+pub fn check(
+    conn: &mut DbConn,
+    config: &CodeConfig,
+    purpose: &str,
+    username: &str,
+    input: &str,
+) -> Result<db::codes::CodeRow, ApiError> {
+    let again = match purpose {
+        PURPOSE_REGISTER => "run `vault register USER --email ADDR` again for a new one",
+        _ => "run `vault reset-password USER` again for a new one",
+    };
+    let row = db::codes::live(conn, purpose, username)?.ok_or_else(|| {
+        ApiError::forbidden(format!(
+            "no verification code is pending for {username}; {again}"
+        ))
+    })?;
+    if row.expires_at <= now() {
+        return Err(ApiError::forbidden(format!(
+            "the verification code has expired; {again}"
+        )));
+    }
+    let max = i64::from(config.max_attempts);
+    if row.failed_attempts >= max {
+        return Err(ApiError::forbidden(format!(
+            "too many wrong tries for this code; {again}"
+        )));
+    }
+    let given = hash(&row.code_salt, &normalize(input));
+    if aws_lc_rs::constant_time::verify_slices_are_equal(&given, &row.code_hash).is_err() {
+        db::codes::record_failure(conn, row.id)?;
+        let left = max - row.failed_attempts - 1;
+        return Err(if left > 0 {
+            ApiError::forbidden(format!("wrong verification code ({left} tries left)"))
+        } else {
+            ApiError::forbidden(format!(
+                "wrong verification code, and that was the last try; {again}"
+            ))
+        });
+    }
+    Ok(row)
+}
+
+/// Mails `code` to `email`. If the mail cannot be sent the code is deleted (it could
+/// never arrive, and must not hold back a retry) and the requester gets an error.
+pub async fn mail(
+    state: &ServerState,
+    purpose: &str,
+    username: &str,
+    email: &str,
+    code: &str,
+) -> Result<(), ApiError> {
+    let (subject, action) = match purpose {
+        PURPOSE_REGISTER => ("Your Vault verification code", "finish registering"),
+        _ => ("Your Vault password reset code", "reset your password"),
+    };
+    let body = crate::mail::code_body(action, username, code, state.config.codes.ttl_s);
+    match state.mailer.send(email, subject, body).await {
+        Ok(crate::mail::Delivery::File(path)) => {
+            tracing::info!(path = %path.display(), "verification mail written to the outbox");
+            Ok(())
+        }
+        Ok(crate::mail::Delivery::Smtp) => {
+            tracing::info!("verification mail handed to the SMTP server");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "verification mail could not be sent");
+            let (purpose, username) = (purpose.to_string(), username.to_string());
+            state
+                .db
+                .run(move |c| db::codes::delete_unused(c, &purpose, &username))
+                .await?;
+            Err(ApiError::internal_with(
+                "the server could not send the verification mail; try again later, or ask the operator \
+                 to check the mail settings (`vault-admin mail test ADDR`)",
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_use_the_alphabet_and_length() {
+        for _ in 0..50 {
+            let code = generate().expect("code");
+            assert_eq!(code.len(), CODE_LEN);
+            assert!(code.bytes().all(|b| ALPHABET.contains(&b)), "{code}");
+        }
+    }
+
+    #[test]
+    fn typed_codes_are_normalized() {
+        assert_eq!(normalize(" abcd-efgh "), "ABCDEFGH");
+        assert_eq!(hash(b"s", "ABCDEFGH"), hash(b"s", &normalize("abcd efgh")));
+        assert_ne!(hash(b"s", "ABCDEFGH"), hash(b"t", "ABCDEFGH"));
+    }
+}

@@ -1,0 +1,85 @@
+//! Accounts (SPEC §5, §6.1): registration by mailed code, login with throttling, sessions,
+//! password change and reset. The server receives only client-made material: an auth key
+//! (which it hashes again with Argon2id) and sealed keys it cannot open.
+
+mod auth_hash;
+mod codes;
+mod login;
+mod material;
+mod password;
+mod register;
+mod sessions;
+
+pub use auth_hash::{hash_auth_key, verify_auth_key};
+pub use sessions::SESSION_ENDED_BY_ADMIN;
+
+use vault_core::proto::{ApiError, Request, Response};
+
+use crate::net::connection::{ConnCtx, SessionCtx};
+use crate::state::ServerState;
+
+/// Handles every request after `hello`.
+pub async fn handle(
+    state: &ServerState,
+    ctx: &ConnCtx,
+    request: Request,
+) -> Result<Response, ApiError> {
+    match request {
+        Request::Hello { .. } => Err(ApiError::bad_request(
+            "hello was already sent on this connection",
+        )),
+        Request::Prelogin { username } => login::prelogin(state, &username).await,
+        Request::RegisterStart { username, email } => {
+            register::start(state, ctx, &username, &email).await
+        }
+        Request::RegisterFinish {
+            username,
+            code,
+            account,
+        } => register::finish(state, ctx, &username, &code, account).await,
+        Request::Login { username, auth_key } => {
+            login::login(state, ctx, &username, auth_key).await
+        }
+        Request::Resume { token } => login::resume(state, ctx, token).await,
+        Request::ResetStart { username } => password::reset_start(state, ctx, &username).await,
+        Request::ResetRecovery { username, code } => {
+            password::reset_recovery(state, ctx, &username, &code).await
+        }
+        Request::ResetFinish {
+            username,
+            code,
+            reset,
+        } => password::reset_finish(state, ctx, &username, &code, reset).await,
+        Request::Logout => login::logout(state, ctx, require_session(state, ctx).await?).await,
+        Request::Whoami => login::whoami(state, require_session(state, ctx).await?).await,
+        Request::ChangePassword { old_auth_key, new } => {
+            let session = require_session(state, ctx).await?;
+            password::change(state, ctx, session, old_auth_key, new).await
+        }
+    }
+}
+
+/// The connection's session, checked against the database so that a session ended a
+/// moment ago elsewhere is refused even before the watcher closes the connection.
+pub async fn require_session(state: &ServerState, ctx: &ConnCtx) -> Result<SessionCtx, ApiError> {
+    let session = ctx.session().ok_or_else(ApiError::not_logged_in)?;
+    let id = session.session_id;
+    let row = state
+        .db
+        .run(move |c| crate::db::sessions::by_id(c, id))
+        .await?;
+    match row {
+        Some(row) if row.ended_at.is_none() => Ok(session),
+        Some(row) => {
+            ctx.set_session(state, None);
+            Err(ApiError::forbidden(format!(
+                "session ended: {}; log in again with `vault login`",
+                row.end_reason.unwrap_or_else(|| "ended".into())
+            )))
+        }
+        None => {
+            ctx.set_session(state, None);
+            Err(ApiError::not_logged_in())
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! `passwd` (change with the old password) and the mailed-code password reset, which
+//! either keeps the keys (the client opened the account key with the recovery key) or
+//! installs fresh ones, discarding what was sealed under the old account key.
+
+use vault_core::proto::{
+    ApiError, ByteBuf, ErrorCode, PasswordMaterial, ResetMaterial, Response, SecretBytes, names,
+};
+
+use super::{auth_hash, codes, material};
+use crate::db::{
+    self,
+    audit::Event,
+    users::{KeyColumns, PasswordColumns},
+};
+use crate::net::connection::{ConnCtx, SessionCtx};
+use crate::state::ServerState;
+use crate::throttle;
+
+fn password_columns<'a>(m: &'a PasswordMaterial, auth_hash: &'a str) -> PasswordColumns<'a> {
+    PasswordColumns {
+        auth_hash,
+        kdf_salt: &m.salt,
+        kdf_memory_kib: m.kdf.memory_kib.into(),
+        kdf_iterations: m.kdf.iterations.into(),
+        kdf_parallelism: m.kdf.parallelism.into(),
+        account_key_by_kek: &m.account_key_by_kek,
+    }
+}
+
+/// Changes the password: proves the old auth key, stores the new material, and ends every
+/// other session of the user.
+pub async fn change(
+    state: &ServerState,
+    ctx: &ConnCtx,
+    session: SessionCtx,
+    old_auth_key: SecretBytes,
+    new: PasswordMaterial,
+) -> Result<Response, ApiError> {
+    material::check_password(&new, &state.config.kdf)?;
+    let user_id = session.user_id;
+    let user = state
+        .db
+        .run(move |c| {
+            db::users::by_id(c, user_id)?
+                .ok_or_else(|| ApiError::forbidden("this account no longer exists"))
+        })
+        .await?;
+    let phc = user.auth_hash.clone();
+    let old_ok = auth_hash::verify_bounded(state, old_auth_key, phc).await?;
+    if !old_ok {
+        return Err(ApiError::new(
+            ErrorCode::InvalidCredentials,
+            "the current password is wrong",
+        ));
+    }
+    let new_hash = auth_hash::hash_bounded(state, &new.auth_key).await?;
+    let ip = ctx.ip.to_string();
+    let ended = state
+        .db
+        .run(move |c| {
+            db::transaction(c, |c| {
+                db::users::set_password(c, user.id, &password_columns(&new, &new_hash))?;
+                let ended = db::sessions::end_all_for_user(
+                    c,
+                    user.id,
+                    Some(session.session_id),
+                    "password changed",
+                )?;
+                db::audit::record(
+                    c,
+                    &Event {
+                        actor: &format!("user:{}", user.username),
+                        event: "password_changed",
+                        username: Some(&user.username),
+                        client_ip: Some(&ip),
+                        detail: &format!("{ended} other session(s) ended"),
+                    },
+                )?;
+                Ok::<_, db::DbError>(ended)
+            })
+        })
+        .await?;
+    tracing::info!(user = %session.username, ended, "password changed");
+    Ok(Response::Ok)
+}
+
+/// Mails a reset code if the account exists. The answer is the same either way.
+pub async fn reset_start(
+    state: &ServerState,
+    ctx: &ConnCtx,
+    username: &str,
+) -> Result<Response, ApiError> {
+    let username = names::normalize_username(username).map_err(ApiError::bad_request)?;
+    let (name, ip, config) = (
+        username.clone(),
+        ctx.ip.to_string(),
+        state.config.codes.clone(),
+    );
+    let to_send = state
+        .db
+        .run(move |c| {
+            let Some(user) = db::users::by_name(c, &name)? else {
+                return Ok(None);
+            };
+            if let Some(left) = codes::cooldown_left(c, &config, &user.email)? {
+                return Err(ApiError::throttled(
+                    left,
+                    format!("a code was sent moments ago; wait {left} s before asking again"),
+                ));
+            }
+            let code = codes::issue(
+                c,
+                &config,
+                codes::PURPOSE_RESET,
+                &user.username,
+                &user.email,
+            )?;
+            db::audit::record(
+                c,
+                &Event {
+                    actor: "anonymous",
+                    event: "reset_requested",
+                    username: Some(&user.username),
+                    client_ip: Some(&ip),
+                    detail: "password reset code issued",
+                },
+            )?;
+            Ok::<_, ApiError>(Some((user.email, code)))
+        })
+        .await?;
+    if let Some((email, code)) = to_send {
+        codes::mail(state, codes::PURPOSE_RESET, &username, &email, &code).await?;
+    }
+    Ok(Response::ResetStarted {
+        code_ttl_s: state.config.codes.ttl_s,
+    })
+}
+
+/// With a valid reset code (which stays valid), returns the account key sealed under the
+/// recovery key, so the client can check its recovery key before committing the reset.
+pub async fn reset_recovery(
+    state: &ServerState,
+    _ctx: &ConnCtx,
+    username: &str,
+    code: &str,
+) -> Result<Response, ApiError> {
+    let username = names::normalize_username(username).map_err(ApiError::bad_request)?;
+    let (input, config) = (code.to_string(), state.config.codes.clone());
+    let sealed = state
+        .db
+        .run(move |c| {
+            codes::check(c, &config, codes::PURPOSE_RESET, &username, &input)?;
+            let user = db::users::by_name(c, &username)?
+                .ok_or_else(|| ApiError::forbidden("this account no longer exists"))?;
+            Ok::<_, ApiError>(user.account_key_by_recovery)
+        })
+        .await?;
+    Ok(Response::ResetRecovery {
+        account_key_by_recovery: ByteBuf::from(sealed),
+    })
+}
+
+/// Consumes the reset code and installs the new password (and, when discarding, new
+/// keys). Every session of the user ends and the account's login throttle is cleared.
+pub async fn reset_finish(
+    state: &ServerState,
+    ctx: &ConnCtx,
+    username: &str,
+    code: &str,
+    reset: ResetMaterial,
+) -> Result<Response, ApiError> {
+    let username = names::normalize_username(username).map_err(ApiError::bad_request)?;
+    let password = match &reset {
+        ResetMaterial::KeepKeys { password } => {
+            material::check_password(password, &state.config.kdf)?;
+            password
+        }
+        ResetMaterial::DiscardEncryptedData { account } => {
+            material::check_account(account, &state.config.kdf)?;
+            &account.password
+        }
+    };
+    let new_hash = auth_hash::hash_bounded(state, &password.auth_key).await?;
+    let (input, config, ip) = (
+        code.to_string(),
+        state.config.codes.clone(),
+        ctx.ip.to_string(),
+    );
+    let name = username.clone();
+    let code_row = state
+        .db
+        .run(move |c| codes::check(c, &config, codes::PURPOSE_RESET, &name, &input))
+        .await?;
+    state
+        .db
+        .run(move |c| {
+            db::transaction(c, |c| {
+                if !db::codes::consume(c, code_row.id)? {
+                    return Err(ApiError::forbidden(
+                        "that reset code was just used; ask for a new one",
+                    ));
+                }
+                let user = db::users::by_name(c, &username)?
+                    .ok_or_else(|| ApiError::forbidden("this account no longer exists"))?;
+                let (password, how) = match &reset {
+                    ResetMaterial::KeepKeys { password } => {
+                        (password, "recovery key used: keys kept")
+                    }
+                    ResetMaterial::DiscardEncryptedData { account } => {
+                        db::users::set_keys(
+                            c,
+                            user.id,
+                            &KeyColumns {
+                                account_key_by_recovery: &account.account_key_by_recovery,
+                                public_key: &account.public_key,
+                                private_key_sealed: &account.private_key_sealed,
+                            },
+                        )?;
+                        (
+                            &account.password,
+                            "no recovery key: fresh keys, old encrypted data discarded",
+                        )
+                    }
+                };
+                db::users::set_password(c, user.id, &password_columns(password, &new_hash))?;
+                let ended = db::sessions::end_all_for_user(c, user.id, None, "password reset")?;
+                db::throttle::clear(c, &throttle::account_subject(&user.username))?;
+                db::audit::record(
+                    c,
+                    &Event {
+                        actor: &format!("user:{}", user.username),
+                        event: "password_reset",
+                        username: Some(&user.username),
+                        client_ip: Some(&ip),
+                        detail: &format!("{how}; {ended} session(s) ended"),
+                    },
+                )?;
+                Ok(())
+            })
+        })
+        .await?;
+    Ok(Response::Ok)
+}

@@ -1,0 +1,475 @@
+//! Server configuration (SPEC §2). Layers, later wins: built-in defaults, the TOML file
+//! given by `--config`, `VAULT_*` environment variables, command-line flags. Every key
+//! has an environment variable: the key path joined by `_`, upper-cased, after `VAULT_`
+//! (`mail.smtp_url` → `VAULT_MAIL_SMTP_URL`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use vault_core::crypto::kdf::KdfParams;
+
+/// The whole server configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `postgres://…`; empty means `sqlite://<data_dir>/vault.db`.
+    pub database_url: String,
+    pub storage: StorageConfig,
+    pub mail: MailConfig,
+    pub registration: Registration,
+    /// A new login ends the user's older sessions.
+    pub single_session: bool,
+    pub default_quota: ByteSize,
+    /// Versions kept per file.
+    pub version_retention: u32,
+    /// Days a deleted file stays in the trash.
+    pub trash_retention: u32,
+    pub throttle: ThrottleConfig,
+    pub codes: CodeConfig,
+    /// The weakest password KDF a new or changed password may use; offered to clients.
+    pub kdf: KdfParams,
+    /// Argon2id parameters for hashing the auth key the client sends.
+    pub auth_hash: KdfParams,
+    pub limits: Limits,
+    pub sessions: SessionConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
+            data_dir: PathBuf::from("vault-data"),
+            database_url: String::new(),
+            storage: StorageConfig::default(),
+            mail: MailConfig::default(),
+            registration: Registration::Open,
+            single_session: false,
+            default_quota: ByteSize(10 << 30),
+            version_retention: 10,
+            trash_retention: 30,
+            throttle: ThrottleConfig::default(),
+            codes: CodeConfig::default(),
+            kdf: KdfParams::DEFAULT,
+            auth_hash: KdfParams {
+                memory_kib: 19 * 1024,
+                iterations: 2,
+                parallelism: 1,
+            },
+            limits: Limits::default(),
+            sessions: SessionConfig::default(),
+        }
+    }
+}
+
+/// Where file blobs are kept.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `fs` (the blob store under `<data_dir>/blobs`).
+    pub kind: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { kind: "fs".into() }
+    }
+}
+
+/// How mail leaves the server.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    pub transport: MailTransport,
+    /// `smtp://user:pass@host:587?tls=required` (STARTTLS), `smtps://…:465` (implicit
+    /// TLS), or `smtp://host:25` (plain, for a relay on the same host).
+    pub smtp_url: String,
+    pub from: String,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig {
+            transport: MailTransport::File,
+            smtp_url: String::new(),
+            from: "Vault <vault@localhost>".into(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransport {
+    /// Each message becomes an `.eml` file under `<data_dir>/outbox/`.
+    File,
+    Smtp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    Open,
+    Invite,
+    Closed,
+}
+
+/// Login throttling (SPEC §5).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThrottleConfig {
+    /// Failures in a row that lock an account.
+    pub account_failures: u32,
+    /// Failures from one address within `ip_window_s` that slow that address.
+    pub ip_failures: u32,
+    pub ip_window_s: u64,
+    /// The first lock; each further failure doubles it, up to `max_lock_s`.
+    pub base_lock_s: u64,
+    pub max_lock_s: u64,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        ThrottleConfig {
+            account_failures: 5,
+            ip_failures: 20,
+            ip_window_s: 900,
+            base_lock_s: 30,
+            max_lock_s: 3600,
+        }
+    }
+}
+
+/// Mailed verification codes (SPEC §5).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CodeConfig {
+    pub ttl_s: u64,
+    pub max_attempts: u32,
+    pub resend_cooldown_s: u64,
+}
+
+impl Default for CodeConfig {
+    fn default() -> Self {
+        CodeConfig {
+            ttl_s: 600,
+            max_attempts: 5,
+            resend_cooldown_s: 60,
+        }
+    }
+}
+
+/// Per-connection and per-address limits (SPEC §8).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub connections_per_ip: u32,
+    pub concurrent_streams: u32,
+    /// Sustained requests per second per connection, with bursts up to `request_burst`.
+    pub requests_per_second: u32,
+    pub request_burst: u32,
+    pub idle_timeout_s: u64,
+    /// How long a request frame may take to arrive.
+    pub request_timeout_s: u64,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace_s: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connections_per_ip: 64,
+            concurrent_streams: 64,
+            requests_per_second: 200,
+            request_burst: 400,
+            idle_timeout_s: 60,
+            request_timeout_s: 30,
+            shutdown_grace_s: 10,
+        }
+    }
+}
+
+/// Session lifetime and how fast admin changes reach live connections.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    pub idle_expiry_days: u32,
+    /// How often the server looks for sessions ended elsewhere (admin kick, lock).
+    pub check_interval_ms: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            idle_expiry_days: 30,
+            check_interval_ms: 1000,
+        }
+    }
+}
+
+/// A byte count written as a number or with a unit (`"10GiB"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(ByteSize(n)),
+            Raw::Text(t) => vault_core::units::parse_size(&t)
+                .map(ByteSize)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Values given on the command line; `None` leaves the lower layers' value.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+}
+
+impl Config {
+    /// Loads defaults ← file ← environment ← flags, then checks the result.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+        flags: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let defaults = toml::Table::try_from(Config::default())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mut table = defaults.clone();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.into(),
+                source,
+            })?;
+            let from_file: toml::Table =
+                text.parse()
+                    .map_err(|e: toml::de::Error| ConfigError::Parse {
+                        path: path.into(),
+                        message: e.to_string(),
+                    })?;
+            merge(&mut table, from_file);
+        }
+        apply_env(&defaults, &mut table, &[], &env)?;
+        let mut config: Config = table.try_into().map_err(|e: toml::de::Error| match file {
+            Some(path) => ConfigError::Parse {
+                path: path.into(),
+                message: e.to_string(),
+            },
+            None => ConfigError::Invalid(e.to_string()),
+        })?;
+        if let Some(listen) = flags.listen {
+            config.listen = listen;
+        }
+        if let Some(dir) = &flags.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(url) = &flags.database_url {
+            config.database_url = url.clone();
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    /// The effective database URL.
+    pub fn database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("vault.db").display())
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.storage.kind != "fs" {
+            return invalid(format!(
+                "storage.kind = {:?}: only \"fs\" is available in this version",
+                self.storage.kind
+            ));
+        }
+        if self.mail.transport == MailTransport::Smtp && self.mail.smtp_url.is_empty() {
+            return invalid("mail.transport = \"smtp\" needs mail.smtp_url (e.g. smtps://user:pass@mail.example.org)".into());
+        }
+        self.kdf
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("kdf: {e}")))?;
+        self.auth_hash
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("auth_hash: {e}")))?;
+        if self.limits.concurrent_streams == 0
+            || self.limits.requests_per_second == 0
+            || self.limits.connections_per_ip == 0
+        {
+            return invalid("limits must be at least 1".into());
+        }
+        if self.throttle.account_failures == 0 || self.throttle.ip_failures == 0 {
+            return invalid("throttle failure counts must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Writes `over` into `base`, descending into tables present in both.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Walks the default keys; where `VAULT_<PATH>` is set, writes its value into `table`.
+/// A value is read as TOML (`true`, `5`, `"x"`) and otherwise taken as a plain string.
+fn apply_env(
+    defaults: &toml::Table,
+    table: &mut toml::Table,
+    path: &[&str],
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    for (key, default) in defaults {
+        let mut key_path = path.to_vec();
+        key_path.push(key);
+        if let toml::Value::Table(sub_defaults) = default {
+            let Some(toml::Value::Table(sub)) = table.get_mut(key) else {
+                return Err(ConfigError::Invalid(format!(
+                    "`{}` must be a table",
+                    key_path.join(".")
+                )));
+            };
+            apply_env(sub_defaults, sub, &key_path, env)?;
+            continue;
+        }
+        let var = format!("VAULT_{}", key_path.join("_").to_uppercase());
+        if let Some(raw) = env(&var) {
+            let parsed = format!("v = {raw}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("v"));
+            let value = match parsed {
+                Some(v) if v.type_str() == default.type_str() => v,
+                _ => toml::Value::String(raw),
+            };
+            table.insert(key.clone(), value);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let c = Config::load(None, env_of(&[]), &Overrides::default()).expect("defaults");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7443");
+        assert_eq!(c.data_dir, PathBuf::from("vault-data"));
+        assert_eq!(c.database_url(), "sqlite://vault-data/vault.db");
+        assert_eq!(c.registration, Registration::Open);
+        assert!(!c.single_session);
+        assert_eq!(c.version_retention, 10);
+        assert_eq!(c.trash_retention, 30);
+        assert_eq!(c.kdf, KdfParams::DEFAULT);
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("vault.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nsingle_session = true\ndefault_quota = \"1GiB\"\n[mail]\nfrom = \"a@b.org\"\n",
+        )
+        .expect("write");
+        let env = env_of(&[
+            ("VAULT_LISTEN", "127.0.0.1:9001"),
+            ("VAULT_MAIL_FROM", "ops@example.org"),
+            ("VAULT_THROTTLE_BASE_LOCK_S", "2"),
+            ("VAULT_REGISTRATION", "closed"),
+        ]);
+        let flags = Overrides {
+            data_dir: Some("/srv/vault".into()),
+            ..Default::default()
+        };
+        let c = Config::load(Some(&file), env, &flags).expect("load");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9001");
+        assert!(c.single_session);
+        assert_eq!(c.default_quota, ByteSize(1 << 30));
+        assert_eq!(c.mail.from, "ops@example.org");
+        assert_eq!(c.throttle.base_lock_s, 2);
+        assert_eq!(c.registration, Registration::Closed);
+        assert_eq!(c.data_dir, PathBuf::from("/srv/vault"));
+        let flags = Overrides {
+            listen: Some("127.0.0.1:0".parse().expect("addr")),
+            ..Default::default()
+        };
+        let c = Config::load(Some(&file), env_of(&[]), &flags).expect("load");
+        assert_eq!(c.listen.port(), 0);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("vault.toml");
+        std::fs::write(&file, "lisen = \"x\"\n").expect("write");
+        let err = Config::load(Some(&file), env_of(&[]), &Overrides::default()).expect_err("typo");
+        assert!(err.to_string().contains("lisen"), "{err}");
+        let err = Config::load(
+            None,
+            env_of(&[("VAULT_REGISTRATION", "sometimes")]),
+            &Overrides::default(),
+        )
+        .expect_err("bad enum");
+        assert!(err.to_string().contains("sometimes"), "{err}");
+        let err = Config::load(
+            None,
+            env_of(&[("VAULT_STORAGE_KIND", "s3")]),
+            &Overrides::default(),
+        )
+        .expect_err("s3");
+        assert!(err.to_string().contains("only \"fs\""), "{err}");
+    }
+}

@@ -1,0 +1,222 @@
+//! The database: one code path for SQLite (embedded default) and PostgreSQL, through
+//! diesel's `MultiConnection`. `Db` is a connection pool whose `run` moves blocking
+//! diesel work off the async runtime. Migrations for both backends are embedded.
+
+pub mod audit;
+pub mod codes;
+pub mod schema;
+pub mod sessions;
+pub mod settings;
+pub mod throttle;
+pub mod users;
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+/// A connection to either backend. PostgreSQL first, SQLite last, as diesel advises.
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Postgres(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+impl std::fmt::Debug for DbConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Postgres(_) => "DbConn::Postgres",
+            Self::Sqlite(_) => "DbConn::Sqlite",
+        })
+    }
+}
+
+/// Errors from the database layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("cannot connect to the database: {0}")]
+    Pool(#[from] diesel::r2d2::PoolError),
+    #[error("cannot open the database at {url}: {reason}")]
+    Open { url: String, reason: String },
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    #[error("database worker stopped unexpectedly")]
+    Worker,
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+/// A pool of database connections, cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool<ConnectionManager<DbConn>>,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Db({:?})", self.backend)
+    }
+}
+
+/// Which database engine a `Db` talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Per-connection setup for SQLite: WAL so readers never block the writer, a busy
+/// timeout so concurrent writers wait instead of failing, and durable commits.
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<DbConn, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut DbConn) -> Result<(), diesel::r2d2::Error> {
+        if let DbConn::Sqlite(c) = conn {
+            c.batch_execute(
+                "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+            )
+            .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+impl Db {
+    /// Opens a pool on `url` (`sqlite://PATH`, a bare path, or `postgres://…`) and runs
+    /// pending migrations.
+    pub fn open(url: &str) -> DbResult<Db> {
+        let db = Db::connect(url)?;
+        db.migrate()?;
+        Ok(db)
+    }
+
+    /// Opens a pool on `url` like `open`, but leaves migrations to the caller (the admin
+    /// tool's `migrate` reports how many ran).
+    pub fn connect(url: &str) -> DbResult<Db> {
+        let (backend, conn_url) =
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                (Backend::Postgres, url.to_string())
+            } else {
+                (
+                    Backend::Sqlite,
+                    url.strip_prefix("sqlite://").unwrap_or(url).to_string(),
+                )
+            };
+        let manager = ConnectionManager::<DbConn>::new(conn_url);
+        let pool = Pool::builder()
+            .max_size(if backend == Backend::Sqlite { 4 } else { 8 })
+            .connection_timeout(Duration::from_secs(10))
+            .connection_customizer(Box::new(SqlitePragmas))
+            .build(manager)
+            .map_err(|e| DbError::Open {
+                url: redact_url(url),
+                reason: e.to_string(),
+            })?;
+        Ok(Db { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Runs pending migrations; returns how many ran.
+    pub fn migrate(&self) -> DbResult<usize> {
+        let mut conn = self.conn()?;
+        let ran = match &mut *conn {
+            DbConn::Postgres(c) => c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|v| v.len()),
+            DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+        };
+        ran.map_err(|e| DbError::Migration(e.to_string()))
+    }
+
+    /// A pooled connection for blocking code (the admin tool, tests).
+    pub fn conn(&self) -> DbResult<PooledConnection<ConnectionManager<DbConn>>> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Runs blocking database work on tokio's blocking pool. The closure may return any
+    /// error type that a `DbError` converts into (`DbError` itself, or a wire `ApiError`).
+    pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(DbError::from)?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(|_| E::from(DbError::Worker))?
+    }
+}
+
+/// Runs `work` in a transaction; any error rolls it back. Unlike diesel's own
+/// `transaction`, the closure may fail with any error a `DbError` converts into.
+pub fn transaction<T, E, F>(conn: &mut DbConn, work: F) -> Result<T, E>
+where
+    E: From<DbError>,
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+{
+    enum Failure<E> {
+        Db(diesel::result::Error),
+        Work(E),
+    }
+    impl<E> From<diesel::result::Error> for Failure<E> {
+        fn from(e: diesel::result::Error) -> Self {
+            Failure::Db(e)
+        }
+    }
+    use diesel::Connection;
+    conn.transaction::<T, Failure<E>, _>(|c| work(c).map_err(Failure::Work))
+        .map_err(|f| match f {
+            Failure::Db(e) => E::from(DbError::Query(e)),
+            Failure::Work(e) => e,
+        })
+}
+
+/// Hides a password in a database URL before it reaches a message or log.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The current time in Unix seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_in_urls() {
+        assert_eq!(
+            redact_url("postgres://vault:s3cret@db:5432/vault"),
+            "postgres://vault:***@db:5432/vault"
+        );
+        assert_eq!(redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+}

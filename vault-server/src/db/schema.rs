@@ -1,0 +1,81 @@
+//! Diesel table definitions, written to match `migrations/{sqlite,postgres}` exactly.
+//! Only types that both backends share through `MultiConnection` appear here.
+
+diesel::table! {
+    settings (name) {
+        name -> Text,
+        value -> Binary,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        username -> Text,
+        email -> Text,
+        auth_hash -> Text,
+        kdf_salt -> Binary,
+        kdf_memory_kib -> BigInt,
+        kdf_iterations -> BigInt,
+        kdf_parallelism -> BigInt,
+        account_key_by_kek -> Binary,
+        account_key_by_recovery -> Binary,
+        public_key -> Binary,
+        private_key_sealed -> Binary,
+        quota_bytes -> BigInt,
+        locked -> Bool,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    codes (id) {
+        id -> BigInt,
+        purpose -> Text,
+        username -> Text,
+        email -> Text,
+        code_salt -> Binary,
+        code_hash -> Binary,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        failed_attempts -> BigInt,
+        used -> Bool,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        token_hash -> Binary,
+        created_at -> BigInt,
+        last_seen_at -> BigInt,
+        client_ip -> Text,
+        ended_at -> Nullable<BigInt>,
+        end_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    login_failures (subject) {
+        subject -> Text,
+        failures -> BigInt,
+        window_start -> BigInt,
+        last_failure_at -> BigInt,
+        locked_until -> BigInt,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        at -> BigInt,
+        actor -> Text,
+        event -> Text,
+        username -> Nullable<Text>,
+        client_ip -> Nullable<Text>,
+        detail -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(users, sessions);

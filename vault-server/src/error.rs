@@ -1,0 +1,19 @@
+//! Maps internal errors to the stable wire errors of SPEC §8. Internal details go to the
+//! log, never over the wire.
+
+use vault_core::proto::ApiError;
+
+use crate::db::DbError;
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        tracing::error!(error = %e, "database error");
+        ApiError::internal()
+    }
+}
+
+/// Logs an unexpected error and returns the generic internal answer.
+pub fn internal(context: &str, e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "{context}");
+    ApiError::internal()
+}

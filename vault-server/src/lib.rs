@@ -1,0 +1,167 @@
+//! `vault-server`: the QUIC server of Vault. It runs accounts, sessions, throttling and
+//! mail, and stores only ciphertext and sealed keys: it never holds a key that opens
+//! user data. `Server::bind` prepares the data directory, database and endpoint;
+//! `Server::run` serves until a shutdown signal. Tests start it on `127.0.0.1:0`.
+
+pub mod accounts;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod fsutil;
+pub mod live;
+pub mod mail;
+pub mod net;
+pub mod state;
+pub mod throttle;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::mail::Mailer;
+use crate::state::ServerState;
+
+/// The server's data directory layout (SPEC §2). Every path is built from configuration.
+#[derive(Clone, Debug)]
+pub struct DataDir(pub std::path::PathBuf);
+
+impl DataDir {
+    pub fn outbox(&self) -> std::path::PathBuf {
+        self.0.join("outbox")
+    }
+
+    pub fn blobs(&self) -> std::path::PathBuf {
+        self.0.join("blobs")
+    }
+
+    pub fn server_addr_file(&self) -> std::path::PathBuf {
+        self.0.join("server.addr")
+    }
+
+    /// Creates the directory tree (mode 0700) if missing.
+    pub fn create(&self) -> anyhow::Result<()> {
+        for dir in [self.0.clone(), self.blobs(), self.outbox()] {
+            fsutil::create_private_dir(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens the configured database (running migrations) on a blocking thread.
+pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
+    let url = config.database_url();
+    Ok(tokio::task::spawn_blocking(move || Db::open(&url)).await??)
+}
+
+/// The mailer for `config`.
+pub fn mailer(config: &Config) -> anyhow::Result<Mailer> {
+    Ok(Mailer::from_config(
+        &config.mail,
+        DataDir(config.data_dir.clone()).outbox(),
+    )?)
+}
+
+/// A bound, not yet serving, server.
+#[derive(Debug)]
+pub struct Server {
+    endpoint: quinn::Endpoint,
+    state: Arc<ServerState>,
+    fingerprint: String,
+}
+
+impl Server {
+    /// Prepares the data directory, certificate, database and mailer, and binds the port.
+    pub async fn bind(config: Config) -> anyhow::Result<Server> {
+        let data = DataDir(config.data_dir.clone());
+        data.create()?;
+        let identity = tls::load_or_create(&data.0)?;
+        let db = open_db(&config).await?;
+        let mailer = mailer(&config)?;
+        let fake_salt_key = db
+            .run(|c| {
+                db::settings::get_or_create(c, "prelogin_fake_salt_key", || {
+                    let mut k = vec![0u8; 32];
+                    aws_lc_rs::rand::fill(&mut k).expect("the system random source failed");
+                    k
+                })
+            })
+            .await?;
+        let fake_salt_key: [u8; 32] = fake_salt_key
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("bad prelogin key in the database"))?;
+        let params = config.auth_hash;
+        let dummy_auth_hash = tokio::task::spawn_blocking(move || {
+            let mut random = [0u8; 32];
+            aws_lc_rs::rand::fill(&mut random).map_err(|_| anyhow::anyhow!("no randomness"))?;
+            accounts::hash_auth_key(&random, &params)
+        })
+        .await??;
+        let endpoint = net::endpoint(&identity, config.listen, &config.limits)?;
+        let state = Arc::new(ServerState::new(
+            config,
+            db,
+            mailer,
+            fake_salt_key,
+            dummy_auth_hash,
+        ));
+        Ok(Server {
+            endpoint,
+            state,
+            fingerprint: identity.fingerprint,
+        })
+    }
+
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.endpoint.local_addr()?)
+    }
+
+    /// `SHA256:<hex>` of the server certificate.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Serves until `shutdown` resolves, then shuts down gracefully.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let state = Arc::clone(&self.state);
+        let every = Duration::from_millis(state.config.sessions.check_interval_ms.max(50));
+        let watcher = {
+            let state = Arc::clone(&state);
+            tokio::spawn(async move { state.live.watch(state.db.clone(), every).await })
+        };
+        let housekeeping = tokio::spawn(housekeeping(Arc::clone(&state)));
+        net::serve(self.endpoint, state, shutdown).await;
+        watcher.abort();
+        housekeeping.abort();
+        Ok(())
+    }
+}
+
+/// Hourly: ends sessions idle past the limit and deletes expired codes.
+async fn housekeeping(state: Arc<ServerState>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let idle = i64::from(state.config.sessions.idle_expiry_days) * 86_400;
+        let result = state
+            .db
+            .run(move |c| {
+                let now = db::now();
+                Ok::<_, db::DbError>((
+                    db::sessions::expire_idle(c, now - idle)?,
+                    db::codes::delete_expired(c, now - 86_400)?,
+                ))
+            })
+            .await;
+        match result {
+            Ok((sessions, codes)) => tracing::debug!(sessions, codes, "housekeeping done"),
+            Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! The `vault-server` binary: parses flags, loads the configuration, prints the
+//! listening address and certificate fingerprint, and serves until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use vault_server::config::{Config, Overrides};
+use vault_server::{DataDir, Server, fsutil};
+
+/// Vault's end-to-end encrypted file server (QUIC). Runs on embedded defaults with no
+/// arguments: SQLite, a local blob store and a mail outbox under ./vault-data.
+#[derive(Debug, Parser)]
+#[command(name = "vault-server", version)]
+struct Args {
+    /// TOML configuration file. Every key can also be set as VAULT_<KEY> (nested keys
+    /// joined by `_`, e.g. VAULT_MAIL_SMTP_URL); flags win over both.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// UDP address to listen on [default: 127.0.0.1:7443]; port 0 picks a free one.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Data directory [default: ./vault-data, or VAULT_DATA_DIR].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB [default: sqlite in the data dir].
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VAULT_LOG")
+                .unwrap_or_else(|_| "info,quinn=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[tokio::main]
+async fn run(args: Args) -> anyhow::Result<()> {
+    let flags = Overrides {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        database_url: args.database_url,
+    };
+    let config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok(), &flags)?;
+    let data = DataDir(config.data_dir.clone());
+    let server = Server::bind(config).await?;
+    let addr = server.local_addr()?;
+    fsutil::write_atomic(
+        &data.server_addr_file(),
+        format!("{addr}\n").as_bytes(),
+        0o644,
+    )?;
+    println!("vault-server listening on {addr}");
+    println!("certificate fingerprint {}", server.fingerprint());
+    server.run(shutdown_signal()).await?;
+    println!("vault-server stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

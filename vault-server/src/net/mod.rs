@@ -1,0 +1,88 @@
+//! The QUIC front end: the endpoint (TLS 1.3 only, ALPN `vault/1`, no 0-RTT), the accept
+//! loop with its per-address connection limit, and graceful shutdown.
+
+pub mod connection;
+pub mod stream;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tracing::Instrument;
+
+use crate::config::Limits;
+use crate::live::CLOSE_SHUTDOWN;
+use crate::state::ServerState;
+use crate::tls::Identity;
+
+/// Builds the QUIC endpoint for `identity` on `listen`.
+pub fn endpoint(
+    identity: &Identity,
+    listen: SocketAddr,
+    limits: &Limits,
+) -> anyhow::Result<quinn::Endpoint> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(vec![identity.cert.clone()], identity.key.clone_key())
+        .context("the TLS certificate and key do not form a usable pair")?;
+    tls.alpn_protocols = vec![vault_core::proto::ALPN.to_vec()];
+    tls.max_early_data_size = 0;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(limits.concurrent_streams.into())
+        .max_concurrent_uni_streams(0u8.into())
+        .max_idle_timeout(Some(Duration::from_secs(limits.idle_timeout_s).try_into()?));
+    config.transport_config(Arc::new(transport));
+    quinn::Endpoint::server(config, listen)
+        .with_context(|| format!("cannot listen on {listen} (UDP)"))
+}
+
+/// Accepts connections until `shutdown` resolves, then stops accepting, lets requests in
+/// flight finish (up to `limits.shutdown_grace_s`), and closes the endpoint.
+pub async fn serve(
+    endpoint: quinn::Endpoint,
+    state: Arc<ServerState>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let incoming = tokio::select! {
+            incoming = endpoint.accept() => incoming,
+            () = &mut shutdown => break,
+        };
+        let Some(incoming) = incoming else { break };
+        let remote = incoming.remote_address();
+        let Some(slot) = state.connection_slot(remote.ip()) else {
+            tracing::warn!(%remote, "refusing connection: too many connections from this address");
+            incoming.refuse();
+            continue;
+        };
+        let state = Arc::clone(&state);
+        let span = tracing::info_span!("connection", %remote);
+        tokio::spawn(
+            async move {
+                match incoming.await {
+                    Ok(conn) => connection::run(state, conn).await,
+                    Err(e) => tracing::debug!(error = %e, "handshake failed"),
+                }
+                drop(slot);
+            }
+            .instrument(span),
+        );
+    }
+    tracing::info!("shutting down: no new connections; waiting for requests in flight");
+    endpoint.set_server_config(None);
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(state.config.limits.shutdown_grace_s);
+    while state.in_flight.count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    endpoint.close(CLOSE_SHUTDOWN.into(), b"server shutting down");
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+}

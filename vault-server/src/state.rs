@@ -1,0 +1,122 @@
+//! `ServerState`: what every connection handler shares (config, database, mailer, the
+//! live-session registry and the guards that bound expensive work).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Semaphore;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::live::LiveSessions;
+use crate::mail::Mailer;
+
+/// Shared server state, behind an `Arc`.
+#[derive(Debug)]
+pub struct ServerState {
+    pub config: Config,
+    pub db: Db,
+    pub mailer: Mailer,
+    pub live: LiveSessions,
+    /// Key for `prelogin`'s stable fake salts, shared by all instances via the database.
+    pub fake_salt_key: [u8; 32],
+    /// A PHC hash of random bytes, verified against when a username is unknown so that
+    /// a wrong name costs the same time as a wrong password.
+    pub dummy_auth_hash: String,
+    /// Bounds concurrent Argon2 work (memory-hard: each run takes `auth_hash.memory_kib`).
+    pub hashing: Semaphore,
+    pub in_flight: InFlight,
+    connections_per_ip: Mutex<HashMap<IpAddr, u32>>,
+}
+
+impl ServerState {
+    pub fn new(
+        config: Config,
+        db: Db,
+        mailer: Mailer,
+        fake_salt_key: [u8; 32],
+        dummy_auth_hash: String,
+    ) -> Self {
+        let permits = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        ServerState {
+            config,
+            db,
+            mailer,
+            live: LiveSessions::default(),
+            fake_salt_key,
+            dummy_auth_hash,
+            hashing: Semaphore::new(permits),
+            in_flight: InFlight::default(),
+            connections_per_ip: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a connection slot for `ip`, or `None` when it already has the maximum.
+    pub fn connection_slot(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot> {
+        let mut map = self
+            .connections_per_ip
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let count = map.entry(ip).or_insert(0);
+        if *count >= self.config.limits.connections_per_ip {
+            return None;
+        }
+        *count += 1;
+        Some(ConnectionSlot {
+            state: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+/// One counted connection from an address; dropping it frees the slot.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    state: Arc<ServerState>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .state
+            .connections_per_ip
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = map.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Counts requests being served, so shutdown can wait for them.
+#[derive(Debug, Default)]
+pub struct InFlight(AtomicUsize);
+
+impl InFlight {
+    pub fn enter(&self) -> InFlightGuard<'_> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(self)
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Marks one request in flight until dropped.
+#[derive(Debug)]
+pub struct InFlightGuard<'a>(&'a InFlight);
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
