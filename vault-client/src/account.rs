@@ -1,0 +1,353 @@
+//! Account operations as the `vault` command performs them: register (two steps), login,
+//! resume, logout, whoami, passwd, and the mailed-code password reset. Each connects,
+//! talks to the server, and keeps the state directory up to date.
+
+use vault_core::crypto::{KdfParams, RecoveryKey};
+use vault_core::proto::{
+    AccountInfo, LoggedIn, Request, ResetMaterial, Response, SecretBytes, names,
+};
+
+use crate::ClientError;
+use crate::keys;
+use crate::state::{ClientConfig, PendingRegistration, StateDir};
+use crate::transport::{self, Connection, Pin};
+
+/// How to find and trust the server: `--server`, `--fingerprint`, `--accept-new-cert`.
+#[derive(Clone, Debug, Default)]
+pub struct ServerOpts {
+    pub server: Option<String>,
+    pub fingerprint: Option<String>,
+    pub accept_new_cert: bool,
+}
+
+/// A connection with a live session and the unlocked account key.
+#[derive(Debug)]
+pub struct Session {
+    pub conn: Connection,
+    pub config: ClientConfig,
+    pub username: String,
+}
+
+fn unexpected(what: &str, r: Response) -> ClientError {
+    ClientError::Protocol(format!("unexpected answer to {what}: {r:?}"))
+}
+
+/// Checks the `SHA256:<64 hex>` form of a fingerprint given on the command line.
+pub fn parse_fingerprint(text: &str) -> Result<String, ClientError> {
+    let hex_part = text
+        .strip_prefix("SHA256:")
+        .or_else(|| text.strip_prefix("sha256:"))
+        .unwrap_or("");
+    if hex_part.len() != 64 || !hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ClientError::Usage(format!(
+            "invalid fingerprint {text:?}: expected SHA256: followed by 64 hex digits, as `vault-admin cert show` prints"
+        )));
+    }
+    Ok(format!("SHA256:{}", hex_part.to_ascii_lowercase()))
+}
+
+/// Connects per `opts` and the saved state, then saves the server and the pin.
+pub async fn connect(
+    state: &StateDir,
+    opts: &ServerOpts,
+) -> Result<(Connection, ClientConfig), ClientError> {
+    let mut config = state.config()?;
+    let server = opts
+        .server
+        .clone()
+        .or_else(|| config.server.clone())
+        .ok_or_else(|| ClientError::Usage("no server known yet: pass --server HOST:PORT".into()))?;
+    let same_server = config.server.as_deref() == Some(server.as_str());
+    let pin = match (
+        &opts.fingerprint,
+        same_server.then_some(config.fingerprint.as_ref()).flatten(),
+    ) {
+        (Some(given), _) => Pin::Fingerprint(parse_fingerprint(given)?),
+        (None, Some(saved)) => Pin::Fingerprint(saved.clone()),
+        (None, None) if opts.accept_new_cert => Pin::TrustOnFirstUse,
+        (None, None) => Pin::Unpinned,
+    };
+    let conn = transport::connect(&server, &pin).await?;
+    if !same_server {
+        config = ClientConfig::default();
+    }
+    config.server = Some(server);
+    config.fingerprint = Some(conn.fingerprint.clone());
+    state.save_config(&config)?;
+    Ok((conn, config))
+}
+
+/// Registration step 1: asks the server to mail a code. Returns the code's lifetime.
+pub async fn register_start(
+    state: &StateDir,
+    opts: &ServerOpts,
+    username: &str,
+    email: &str,
+) -> Result<u64, ClientError> {
+    let username = names::normalize_username(username).map_err(ClientError::Usage)?;
+    let email = names::normalize_email(email).map_err(ClientError::Usage)?;
+    let (conn, mut config) = connect(state, opts).await?;
+    let request = Request::RegisterStart {
+        username: username.clone(),
+        email: email.clone(),
+    };
+    match conn.call(&request).await? {
+        Response::RegisterStarted { kdf, code_ttl_s } => {
+            config.pending_registration = Some(PendingRegistration {
+                username,
+                email,
+                kdf,
+            });
+            state.save_config(&config)?;
+            conn.close();
+            Ok(code_ttl_s)
+        }
+        other => Err(unexpected("register", other)),
+    }
+}
+
+/// Registration step 2: makes the keys, creates the account, saves the session. Returns
+/// the recovery key to show once.
+pub async fn register_finish(
+    state: &StateDir,
+    opts: &ServerOpts,
+    username: &str,
+    code: &str,
+    password: &[u8],
+) -> Result<RecoveryKey, ClientError> {
+    let username = names::normalize_username(username).map_err(ClientError::Usage)?;
+    let (conn, mut config) = connect(state, opts).await?;
+    let pending = config.pending_registration.clone().filter(|p| p.username == username).ok_or_else(|| {
+        ClientError::Usage(format!(
+            "no registration of {username} is in progress here; start with `vault register {username} --email ADDR --server HOST:PORT`"
+        ))
+    })?;
+    let created = keys::create_account(&username, password, &pending.kdf)?;
+    let request = Request::RegisterFinish {
+        username: username.clone(),
+        code: code.to_string(),
+        account: created.account,
+    };
+    let logged_in = match conn.call(&request).await? {
+        Response::LoggedIn(l) => l,
+        other => return Err(unexpected("register", other)),
+    };
+    let token = logged_in
+        .token
+        .ok_or_else(|| ClientError::Protocol("no session token after registering".into()))?;
+    state.save_session(&token, &created.account_key)?;
+    config.pending_registration = None;
+    config.username = Some(username);
+    state.save_config(&config)?;
+    conn.close();
+    Ok(created.recovery_key)
+}
+
+async fn prelogin(conn: &Connection, username: &str) -> Result<(Vec<u8>, KdfParams), ClientError> {
+    match conn
+        .call(&Request::Prelogin {
+            username: username.to_string(),
+        })
+        .await?
+    {
+        Response::Prelogin { salt, kdf } => Ok((salt.into_vec(), kdf)),
+        other => Err(unexpected("prelogin", other)),
+    }
+}
+
+/// Logs in with a password: prelogin, derive, login, unlock and save the account key.
+pub async fn login(
+    state: &StateDir,
+    opts: &ServerOpts,
+    username: &str,
+    password: &[u8],
+) -> Result<(), ClientError> {
+    let username = names::normalize_username(username).map_err(ClientError::Usage)?;
+    let (conn, config) = connect(state, opts).await?;
+    login_on(state, &conn, config, &username, password).await?;
+    conn.close();
+    Ok(())
+}
+
+async fn login_on(
+    state: &StateDir,
+    conn: &Connection,
+    mut config: ClientConfig,
+    username: &str,
+    password: &[u8],
+) -> Result<(), ClientError> {
+    let (salt, kdf) = prelogin(conn, username).await?;
+    let derived = keys::derive(password, &salt, &kdf)?;
+    let auth_key = SecretBytes::new(derived.auth_key.dangerously_leak_secret().to_vec());
+    let LoggedIn {
+        token,
+        keys: account_keys,
+    } = match conn
+        .call(&Request::Login {
+            username: username.to_string(),
+            auth_key,
+        })
+        .await?
+    {
+        Response::LoggedIn(l) => l,
+        other => return Err(unexpected("login", other)),
+    };
+    let account_key = keys::unlock(&account_keys, &derived.kek)?;
+    let token =
+        token.ok_or_else(|| ClientError::Protocol("no session token after login".into()))?;
+    state.wipe_session()?;
+    state.save_session(&token, &account_key)?;
+    config.username = Some(username.to_string());
+    state.save_config(&config)
+}
+
+/// Reconnects with the saved session.
+pub async fn resume(state: &StateDir) -> Result<Session, ClientError> {
+    let not_logged_in = || ClientError::Usage("not logged in: run `vault login USER` first".into());
+    let config = state.config()?;
+    let token = state.token()?.ok_or_else(not_logged_in)?;
+    if config.server.is_none() {
+        return Err(not_logged_in());
+    }
+    let (conn, config) = connect(state, &ServerOpts::default()).await?;
+    match conn.call(&Request::Resume { token }).await {
+        Ok(Response::LoggedIn(l)) => Ok(Session {
+            conn,
+            config,
+            username: l.keys.username,
+        }),
+        Ok(other) => Err(unexpected("resume", other)),
+        Err(e) => {
+            if matches!(&e, ClientError::Api(api) if matches!(api.code.as_str(), "forbidden" | "invalid_credentials"))
+            {
+                state.wipe_session()?;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Ends the session on the server (if reachable) and wipes it locally. With `forget`,
+/// the server address and pinned fingerprint go too.
+pub async fn logout(state: &StateDir, forget: bool) -> Result<bool, ClientError> {
+    let ended_on_server = match resume(state).await {
+        Ok(session) => {
+            let ok = session.conn.call(&Request::Logout).await.is_ok();
+            session.conn.close();
+            ok
+        }
+        Err(_) => false,
+    };
+    if forget {
+        state.wipe_all()?
+    } else {
+        state.wipe_session()?
+    }
+    Ok(ended_on_server)
+}
+
+/// The account's details and where it lives.
+pub async fn whoami(state: &StateDir) -> Result<(AccountInfo, ClientConfig), ClientError> {
+    let session = resume(state).await?;
+    let info = match session.conn.call(&Request::Whoami).await? {
+        Response::Whoami(info) => info,
+        other => return Err(unexpected("whoami", other)),
+    };
+    session.conn.close();
+    Ok((info, session.config))
+}
+
+/// Changes the password; other sessions end. The account key stays the same.
+pub async fn passwd(state: &StateDir, old: &[u8], new: &[u8]) -> Result<(), ClientError> {
+    let session = resume(state).await?;
+    let account_key = state.account_key()?.ok_or_else(|| {
+        ClientError::Usage("no account key saved: run `vault login USER` again".into())
+    })?;
+    let (salt, kdf) = prelogin(&session.conn, &session.username).await?;
+    let old_keys = keys::derive(old, &salt, &kdf)?;
+    let new_material = keys::password_material(&session.username, new, &kdf, &account_key)?;
+    let request = Request::ChangePassword {
+        old_auth_key: SecretBytes::new(old_keys.auth_key.dangerously_leak_secret().to_vec()),
+        new: new_material,
+    };
+    session.conn.call(&request).await?;
+    session.conn.close();
+    Ok(())
+}
+
+/// Reset step 1: asks for a mailed code.
+pub async fn reset_start(
+    state: &StateDir,
+    opts: &ServerOpts,
+    username: &str,
+) -> Result<u64, ClientError> {
+    let username = names::normalize_username(username).map_err(ClientError::Usage)?;
+    let (conn, _) = connect(state, opts).await?;
+    match conn.call(&Request::ResetStart { username }).await? {
+        Response::ResetStarted { code_ttl_s } => {
+            conn.close();
+            Ok(code_ttl_s)
+        }
+        other => Err(unexpected("reset-password", other)),
+    }
+}
+
+/// How a reset treats the old keys.
+#[derive(Debug)]
+pub enum ResetMode {
+    /// Keep everything readable: the recovery key opens the account key.
+    Recovery(RecoveryKey),
+    /// Fresh keys; what was sealed under the old account key becomes unreadable.
+    DiscardEncryptedData,
+}
+
+/// Reset step 2: installs the new password (and keys), then logs in. Returns the new
+/// recovery key when the keys were replaced.
+pub async fn reset_finish(
+    state: &StateDir,
+    opts: &ServerOpts,
+    username: &str,
+    code: &str,
+    mode: ResetMode,
+    new_password: &[u8],
+) -> Result<Option<RecoveryKey>, ClientError> {
+    let username = names::normalize_username(username).map_err(ClientError::Usage)?;
+    let (conn, config) = connect(state, opts).await?;
+    let (new_recovery, reset) = match mode {
+        ResetMode::Recovery(rk) => {
+            let request = Request::ResetRecovery {
+                username: username.clone(),
+                code: code.to_string(),
+            };
+            let sealed = match conn.call(&request).await? {
+                Response::ResetRecovery {
+                    account_key_by_recovery,
+                } => account_key_by_recovery,
+                other => return Err(unexpected("reset-password", other)),
+            };
+            let account_key = keys::unlock_with_recovery(&username, &sealed, &rk)?;
+            let (_, kdf) = prelogin(&conn, &username).await?;
+            let password = keys::password_material(&username, new_password, &kdf, &account_key)?;
+            (None, ResetMaterial::KeepKeys { password })
+        }
+        ResetMode::DiscardEncryptedData => {
+            let (_, kdf) = prelogin(&conn, &username).await?;
+            let created = keys::create_account(&username, new_password, &kdf)?;
+            (
+                Some(created.recovery_key),
+                ResetMaterial::DiscardEncryptedData {
+                    account: created.account,
+                },
+            )
+        }
+    };
+    conn.call(&Request::ResetFinish {
+        username: username.clone(),
+        code: code.to_string(),
+        reset,
+    })
+    .await?;
+    login_on(state, &conn, config, &username, new_password).await?;
+    conn.close();
+    Ok(new_recovery)
+}

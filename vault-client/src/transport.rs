@@ -1,0 +1,285 @@
+//! The QUIC connection to a server: TLS 1.3 with ALPN `vault/1`, no 0-RTT, and a
+//! certificate check that accepts exactly one pinned SHA-256 fingerprint (or, on first
+//! use when asked, records whatever the server presents). One request per stream.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use vault_core::proto::{self, PROTOCOL_VERSION, Request, Response};
+
+use crate::ClientError;
+
+/// Which certificate to accept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pin {
+    /// Exactly this `SHA256:<hex>` fingerprint.
+    Fingerprint(String),
+    /// Any certificate; the caller pins what was seen (`--accept-new-cert`).
+    TrustOnFirstUse,
+    /// None: fail, reporting what the server presented.
+    Unpinned,
+}
+
+#[derive(Debug)]
+struct PinVerifier {
+    pin: Pin,
+    seen: Arc<Mutex<Option<String>>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let presented = vault_core::crypto::sha256_fingerprint(end_entity);
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(presented.clone());
+        match &self.pin {
+            Pin::Fingerprint(expected) if expected.eq_ignore_ascii_case(&presented) => {
+                Ok(ServerCertVerified::assertion())
+            }
+            Pin::TrustOnFirstUse => Ok(ServerCertVerified::assertion()),
+            _ => Err(rustls::Error::General(
+                "certificate does not match the pinned fingerprint".into(),
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// An open connection to a server, after `hello`.
+#[derive(Debug)]
+pub struct Connection {
+    conn: quinn::Connection,
+    _endpoint: quinn::Endpoint,
+    /// The fingerprint the server presented.
+    pub fingerprint: String,
+    pub addr: SocketAddr,
+}
+
+/// Resolves `server` (`HOST:PORT`) to one socket address.
+pub async fn resolve(server: &str) -> Result<SocketAddr, ClientError> {
+    let fail = |reason: String| ClientError::Connect {
+        addr: server.to_string(),
+        reason,
+    };
+    let mut addrs = tokio::net::lookup_host(server).await.map_err(|e| {
+        fail(format!(
+            "{e} (expected HOST:PORT, e.g. vault.example.org:7443)"
+        ))
+    })?;
+    addrs
+        .next()
+        .ok_or_else(|| fail("the name resolved to no address".into()))
+}
+
+/// Connects to `server`, checks the certificate against `pin`, and says `hello`.
+pub async fn connect(server: &str, pin: &Pin) -> Result<Connection, ClientError> {
+    let connection = open(server, pin).await?;
+    match connection
+        .call(&Request::Hello {
+            protocol_version: PROTOCOL_VERSION,
+        })
+        .await?
+    {
+        Response::Hello { .. } => Ok(connection),
+        other => Err(ClientError::Protocol(format!(
+            "unexpected answer to hello: {other:?}"
+        ))),
+    }
+}
+
+/// Connects and checks the certificate, without saying `hello` (tests use this to see
+/// how the server treats a client that skips it).
+pub async fn open(server: &str, pin: &Pin) -> Result<Connection, ClientError> {
+    let addr = resolve(server).await?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let seen = Arc::new(Mutex::new(None));
+    let verifier = PinVerifier {
+        pin: pin.clone(),
+        seen: Arc::clone(&seen),
+        provider: Arc::clone(&provider),
+    };
+    let setup = |e: String| ClientError::Connect {
+        addr: server.to_string(),
+        reason: e,
+    };
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| setup(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![proto::ALPN.to_vec()];
+    tls.enable_early_data = false;
+    let crypto =
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| setup(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_secs(10)));
+    transport.max_idle_timeout(Some(
+        Duration::from_secs(60)
+            .try_into()
+            .map_err(|_| setup("timeout".into()))?,
+    ));
+    config.transport_config(Arc::new(transport));
+    let bind: SocketAddr = if addr.is_ipv6() {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    }
+    .parse()
+    .map_err(|_| setup("bind".into()))?;
+    let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| setup(e.to_string()))?;
+    endpoint.set_default_client_config(config);
+    let host = server
+        .rsplit_once(':')
+        .map_or(server, |(h, _)| h)
+        .trim_matches(['[', ']']);
+    let sni = if host.parse::<std::net::IpAddr>().is_ok() || host.is_empty() {
+        "localhost"
+    } else {
+        host
+    };
+    let connecting = endpoint
+        .connect(addr, sni)
+        .map_err(|e| setup(e.to_string()))?;
+    let conn = match tokio::time::timeout(Duration::from_secs(15), connecting).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            let presented = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            return Err(match (pin, presented) {
+                (Pin::Fingerprint(pinned), Some(presented))
+                    if !pinned.eq_ignore_ascii_case(&presented) =>
+                {
+                    ClientError::CertificateChanged {
+                        pinned: pinned.clone(),
+                        presented,
+                    }
+                }
+                (Pin::Unpinned, Some(presented)) => ClientError::NotPinned { presented },
+                _ => setup(e.to_string()),
+            });
+        }
+        Err(_) => {
+            return Err(setup(
+                "no answer within 15 s (is vault-server running, and is UDP allowed?)".into(),
+            ));
+        }
+    };
+    let fingerprint = seen
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .unwrap_or_default();
+    Ok(Connection {
+        conn,
+        _endpoint: endpoint,
+        fingerprint,
+        addr,
+    })
+}
+
+impl Connection {
+    /// Sends one request on a new stream and returns the answer; an error answer becomes
+    /// `ClientError::Api`.
+    pub async fn call(&self, request: &Request) -> Result<Response, ClientError> {
+        let frame =
+            proto::encode_frame(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        match self.exchange(&frame).await? {
+            Response::Error(e) => Err(ClientError::Api(e)),
+            response => Ok(response),
+        }
+    }
+
+    /// Sends raw bytes as a request stream and decodes the answer. For tests of how the
+    /// server treats malformed input.
+    pub async fn exchange(&self, bytes: &[u8]) -> Result<Response, ClientError> {
+        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| self.closed(e))?;
+        send.write_all(bytes)
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let _ = send.finish();
+        let mut header = [0u8; 4];
+        recv.read_exact(&mut header)
+            .await
+            .map_err(|e| self.read_error(e))?;
+        let len = proto::parse_header(header).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let mut body = vec![0u8; len];
+        recv.read_exact(&mut body)
+            .await
+            .map_err(|e| self.read_error(e))?;
+        proto::decode_body(&body).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    fn read_error(&self, e: quinn::ReadExactError) -> ClientError {
+        match self.conn.close_reason() {
+            Some(reason) => self.closed(reason),
+            None => ClientError::Protocol(format!("the answer could not be read: {e}")),
+        }
+    }
+
+    fn closed(&self, e: quinn::ConnectionError) -> ClientError {
+        match e {
+            quinn::ConnectionError::ApplicationClosed(close) => {
+                ClientError::Closed(String::from_utf8_lossy(&close.reason).into_owned())
+            }
+            other => ClientError::Closed(other.to_string()),
+        }
+    }
+
+    /// Waits until the server closes the connection and returns its reason.
+    pub async fn closed_reason(&self) -> String {
+        match self.closed(self.conn.closed().await) {
+            ClientError::Closed(reason) => reason,
+            other => other.to_string(),
+        }
+    }
+
+    /// Closes the connection politely.
+    pub fn close(&self) {
+        self.conn.close(0u8.into(), b"bye");
+    }
+}
