@@ -1,0 +1,94 @@
+//! What every command works on: the server's configuration, loaded exactly as
+//! `vault-server` loads it, and its database, opened directly (the server may be running
+//! or not). Also the one way the admin tool writes to the audit log.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use vault_server::config::Config;
+use vault_server::db::{self, Db, DbConn, DbResult, audit::Event};
+
+/// The configuration and, on demand, the database.
+#[derive(Debug)]
+pub struct Ctx {
+    pub config: Config,
+}
+
+impl Ctx {
+    /// Opens the configured database, running pending migrations. A SQLite file that does
+    /// not exist yet is refused rather than created: it almost always means a wrong
+    /// `--data-dir`, and an empty new database would answer every question with "nothing".
+    pub fn db(&self) -> anyhow::Result<Db> {
+        let url = self.config.database_url();
+        if let Some(path) = sqlite_path(&url).filter(|p| !p.exists()) {
+            bail!(
+                "no database at {}: check --data-dir, --config or --database-url \
+                 (vault-server creates it on first start; `vault-admin migrate` creates an empty one)",
+                path.display()
+            );
+        }
+        Db::open(&url).context("cannot open the server's database")
+    }
+
+    /// Connects without migrating, creating a missing SQLite file; for `migrate`.
+    pub fn db_unmigrated(&self) -> anyhow::Result<Db> {
+        let url = self.config.database_url();
+        let path = sqlite_path(&url);
+        let parent = path.as_deref().and_then(Path::parent);
+        if let Some(parent) = parent.filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
+            bail!(
+                "no directory {}: check --data-dir, --config or --database-url",
+                parent.display()
+            );
+        }
+        Db::connect(&url).context("cannot open the server's database")
+    }
+}
+
+/// The file behind a SQLite URL, `None` for PostgreSQL (as `Db::open` reads URLs).
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return None;
+    }
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    (path != ":memory:").then(|| PathBuf::from(path))
+}
+
+/// Writes an audit entry for an operator change (actor `admin`).
+pub fn record(
+    conn: &mut DbConn,
+    event: &str,
+    username: Option<&str>,
+    detail: &str,
+) -> DbResult<()> {
+    db::audit::record(
+        conn,
+        &Event {
+            actor: "admin",
+            event,
+            username,
+            client_ip: None,
+            detail,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths_from_urls() {
+        assert_eq!(
+            sqlite_path("sqlite://vault-data/vault.db"),
+            Some(PathBuf::from("vault-data/vault.db"))
+        );
+        assert_eq!(
+            sqlite_path("sqlite:///srv/v.db"),
+            Some(PathBuf::from("/srv/v.db"))
+        );
+        assert_eq!(sqlite_path("/srv/v.db"), Some(PathBuf::from("/srv/v.db")));
+        assert_eq!(sqlite_path("postgres://u@h/db"), None);
+        assert_eq!(sqlite_path("postgresql://u@h/db"), None);
+    }
+}
