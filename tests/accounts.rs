@@ -1,0 +1,593 @@
+//! End to end: accounts through the real `vault`, `vault-server` and `vault-admin`
+//! binaries — registration by mailed code, login throttling, sessions, password change
+//! and reset, operator lock and kick, certificate pinning.
+
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, Instant};
+
+use vault_e2e::{Client, PASSWORD, TestServer, code_in};
+
+#[test]
+fn register_through_the_outbox_code_then_whoami() {
+    let server = TestServer::start();
+    let alice = Client::new();
+    let out = alice.run(&[
+        "register",
+        "Alice",
+        "--email",
+        "alice@example.org",
+        "--server",
+        &server.addr,
+        "--accept-new-cert",
+    ]);
+    assert!(
+        out.ok().contains("mailed to alice@example.org"),
+        "{}",
+        out.stdout
+    );
+    let code = server.outbox_code("alice@example.org");
+    assert_eq!(code.len(), 8);
+    assert!(
+        code.chars()
+            .all(|c| "ABCDEFGHJKLMNPQRSTUVWXYZ23456789".contains(c)),
+        "{code}"
+    );
+    let out = alice.run_stdin(
+        &[
+            "register",
+            "alice",
+            "--code",
+            &code.to_lowercase(),
+            "--password-stdin",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    let rk = out
+        .ok()
+        .split_whitespace()
+        .find(|w| w.starts_with("vault-rk-"))
+        .expect("recovery key")
+        .to_string();
+    assert_eq!(rk.len(), "vault-rk-".len() + 13 * 4 + 12, "{rk}");
+
+    let who: serde_json::Value =
+        serde_json::from_str(alice.run(&["whoami", "--json"]).ok()).expect("json");
+    assert_eq!(who["user"], "alice");
+    assert_eq!(who["email"], "alice@example.org");
+    assert_eq!(who["server"], server.addr.as_str());
+    assert_eq!(who["fingerprint"], server.fingerprint.as_str());
+    assert_eq!(who["quota"]["limit_bytes"], 10u64 << 30);
+    for name in ["client.toml", "session", "account.key"] {
+        let mode = std::fs::metadata(alice.state_dir().join(name))
+            .expect(name)
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{name}");
+    }
+    // The code is single-use.
+    alice.run(&["logout"]).ok();
+    let again = Client::new();
+    again
+        .run(&[
+            "register",
+            "alice2",
+            "--email",
+            "a2@example.org",
+            "--server",
+            &server.addr,
+            "--fingerprint",
+            &server.fingerprint,
+        ])
+        .ok();
+    let out = again.run_stdin(
+        &["register", "alice", "--code", &code, "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    out.fails_with("no registration of alice is in progress");
+
+    let (_, out) = Client::login_to(&server, "alice", PASSWORD);
+    out.ok();
+    let audit = server.admin(&["audit", "--user", "alice", "--json"]);
+    let audit = audit.ok();
+    for event in ["registration_started", "registered", "login"] {
+        assert!(
+            audit.contains(&format!("\"{event}\"")),
+            "{event} missing from audit: {audit}"
+        );
+    }
+}
+
+#[test]
+fn wrong_codes_use_up_tries_and_a_right_code_still_works_before_that() {
+    let server = TestServer::start();
+    let bob = Client::new();
+    bob.run(&[
+        "register",
+        "bob",
+        "--email",
+        "bob@example.org",
+        "--server",
+        &server.addr,
+        "--fingerprint",
+        &server.fingerprint,
+    ])
+    .ok();
+    let out = bob.run_stdin(
+        &["register", "bob", "--code", "AAAAAAAA", "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    out.fails_with("wrong verification code (4 tries left)");
+    let code = server.outbox_code("bob@example.org");
+    bob.run_stdin(
+        &["register", "bob", "--code", &code, "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    )
+    .ok();
+
+    let carol = Client::new();
+    carol
+        .run(&[
+            "register",
+            "carol",
+            "--email",
+            "carol@example.org",
+            "--server",
+            &server.addr,
+            "--fingerprint",
+            &server.fingerprint,
+        ])
+        .ok();
+    for _ in 0..5 {
+        carol.run_stdin(
+            &[
+                "register",
+                "carol",
+                "--code",
+                "AAAAAAAA",
+                "--password-stdin",
+            ],
+            &format!("{PASSWORD}\n"),
+        );
+    }
+    let code = server.outbox_code("carol@example.org");
+    let out = carol.run_stdin(
+        &["register", "carol", "--code", &code, "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    out.fails_with("too many wrong tries");
+}
+
+#[test]
+fn an_expired_code_is_refused() {
+    let server = TestServer::start_with("[codes]\nttl_s = 1\n");
+    let dan = Client::new();
+    dan.run(&[
+        "register",
+        "dan",
+        "--email",
+        "dan@example.org",
+        "--server",
+        &server.addr,
+        "--fingerprint",
+        &server.fingerprint,
+    ])
+    .ok();
+    let code = server.outbox_code("dan@example.org");
+    std::thread::sleep(Duration::from_millis(2100));
+    let out = dan.run_stdin(
+        &["register", "dan", "--code", &code, "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    out.fails_with("expired");
+}
+
+#[test]
+fn a_second_code_within_the_cooldown_is_refused() {
+    let server = TestServer::start();
+    let erin = Client::new();
+    let args = [
+        "register",
+        "erin",
+        "--email",
+        "erin@example.org",
+        "--server",
+        &server.addr,
+        "--fingerprint",
+        &server.fingerprint,
+    ];
+    erin.run(&args).ok();
+    let out = erin.run(&args);
+    out.fails_with("wait");
+    assert!(out.stderr.contains("before asking again"), "{}", out.stderr);
+    let mails = std::fs::read_dir(server.data_dir().join("outbox"))
+        .expect("outbox")
+        .count();
+    assert_eq!(mails, 1, "no second mail was sent");
+}
+
+#[test]
+fn taken_username_or_email_get_the_same_answer() {
+    let server = TestServer::start();
+    Client::new().register(&server, "frank", "frank@example.org");
+    let other = Client::new();
+    let base = [
+        "--server",
+        server.addr.as_str(),
+        "--fingerprint",
+        server.fingerprint.as_str(),
+    ];
+    let by_name = other.run(
+        &[
+            &["register", "frank", "--email", "new@example.org"][..],
+            &base,
+        ]
+        .concat(),
+    );
+    let by_mail = other.run(
+        &[
+            &["register", "frankie", "--email", "FRANK@example.org"][..],
+            &base,
+        ]
+        .concat(),
+    );
+    by_name.fails_with("already registered");
+    assert_eq!(by_name.stderr, by_mail.stderr);
+    let bad = other.run(&[&["register", "x", "--email", "new@example.org"][..], &base].concat());
+    bad.fails_with("invalid username");
+    let bad = other.run(
+        &[
+            &["register", "valid_name", "--email", "not-an-address"][..],
+            &base,
+        ]
+        .concat(),
+    );
+    bad.fails_with("invalid email address");
+}
+
+#[test]
+fn unknown_user_and_wrong_password_look_the_same() {
+    let server = TestServer::start();
+    Client::new().register(&server, "grace", "grace@example.org");
+    let (_, wrong_password) = Client::login_to(&server, "grace", "not the password");
+    let (_, unknown_user) = Client::login_to(&server, "nobody", "not the password");
+    wrong_password.fails_with("invalid username or password");
+    assert_eq!(wrong_password.stderr, unknown_user.stderr);
+}
+
+#[test]
+fn five_failures_lock_the_account_until_the_operator_resets_it() {
+    let server = TestServer::start();
+    Client::new().register(&server, "heidi", "heidi@example.org");
+    let (client, _) = Client::login_to(&server, "heidi", "wrong password 1");
+    for i in 2..=5 {
+        client
+            .login("heidi", &format!("wrong password {i}"))
+            .fails_with("invalid username or password");
+    }
+    // Locked now: even the right password is refused, and the answer says when to retry.
+    let out = client.login("heidi", PASSWORD);
+    out.fails_with("too many failed logins; try again in");
+    let listed = server.admin(&["throttle", "list", "--json"]);
+    assert!(listed.ok().contains("user:heidi"), "{}", listed.stdout);
+    let audit = server.admin(&["audit", "--user", "heidi"]);
+    assert!(audit.ok().contains("lockout"), "{}", audit.stdout);
+
+    server.admin(&["user", "reset-throttle", "heidi"]).ok();
+    client.login("heidi", PASSWORD).ok();
+    client.run(&["whoami"]).ok();
+}
+
+#[test]
+fn failures_from_one_address_across_accounts_slow_that_address() {
+    let server = TestServer::start_with("[throttle]\nip_failures = 3\n");
+    Client::new().register(&server, "olga", "olga@example.org");
+    let (client, _) = Client::login_to(&server, "nobody1", "wrong password");
+    client
+        .login("nobody2", "wrong password")
+        .fails_with("invalid username or password");
+    client
+        .login("nobody3", "wrong password")
+        .fails_with("invalid username or password");
+    // The address is slowed now, for every account, even with the right password.
+    client
+        .login("olga", PASSWORD)
+        .fails_with("too many failed logins; try again in");
+    server.admin(&["throttle", "reset"]).ok();
+    client.login("olga", PASSWORD).ok();
+}
+
+#[test]
+fn passwd_keeps_the_keys_and_ends_other_sessions() {
+    let server = TestServer::start();
+    let laptop = Client::new();
+    laptop.register(&server, "ivan", "ivan@example.org");
+    let key_before = laptop.account_key_file();
+    let (desktop, out) = Client::login_to(&server, "ivan", PASSWORD);
+    out.ok();
+    desktop.run(&["whoami"]).ok();
+
+    let new_password = "a much better passphrase";
+    laptop
+        .run_stdin(
+            &["passwd", "--password-stdin"],
+            &format!("{new_password}\n"),
+        )
+        .fails_with("no password given");
+    let out = laptop.run_env(
+        &["passwd"],
+        &[
+            ("VAULT_PASSWORD", PASSWORD),
+            ("VAULT_NEW_PASSWORD", new_password),
+        ],
+    );
+    out.ok();
+    laptop.run(&["whoami"]).ok();
+    desktop
+        .run(&["whoami"])
+        .fails_with("session ended: password changed");
+
+    let (_, old) = Client::login_to(&server, "ivan", PASSWORD);
+    old.fails_with("invalid username or password");
+    let (fresh, new) = Client::login_to(&server, "ivan", new_password);
+    new.ok();
+    assert_eq!(
+        fresh.account_key_file(),
+        key_before,
+        "the account key survives a password change"
+    );
+
+    let out = laptop.run_env(
+        &["passwd"],
+        &[
+            ("VAULT_PASSWORD", "wrong one"),
+            ("VAULT_NEW_PASSWORD", "whatever else"),
+        ],
+    );
+    out.fails_with("the current password is wrong");
+}
+
+#[test]
+fn reset_with_the_recovery_key_keeps_the_account_key() {
+    let server = TestServer::start_with("[codes]\nresend_cooldown_s = 0\n");
+    let judy = Client::new();
+    let rk = judy.register(&server, "judy", "judy@example.org");
+    let key_before = judy.account_key_file();
+    let (other, _) = Client::login_to(&server, "judy", PASSWORD);
+
+    let phone = Client::new();
+    let base = [
+        "--server",
+        server.addr.as_str(),
+        "--fingerprint",
+        server.fingerprint.as_str(),
+    ];
+    phone
+        .run(&[&["reset-password", "judy"][..], &base].concat())
+        .ok();
+    let code = server.outbox_code("judy@example.org");
+    let new_password = "a brand new password";
+    let out = phone.run_stdin(
+        &[
+            "reset-password",
+            "judy",
+            "--code",
+            &code,
+            "--password-stdin",
+        ],
+        &format!("{new_password}\n"),
+    );
+    out.fails_with("--recovery-key");
+    let wrong_rk = "vault-rk-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA";
+    let out = phone.run_stdin(
+        &[
+            "reset-password",
+            "judy",
+            "--code",
+            &code,
+            "--recovery-key",
+            wrong_rk,
+            "--password-stdin",
+        ],
+        &format!("{new_password}\n"),
+    );
+    out.fails_with("recovery key does not open");
+    let out = phone.run_stdin(
+        &[
+            "reset-password",
+            "judy",
+            "--code",
+            &code,
+            "--recovery-key",
+            &rk.to_lowercase(),
+            "--password-stdin",
+        ],
+        &format!("{new_password}\n"),
+    );
+    assert!(out.ok().contains("keys were kept"), "{}", out.stdout);
+    assert_eq!(
+        phone.account_key_file(),
+        key_before,
+        "the same account key opens after the reset"
+    );
+    other
+        .run(&["whoami"])
+        .fails_with("session ended: password reset");
+    Client::login_to(&server, "judy", new_password).1.ok();
+    // The code was used up.
+    let out = phone.run_stdin(
+        &[
+            "reset-password",
+            "judy",
+            "--code",
+            &code,
+            "--recovery-key",
+            &rk,
+            "--password-stdin",
+        ],
+        &format!("{new_password}\n"),
+    );
+    out.fails_with("no verification code is pending");
+}
+
+#[test]
+fn reset_without_the_recovery_key_discards_the_old_keys() {
+    let server = TestServer::start_with("[codes]\nresend_cooldown_s = 0\n");
+    let ken = Client::new();
+    let rk = ken.register(&server, "ken", "ken@example.org");
+    let key_before = ken.account_key_file();
+    ken.run(&["reset-password", "ken"]).ok();
+    let code = server.outbox_code("ken@example.org");
+    let out = ken.run_stdin(
+        &[
+            "reset-password",
+            "ken",
+            "--code",
+            &code,
+            "--discard-encrypted-data",
+            "--password-stdin",
+        ],
+        &format!("{PASSWORD} 2\n"),
+    );
+    let text = out.ok();
+    assert!(text.contains("can no longer be read"), "{text}");
+    let new_rk = text
+        .split_whitespace()
+        .find(|w| w.starts_with("vault-rk-"))
+        .expect("new recovery key");
+    assert_ne!(new_rk, rk);
+    assert_ne!(ken.account_key_file(), key_before);
+    ken.run(&["whoami"]).ok();
+    // Unknown users get the same answer to a reset request, and no mail.
+    let mails = std::fs::read_dir(server.data_dir().join("outbox"))
+        .expect("outbox")
+        .count();
+    ken.run(&["reset-password", "nobody"]).ok();
+    assert_eq!(
+        std::fs::read_dir(server.data_dir().join("outbox"))
+            .expect("outbox")
+            .count(),
+        mails
+    );
+}
+
+async fn closed_within(session: &vault_client::account::Session, limit: Duration) -> String {
+    tokio::time::timeout(limit, session.conn.closed_reason())
+        .await
+        .expect("connection closed in time")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kick_and_lock_end_live_sessions_within_seconds() {
+    vault_e2e::init_tls();
+    let server = TestServer::start();
+    let mallory = Client::new();
+    mallory.register(&server, "mallory", "mallory@example.org");
+
+    let live = mallory.live_session().await;
+    let started = Instant::now();
+    server.admin(&["user", "kick", "mallory"]).ok();
+    let reason = closed_within(&live, Duration::from_secs(5)).await;
+    assert!(reason.contains("ended by the operator"), "{reason}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    mallory
+        .run(&["whoami"])
+        .fails_with("session ended: ended by the operator");
+
+    mallory.login("mallory", PASSWORD).ok();
+    let live = mallory.live_session().await;
+    server.admin(&["user", "lock", "mallory"]).ok();
+    let reason = closed_within(&live, Duration::from_secs(5)).await;
+    assert!(reason.contains("locked"), "{reason}");
+    mallory
+        .login("mallory", PASSWORD)
+        .fails_with("locked by the operator");
+    server.admin(&["user", "unlock", "mallory"]).ok();
+    mallory.login("mallory", PASSWORD).ok();
+    let audit = server.admin(&["audit", "--user", "mallory"]);
+    for event in ["lock", "kick", "unlock"] {
+        assert!(audit.ok().contains(event), "{event}: {}", audit.stdout);
+    }
+}
+
+#[test]
+fn single_session_ends_the_older_session_and_says_why() {
+    let server = TestServer::start_with("single_session = true\n");
+    let first = Client::new();
+    first.register(&server, "nina", "nina@example.org");
+    let (second, out) = Client::login_to(&server, "nina", PASSWORD);
+    out.ok();
+    second.run(&["whoami"]).ok();
+    first.run(&["whoami"]).fails_with("logged in elsewhere");
+}
+
+#[test]
+fn a_changed_certificate_is_refused_showing_both_fingerprints() {
+    let mut server = TestServer::start();
+    let oscar = Client::new();
+    oscar.register(&server, "oscar", "oscar@example.org");
+    let old = server.fingerprint.clone();
+    server.restart(|data| std::fs::remove_dir_all(data.join("tls")).expect("remove tls"));
+    assert_ne!(server.fingerprint, old);
+    let out = oscar.run(&["whoami"]);
+    let err = out.fails_with("certificate has changed");
+    assert!(
+        err.contains(&old) && err.contains(&server.fingerprint),
+        "{err}"
+    );
+
+    // A client that never pinned is told what the server presents.
+    let newcomer = Client::new();
+    let out = newcomer.run_stdin(
+        &[
+            "login",
+            "oscar",
+            "--server",
+            &server.addr,
+            "--password-stdin",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    out.fails_with(&format!(
+        "not pinned yet; it presented {}",
+        server.fingerprint
+    ));
+    // Accepting the new fingerprint explicitly works again.
+    let out = oscar.run_stdin(
+        &[
+            "login",
+            "oscar",
+            "--fingerprint",
+            &server.fingerprint,
+            "--password-stdin",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    out.ok();
+    oscar.run(&["whoami"]).ok();
+}
+
+#[test]
+fn usage_errors_exit_2_and_missing_state_says_what_to_do() {
+    let server = TestServer::start();
+    let client = Client::new();
+    assert_eq!(client.run(&["register", "x"]).code, 2);
+    assert_eq!(client.run(&["frobnicate"]).code, 2);
+    client
+        .run(&["whoami"])
+        .fails_with("not logged in: run `vault login USER` first");
+    client
+        .run_stdin(&["login", "someone", "--password-stdin"], "pw\n")
+        .fails_with("no server known yet");
+    let out = client.run(&[
+        "register",
+        "pat1",
+        "--email",
+        "p@example.org",
+        "--server",
+        &server.addr,
+        "--fingerprint",
+        "SHA256:zz",
+    ]);
+    out.fails_with("invalid fingerprint");
+    let _ = code_in;
+}

@@ -1,0 +1,489 @@
+//! Test support for the end-to-end suite: starts the real `vault-server` binary on a
+//! loopback port in a temp dir (on PostgreSQL when `VAULT_TEST_POSTGRES_URL` is set, in a
+//! fresh database dropped afterwards), and runs the real `vault` and `vault-admin`
+//! binaries against it. The binaries are built on first use by the same profile as the
+//! tests, so `cargo test --workspace` on a clean clone needs nothing else.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use diesel::{Connection, RunQueryDsl};
+
+/// A password used by tests (long enough for the client's minimum).
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Path of a workspace binary built next to the test executable. `cargo test` builds
+/// only the binaries of packages that have integration tests of their own, so the first
+/// call builds the three binaries of this suite with the profile and target dir the tests
+/// were built with (a no-op when they are fresh).
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = BUILT.get_or_init(build_binaries);
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (`cargo build --workspace`)",
+        path.display()
+    );
+    path
+}
+
+/// Runs `cargo build` for the suite's binaries and returns the directory they are in.
+fn build_binaries() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test exe>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf();
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev".to_owned(),
+        Some(other) => other.to_owned(),
+    };
+    let target_dir = profile_dir.parent().expect("target root");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "--profile", &profile, "--target-dir"])
+        .arg(target_dir)
+        .args([
+            "-p",
+            "vault-server",
+            "-p",
+            "vault-cli",
+            "-p",
+            "vault-admin",
+            "--bins",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build for the binaries under test");
+    assert!(status.success(), "building the binaries under test failed");
+    profile_dir
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    fn from(output: std::process::Output) -> Out {
+        Out {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts success and returns stdout.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        &self.stdout
+    }
+
+    /// Asserts a failed operation (exit 1) whose one-line error contains `needle`.
+    #[track_caller]
+    pub fn fails_with(&self, needle: &str) -> &str {
+        assert_eq!(
+            self.code, 1,
+            "expected exit 1\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            self.stderr.starts_with("error: "),
+            "error line: {}",
+            self.stderr
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "expected {needle:?} in: {}",
+            self.stderr
+        );
+        &self.stderr
+    }
+}
+
+static DATABASES: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh PostgreSQL database, dropped with the value.
+#[derive(Debug)]
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    fn create(admin_url: &str) -> PgDatabase {
+        let name = format!(
+            "vault_e2e_{}_{}",
+            std::process::id(),
+            DATABASES.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut conn =
+            diesel::PgConnection::establish(admin_url).expect("connect to VAULT_TEST_POSTGRES_URL");
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .expect("create database");
+        PgDatabase {
+            admin_url: admin_url.to_string(),
+            name,
+        }
+    }
+
+    fn url(&self) -> String {
+        let base = self
+            .admin_url
+            .rsplit_once('/')
+            .map_or(self.admin_url.as_str(), |(b, _)| b);
+        format!("{base}/{}", self.name)
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut conn) = diesel::PgConnection::establish(&self.admin_url) {
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut conn);
+        }
+    }
+}
+
+/// A running `vault-server` in its own temp dir.
+#[derive(Debug)]
+pub struct TestServer {
+    pub root: tempfile::TempDir,
+    pub addr: String,
+    pub fingerprint: String,
+    child: Option<Child>,
+    config_text: String,
+    _pg: Option<PgDatabase>,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        TestServer::start_with("")
+    }
+
+    /// Starts a server whose config has `extra` TOML (top-level keys and tables other
+    /// than `kdf`, `auth_hash` and `sessions`) added to the test defaults.
+    pub fn start_with(extra: &str) -> TestServer {
+        let root = tempfile::tempdir().expect("tempdir");
+        let pg = std::env::var("VAULT_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .map(|u| PgDatabase::create(&u));
+        let database_url = pg.as_ref().map(PgDatabase::url).unwrap_or_default();
+        let data = root.path().join("data");
+        let config_text = format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ndatabase_url = \"{database_url}\"\n{extra}\n\
+             [kdf]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n\
+             [auth_hash]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n\
+             [sessions]\ncheck_interval_ms = 200\n",
+            data.display()
+        );
+        let mut server = TestServer {
+            root,
+            addr: String::new(),
+            fingerprint: String::new(),
+            child: None,
+            config_text,
+            _pg: pg,
+        };
+        server.launch();
+        server
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.root.path().join("vault.toml")
+    }
+
+    fn launch(&mut self) {
+        std::fs::write(self.config_path(), &self.config_text).expect("write config");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.path().join("server.log"))
+            .expect("log file");
+        let mut child = Command::new(bin("vault-server"))
+            .arg("--config")
+            .arg(self.config_path())
+            .env("VAULT_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start vault-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (mut addr, mut fingerprint) = (None, None);
+        while addr.is_none() || fingerprint.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("server did not start; log:\n{}", self.log()));
+            if let Some(a) = line.strip_prefix("vault-server listening on ") {
+                addr = Some(a.to_string());
+            }
+            if let Some(f) = line.strip_prefix("certificate fingerprint ") {
+                fingerprint = Some(f.to_string());
+            }
+        }
+        self.addr = addr.unwrap_or_default();
+        self.fingerprint = fingerprint.unwrap_or_default();
+        self.child = Some(child);
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Stops the server with SIGTERM and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Restarts on the same address, after `between` (e.g. removing the certificate).
+    pub fn restart(&mut self, between: impl FnOnce(&Path)) {
+        self.stop();
+        between(&self.data_dir());
+        self.config_text = self.config_text.replacen(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"{}\"", self.addr),
+            1,
+        );
+        self.launch();
+    }
+
+    /// The newest verification code mailed to `email` through the outbox.
+    pub fn outbox_code(&self, email: &str) -> String {
+        let mut newest: Option<(std::time::SystemTime, String)> = None;
+        let outbox = self.data_dir().join("outbox");
+        for entry in std::fs::read_dir(&outbox).expect("outbox").flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            if !text
+                .lines()
+                .any(|l| l.starts_with("To: ") && l.contains(email))
+            {
+                continue;
+            }
+            let Some(code) = code_in(&text) else { continue };
+            let modified = entry.metadata().and_then(|m| m.modified()).expect("mtime");
+            if newest.as_ref().is_none_or(|(t, _)| modified >= *t) {
+                newest = Some((modified, code));
+            }
+        }
+        newest
+            .map(|(_, c)| c)
+            .unwrap_or_else(|| panic!("no code for {email} in {}", outbox.display()))
+    }
+
+    /// Runs `vault-admin` against this server's configuration.
+    pub fn admin(&self, args: &[&str]) -> Out {
+        let output = Command::new(bin("vault-admin"))
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run vault-admin");
+        Out::from(output)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The code on a `Verification code: XXXXXXXX` line.
+pub fn code_in(mail: &str) -> Option<String> {
+    mail.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("Verification code: ")
+            .map(|c| c.trim().to_string())
+    })
+}
+
+/// A `vault` user with its own client state directory.
+#[derive(Debug)]
+pub struct Client {
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Client::new()
+    }
+}
+
+impl Client {
+    pub fn new() -> Client {
+        Client {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("vault"));
+        cmd.args(args)
+            .env("VAULT_CONFIG_DIR", self.state_dir())
+            .env_remove("VAULT_PASSWORD")
+            .env_remove("VAULT_NEW_PASSWORD");
+        cmd
+    }
+
+    /// Runs `vault ARGS` with no input.
+    pub fn run(&self, args: &[&str]) -> Out {
+        Out::from(
+            self.command(args)
+                .stdin(Stdio::null())
+                .output()
+                .expect("run vault"),
+        )
+    }
+
+    /// Runs `vault ARGS` with extra environment variables.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
+        let mut cmd = self.command(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Out::from(cmd.stdin(Stdio::null()).output().expect("run vault"))
+    }
+
+    /// Runs `vault ARGS` with `input` on standard input.
+    pub fn run_stdin(&self, args: &[&str], input: &str) -> Out {
+        use std::io::Write;
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run vault");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        Out::from(child.wait_with_output().expect("wait"))
+    }
+
+    /// Registers `user` through the mailed code; returns the printed recovery key.
+    pub fn register(&self, server: &TestServer, user: &str, email: &str) -> String {
+        self.run(&[
+            "register",
+            user,
+            "--email",
+            email,
+            "--server",
+            &server.addr,
+            "--fingerprint",
+            &server.fingerprint,
+        ])
+        .ok();
+        let code = server.outbox_code(email);
+        let out = self.run_stdin(
+            &["register", user, "--code", &code, "--password-stdin"],
+            &format!("{PASSWORD}\n"),
+        );
+        out.ok();
+        out.stdout
+            .split_whitespace()
+            .find(|w| w.starts_with("vault-rk-"))
+            .expect("recovery key printed")
+            .to_string()
+    }
+
+    pub fn login(&self, user: &str, password: &str) -> Out {
+        self.run_stdin(
+            &["login", user, "--password-stdin"],
+            &format!("{password}\n"),
+        )
+    }
+
+    /// Logs in on a fresh client that only knows the server.
+    pub fn login_to(server: &TestServer, user: &str, password: &str) -> (Client, Out) {
+        let client = Client::new();
+        let out = client.run_stdin(
+            &[
+                "login",
+                user,
+                "--server",
+                &server.addr,
+                "--fingerprint",
+                &server.fingerprint,
+                "--password-stdin",
+            ],
+            &format!("{password}\n"),
+        );
+        (client, out)
+    }
+
+    /// The saved account key file, to compare keys across password changes.
+    pub fn account_key_file(&self) -> String {
+        std::fs::read_to_string(self.state_dir().join("account.key")).expect("account.key")
+    }
+
+    /// A live connection resumed from this client's session, via the client library.
+    pub async fn live_session(&self) -> vault_client::account::Session {
+        let state = vault_client::state::StateDir::at(self.state_dir());
+        vault_client::account::resume(&state)
+            .await
+            .expect("resume session")
+    }
+}
+
+/// Installs the TLS provider once for in-process clients.
+pub fn init_tls() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
