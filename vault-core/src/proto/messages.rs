@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::files::{Change, EntryInfo, NsRef, Rename, TrashItem, Usage, VersionInfo};
 use super::{ApiError, SecretBytes};
 use crate::crypto::kdf::KdfParams;
 
@@ -61,6 +62,98 @@ pub enum Request {
         code: String,
         reset: ResetMaterial,
     },
+    /// Lists a directory (`dir` = encrypted path, `""` = root), sorted by encrypted path,
+    /// in pages: pass the previous page's `next` as `after`.
+    List {
+        ns: NsRef,
+        dir: String,
+        recursive: bool,
+        after: Option<String>,
+    },
+    /// One live entry by encrypted path.
+    Stat {
+        ns: NsRef,
+        path: String,
+    },
+    /// Creates a directory and any missing parents; an existing directory is fine.
+    Mkdir {
+        ns: NsRef,
+        path: String,
+    },
+    /// Starts an upload of `sealed_size` ciphertext bytes to `path`: checks the quota and
+    /// reserves the next version number of the file (created, invisible, if new).
+    UploadOpen {
+        ns: NsRef,
+        path: String,
+        sealed_size: u64,
+    },
+    /// How many bytes of an upload the server holds (always whole sealed chunks).
+    UploadStatus {
+        upload_id: i64,
+    },
+    /// Followed on the stream by raw sealed bytes starting at `offset`, which must be what
+    /// `upload_status` reports.
+    UploadData {
+        upload_id: i64,
+        offset: u64,
+    },
+    /// Makes the upload the file's current version, atomically.
+    UploadCommit {
+        upload_id: i64,
+        wrapped_key: ByteBuf,
+        sealed_meta: ByteBuf,
+    },
+    UploadAbort {
+        upload_id: i64,
+    },
+    /// Sealed contents from chunk `from_chunk` of `version` (default: the current one).
+    Download {
+        ns: NsRef,
+        path: String,
+        version: Option<u64>,
+        from_chunk: u64,
+    },
+    Versions {
+        ns: NsRef,
+        path: String,
+    },
+    /// Makes a kept version current again.
+    Restore {
+        ns: NsRef,
+        path: String,
+        version: u64,
+    },
+    /// Moves an entry (with `recursive`, a whole directory) to the trash.
+    Remove {
+        ns: NsRef,
+        path: String,
+        recursive: bool,
+    },
+    /// Renames an entry and, for a directory, every entry under it: the first rename is
+    /// the moved entry, the rest its descendants (names depend on their parent path).
+    Move {
+        ns: NsRef,
+        renames: Vec<Rename>,
+    },
+    TrashList {
+        ns: NsRef,
+    },
+    TrashRestore {
+        ns: NsRef,
+        trash_id: i64,
+    },
+    TrashEmpty {
+        ns: NsRef,
+    },
+    Usage {
+        ns: NsRef,
+    },
+    /// Entries changed after revision `since`, in (revision, id) order, in pages.
+    Changes {
+        ns: NsRef,
+        since: u64,
+        after: Option<ChangeCursor>,
+    },
 }
 
 impl Request {
@@ -79,6 +172,24 @@ impl Request {
             Self::ResetStart { .. } => "reset_start",
             Self::ResetRecovery { .. } => "reset_recovery",
             Self::ResetFinish { .. } => "reset_finish",
+            Self::List { .. } => "list",
+            Self::Stat { .. } => "stat",
+            Self::Mkdir { .. } => "mkdir",
+            Self::UploadOpen { .. } => "upload_open",
+            Self::UploadStatus { .. } => "upload_status",
+            Self::UploadData { .. } => "upload_data",
+            Self::UploadCommit { .. } => "upload_commit",
+            Self::UploadAbort { .. } => "upload_abort",
+            Self::Download { .. } => "download",
+            Self::Versions { .. } => "versions",
+            Self::Restore { .. } => "restore",
+            Self::Remove { .. } => "remove",
+            Self::Move { .. } => "move",
+            Self::TrashList { .. } => "trash_list",
+            Self::TrashRestore { .. } => "trash_restore",
+            Self::TrashEmpty { .. } => "trash_empty",
+            Self::Usage { .. } => "usage",
+            Self::Changes { .. } => "changes",
         }
     }
 }
@@ -111,7 +222,67 @@ pub enum Response {
     ResetStarted {
         code_ttl_s: u64,
     },
+    /// One page of a listing; `next` is the `after` of the following page.
+    Listing {
+        entries: Vec<EntryInfo>,
+        next: Option<String>,
+    },
+    Entry(EntryInfo),
+    UploadOpened {
+        upload_id: i64,
+        /// The file's id and the reserved version: both go into the wrapped key's
+        /// associated data.
+        file_id: i64,
+        version: u64,
+        generation: u32,
+        /// Unix seconds after which an unfinished upload may be collected.
+        expires_at: i64,
+    },
+    UploadStatus {
+        received: u64,
+        sealed_size: u64,
+    },
+    /// Header of a download; the sealed bytes follow on the stream.
+    Download {
+        file_id: i64,
+        version: VersionInfo,
+        /// Byte offset in the sealed contents where the following bytes start.
+        offset: u64,
+    },
+    Versions {
+        file_id: i64,
+        current: u64,
+        versions: Vec<VersionInfo>,
+    },
+    Trashed {
+        trash_id: i64,
+        entries: u64,
+    },
+    Trash {
+        items: Vec<TrashItem>,
+    },
+    TrashEmptied {
+        items: u64,
+        sealed_bytes: u64,
+    },
+    Usage(Usage),
+    Changes {
+        /// The namespace's revision when the page was read.
+        revision: u64,
+        changes: Vec<Change>,
+        /// Pass as `after` to read the next page; `None` when this was the last.
+        next: Option<ChangeCursor>,
+        /// Entries were purged after `since`: the client must compare a full listing.
+        resync: bool,
+    },
     Error(ApiError),
+}
+
+/// Where a page of the change feed ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeCursor {
+    pub revision: u64,
+    pub id: i64,
 }
 
 /// Byte strings that are not secret (sealed blobs, public keys, salts).

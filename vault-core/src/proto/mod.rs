@@ -1,14 +1,19 @@
 //! The wire protocol of SPEC §8: one bidirectional QUIC stream per request, each carrying
 //! a frame of `u32` big-endian length + CBOR. `frame` encodes and decodes frames,
-//! `messages` holds the `Request`/`Response` types, `error` the stable error codes.
+//! `messages` holds the `Request`/`Response` types (`files` those of the file requests), `error` the stable error codes.
 
 pub mod error;
+pub mod files;
 pub mod frame;
 pub mod messages;
 pub mod names;
 pub mod secret_bytes;
 
 pub use error::{ApiError, ErrorCode};
+pub use files::{
+    Change, EntryInfo, EntryKind, NsRef, Rename, TrashItem, Usage, VersionInfo,
+    check_encrypted_path, parent_of,
+};
 pub use frame::{FrameError, MAX_FRAME_LEN, decode_body, encode_frame, parse_header};
 pub use messages::*;
 pub use secret_bytes::SecretBytes;

@@ -78,4 +78,85 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(users, sessions);
+diesel::table! {
+    namespaces (id) {
+        id -> BigInt,
+        kind -> Text,
+        owner_user_id -> Nullable<BigInt>,
+        group_id -> Nullable<BigInt>,
+        revision -> BigInt,
+        purged_revision -> BigInt,
+        used_bytes -> BigInt,
+        quota_bytes -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    entries (id) {
+        id -> BigInt,
+        namespace_id -> BigInt,
+        path -> Text,
+        parent -> Text,
+        kind -> Text,
+        current_version -> Nullable<BigInt>,
+        next_version -> BigInt,
+        revision -> BigInt,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        trash_id -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    trash (id) {
+        id -> BigInt,
+        namespace_id -> BigInt,
+        root_entry_id -> BigInt,
+        path -> Text,
+        kind -> Text,
+        entries -> BigInt,
+        sealed_bytes -> BigInt,
+        trashed_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    versions (id) {
+        id -> BigInt,
+        entry_id -> BigInt,
+        version -> BigInt,
+        blob_id -> Text,
+        sealed_size -> BigInt,
+        wrapped_key -> Binary,
+        sealed_meta -> Binary,
+        generation -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    uploads (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        namespace_id -> BigInt,
+        entry_id -> BigInt,
+        version -> BigInt,
+        generation -> BigInt,
+        sealed_size -> BigInt,
+        blob_id -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    deleted_blobs (blob_id) {
+        blob_id -> Text,
+        deleted_at -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users, sessions, namespaces, entries, trash, versions, uploads
+);

@@ -1,0 +1,131 @@
+//! The blob store: where sealed file contents live, under ids the server chooses
+//! ([`BlobId::random`]), never under anything a client sent. A blob is written as a
+//! *partial* while its upload runs, then sealed into place atomically when the upload
+//! commits; sealed blobs are immutable. Deleting a version does not delete its blob at
+//! once: the id goes to `deleted_blobs` and `gc` removes the file after a grace period.
+//!
+//! [`FsBlobStore`] is the local filesystem backend (the embedded default). The calls are
+//! blocking; async callers run them in `spawn_blocking`.
+
+mod fs;
+
+use std::fmt;
+use std::io::{self, Read, Seek, Write};
+
+pub use fs::FsBlobStore;
+
+/// A server-chosen blob id: 32 lowercase hex characters (128 random bits).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlobId(String);
+
+impl BlobId {
+    pub const LEN: usize = 32;
+
+    /// A fresh random id.
+    pub fn random() -> BlobId {
+        let mut bytes = [0u8; Self::LEN / 2];
+        aws_lc_rs::rand::fill(&mut bytes).expect("the system random generator works");
+        BlobId(hex::encode(bytes))
+    }
+
+    /// An id read back from the database or a directory listing; `None` if it is not the
+    /// shape of an id this server made (so it can never name another path).
+    pub fn parse(text: &str) -> Option<BlobId> {
+        (text.len() == Self::LEN
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| BlobId(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BlobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A blob that can be read from any offset.
+pub trait BlobReader: Read + Seek + Send {}
+impl<T: Read + Seek + Send> BlobReader for T {}
+
+/// A partial blob being written.
+pub trait PartialWriter: Write + Send {
+    /// Makes everything written so far durable.
+    fn sync(&mut self) -> io::Result<()>;
+}
+
+/// Storage for sealed blobs. Implementations must make [`BlobStore::seal_partial`] atomic:
+/// after a crash a blob is either absent or complete.
+pub trait BlobStore: Send + Sync + fmt::Debug {
+    /// Opens a partial blob for writing at `offset`, creating it when `offset` is 0 and
+    /// cutting off anything stored beyond `offset`. Fails if the partial holds fewer
+    /// than `offset` bytes.
+    fn write_partial(&self, id: &BlobId, offset: u64) -> io::Result<Box<dyn PartialWriter>>;
+
+    /// The bytes a partial blob holds, `None` if there is no such partial.
+    fn partial_len(&self, id: &BlobId) -> io::Result<Option<u64>>;
+
+    /// Cuts a partial blob to `len` bytes (to drop a chunk that arrived only in part).
+    fn truncate_partial(&self, id: &BlobId, len: u64) -> io::Result<()>;
+
+    /// Makes a finished partial blob durable and moves it into place as a sealed blob.
+    /// Returns its size.
+    fn seal_partial(&self, id: &BlobId) -> io::Result<u64>;
+
+    /// Removes a partial blob; absent is fine.
+    fn remove_partial(&self, id: &BlobId) -> io::Result<()>;
+
+    /// Opens a sealed blob for reading.
+    fn open(&self, id: &BlobId) -> io::Result<Box<dyn BlobReader>>;
+
+    /// A sealed blob's size, `None` if absent.
+    fn size(&self, id: &BlobId) -> io::Result<Option<u64>>;
+
+    /// Removes a sealed blob; absent is fine.
+    fn remove(&self, id: &BlobId) -> io::Result<()>;
+
+    /// Every sealed blob with its size and age in seconds (for fsck and gc).
+    fn list(&self) -> io::Result<Vec<StoredBlob>>;
+
+    /// Every partial blob with its size and age in seconds.
+    fn list_partials(&self) -> io::Result<Vec<StoredBlob>>;
+
+    /// Copies a sealed blob to `dest_root` in this store's layout (for backups);
+    /// a hard link where the filesystem allows it, since sealed blobs never change.
+    fn copy_to(&self, id: &BlobId, dest_root: &std::path::Path) -> io::Result<()>;
+}
+
+/// A blob found in the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub id: BlobId,
+    pub size: u64,
+    pub age_s: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_random_hex_and_parse_refuses_anything_else() {
+        let a = BlobId::random();
+        let b = BlobId::random();
+        assert_ne!(a, b);
+        assert_eq!(BlobId::parse(a.as_str()), Some(a));
+        for bad in [
+            "",
+            "../etc/passwd",
+            &"A".repeat(32),
+            &"0".repeat(31),
+            &"0".repeat(33),
+        ] {
+            assert_eq!(BlobId::parse(bad), None, "{bad:?}");
+        }
+    }
+}
