@@ -27,6 +27,7 @@ pub struct Config {
     pub version_retention: u32,
     /// Days a deleted file stays in the trash.
     pub trash_retention: u32,
+    pub files: FilesConfig,
     pub throttle: ThrottleConfig,
     pub codes: CodeConfig,
     /// The weakest password KDF a new or changed password may use; offered to clients.
@@ -50,6 +51,7 @@ impl Default for Config {
             default_quota: ByteSize(10 << 30),
             version_retention: 10,
             trash_retention: 30,
+            files: FilesConfig::default(),
             throttle: ThrottleConfig::default(),
             codes: CodeConfig::default(),
             kdf: KdfParams::DEFAULT,
@@ -86,6 +88,9 @@ pub struct MailConfig {
     /// `smtp://user:pass@host:587?tls=required` (STARTTLS), `smtps://…:465` (implicit
     /// TLS), or `smtp://host:25` (plain, for a relay on the same host).
     pub smtp_url: String,
+    /// A PEM file of CA certificates to trust for the SMTP server's TLS certificate,
+    /// besides the public web roots (for a relay with a private CA). Empty: web roots only.
+    pub smtp_ca_file: PathBuf,
     pub from: String,
 }
 
@@ -94,6 +99,7 @@ impl Default for MailConfig {
         MailConfig {
             transport: MailTransport::File,
             smtp_url: String::new(),
+            smtp_ca_file: PathBuf::new(),
             from: "Vault <vault@localhost>".into(),
         }
     }
@@ -190,6 +196,29 @@ impl Default for Limits {
     }
 }
 
+/// Uploads and the collection of what is no longer needed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilesConfig {
+    /// An unfinished upload may be resumed for this long after it was opened.
+    pub upload_expiry_s: u64,
+    /// How often the server runs `gc` on its own (0 = never; `vault-admin gc` still works).
+    pub gc_interval_s: u64,
+    /// How long a blob whose version was deleted (or an orphan) stays on disk before gc
+    /// removes it, so a backup that copied the database just before still finds it.
+    pub blob_grace_s: u64,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        FilesConfig {
+            upload_expiry_s: 24 * 3600,
+            gc_interval_s: 3600,
+            blob_grace_s: 3600,
+        }
+    }
+}
+
 /// Session lifetime and how fast admin changes reach live connections.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -238,10 +267,11 @@ impl<'de> Deserialize<'de> for ByteSize {
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    /// (`cause`, not `source`: the message already includes it, and `{:#}` would repeat it.)
+    #[error("cannot read config file {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -268,9 +298,9 @@ impl Config {
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let mut table = defaults.clone();
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
                 path: path.into(),
-                source,
+                cause,
             })?;
             let from_file: toml::Table =
                 text.parse()

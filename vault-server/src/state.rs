@@ -1,4 +1,4 @@
-//! `ServerState`: what every connection handler shares (config, database, mailer, the
+//! `ServerState`: what every connection handler shares (config, database, blob store, mailer, the
 //! live-session registry and the guards that bound expensive work).
 
 use std::collections::HashMap;
@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Semaphore;
 
+use crate::blobs::BlobStore;
 use crate::config::Config;
 use crate::db::Db;
 use crate::live::LiveSessions;
@@ -18,6 +19,8 @@ use crate::mail::Mailer;
 pub struct ServerState {
     pub config: Config,
     pub db: Db,
+    /// Where sealed file contents live.
+    pub blobs: Arc<dyn BlobStore>,
     pub mailer: Mailer,
     pub live: LiveSessions,
     /// Key for `prelogin`'s stable fake salts, shared by all instances via the database.
@@ -35,6 +38,7 @@ impl ServerState {
     pub fn new(
         config: Config,
         db: Db,
+        blobs: Arc<dyn BlobStore>,
         mailer: Mailer,
         fake_salt_key: [u8; 32],
         dummy_auth_hash: String,
@@ -45,6 +49,7 @@ impl ServerState {
         ServerState {
             config,
             db,
+            blobs,
             mailer,
             live: LiveSessions::default(),
             fake_salt_key,

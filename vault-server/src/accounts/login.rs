@@ -226,7 +226,7 @@ pub async fn whoami(state: &ServerState, session: SessionCtx) -> Result<Response
                 username: user.username,
                 email: user.email,
                 quota_bytes: user.quota_bytes.max(0) as u64,
-                used_bytes: 0,
+                used_bytes: crate::files::personal_used_bytes(c, user.id)?,
                 created_at: user.created_at,
                 sessions,
             })

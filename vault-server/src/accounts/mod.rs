@@ -18,7 +18,7 @@ use vault_core::proto::{ApiError, Request, Response};
 use crate::net::connection::{ConnCtx, SessionCtx};
 use crate::state::ServerState;
 
-/// Handles every request after `hello`.
+/// Handles every request after `hello`; file requests go to [`crate::files`].
 pub async fn handle(
     state: &ServerState,
     ctx: &ConnCtx,
@@ -56,6 +56,7 @@ pub async fn handle(
             let session = require_session(state, ctx).await?;
             password::change(state, ctx, session, old_auth_key, new).await
         }
+        files => crate::files::handle(state, ctx, files).await,
     }
 }
 

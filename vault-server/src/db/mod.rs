@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod codes;
+pub mod files;
 pub mod schema;
 pub mod sessions;
 pub mod settings;
@@ -72,8 +73,10 @@ pub enum Backend {
     Sqlite,
 }
 
-/// Per-connection setup for SQLite: WAL so readers never block the writer, a busy
-/// timeout so concurrent writers wait instead of failing, and durable commits.
+/// Per-connection setup for SQLite: a busy timeout so concurrent writers wait instead of
+/// failing, and durable commits. WAL (readers never block the writer) is a property of
+/// the database file, set once by [`sqlite_use_wal`] before the pool opens its
+/// connections in parallel (switching the journal mode needs the file to itself).
 #[derive(Debug)]
 struct SqlitePragmas;
 
@@ -81,13 +84,21 @@ impl CustomizeConnection<DbConn, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut DbConn) -> Result<(), diesel::r2d2::Error> {
         if let DbConn::Sqlite(c) = conn {
             c.batch_execute(
-                "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
+                 PRAGMA foreign_keys = ON;",
             )
             .map_err(diesel::r2d2::Error::QueryError)?;
         }
         Ok(())
     }
+}
+
+/// Switches a SQLite database file to WAL mode (creating the file if missing).
+fn sqlite_use_wal(path: &str) -> Result<(), String> {
+    use diesel::Connection;
+    let mut conn = diesel::SqliteConnection::establish(path).map_err(|e| e.to_string())?;
+    conn.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;")
+        .map_err(|e| e.to_string())
 }
 
 impl Db {
@@ -111,6 +122,12 @@ impl Db {
                     url.strip_prefix("sqlite://").unwrap_or(url).to_string(),
                 )
             };
+        if backend == Backend::Sqlite {
+            sqlite_use_wal(&conn_url).map_err(|reason| DbError::Open {
+                url: redact_url(url),
+                reason,
+            })?;
+        }
         let manager = ConnectionManager::<DbConn>::new(conn_url);
         let pool = Pool::builder()
             .max_size(if backend == Backend::Sqlite { 4 } else { 8 })

@@ -11,6 +11,7 @@ use vault_core::proto::{ApiError, ErrorCode, PROTOCOL_VERSION, Request, Response
 
 use super::stream::{ReadError, read_request, write_response};
 use crate::accounts;
+use crate::files;
 use crate::state::ServerState;
 
 /// The session a connection is logged in as.
@@ -123,9 +124,26 @@ async fn serve_stream(
     let response = match read_request(&mut recv, timeout).await {
         Ok(request) => {
             let span = tracing::info_span!("request", kind = request.kind());
-            async {
+            let answered = async {
                 let answer = if ctx.bucket.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                    dispatch(state, ctx, request).await
+                    match request {
+                        Request::UploadData { upload_id, offset } => {
+                            upload_data(state, ctx, upload_id, offset, &mut recv).await
+                        }
+                        Request::Download {
+                            ns,
+                            path,
+                            version,
+                            from_chunk,
+                        } => {
+                            let request = (ns, path, version, from_chunk);
+                            match download(state, ctx, request, &mut send).await {
+                                Ok(()) => return None,
+                                Err(e) => Err(e),
+                            }
+                        }
+                        other => dispatch(state, ctx, other).await,
+                    }
                 } else {
                     Err(ApiError::throttled(
                         1,
@@ -135,10 +153,14 @@ async fn serve_stream(
                 if let Err(e) = &answer {
                     tracing::info!(code = e.code.as_str(), "request refused");
                 }
-                answer.unwrap_or_else(Response::Error)
+                Some(answer.unwrap_or_else(Response::Error))
             }
             .instrument(span)
-            .await
+            .await;
+            match answered {
+                Some(response) => response,
+                None => return,
+            }
         }
         Err(ReadError::Gone) => return,
         Err(e) => {
@@ -159,6 +181,65 @@ async fn serve_stream(
     if let Err(e) = write_response(&mut send, &response).await {
         tracing::debug!(error = %e, "could not send the response");
     }
+}
+
+/// Refuses every request before `hello`.
+fn check_hello(ctx: &ConnCtx) -> Result<(), ApiError> {
+    if ctx.hello.load(Ordering::SeqCst) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "the first request on a connection must be hello",
+        ))
+    }
+}
+
+/// Serves `upload_data`: the raw bytes after the frame go to the upload's partial blob.
+/// Whatever the outcome, the rest of the client's bytes are refused (`stop`).
+async fn upload_data(
+    state: &ServerState,
+    ctx: &ConnCtx,
+    upload_id: i64,
+    offset: u64,
+    recv: &mut quinn::RecvStream,
+) -> Result<Response, ApiError> {
+    check_hello(ctx)?;
+    let session = accounts::require_session(state, ctx).await?;
+    let answer = files::upload::receive(state, &session, upload_id, offset, recv).await;
+    let _ = recv.stop(0u8.into());
+    answer
+}
+
+/// Serves `download`: the header frame, then the sealed bytes, then the end of the stream
+/// (or a reset if the bytes could not all be sent). An error before the header is
+/// returned for the caller to answer.
+async fn download(
+    state: &ServerState,
+    ctx: &ConnCtx,
+    (ns, path, version, from_chunk): (vault_core::proto::NsRef, String, Option<u64>, u64),
+    send: &mut quinn::SendStream,
+) -> Result<(), ApiError> {
+    check_hello(ctx)?;
+    let session = accounts::require_session(state, ctx).await?;
+    let (header, body) =
+        files::download::prepare(state, &session, &ns, path, version, from_chunk).await?;
+    let frame = vault_core::proto::encode_frame(&header)
+        .map_err(|e| crate::error::internal("download header could not be encoded", e))?;
+    let sent = async {
+        send.write_all(&frame).await?;
+        files::download::send(body, send).await
+    }
+    .await;
+    match sent {
+        Ok(()) => {
+            let _ = send.finish();
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "download interrupted");
+            let _ = send.reset(1u8.into());
+        }
+    }
+    Ok(())
 }
 
 /// Routes a request. `hello` must come first; account requests need no session; the
@@ -184,10 +265,6 @@ async fn dispatch(
             server_version: env!("CARGO_PKG_VERSION").to_string(),
         });
     }
-    if !ctx.hello.load(Ordering::SeqCst) {
-        return Err(ApiError::bad_request(
-            "the first request on a connection must be hello",
-        ));
-    }
+    check_hello(ctx)?;
     accounts::handle(state, ctx, request).await
 }

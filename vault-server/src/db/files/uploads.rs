@@ -1,0 +1,105 @@
+//! The `uploads` table: unfinished uploads. The row names the file, the reserved version
+//! and the blob id the bytes go to; the bytes themselves are the blob store's partial.
+
+use diesel::prelude::*;
+
+use crate::db::schema::uploads;
+use crate::db::{DbConn, DbResult};
+
+/// One upload row.
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = uploads)]
+pub struct Upload {
+    pub id: i64,
+    pub user_id: i64,
+    pub namespace_id: i64,
+    pub entry_id: i64,
+    pub version: i64,
+    pub generation: i64,
+    pub sealed_size: i64,
+    pub blob_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// The values of a new upload.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = uploads)]
+pub struct NewUpload<'a> {
+    pub user_id: i64,
+    pub namespace_id: i64,
+    pub entry_id: i64,
+    pub version: i64,
+    pub generation: i64,
+    pub sealed_size: i64,
+    pub blob_id: &'a str,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// Inserts an upload and returns it.
+pub fn insert(conn: &mut DbConn, new: &NewUpload<'_>) -> DbResult<Upload> {
+    diesel::insert_into(uploads::table)
+        .values(new)
+        .execute(conn)?;
+    Ok(uploads::table
+        .filter(uploads::blob_id.eq(new.blob_id))
+        .select(Upload::as_select())
+        .first(conn)?)
+}
+
+pub fn get(conn: &mut DbConn, id: i64) -> DbResult<Option<Upload>> {
+    Ok(uploads::table
+        .find(id)
+        .select(Upload::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn delete(conn: &mut DbConn, id: i64) -> DbResult<()> {
+    diesel::delete(uploads::table.find(id)).execute(conn)?;
+    Ok(())
+}
+
+/// How many unfinished uploads a user has.
+pub fn count_for_user(conn: &mut DbConn, user_id: i64) -> DbResult<i64> {
+    Ok(uploads::table
+        .filter(uploads::user_id.eq(user_id))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Bytes declared by the unfinished uploads into a namespace: they may arrive at any time,
+/// so a new upload must fit beside them.
+pub fn reserved_bytes(conn: &mut DbConn, namespace_id: i64) -> DbResult<u64> {
+    let sizes: Vec<i64> = uploads::table
+        .filter(uploads::namespace_id.eq(namespace_id))
+        .select(uploads::sealed_size)
+        .load(conn)?;
+    Ok(sizes.into_iter().map(|n| n.max(0) as u64).sum())
+}
+
+/// Whether any unfinished upload targets the entry.
+pub fn any_for_entry(conn: &mut DbConn, entry_id: i64) -> DbResult<bool> {
+    let n: i64 = uploads::table
+        .filter(uploads::entry_id.eq(entry_id))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}
+
+/// Deletes the uploads into these entries; returns their blob ids (whose partials the
+/// caller may remove once the transaction committed).
+pub fn delete_for_entries(conn: &mut DbConn, entry_ids: &[i64]) -> DbResult<Vec<String>> {
+    let mut blobs = Vec::new();
+    for batch in entry_ids.chunks(500) {
+        blobs.extend(
+            uploads::table
+                .filter(uploads::entry_id.eq_any(batch))
+                .select(uploads::blob_id)
+                .load::<String>(conn)?,
+        );
+        diesel::delete(uploads::table.filter(uploads::entry_id.eq_any(batch))).execute(conn)?;
+    }
+    Ok(blobs)
+}

@@ -1,0 +1,92 @@
+//! Database rows to the wire's `EntryInfo` and `VersionInfo`, in batches (one versions
+//! query per page of entries).
+
+use std::collections::HashMap;
+
+use vault_core::proto::{EntryInfo, EntryKind, VersionInfo};
+
+use crate::db::DbConn;
+use crate::db::files::entries::Entry;
+use crate::db::files::versions::{self, Version};
+use crate::files::Failure;
+
+/// Roughly how many bytes one `EntryInfo` takes in CBOR besides its path.
+pub const ENTRY_OVERHEAD: usize = 320;
+
+/// At most this many bytes of entries in one response (well under the 1 MiB frame).
+pub const PAGE_BUDGET: usize = 768 * 1024;
+
+/// At most this many entries in one page.
+pub const PAGE_ENTRIES: usize = 1000;
+
+pub fn version_info(v: &Version) -> VersionInfo {
+    VersionInfo {
+        version: v.version.max(0) as u64,
+        sealed_size: v.sealed_size.max(0) as u64,
+        wrapped_key: v.wrapped_key.clone().into(),
+        sealed_meta: v.sealed_meta.clone().into(),
+        generation: u32::try_from(v.generation).unwrap_or(0),
+        created_at: v.created_at,
+    }
+}
+
+pub fn kind(entry: &Entry) -> EntryKind {
+    if entry.is_dir() {
+        EntryKind::Dir
+    } else {
+        EntryKind::File
+    }
+}
+
+/// The `EntryInfo` of each row, in order.
+pub fn entry_infos(conn: &mut DbConn, rows: &[Entry]) -> Result<Vec<EntryInfo>, Failure> {
+    let file_ids: Vec<i64> = rows.iter().filter(|e| !e.is_dir()).map(|e| e.id).collect();
+    let mut by_entry: HashMap<i64, Vec<Version>> = HashMap::new();
+    if !file_ids.is_empty() {
+        for v in versions::for_entries(conn, &file_ids)? {
+            by_entry.entry(v.entry_id).or_default().push(v);
+        }
+    }
+    Ok(rows
+        .iter()
+        .map(|e| {
+            let kept = by_entry.get(&e.id).map(Vec::as_slice).unwrap_or(&[]);
+            let current = e
+                .current_version
+                .and_then(|n| kept.iter().find(|v| v.version == n))
+                .map(version_info);
+            EntryInfo {
+                id: e.id,
+                path: e.path.clone(),
+                kind: kind(e),
+                current,
+                version_count: kept.len() as u64,
+                revision: e.revision.max(0) as u64,
+                updated_at: e.updated_at,
+            }
+        })
+        .collect())
+}
+
+/// One entry's `EntryInfo`.
+pub fn entry_info(conn: &mut DbConn, row: &Entry) -> Result<EntryInfo, Failure> {
+    let mut infos = entry_infos(conn, std::slice::from_ref(row))?;
+    infos
+        .pop()
+        .ok_or_else(|| Failure::Api(vault_core::proto::ApiError::internal()))
+}
+
+/// How many of `rows` fit in one page: at most [`PAGE_ENTRIES`] and [`PAGE_BUDGET`] bytes
+/// (always at least one).
+pub fn page_len<'a>(paths: impl Iterator<Item = &'a str>) -> usize {
+    let mut bytes = 0;
+    let mut n = 0;
+    for path in paths.take(PAGE_ENTRIES) {
+        bytes += path.len() + ENTRY_OVERHEAD;
+        if n > 0 && bytes > PAGE_BUDGET {
+            break;
+        }
+        n += 1;
+    }
+    n
+}

@@ -1,0 +1,84 @@
+//! `list` (a directory, or with `recursive` everything under it, in pages sorted by
+//! encrypted path) and `stat` (one entry; the root is a directory that always exists).
+
+use vault_core::proto::{ApiError, EntryInfo, EntryKind, NsRef, Response};
+
+use super::{info, paths};
+use crate::db::files::entries;
+use crate::net::connection::SessionCtx;
+use crate::state::ServerState;
+
+pub async fn list(
+    state: &ServerState,
+    session: &SessionCtx,
+    ns: &NsRef,
+    dir: String,
+    recursive: bool,
+    after: Option<String>,
+) -> Result<Response, ApiError> {
+    paths::check(&dir)?;
+    if let Some(a) = &after {
+        paths::check(a)?;
+    }
+    let ns = super::namespace(state, session, ns).await?;
+    super::read(state, move |c| {
+        if !dir.is_empty() {
+            let entry = entries::visible_at(c, ns.id, &dir)?
+                .ok_or_else(|| ApiError::not_found("no such file or folder"))?;
+            if !entry.is_dir() {
+                // `ls FILE` lists the file itself, as `ls` does.
+                let entries = if after.is_none() {
+                    info::entry_infos(c, &[entry])?
+                } else {
+                    Vec::new()
+                };
+                return Ok(Response::Listing {
+                    entries,
+                    next: None,
+                });
+            }
+        }
+        let limit = info::PAGE_ENTRIES as i64 + 1;
+        let rows = if recursive {
+            entries::subtree_page(c, ns.id, &dir, after.as_deref(), limit)?
+        } else {
+            entries::children_page(c, ns.id, &dir, after.as_deref(), limit)?
+        };
+        let take = info::page_len(rows.iter().map(|e| e.path.as_str()));
+        let more = rows.len() > take;
+        let page = &rows[..take];
+        let next = more.then(|| page.last().map(|e| e.path.clone())).flatten();
+        Ok(Response::Listing {
+            entries: info::entry_infos(c, page)?,
+            next,
+        })
+    })
+    .await
+}
+
+pub async fn stat(
+    state: &ServerState,
+    session: &SessionCtx,
+    ns: &NsRef,
+    path: String,
+) -> Result<Response, ApiError> {
+    paths::check(&path)?;
+    let ns = super::namespace(state, session, ns).await?;
+    super::read(state, move |c| {
+        if path.is_empty() {
+            return Ok(Response::Entry(EntryInfo {
+                id: 0,
+                path: String::new(),
+                kind: EntryKind::Dir,
+                current: None,
+                version_count: 0,
+                revision: ns.revision.max(0) as u64,
+                updated_at: ns.created_at,
+            }));
+        }
+        let entry = entries::visible_at(c, ns.id, &path)?
+            .ok_or_else(|| ApiError::not_found("no such file or folder"))?;
+        Ok(Response::Entry(info::entry_info(c, &entry)?))
+    })
+    .await
+}

@@ -1,0 +1,1074 @@
+//! Handler-level tests of the file requests: a temp SQLite database and a temp
+//! `FsBlobStore` (or one whose writer fails), driven through `dispatch`, `receive`,
+//! `prepare` and `send` without QUIC. Sealed bytes are arbitrary bytes of a valid STREAM
+//! length: the server never opens them.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use diesel::prelude::*;
+use tokio::io::{AsyncRead, ReadBuf};
+use vault_core::format::stream::{SEALED_CHUNK_LEN, sealed_len};
+use vault_core::proto::{
+    ApiError, ChangeCursor, EntryInfo, EntryKind, ErrorCode, NsRef, Rename, Request, Response,
+};
+
+use super::{dispatch, download, upload};
+use crate::blobs::{BlobId, BlobReader, BlobStore, FsBlobStore, PartialWriter, StoredBlob};
+use crate::config::Config;
+use crate::db::schema::{deleted_blobs, entries, namespaces};
+use crate::db::{self, Db};
+use crate::mail::Mailer;
+use crate::net::connection::SessionCtx;
+use crate::state::ServerState;
+
+type R<T> = Result<T, Box<dyn std::error::Error>>;
+
+const P: NsRef = NsRef::Personal;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    state: ServerState,
+    alice: SessionCtx,
+}
+
+/// A blob store whose partial writers fail once `budget` bytes were written (a full disk).
+#[derive(Debug)]
+struct FullDisk {
+    inner: FsBlobStore,
+    budget: u64,
+}
+
+struct LimitedWriter {
+    inner: Box<dyn PartialWriter>,
+    left: u64,
+}
+
+impl io::Write for LimitedWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "no space left on device",
+            ));
+        }
+        let n = buf.len().min(self.left as usize);
+        let n = self.inner.write(&buf[..n])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl PartialWriter for LimitedWriter {
+    fn sync(&mut self) -> io::Result<()> {
+        self.inner.sync()
+    }
+}
+
+impl BlobStore for FullDisk {
+    fn write_partial(&self, id: &BlobId, offset: u64) -> io::Result<Box<dyn PartialWriter>> {
+        Ok(Box::new(LimitedWriter {
+            inner: self.inner.write_partial(id, offset)?,
+            left: self.budget.saturating_sub(offset),
+        }))
+    }
+    fn partial_len(&self, id: &BlobId) -> io::Result<Option<u64>> {
+        self.inner.partial_len(id)
+    }
+    fn truncate_partial(&self, id: &BlobId, len: u64) -> io::Result<()> {
+        self.inner.truncate_partial(id, len)
+    }
+    fn seal_partial(&self, id: &BlobId) -> io::Result<u64> {
+        self.inner.seal_partial(id)
+    }
+    fn remove_partial(&self, id: &BlobId) -> io::Result<()> {
+        self.inner.remove_partial(id)
+    }
+    fn open(&self, id: &BlobId) -> io::Result<Box<dyn BlobReader>> {
+        self.inner.open(id)
+    }
+    fn size(&self, id: &BlobId) -> io::Result<Option<u64>> {
+        self.inner.size(id)
+    }
+    fn remove(&self, id: &BlobId) -> io::Result<()> {
+        self.inner.remove(id)
+    }
+    fn list(&self) -> io::Result<Vec<StoredBlob>> {
+        self.inner.list()
+    }
+    fn list_partials(&self) -> io::Result<Vec<StoredBlob>> {
+        self.inner.list_partials()
+    }
+    fn copy_to(&self, id: &BlobId, dest_root: &std::path::Path) -> io::Result<()> {
+        self.inner.copy_to(id, dest_root)
+    }
+}
+
+/// Yields `data`, then fails like a connection that broke.
+struct Broken<'a> {
+    data: &'a [u8],
+}
+
+impl AsyncRead for Broken<'_> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.data.is_empty() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "connection lost",
+            )));
+        }
+        let n = self.data.len().min(buf.remaining());
+        buf.put_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Poll::Ready(Ok(()))
+    }
+}
+
+fn fixture_with(
+    config: impl FnOnce(&mut Config),
+    store: impl FnOnce(FsBlobStore) -> Arc<dyn BlobStore>,
+) -> R<Fixture> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    config(&mut cfg);
+    if let Some(url) = fresh_postgres_database()? {
+        cfg.database_url = url;
+    }
+    let db = Db::open(&cfg.database_url())?;
+    let blobs = store(FsBlobStore::open(dir.path().join("blobs"))?);
+    let mailer = Mailer::from_config(&cfg.mail, dir.path().join("outbox"))?;
+    let state = ServerState::new(cfg, db, blobs, mailer, [0; 32], String::new());
+    let mut conn = state.db.conn()?;
+    let alice = add_user(&mut conn, "alice", 100 << 20)?;
+    Ok(Fixture {
+        _dir: dir,
+        state,
+        alice,
+    })
+}
+
+/// With `VAULT_TEST_POSTGRES_URL` set (a server where the user may create databases), a
+/// fresh database on it for one test; else `None` (the test uses a temp SQLite file).
+fn fresh_postgres_database() -> R<Option<String>> {
+    use diesel::Connection;
+    let Ok(url) = std::env::var("VAULT_TEST_POSTGRES_URL") else {
+        return Ok(None);
+    };
+    let name = format!("vault_files_{}", BlobId::random().as_str());
+    let mut admin = diesel::PgConnection::establish(&url)?;
+    diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin)?;
+    let base = url.split('?').next().unwrap_or(&url);
+    let (server, _) = base
+        .rsplit_once('/')
+        .ok_or("VAULT_TEST_POSTGRES_URL needs a database name")?;
+    Ok(Some(format!("{server}/{name}")))
+}
+
+fn fixture() -> R<Fixture> {
+    fixture_with(|_| {}, |s| Arc::new(s))
+}
+
+fn add_user(conn: &mut db::DbConn, name: &str, quota: i64) -> R<SessionCtx> {
+    let email = format!("{name}@example.org");
+    let user = db::users::insert(
+        conn,
+        &db::users::NewUser {
+            username: name,
+            email: &email,
+            auth_hash: "x",
+            kdf_salt: &[0; 16],
+            kdf_memory_kib: 8,
+            kdf_iterations: 1,
+            kdf_parallelism: 1,
+            account_key_by_kek: &[],
+            account_key_by_recovery: &[],
+            public_key: &[],
+            private_key_sealed: &[],
+            quota_bytes: quota,
+            locked: false,
+            created_at: db::now(),
+        },
+    )?;
+    Ok(SessionCtx {
+        session_id: 0,
+        user_id: user.id,
+        username: name.into(),
+    })
+}
+
+/// Arbitrary bytes of the sealed length of a `plain`-byte file.
+fn sealed_bytes(plain: u64, seed: u8) -> Vec<u8> {
+    (0..sealed_len(plain))
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+fn err<T: std::fmt::Debug>(r: Result<T, ApiError>) -> ApiError {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e,
+    }
+}
+
+fn code(r: Result<Response, ApiError>) -> ErrorCode {
+    err(r).code
+}
+
+impl Fixture {
+    async fn call(&self, request: Request) -> Result<Response, ApiError> {
+        dispatch(&self.state, &self.alice, request).await
+    }
+
+    async fn open(&self, path: &str, size: u64) -> Result<(i64, u64), ApiError> {
+        match self
+            .call(Request::UploadOpen {
+                ns: P,
+                path: path.into(),
+                sealed_size: size,
+            })
+            .await?
+        {
+            Response::UploadOpened {
+                upload_id, version, ..
+            } => Ok((upload_id, version)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    async fn data(&self, id: i64, offset: u64, mut bytes: &[u8]) -> Result<Response, ApiError> {
+        upload::receive(&self.state, &self.alice, id, offset, &mut bytes).await
+    }
+
+    async fn commit(&self, id: i64) -> Result<Response, ApiError> {
+        self.call(Request::UploadCommit {
+            upload_id: id,
+            wrapped_key: vec![7; 61].into(),
+            sealed_meta: vec![8; 86].into(),
+        })
+        .await
+    }
+
+    async fn put(&self, path: &str, bytes: &[u8]) -> R<EntryInfo> {
+        let (id, _) = self.open(path, bytes.len() as u64).await?;
+        self.data(id, 0, bytes).await?;
+        match self.commit(id).await? {
+            Response::Entry(e) => Ok(e),
+            other => Err(format!("unexpected {other:?}").into()),
+        }
+    }
+
+    async fn get(&self, path: &str, version: Option<u64>, from_chunk: u64) -> R<Vec<u8>> {
+        let (header, body) = download::prepare(
+            &self.state,
+            &self.alice,
+            &P,
+            path.into(),
+            version,
+            from_chunk,
+        )
+        .await?;
+        assert!(matches!(header, Response::Download { .. }));
+        let mut out = Vec::new();
+        download::send(body, &mut out).await?;
+        Ok(out)
+    }
+
+    async fn status(&self, id: i64) -> R<u64> {
+        match self.call(Request::UploadStatus { upload_id: id }).await? {
+            Response::UploadStatus { received, .. } => Ok(received),
+            other => Err(format!("unexpected {other:?}").into()),
+        }
+    }
+
+    async fn ls(&self, dir: &str, recursive: bool) -> R<Vec<EntryInfo>> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            match self
+                .call(Request::List {
+                    ns: P,
+                    dir: dir.into(),
+                    recursive,
+                    after: after.clone(),
+                })
+                .await?
+            {
+                Response::Listing { entries, next } => {
+                    all.extend(entries);
+                    match next {
+                        Some(n) => after = Some(n),
+                        None => return Ok(all),
+                    }
+                }
+                other => return Err(format!("unexpected {other:?}").into()),
+            }
+        }
+    }
+
+    async fn usage(&self) -> R<vault_core::proto::Usage> {
+        match self.call(Request::Usage { ns: P }).await? {
+            Response::Usage(u) => Ok(u),
+            other => Err(format!("unexpected {other:?}").into()),
+        }
+    }
+
+    fn deleted_blob_count(&self) -> R<i64> {
+        let mut c = self.state.db.conn()?;
+        Ok(deleted_blobs::table.count().get_result(&mut *c)?)
+    }
+
+    fn partials(&self) -> R<usize> {
+        Ok(self.state.blobs.list_partials()?.len())
+    }
+}
+
+#[tokio::test]
+async fn upload_resumes_after_a_break_and_downloads_the_same_bytes() -> R<()> {
+    let f = fixture()?;
+    let bytes = sealed_bytes(3 * (1 << 20) + 5, 1);
+    let (id, version) = f.open("aaaa", bytes.len() as u64).await?;
+    assert_eq!(version, 1);
+    // Nothing is visible before the commit.
+    assert!(f.ls("", false).await?.is_empty());
+    assert_eq!(
+        code(
+            f.call(Request::Stat {
+                ns: P,
+                path: "aaaa".into()
+            })
+            .await
+        ),
+        ErrorCode::NotFound
+    );
+
+    // 1.5 chunks arrive, then the connection breaks: only the whole chunk counts.
+    let cut = SEALED_CHUNK_LEN + SEALED_CHUNK_LEN / 2;
+    let mut broken = Broken {
+        data: &bytes[..cut],
+    };
+    assert!(
+        upload::receive(&f.state, &f.alice, id, 0, &mut broken)
+            .await
+            .is_err()
+    );
+    let received = f.status(id).await?;
+    assert_eq!(received, SEALED_CHUNK_LEN as u64);
+
+    // Resuming anywhere else is refused with the right offset.
+    let e = err(f.data(id, 0, &bytes).await);
+    assert_eq!(e.code, ErrorCode::Conflict);
+    assert!(
+        e.message.contains(&format!("resume at byte {received}")),
+        "{e}"
+    );
+
+    // Committing now is refused: bytes are missing.
+    let e = err(f.commit(id).await);
+    assert_eq!(e.code, ErrorCode::Conflict);
+    assert!(e.message.contains("upload incomplete"), "{e}");
+
+    f.data(id, received, &bytes[received as usize..]).await?;
+    assert_eq!(f.status(id).await?, bytes.len() as u64);
+    let entry = match f.commit(id).await? {
+        Response::Entry(e) => e,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(entry.kind, EntryKind::File);
+    assert_eq!(entry.version_count, 1);
+    assert_eq!(
+        entry.current.as_ref().map(|v| v.sealed_size),
+        Some(bytes.len() as u64)
+    );
+    assert_eq!(f.get("aaaa", None, 0).await?, bytes);
+    // From a chunk index: the bytes from that chunk on.
+    assert_eq!(
+        f.get("aaaa", None, 2).await?,
+        &bytes[2 * SEALED_CHUNK_LEN..]
+    );
+    let e = err(download::prepare(&f.state, &f.alice, &P, "aaaa".into(), None, 4).await);
+    assert_eq!(e.code, ErrorCode::BadRequest);
+    assert_eq!(f.usage().await?.used_bytes, bytes.len() as u64);
+    assert_eq!(f.partials()?, 0);
+    // The upload is gone once committed.
+    assert_eq!(code(f.commit(id).await), ErrorCode::NotFound);
+    Ok(())
+}
+
+#[tokio::test]
+async fn small_and_boundary_sizes_round_trip() -> R<()> {
+    let f = fixture()?;
+    for (i, plain) in [0u64, 1, 1 << 20, (1 << 20) + 1].into_iter().enumerate() {
+        let bytes = sealed_bytes(plain, i as u8);
+        let path = format!("f{}", ["a", "b", "c", "d"][i]);
+        f.put(&path, &bytes).await?;
+        assert_eq!(f.get(&path, None, 0).await?, bytes, "plain {plain}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_uploads_are_refused_and_leave_nothing_visible() -> R<()> {
+    let f = fixture()?;
+    // Not a sealed length.
+    assert_eq!(
+        code(
+            f.call(Request::UploadOpen {
+                ns: P,
+                path: "x".into(),
+                sealed_size: 15
+            })
+            .await
+        ),
+        ErrorCode::BadRequest
+    );
+    // Bad paths.
+    for bad in ["", "a//b", "../x", "a\0b", "Abc"] {
+        let r = f
+            .call(Request::UploadOpen {
+                ns: P,
+                path: bad.into(),
+                sealed_size: 17,
+            })
+            .await;
+        assert_eq!(code(r), ErrorCode::BadRequest, "{bad:?}");
+    }
+    // More bytes than declared.
+    let bytes = sealed_bytes(100, 3);
+    let (id, _) = f.open("over", bytes.len() as u64).await?;
+    let mut more = bytes.clone();
+    more.push(0);
+    let e = err(f.data(id, 0, &more).await);
+    assert_eq!(e.code, ErrorCode::TooLarge);
+    assert!(e.message.contains("more bytes than declared"), "{e}");
+    assert_eq!(f.status(id).await?, 0);
+    // Wrong key and metadata lengths.
+    f.data(id, 0, &bytes).await?;
+    let r = f
+        .call(Request::UploadCommit {
+            upload_id: id,
+            wrapped_key: vec![0; 60].into(),
+            sealed_meta: vec![0; 86].into(),
+        })
+        .await;
+    assert_eq!(code(r), ErrorCode::BadRequest);
+    // Another user cannot touch the upload.
+    let bob = {
+        let mut c = f.state.db.conn()?;
+        add_user(&mut c, "bob", 1 << 30)?
+    };
+    let r = dispatch(&f.state, &bob, Request::UploadStatus { upload_id: id }).await;
+    assert_eq!(code(r), ErrorCode::NotFound);
+    let mut slice: &[u8] = &bytes;
+    let r = upload::receive(&f.state, &bob, id, 0, &mut slice).await;
+    assert_eq!(code(r), ErrorCode::NotFound);
+    // Aborting drops the upload, its invisible row and its partial.
+    assert_eq!(
+        f.call(Request::UploadAbort { upload_id: id }).await?,
+        Response::Ok
+    );
+    assert_eq!(f.partials()?, 0);
+    let mut c = f.state.db.conn()?;
+    let rows: i64 = entries::table.count().get_result(&mut *c)?;
+    assert_eq!(rows, 0);
+    // A file is not a folder, a folder not a file.
+    drop(c);
+    f.put("file", &sealed_bytes(1, 0)).await?;
+    assert_eq!(
+        code(f.open("file/sub", 17).await.map(|_| Response::Ok)),
+        ErrorCode::Conflict
+    );
+    f.call(Request::Mkdir {
+        ns: P,
+        path: "dir".into(),
+    })
+    .await?;
+    assert_eq!(
+        code(f.open("dir", 17).await.map(|_| Response::Ok)),
+        ErrorCode::Conflict
+    );
+    // Groups do not exist yet.
+    let r = f
+        .call(Request::Usage {
+            ns: NsRef::Group {
+                name: "team".into(),
+            },
+        })
+        .await;
+    assert_eq!(code(r), ErrorCode::NotFound);
+    Ok(())
+}
+
+#[tokio::test]
+async fn expired_uploads_are_refused() -> R<()> {
+    let f = fixture_with(|c| c.files.upload_expiry_s = 0, |s| Arc::new(s))?;
+    let (id, _) = f.open("late", 17).await?;
+    {
+        use crate::db::schema::uploads;
+        let mut c = f.state.db.conn()?;
+        diesel::update(uploads::table.find(id))
+            .set(uploads::expires_at.eq(db::now() - 10))
+            .execute(&mut *c)?;
+    }
+    let e = err(f.data(id, 0, &[0; 17]).await);
+    assert_eq!(e.code, ErrorCode::NotFound);
+    assert!(e.message.contains("expired"), "{e}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn quota_is_checked_at_open_and_at_commit() -> R<()> {
+    let f = fixture()?;
+    let set_quota = |q: i64| -> R<()> {
+        let mut c = f.state.db.conn()?;
+        db::users::set_quota(&mut c, f.alice.user_id, q)?;
+        Ok(())
+    };
+    set_quota(1000)?;
+    let big = sealed_bytes(1000, 0);
+    let e = err(f.open("big", big.len() as u64).await);
+    assert_eq!(e.code, ErrorCode::QuotaExceeded);
+    assert!(e.message.contains("uses 0 B of"), "{e}");
+
+    // Open fits, then the operator lowers the quota before the commit.
+    let small = sealed_bytes(500, 0);
+    let (id, _) = f.open("small", small.len() as u64).await?;
+    f.data(id, 0, &small).await?;
+    set_quota(100)?;
+    assert_eq!(code(f.commit(id).await), ErrorCode::QuotaExceeded);
+    assert!(f.ls("", true).await?.is_empty());
+    assert_eq!(f.usage().await?.used_bytes, 0);
+    // Raised again, the same upload commits.
+    set_quota(10_000)?;
+    f.commit(id).await?;
+    assert_eq!(f.get("small", None, 0).await?, small);
+    Ok(())
+}
+
+#[tokio::test]
+async fn unfinished_uploads_hold_their_declared_bytes_against_the_quota() -> R<()> {
+    let f = fixture()?;
+    let mut c = f.state.db.conn()?;
+    db::users::set_quota(&mut c, f.alice.user_id, 1200)?;
+    drop(c);
+    let part = sealed_bytes(500, 0);
+    // Two uploads of 516 sealed bytes fit; a third would not, though nothing has arrived:
+    // otherwise unfinished uploads could fill the disk far beyond the quota.
+    let (first, _) = f.open("one", part.len() as u64).await?;
+    f.open("two", part.len() as u64).await?;
+    let e = err(f.open("three", part.len() as u64).await);
+    assert_eq!(e.code, ErrorCode::QuotaExceeded);
+    assert!(e.message.contains("unfinished uploads hold"), "{e}");
+    // Finishing one moves its bytes from reserved to used; still no room for a third.
+    f.data(first, 0, &part).await?;
+    f.commit(first).await?;
+    assert_eq!(
+        err(f.open("three", part.len() as u64).await).code,
+        ErrorCode::QuotaExceeded
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failed_write_leaves_nothing_visible() -> R<()> {
+    let budget = SEALED_CHUNK_LEN as u64 + 1000;
+    let f = fixture_with(|_| {}, |s| Arc::new(FullDisk { inner: s, budget }))?;
+    let bytes = sealed_bytes(3 << 20, 9);
+    let (id, _) = f.open("full", bytes.len() as u64).await?;
+    let e = err(f.data(id, 0, &bytes).await);
+    assert_eq!(e.code, ErrorCode::Internal);
+    assert!(e.message.contains("could not store the data"), "{e}");
+    // Cut back to the whole chunk that was stored.
+    assert_eq!(f.status(id).await?, SEALED_CHUNK_LEN as u64);
+    let held = f.state.blobs.list_partials()?;
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].size, SEALED_CHUNK_LEN as u64);
+    assert_eq!(code(f.commit(id).await), ErrorCode::Conflict);
+    assert!(f.ls("", true).await?.is_empty());
+    assert_eq!(f.usage().await?.used_bytes, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn versions_are_kept_up_to_the_retention_and_restorable() -> R<()> {
+    let f = fixture_with(|c| c.version_retention = 3, |s| Arc::new(s))?;
+    let contents: Vec<Vec<u8>> = (0..5).map(|i| sealed_bytes(10 + i, i as u8)).collect();
+    for c in &contents {
+        f.put("doc", c).await?;
+    }
+    let (current, kept) = match f
+        .call(Request::Versions {
+            ns: P,
+            path: "doc".into(),
+        })
+        .await?
+    {
+        Response::Versions {
+            current, versions, ..
+        } => (current, versions),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(current, 5);
+    assert_eq!(
+        kept.iter().map(|v| v.version).collect::<Vec<_>>(),
+        [5, 4, 3]
+    );
+    assert_eq!(f.deleted_blob_count()?, 2);
+    let kept_bytes: u64 = contents[2..].iter().map(|c| c.len() as u64).sum();
+    assert_eq!(f.usage().await?.used_bytes, kept_bytes);
+
+    // Restore makes version 3 current without a new version.
+    let entry = match f
+        .call(Request::Restore {
+            ns: P,
+            path: "doc".into(),
+            version: 3,
+        })
+        .await?
+    {
+        Response::Entry(e) => e,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(entry.current.map(|v| v.version), Some(3));
+    assert_eq!(entry.version_count, 3);
+    assert_eq!(f.get("doc", None, 0).await?, contents[2]);
+    assert_eq!(f.get("doc", Some(5), 0).await?, contents[4]);
+    let r = download::prepare(&f.state, &f.alice, &P, "doc".into(), Some(1), 0).await;
+    assert_eq!(err(r).code, ErrorCode::NotFound);
+    let r = f
+        .call(Request::Restore {
+            ns: P,
+            path: "doc".into(),
+            version: 1,
+        })
+        .await;
+    assert_eq!(code(r), ErrorCode::NotFound);
+    Ok(())
+}
+
+#[tokio::test]
+async fn remove_trash_restore_and_empty() -> R<()> {
+    let f = fixture()?;
+    let a = sealed_bytes(10, 1);
+    let b = sealed_bytes(20, 2);
+    f.put("dd/aa", &a).await?;
+    f.put("dd/ee/bb", &b).await?;
+    assert_eq!(f.ls("", false).await?.len(), 1);
+    assert_eq!(f.ls("", true).await?.len(), 4);
+
+    let e = err(f
+        .call(Request::Remove {
+            ns: P,
+            path: "dd".into(),
+            recursive: false,
+        })
+        .await);
+    assert_eq!(e.code, ErrorCode::Conflict);
+    assert!(e.message.contains("-r"), "{e}");
+    assert_eq!(
+        code(
+            f.call(Request::Remove {
+                ns: P,
+                path: "".into(),
+                recursive: true
+            })
+            .await
+        ),
+        ErrorCode::BadRequest
+    );
+
+    let trash_id = match f
+        .call(Request::Remove {
+            ns: P,
+            path: "dd".into(),
+            recursive: true,
+        })
+        .await?
+    {
+        Response::Trashed { trash_id, entries } => {
+            assert_eq!(entries, 4);
+            trash_id
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(f.ls("", true).await?.is_empty());
+    let r = download::prepare(&f.state, &f.alice, &P, "dd/aa".into(), None, 0).await;
+    assert_eq!(err(r).code, ErrorCode::NotFound);
+    // Trash counts against the quota.
+    let used = (a.len() + b.len()) as u64;
+    assert_eq!(f.usage().await?.used_bytes, used);
+    match f.call(Request::TrashList { ns: P }).await? {
+        Response::Trash { items } => {
+            assert_eq!(items.len(), 1);
+            assert_eq!(items[0].entries, 4);
+            assert_eq!(items[0].sealed_bytes, used);
+            assert_eq!(items[0].kind, EntryKind::Dir);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Something new at the path blocks the restore.
+    f.call(Request::Mkdir {
+        ns: P,
+        path: "dd".into(),
+    })
+    .await?;
+    assert_eq!(
+        code(f.call(Request::TrashRestore { ns: P, trash_id }).await),
+        ErrorCode::Conflict
+    );
+    f.call(Request::Remove {
+        ns: P,
+        path: "dd".into(),
+        recursive: false,
+    })
+    .await?;
+    f.call(Request::TrashRestore { ns: P, trash_id }).await?;
+    assert_eq!(f.get("dd/ee/bb", None, 0).await?, b);
+
+    // Remove a file and empty the trash: bytes back to 0 after removing the rest too.
+    f.call(Request::Remove {
+        ns: P,
+        path: "dd".into(),
+        recursive: true,
+    })
+    .await?;
+    let emptied = f.call(Request::TrashEmpty { ns: P }).await?;
+    assert_eq!(
+        emptied,
+        Response::TrashEmptied {
+            items: 2,
+            sealed_bytes: used
+        }
+    );
+    let u = f.usage().await?;
+    assert_eq!(
+        (u.used_bytes, u.files, u.dirs, u.versions, u.trash_items),
+        (0, 0, 0, 0, 0)
+    );
+    assert_eq!(f.deleted_blob_count()?, 2);
+    let mut c = f.state.db.conn()?;
+    let rows: i64 = entries::table.count().get_result(&mut *c)?;
+    assert_eq!(rows, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_restored_file_reappears_under_recreated_parents() -> R<()> {
+    let f = fixture()?;
+    let a = sealed_bytes(3, 1);
+    f.put("pp/qq", &a).await?;
+    let trash_id = match f
+        .call(Request::Remove {
+            ns: P,
+            path: "pp/qq".into(),
+            recursive: false,
+        })
+        .await?
+    {
+        Response::Trashed { trash_id, .. } => trash_id,
+        other => panic!("{other:?}"),
+    };
+    f.call(Request::Remove {
+        ns: P,
+        path: "pp".into(),
+        recursive: false,
+    })
+    .await?;
+    f.call(Request::TrashRestore { ns: P, trash_id }).await?;
+    let listed = f.ls("", true).await?;
+    assert_eq!(
+        listed.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(),
+        ["pp", "pp/qq"]
+    );
+    assert_eq!(listed[0].kind, EntryKind::Dir);
+    Ok(())
+}
+
+#[tokio::test]
+async fn move_renames_a_dir_with_its_descendants() -> R<()> {
+    let f = fixture()?;
+    let a = sealed_bytes(5, 1);
+    f.put("src/aa", &a).await?;
+    f.put("src/sub/bb", &a).await?;
+    f.call(Request::Mkdir {
+        ns: P,
+        path: "dst".into(),
+    })
+    .await?;
+    let rn = |from: &str, to: &str| Rename {
+        from: from.into(),
+        to: to.into(),
+    };
+
+    // Missing a descendant, wrong parents, into itself, existing or missing destination.
+    let bad: Vec<(Vec<Rename>, ErrorCode)> = vec![
+        (
+            vec![rn("src", "dst/nn"), rn("src/aa", "dst/nn/aa")],
+            ErrorCode::BadRequest,
+        ),
+        (
+            vec![
+                rn("src", "dst/nn"),
+                rn("src/aa", "dst/zz/aa"),
+                rn("src/sub", "dst/nn/sub"),
+                rn("src/sub/bb", "dst/nn/sub/bb"),
+            ],
+            ErrorCode::BadRequest,
+        ),
+        (vec![rn("src", "src/sub/x")], ErrorCode::BadRequest),
+        (vec![rn("src", "dst")], ErrorCode::Conflict),
+        (vec![rn("src/aa", "nope/aa")], ErrorCode::NotFound),
+        (vec![rn("nope", "dst/x")], ErrorCode::NotFound),
+    ];
+    for (renames, want) in bad {
+        let r = f
+            .call(Request::Move {
+                ns: P,
+                renames: renames.clone(),
+            })
+            .await;
+        assert_eq!(code(r), want, "{renames:?}");
+    }
+
+    let before = f.usage().await?.revision;
+    let moved = f
+        .call(Request::Move {
+            ns: P,
+            renames: vec![
+                rn("src", "dst/nn"),
+                rn("src/sub/bb", "dst/nn/sub/cc"),
+                rn("src/aa", "dst/nn/aa"),
+                rn("src/sub", "dst/nn/sub"),
+            ],
+        })
+        .await?;
+    let Response::Entry(moved) = moved else {
+        panic!("{moved:?}")
+    };
+    assert_eq!(moved.path, "dst/nn");
+    let paths: Vec<String> = f.ls("", true).await?.into_iter().map(|e| e.path).collect();
+    assert_eq!(
+        paths,
+        ["dst", "dst/nn", "dst/nn/aa", "dst/nn/sub", "dst/nn/sub/cc"]
+    );
+    assert_eq!(f.get("dst/nn/sub/cc", None, 0).await?, a);
+    assert_eq!(f.usage().await?.revision, before + 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn changes_since_a_revision_and_resync_after_a_purge() -> R<()> {
+    let f = fixture()?;
+    f.put("aa", &sealed_bytes(1, 1)).await?;
+    f.put("bb", &sealed_bytes(1, 2)).await?;
+    let rev = f.usage().await?.revision;
+    let changes = |since: u64, after: Option<ChangeCursor>| {
+        let f = &f;
+        async move {
+            match f
+                .call(Request::Changes {
+                    ns: P,
+                    since,
+                    after,
+                })
+                .await?
+            {
+                Response::Changes {
+                    revision,
+                    changes,
+                    next,
+                    resync,
+                } => Ok::<_, Box<dyn std::error::Error>>((revision, changes, next, resync)),
+                other => Err(format!("unexpected {other:?}").into()),
+            }
+        }
+    };
+    let (revision, none, next, resync) = changes(rev, None).await?;
+    assert_eq!((revision, none.len(), next, resync), (rev, 0, None, false));
+
+    // A new version of aa, a new file cc, bb to the trash; an unfinished upload is not a change.
+    f.put("aa", &sealed_bytes(2, 1)).await?;
+    f.put("cc", &sealed_bytes(1, 3)).await?;
+    f.call(Request::Remove {
+        ns: P,
+        path: "bb".into(),
+        recursive: false,
+    })
+    .await?;
+    f.open("pending", 17).await?;
+    let (_, got, _, resync) = changes(rev, None).await?;
+    let seen: Vec<(&str, bool)> = got
+        .iter()
+        .map(|c| (c.entry.path.as_str(), c.deleted))
+        .collect();
+    assert_eq!(seen, [("aa", false), ("cc", false), ("bb", true)]);
+    assert!(!resync);
+    assert_eq!(got[0].entry.current.as_ref().map(|v| v.version), Some(2));
+
+    // Purging the trash forces a resync for anyone behind it, not after.
+    f.call(Request::TrashEmpty { ns: P }).await?;
+    assert!(changes(rev, None).await?.3);
+    let now = f.usage().await?.revision;
+    assert!(!changes(now, None).await?.3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn listings_and_changes_come_in_pages() -> R<()> {
+    let f = fixture()?;
+    let n = super::info::PAGE_ENTRIES + 5;
+    {
+        // Rows straight into the table: 1005 directories.
+        let mut c = f.state.db.conn()?;
+        let ns = crate::db::files::namespaces::personal_or_create(&mut c, f.alice.user_id)?;
+        for i in 0..n {
+            let path = format!("d{:04}", i)
+                .replace('0', "a")
+                .replace('1', "b")
+                .replace('8', "i")
+                .replace('9', "j");
+            crate::db::files::entries::insert(&mut c, ns.id, &path, "dir", 1 + i as i64, 0)?;
+        }
+        diesel::update(namespaces::table.find(ns.id))
+            .set(namespaces::revision.eq(n as i64))
+            .execute(&mut *c)?;
+    }
+    let first = match f
+        .call(Request::List {
+            ns: P,
+            dir: "".into(),
+            recursive: false,
+            after: None,
+        })
+        .await?
+    {
+        Response::Listing { entries, next } => {
+            assert!(next.is_some());
+            entries
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(first.len(), super::info::PAGE_ENTRIES);
+    let all = f.ls("", false).await?;
+    assert_eq!(all.len(), n);
+    let mut sorted: Vec<&str> = all.iter().map(|e| e.path.as_str()).collect();
+    sorted.dedup();
+    assert_eq!(sorted.len(), n);
+
+    let mut seen = 0;
+    let mut after = None;
+    loop {
+        match f
+            .call(Request::Changes {
+                ns: P,
+                since: 0,
+                after,
+            })
+            .await?
+        {
+            Response::Changes { changes, next, .. } => {
+                seen += changes.len();
+                match next {
+                    Some(c) => after = Some(c),
+                    None => break,
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(seen, n);
+    Ok(())
+}
+
+#[tokio::test]
+async fn mkdir_creates_parents_and_two_clients_see_each_other() -> R<()> {
+    let f = fixture()?;
+    let r = f
+        .call(Request::Mkdir {
+            ns: P,
+            path: "aa/bb/cc".into(),
+        })
+        .await?;
+    assert!(matches!(
+        r,
+        Response::Entry(EntryInfo {
+            kind: EntryKind::Dir,
+            ..
+        })
+    ));
+    // An existing directory is fine and changes nothing.
+    let rev = f.usage().await?.revision;
+    f.call(Request::Mkdir {
+        ns: P,
+        path: "aa/bb".into(),
+    })
+    .await?;
+    assert_eq!(f.usage().await?.revision, rev);
+    assert_eq!(f.ls("aa", false).await?.len(), 1);
+    // A second session of the same user sees the same space.
+    let other = SessionCtx {
+        session_id: 99,
+        ..f.alice.clone()
+    };
+    match dispatch(
+        &f.state,
+        &other,
+        Request::Stat {
+            ns: P,
+            path: "aa/bb/cc".into(),
+        },
+    )
+    .await?
+    {
+        Response::Entry(e) => assert_eq!(e.kind, EntryKind::Dir),
+        r => panic!("{r:?}"),
+    }
+    // The root always exists.
+    match f
+        .call(Request::Stat {
+            ns: P,
+            path: "".into(),
+        })
+        .await?
+    {
+        Response::Entry(e) => assert_eq!(e.kind, EntryKind::Dir),
+        r => panic!("{r:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn concurrent_uploads_of_one_new_path_all_end_cleanly() -> R<()> {
+    let f = Arc::new(fixture()?);
+    let mut tasks = Vec::new();
+    for i in 0..6u8 {
+        let f = Arc::clone(&f);
+        tasks.push(tokio::spawn(async move {
+            let bytes = sealed_bytes(8, i);
+            f.put("same", &bytes)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }));
+    }
+    for t in tasks {
+        t.await?
+            .map_err(|e| -> Box<dyn std::error::Error> { e.into() })?;
+    }
+    let listed = f.ls("", false).await?;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].version_count, 6);
+    Ok(())
+}

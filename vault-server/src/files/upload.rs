@@ -1,0 +1,461 @@
+//! Uploads: `upload_open` (quota checked, version reserved, the file's row created
+//! invisible if new) → `upload_data` (raw sealed bytes appended to the partial blob, whole
+//! chunks acknowledged, resumable) → `upload_commit` (blob sealed, then one transaction
+//! makes the version current). Nothing is visible before the commit; `upload_abort`
+//! drops the upload.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use vault_core::format::filekey::WRAPPED_FILE_KEY_LEN;
+use vault_core::format::meta::SEALED_META_LEN;
+use vault_core::format::stream::{SEALED_CHUNK_LEN, plaintext_len};
+use vault_core::proto::{ApiError, ErrorCode, NsRef, Response, parent_of};
+
+use super::{Failure, Stamp, info, paths, tree};
+use crate::blobs::{BlobId, BlobStore};
+use crate::db::files::entries;
+use crate::db::files::uploads::{self, NewUpload, Upload};
+use crate::db::files::versions::{self, NewVersion};
+use crate::db::files::{KIND_FILE, namespaces};
+use crate::db::now;
+use crate::net::connection::SessionCtx;
+use crate::state::ServerState;
+
+/// Bytes read from the stream at a time.
+pub const READ_BUF_LEN: usize = 256 * 1024;
+/// Buffers queued between the network reader and the disk writer (bounds memory to
+/// `(QUEUE_LEN + 1) × READ_BUF_LEN` per upload stream).
+const QUEUE_LEN: usize = 4;
+/// At most this many unfinished uploads per user.
+pub const MAX_OPEN_UPLOADS: i64 = 1000;
+
+/// What the server acknowledges of `held` bytes of an upload of `size`: whole sealed
+/// chunks, or everything once it is complete.
+pub fn acknowledged(held: u64, size: u64) -> u64 {
+    if held >= size {
+        size
+    } else {
+        held - held % SEALED_CHUNK_LEN as u64
+    }
+}
+
+fn blob_id(upload: &Upload) -> Result<BlobId, ApiError> {
+    BlobId::parse(&upload.blob_id)
+        .ok_or_else(|| crate::error::internal("bad blob id in uploads", &upload.blob_id))
+}
+
+fn gone() -> ApiError {
+    ApiError::not_found("no such upload (it was committed, aborted or expired); start it again")
+}
+
+/// The upload `id` if it is the session user's (else `not_found`, as if absent) and, with
+/// `live`, not expired.
+async fn owned(
+    state: &ServerState,
+    session: &SessionCtx,
+    id: i64,
+    live: bool,
+) -> Result<Upload, ApiError> {
+    let user = session.user_id;
+    let upload = super::read(state, move |c| Ok(uploads::get(c, id)?)).await?;
+    match upload {
+        Some(u) if u.user_id == user => {
+            if live && u.expires_at < now() {
+                Err(ApiError::not_found("the upload expired; start again"))
+            } else {
+                Ok(u)
+            }
+        }
+        _ => Err(gone()),
+    }
+}
+
+/// Runs blocking blob-store work off the runtime.
+async fn blocking<T: Send + 'static>(
+    state: &ServerState,
+    work: impl FnOnce(&dyn BlobStore) -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    let blobs = Arc::clone(&state.blobs);
+    tokio::task::spawn_blocking(move || work(blobs.as_ref()))
+        .await
+        .map_err(|e| std::io::Error::other(format!("blob worker failed: {e}")))?
+}
+
+fn store_error(context: &str, e: &std::io::Error) -> ApiError {
+    tracing::error!(error = %e, "{context}");
+    ApiError::internal_with(format!(
+        "the server could not store the data ({}); nothing partial is visible: try again \
+         later or ask the operator to free disk space",
+        e.kind()
+    ))
+}
+
+/// How many bytes of an upload the store holds: the sealed size once the blob was sealed
+/// (a commit that failed after sealing), else the partial's length (0 if none).
+async fn held(state: &ServerState, upload: &Upload) -> Result<u64, ApiError> {
+    let id = blob_id(upload)?;
+    let size = upload.sealed_size.max(0) as u64;
+    blocking(state, move |b| {
+        if b.size(&id)? == Some(size) {
+            return Ok(size);
+        }
+        Ok(b.partial_len(&id)?.unwrap_or(0))
+    })
+    .await
+    .map_err(|e| crate::error::internal("cannot read an upload's partial blob", e))
+}
+
+pub async fn open(
+    state: &ServerState,
+    session: &SessionCtx,
+    ns: &NsRef,
+    path: String,
+    sealed_size: u64,
+) -> Result<Response, ApiError> {
+    paths::check_not_root(&path, "upload to")?;
+    if plaintext_len(sealed_size).is_none() || i64::try_from(sealed_size).is_err() {
+        return Err(ApiError::bad_request(format!(
+            "{sealed_size} bytes is not the length of a sealed file"
+        )));
+    }
+    let ns = super::namespace(state, session, ns).await?;
+    let user = session.user_id;
+    let expiry = i64::try_from(state.config.files.upload_expiry_s).unwrap_or(i64::MAX);
+    super::write(state, ns.id, move |c, ns| {
+        if uploads::count_for_user(c, user)? >= MAX_OPEN_UPLOADS {
+            return Err(ApiError::conflict(format!(
+                "you have {MAX_OPEN_UPLOADS} unfinished uploads; finish or abort some, or wait \
+                 for them to expire"
+            ))
+            .into());
+        }
+        let pending = uploads::reserved_bytes(c, ns.id)?;
+        super::check_quota(c, ns, sealed_size, pending)?;
+        let entry = match entries::live_at(c, ns.id, &path)? {
+            Some(e) if e.is_dir() => {
+                return Err(ApiError::conflict(
+                    "a folder exists at this path; a file cannot replace it",
+                )
+                .into());
+            }
+            Some(e) => e,
+            None => {
+                for ancestor in paths::ancestors(&path) {
+                    if entries::live_at(c, ns.id, ancestor)?.is_some_and(|e| !e.is_dir()) {
+                        return Err(ApiError::conflict(
+                            "a parent on this path is a file; a file cannot contain others",
+                        )
+                        .into());
+                    }
+                }
+                // Invisible until the first commit; the revision is stamped then.
+                entries::insert(c, ns.id, &path, KIND_FILE, ns.revision, now())?
+            }
+        };
+        let version = entries::reserve_version(c, &entry)?;
+        let created = now();
+        let blob = BlobId::random();
+        let upload = uploads::insert(
+            c,
+            &NewUpload {
+                user_id: user,
+                namespace_id: ns.id,
+                entry_id: entry.id,
+                version,
+                generation: 0,
+                sealed_size: sealed_size as i64,
+                blob_id: blob.as_str(),
+                created_at: created,
+                expires_at: created.saturating_add(expiry),
+            },
+        )?;
+        Ok(Response::UploadOpened {
+            upload_id: upload.id,
+            file_id: entry.id,
+            version: version.max(0) as u64,
+            generation: 0,
+            expires_at: upload.expires_at,
+        })
+    })
+    .await
+}
+
+pub async fn status(
+    state: &ServerState,
+    session: &SessionCtx,
+    upload_id: i64,
+) -> Result<Response, ApiError> {
+    let upload = owned(state, session, upload_id, true).await?;
+    let size = upload.sealed_size.max(0) as u64;
+    let held = held(state, &upload).await?;
+    Ok(Response::UploadStatus {
+        received: acknowledged(held, size),
+        sealed_size: size,
+    })
+}
+
+/// Serves `upload_data`: appends the raw bytes that follow the request on `body` to the
+/// upload's partial blob, from `offset` (which must be what `upload_status` reports).
+/// Memory stays bounded whatever the size. Bytes beyond the declared size and write
+/// errors cut the partial back to whole chunks.
+pub async fn receive<R: AsyncRead + Unpin>(
+    state: &ServerState,
+    session: &SessionCtx,
+    upload_id: i64,
+    offset: u64,
+    body: &mut R,
+) -> Result<Response, ApiError> {
+    let upload = owned(state, session, upload_id, true).await?;
+    let size = upload.sealed_size.max(0) as u64;
+    let id = blob_id(&upload)?;
+    let held_now = held(state, &upload).await?;
+    let received = acknowledged(held_now, size);
+    if offset != received {
+        return Err(ApiError::conflict(format!(
+            "resume at byte {received}: the server holds {received} of {size} bytes of this upload"
+        )));
+    }
+    if received == size && held_now == size && size > 0 {
+        // Complete (possibly already sealed): any byte more is too many.
+        let mut probe = [0u8; 1];
+        return match body.read(&mut probe).await {
+            Ok(0) | Err(_) => Ok(Response::UploadStatus {
+                received: size,
+                sealed_size: size,
+            }),
+            Ok(_) => Err(too_many(size)),
+        };
+    }
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(QUEUE_LEN);
+    let writer = {
+        let blobs = Arc::clone(&state.blobs);
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+            let mut out = blobs.write_partial(&id, offset)?;
+            let mut written = 0u64;
+            while let Some(buf) = rx.blocking_recv() {
+                out.write_all(&buf)?;
+                written += buf.len() as u64;
+            }
+            out.flush()?;
+            out.sync()?;
+            Ok(written)
+        })
+    };
+
+    let mut pos = offset;
+    let mut over = false;
+    let mut broken = false;
+    loop {
+        let mut buf = vec![0u8; READ_BUF_LEN];
+        let n = match body.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(error = %e, "upload stream broke");
+                broken = true;
+                break;
+            }
+        };
+        if pos + n as u64 > size {
+            over = true;
+            break;
+        }
+        buf.truncate(n);
+        pos += n as u64;
+        if tx.send(buf).await.is_err() {
+            break; // the writer stopped: its error is read below
+        }
+    }
+    drop(tx);
+    let written = writer
+        .await
+        .map_err(|e| std::io::Error::other(format!("blob writer failed: {e}")))
+        .and_then(|r| r);
+
+    match written {
+        Err(e) => {
+            cut_back(state, &id, size).await;
+            Err(store_error("writing an upload failed", &e))
+        }
+        Ok(_) if over => {
+            cut_back(state, &id, size).await;
+            Err(too_many(size))
+        }
+        Ok(_) if broken => Err(ApiError::bad_request(
+            "the upload stream broke; ask upload_status and resume",
+        )),
+        Ok(written) => Ok(Response::UploadStatus {
+            received: acknowledged(offset + written, size),
+            sealed_size: size,
+        }),
+    }
+}
+
+fn too_many(size: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::TooLarge,
+        format!(
+            "more bytes than declared: this upload is {size} bytes; ask upload_status and resume"
+        ),
+    )
+}
+
+/// Cuts a partial back to whole chunks after a failed or refused write.
+async fn cut_back(state: &ServerState, id: &BlobId, size: u64) {
+    let id = id.clone();
+    let result = blocking(state, move |b| {
+        if let Some(len) = b.partial_len(&id)? {
+            let keep = acknowledged(len, size).min(len);
+            if keep < len || len > size {
+                b.truncate_partial(&id, keep.min(size))?;
+            }
+        }
+        Ok(())
+    })
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not cut a partial back to whole chunks");
+    }
+}
+
+pub async fn commit(
+    state: &ServerState,
+    session: &SessionCtx,
+    upload_id: i64,
+    wrapped_key: Vec<u8>,
+    sealed_meta: Vec<u8>,
+) -> Result<Response, ApiError> {
+    if wrapped_key.len() != WRAPPED_FILE_KEY_LEN {
+        return Err(ApiError::bad_request(format!(
+            "a wrapped file key is {WRAPPED_FILE_KEY_LEN} bytes, not {}",
+            wrapped_key.len()
+        )));
+    }
+    if sealed_meta.len() != SEALED_META_LEN {
+        return Err(ApiError::bad_request(format!(
+            "sealed metadata is {SEALED_META_LEN} bytes, not {}",
+            sealed_meta.len()
+        )));
+    }
+    let upload = owned(state, session, upload_id, true).await?;
+    let size = upload.sealed_size.max(0) as u64;
+    let held = held(state, &upload).await?;
+    if held != size {
+        return Err(ApiError::conflict(format!(
+            "upload incomplete: {} of {size} bytes arrived; resume it",
+            acknowledged(held, size)
+        )));
+    }
+    // Cheap early refusal; the transaction checks again.
+    let ns_id = upload.namespace_id;
+    super::read(state, move |c| {
+        let ns = namespaces::by_id(c, ns_id)?.ok_or_else(gone)?;
+        super::check_quota(c, &ns, size, 0)
+    })
+    .await?;
+
+    let id = blob_id(&upload)?;
+    let sealed = blocking(state, move |b| {
+        if b.size(&id)? == Some(size) {
+            return Ok(size);
+        }
+        b.seal_partial(&id)
+    })
+    .await
+    .map_err(|e| store_error("sealing an upload failed", &e))?;
+    if sealed != size {
+        return Err(crate::error::internal(
+            "a sealed upload has the wrong size",
+            format!("{sealed} != {size}"),
+        ));
+    }
+
+    let retention = state.config.version_retention.max(1) as usize;
+    super::write(state, ns_id, move |c, ns| {
+        let upload = uploads::get(c, upload_id)?.ok_or_else(gone)?;
+        let entry = entries::by_id(c, upload.entry_id)?.ok_or_else(gone)?;
+        if entry.trash_id.is_some() {
+            return Err(ApiError::conflict(
+                "the file was deleted while it was uploading; upload it again",
+            )
+            .into());
+        }
+        super::check_quota(c, ns, size, 0)?;
+        let mut stamp = Stamp::new(ns.id);
+        tree::ensure_dir(c, ns.id, parent_of(&entry.path), &mut stamp)?;
+        let revision = stamp.revision(c)?;
+        versions::insert(
+            c,
+            &NewVersion {
+                entry_id: entry.id,
+                version: upload.version,
+                blob_id: &upload.blob_id,
+                sealed_size: upload.sealed_size,
+                wrapped_key: &wrapped_key,
+                sealed_meta: &sealed_meta,
+                generation: upload.generation,
+                created_at: stamp.now,
+            },
+        )?;
+        entries::set_current(c, entry.id, upload.version, revision, stamp.now)?;
+        let freed = versions::prune(c, entry.id, retention, upload.version, stamp.now)?;
+        namespaces::add_used(c, ns.id, upload.sealed_size - freed)?;
+        uploads::delete(c, upload.id)?;
+        let row = entries::by_id(c, entry.id)?.ok_or_else(ApiError::internal)?;
+        Ok(Response::Entry(info::entry_info(c, &row)?))
+    })
+    .await
+}
+
+pub async fn abort(
+    state: &ServerState,
+    session: &SessionCtx,
+    upload_id: i64,
+) -> Result<Response, ApiError> {
+    let upload = owned(state, session, upload_id, false).await?;
+    let id = blob_id(&upload)?;
+    let size = upload.sealed_size.max(0) as u64;
+    let probe = id.clone();
+    let was_sealed = blocking(state, move |b| Ok(b.size(&probe)? == Some(size)))
+        .await
+        .unwrap_or(false);
+    super::write(state, upload.namespace_id, move |c, _ns| {
+        let Some(upload) = uploads::get(c, upload_id)? else {
+            return Err(gone().into());
+        };
+        uploads::delete(c, upload.id)?;
+        if let Some(entry) = entries::by_id(c, upload.entry_id)? {
+            if !entry.is_visible() && !uploads::any_for_entry(c, entry.id)? {
+                entries::delete(c, &[entry.id])?;
+            }
+        }
+        if was_sealed {
+            versions::mark_deleted(c, std::slice::from_ref(&upload.blob_id), now())?;
+        }
+        Ok::<_, Failure>(())
+    })
+    .await?;
+    tree::remove_partials(state, vec![upload.blob_id]).await;
+    Ok(Response::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_whole_chunks_are_acknowledged() {
+        let c = SEALED_CHUNK_LEN as u64;
+        assert_eq!(acknowledged(0, 3 * c), 0);
+        assert_eq!(acknowledged(c - 1, 3 * c), 0);
+        assert_eq!(acknowledged(c, 3 * c), c);
+        assert_eq!(acknowledged(2 * c + 5, 3 * c), 2 * c);
+        assert_eq!(acknowledged(3 * c, 3 * c), 3 * c);
+        assert_eq!(acknowledged(17, 17), 17);
+        assert_eq!(acknowledged(16, 17), 0);
+    }
+}
