@@ -1,10 +1,12 @@
 //! What every command works on: the server's configuration, loaded exactly as
 //! `vault-server` loads it, and its database, opened directly (the server may be running
-//! or not). Also the one way the admin tool writes to the audit log.
+//! or not), and its blob store. Also the one way the admin tool writes to the audit log.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use vault_server::DataDir;
+use vault_server::blobs::FsBlobStore;
 use vault_server::config::Config;
 use vault_server::db::{self, Db, DbConn, DbResult, audit::Event};
 
@@ -28,6 +30,21 @@ impl Ctx {
             );
         }
         Db::open(&url).context("cannot open the server's database")
+    }
+
+    /// Opens the server's blob store (`<data-dir>/blobs`), refusing a missing one for the
+    /// same reason as a missing database.
+    pub fn blobs(&self) -> anyhow::Result<FsBlobStore> {
+        let root = DataDir(self.config.data_dir.clone()).blobs();
+        if !root.is_dir() {
+            bail!(
+                "no blob store at {}: check --data-dir or --config (vault-server creates it \
+                 on first start)",
+                root.display()
+            );
+        }
+        FsBlobStore::open(&root)
+            .with_context(|| format!("cannot open the blob store at {}", root.display()))
     }
 
     /// Connects without migrating, creating a missing SQLite file; for `migrate`.

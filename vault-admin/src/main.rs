@@ -5,8 +5,11 @@
 //! Every change is written to the audit log with actor `admin`.
 
 mod audit;
+mod backup;
 mod cert;
 mod context;
+mod fsck;
+mod gc;
 mod mail;
 mod output;
 mod stats;
@@ -21,7 +24,8 @@ use vault_server::config::{Config, Overrides};
 
 use crate::context::Ctx;
 
-/// Run a Vault server's users, throttling, audit log, certificate and mail from its host.
+/// Run a Vault server's users, throttling, audit log, certificate, mail and file store
+/// from its host.
 #[derive(Debug, Parser)]
 #[command(name = "vault-admin", version)]
 struct Args {
@@ -58,6 +62,12 @@ enum Command {
     Mail(mail::MailCommand),
     /// Run pending database migrations and say how many ran.
     Migrate,
+    /// Check that the database and the blob store agree (exit 1 when they do not).
+    Fsck(fsck::FsckArgs),
+    /// Remove expired uploads and trash, versions past retention, deleted and orphan blobs.
+    Gc(gc::GcArgs),
+    /// Copy the database and blobs, consistently, into a new directory (server may run).
+    Backup(backup::BackupArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,7 +82,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -80,7 +90,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+fn run(args: Args) -> anyhow::Result<ExitCode> {
     let flags = Overrides {
         listen: None,
         data_dir: args.data_dir,
@@ -90,7 +100,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok(), &flags)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let ctx = Ctx { config };
-    match args.command {
+    let done = match args.command {
         Command::User(c) => users::run(&ctx, c),
         Command::Throttle(c) => throttle::run(&ctx, c),
         Command::Stats(a) => stats::run(&ctx, a),
@@ -98,7 +108,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         Command::Cert(c) => cert::run(&ctx, c),
         Command::Mail(c) => mail::run(&ctx, c),
         Command::Migrate => migrate(&ctx),
-    }
+        // These report problems by their exit code.
+        Command::Fsck(a) => return fsck::run(&ctx, a),
+        Command::Gc(a) => return gc::run(&ctx, a),
+        Command::Backup(a) => backup::run(&ctx, a),
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 /// `migrate`: runs pending migrations (which every other command also does on open).

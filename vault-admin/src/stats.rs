@@ -1,9 +1,11 @@
-//! `vault-admin stats`: counts for a dashboard. The keys are stable: `files`, `bytes`
-//! and `groups` are 0 until those features are stored by the server.
+//! `vault-admin stats`: counts for a dashboard. The keys are stable: `groups` is 0 until
+//! groups are stored by the server; `bytes` is the ciphertext the file store holds (all
+//! versions, trash included), also given as `stored_bytes`.
 
 use clap::Args;
 use serde::Serialize;
 use vault_server::db;
+use vault_server::maintenance::stats::file_stats;
 
 use crate::context::Ctx;
 use crate::output;
@@ -26,19 +28,30 @@ struct Stats {
     groups: i64,
     files: i64,
     bytes: i64,
+    directories: i64,
+    versions: i64,
+    stored_bytes: i64,
+    trash_items: i64,
+    uploads_in_progress: i64,
 }
 
 pub fn run(ctx: &Ctx, args: StatsArgs) -> anyhow::Result<()> {
     let db = ctx.db()?;
     let conn = &mut *db.conn()?;
+    let f = file_stats(conn, output::now())?;
     let s = Stats {
         users: db::users::count(conn)?,
         locked_users: db::users::count_locked(conn)?,
         sessions: db::sessions::count_live(conn)?,
         throttled: db::throttle::count_locked(conn, output::now())?,
         groups: 0,
-        files: 0,
-        bytes: 0,
+        files: f.files,
+        bytes: f.stored_bytes,
+        directories: f.directories,
+        versions: f.versions,
+        stored_bytes: f.stored_bytes,
+        trash_items: f.trash_items,
+        uploads_in_progress: f.uploads_in_progress,
     };
     if args.json {
         return output::print_json(&s);
@@ -50,7 +63,18 @@ pub fn run(ctx: &Ctx, args: StatsArgs) -> anyhow::Result<()> {
         ("throttled now", s.throttled.to_string()),
         ("groups", s.groups.to_string()),
         ("files", s.files.to_string()),
-        ("bytes", format!("{} ({})", s.bytes, output::size(s.bytes))),
+        ("directories", s.directories.to_string()),
+        ("versions", s.versions.to_string()),
+        (
+            "stored bytes",
+            format!(
+                "{} ({}, ciphertext)",
+                s.stored_bytes,
+                output::size(s.stored_bytes)
+            ),
+        ),
+        ("trash items", s.trash_items.to_string()),
+        ("uploads in progress", s.uploads_in_progress.to_string()),
     ]);
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! `vault-admin user …`: list and inspect accounts, lock and unlock them, delete them,
 //! set quotas, clear login throttling, and list or end sessions. Sessions are ended in
 //! the database; a running server notices within `sessions.check_interval_ms` and closes
-//! the connections with the reason. Every change is audited with actor `admin`; a
+//! the connections with the reason. Deleting an account deletes its files too (blobs are
+//! queued for gc). `set-quota` takes effect at once: the server reads the quota on every
+//! check. Every change is audited with actor `admin`; a
 //! command that changes nothing (unlocking an unlocked account) writes no entry.
 
 use std::collections::HashMap;
@@ -12,6 +14,8 @@ use serde::Serialize;
 use vault_core::proto::names;
 use vault_server::accounts::SESSION_ENDED_BY_ADMIN;
 use vault_server::db::{self, DbConn, DbError, throttle::FailureRow, users::User};
+use vault_server::maintenance::purge::purge_user_files;
+use vault_server::maintenance::stats::used_bytes_of_user;
 use vault_server::throttle::account_subject;
 
 use crate::context::{Ctx, record};
@@ -77,7 +81,7 @@ pub fn run(ctx: &Ctx, command: UserCommand) -> anyhow::Result<()> {
         UserCommand::Show { user, json } => show(conn, &user, json),
         UserCommand::Lock { user } => lock(conn, &user),
         UserCommand::Unlock { user } => unlock(conn, &user),
-        UserCommand::Delete { user, yes } => delete(conn, &user, yes),
+        UserCommand::Delete { user, yes } => delete(ctx, conn, &user, yes),
         UserCommand::SetQuota { user, size } => set_quota(conn, &user, size),
         UserCommand::ResetThrottle { user } => reset_throttle(conn, &user),
         UserCommand::Sessions { user, json } => sessions(conn, &user, json),
@@ -199,6 +203,8 @@ struct UserDetail {
     email: String,
     locked: bool,
     quota_bytes: i64,
+    /// Ciphertext bytes of the user's files (all versions, trash included).
+    used_bytes: i64,
     created_at: i64,
     live_sessions: usize,
     public_key_fingerprint: String,
@@ -209,6 +215,7 @@ struct UserDetail {
 fn show(conn: &mut DbConn, name: &str, json: bool) -> anyhow::Result<()> {
     let user = find_user(conn, name)?;
     let live = db::sessions::live_for_user(conn, user.id)?.len();
+    let used_bytes = used_bytes_of_user(conn, user.id)?;
     let throttle = db::throttle::get(conn, &account_subject(&user.username))?
         .map(|row| ThrottleState::new(row, output::now()));
     let d = UserDetail {
@@ -222,6 +229,7 @@ fn show(conn: &mut DbConn, name: &str, json: bool) -> anyhow::Result<()> {
         email: user.email,
         locked: user.locked,
         quota_bytes: user.quota_bytes,
+        used_bytes,
         created_at: user.created_at,
         live_sessions: live,
         throttle,
@@ -249,6 +257,10 @@ fn show(conn: &mut DbConn, name: &str, json: bool) -> anyhow::Result<()> {
         (
             "quota",
             format!("{} ({} bytes)", output::size(d.quota_bytes), d.quota_bytes),
+        ),
+        (
+            "used",
+            format!("{} ({} bytes)", output::size(d.used_bytes), d.used_bytes),
         ),
         ("created", iso_time(d.created_at)),
         ("live sessions", d.live_sessions.to_string()),
@@ -305,7 +317,7 @@ fn unlock(conn: &mut DbConn, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn delete(conn: &mut DbConn, name: &str, yes: bool) -> anyhow::Result<()> {
+fn delete(ctx: &Ctx, conn: &mut DbConn, name: &str, yes: bool) -> anyhow::Result<()> {
     let user = find_user(conn, name)?;
     if !yes {
         let live = db::sessions::live_for_user(conn, user.id)?.len();
@@ -316,8 +328,10 @@ fn delete(conn: &mut DbConn, name: &str, yes: bool) -> anyhow::Result<()> {
             user.username
         );
     }
-    let ended = db::transaction(conn, |c| {
+    let (ended, files) = db::transaction(conn, |c| {
         let ended = db::sessions::end_all_for_user(c, user.id, None, ENDED_BY_DELETE)?;
+        // The files go with the account: their blobs are queued for gc.
+        let files = purge_user_files(c, user.id, output::now())?;
         db::users::delete(c, user.id)?;
         db::throttle::clear(c, &account_subject(&user.username))?;
         // A pending password-reset code must not outlive the account: a new account of
@@ -328,11 +342,32 @@ fn delete(conn: &mut DbConn, name: &str, yes: bool) -> anyhow::Result<()> {
             c,
             "user_deleted",
             Some(&user.username),
-            &format!("account deleted; {ended} live session(s) ended"),
+            &format!(
+                "account deleted; {ended} live session(s) ended; {} entr(ies), {} version(s) \
+                 ({} bytes) and {} upload(s) deleted",
+                files.entries, files.versions, files.bytes, files.uploads
+            ),
         )?;
-        Ok::<_, DbError>(ended)
+        Ok::<_, DbError>((ended, files))
     })?;
+    // Partial uploads go now; gc removes anything left here as an orphan later.
+    if !files.partials.is_empty()
+        && let Ok(store) = ctx.blobs()
+    {
+        for problem in files.remove_partials(&store) {
+            eprintln!("warning: {problem} (gc removes it later)");
+        }
+    }
     println!("deleted {} ({ended} live session(s) ended)", user.username);
+    if files.entries > 0 || files.uploads > 0 {
+        println!(
+            "deleted its {} file(s) and folder(s) with {} version(s) ({}); gc removes the \
+             blobs after the grace period",
+            files.entries,
+            files.versions,
+            output::size(files.bytes)
+        );
+    }
     Ok(())
 }
 

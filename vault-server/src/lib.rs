@@ -4,12 +4,15 @@
 //! `Server::run` serves until a shutdown signal. Tests start it on `127.0.0.1:0`.
 
 pub mod accounts;
+pub mod blobs;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod files;
 pub mod fsutil;
 pub mod live;
 pub mod mail;
+pub mod maintenance;
 pub mod net;
 pub mod state;
 pub mod throttle;
@@ -103,10 +106,15 @@ impl Server {
             accounts::hash_auth_key(&random, &params)
         })
         .await??;
+        let blobs: Arc<dyn blobs::BlobStore> =
+            Arc::new(blobs::FsBlobStore::open(data.blobs()).with_context(|| {
+                format!("cannot open the blob store {}", data.blobs().display())
+            })?);
         let endpoint = net::endpoint(&identity, config.listen, &config.limits)?;
         let state = Arc::new(ServerState::new(
             config,
             db,
+            blobs,
             mailer,
             fake_salt_key,
             dummy_auth_hash,
@@ -136,9 +144,11 @@ impl Server {
             tokio::spawn(async move { state.live.watch(state.db.clone(), every).await })
         };
         let housekeeping = tokio::spawn(housekeeping(Arc::clone(&state)));
+        let gc = tokio::spawn(maintenance::run_periodic(Arc::clone(&state)));
         net::serve(self.endpoint, state, shutdown).await;
         watcher.abort();
         housekeeping.abort();
+        gc.abort();
         Ok(())
     }
 }

@@ -1,0 +1,129 @@
+//! `vault-admin fsck [--repair]`: do the database and the blob store agree? Exit 0 and
+//! "clean" when they do; exit 1 with the list of problems when not. `--repair` fixes what
+//! needs no guessing, says plainly which files lost data, and is audited.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use vault_server::maintenance::{self, FsckReport};
+
+use crate::context::{Ctx, record};
+use crate::output;
+
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// Fix what can be fixed without guessing (unreadable versions deleted, orphans
+    /// queued for gc, dangling uploads dropped, missing directories created, used bytes
+    /// recomputed).
+    #[arg(long)]
+    repair: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(ctx: &Ctx, args: FsckArgs) -> anyhow::Result<ExitCode> {
+    let db = ctx.db()?;
+    let store = ctx.blobs()?;
+    let conn = &mut *db.conn()?;
+    let report = maintenance::fsck(conn, &store, args.repair, output::now())?;
+    if args.repair && !report.is_clean() {
+        let repaired = report.findings.len()
+            - report
+                .findings
+                .iter()
+                .filter(|f| f.repaired.is_none())
+                .count();
+        record(
+            conn,
+            "fsck_repair",
+            None,
+            &format!(
+                "{} problem(s) found, {repaired} repaired, {} file(s) lost data{}",
+                report.findings.len(),
+                report.lost.len(),
+                report
+                    .lost
+                    .iter()
+                    .map(|l| format!("; {l}"))
+                    .collect::<String>()
+            ),
+        )?;
+    }
+    if args.json {
+        output::print_json(&report)?;
+    } else {
+        print!("{}", render(&report, args.repair));
+    }
+    Ok(if report.unrepaired() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The report for people.
+fn render(report: &FsckReport, repair: bool) -> String {
+    let c = &report.checked;
+    let checked = format!(
+        "{} namespace(s), {} entr(ies), {} version(s), {} upload(s), {} blob(s), {} partial(s) checked",
+        c.namespaces, c.entries, c.versions, c.uploads, c.blobs, c.partials
+    );
+    if report.is_clean() && report.errors.is_empty() {
+        return format!("clean: {checked}\n");
+    }
+    let mut out = format!("{} problem(s) found ({checked}):\n", report.findings.len());
+    for f in &report.findings {
+        match &f.repaired {
+            Some(what) => out.push_str(&format!("  {} -> repaired: {what}\n", f.problem)),
+            None => out.push_str(&format!("  {}\n", f.problem)),
+        }
+    }
+    if !report.lost.is_empty() {
+        out.push_str("files that lost data (names are encrypted; the owner sees them with `vault versions`):\n");
+        for l in &report.lost {
+            out.push_str(&format!("  {l}\n"));
+        }
+    }
+    for e in &report.errors {
+        out.push_str(&format!("  repair failed: {e}\n"));
+    }
+    if !repair {
+        out.push_str("run `vault-admin fsck --repair` to fix what can be fixed\n");
+    } else if report.unrepaired() == 0 {
+        out.push_str("all repaired\n");
+    } else {
+        out.push_str(&format!(
+            "{} problem(s) left: see above\n",
+            report.unrepaired()
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vault_server::maintenance::Problem;
+    use vault_server::maintenance::fsck::Finding;
+
+    #[test]
+    fn clean_and_unclean_reports_read_plainly() {
+        let clean = FsckReport::default();
+        assert!(render(&clean, false).starts_with("clean: 0 namespace(s)"));
+        let mut bad = FsckReport::default();
+        bad.findings.push(Finding {
+            problem: Problem::OrphanBlob {
+                blob_id: "ab".repeat(16),
+                size: 3,
+            },
+            repaired: None,
+        });
+        let text = render(&bad, false);
+        assert!(text.starts_with("1 problem(s) found"), "{text}");
+        assert!(text.contains("belongs to no version"), "{text}");
+        assert!(text.contains("fsck --repair"), "{text}");
+        bad.findings[0].repaired = Some("queued".into());
+        assert!(render(&bad, true).contains("-> repaired: queued"));
+        assert!(render(&bad, true).ends_with("all repaired\n"));
+    }
+}

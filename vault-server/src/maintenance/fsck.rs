@@ -1,0 +1,922 @@
+//! `fsck`: do the database and the blob store agree? It reports versions whose blob is
+//! missing or has the wrong size, orphan blobs and partials, dangling uploads (whose file
+//! entry is gone, or whose partial holds more than the upload declared), namespaces whose `used_bytes` is not the sum of their versions, live entries
+//! whose parent is not a live directory, and entries whose `current_version` names no
+//! version. With `repair` it fixes what needs no guessing: versions that cannot be read
+//! are deleted (the file falls back to its newest readable version, or goes if none is
+//! left; [`FsckReport::lost`] says which files lost data), orphan blobs are queued for gc,
+//! orphan partials removed, dangling uploads dropped, missing parent directories created
+//! and `used_bytes` recomputed.
+//!
+//! An upload without a partial is not a problem: the server creates the partial with the
+//! first bytes, so it is an upload at byte 0 (`upload_status` answers 0 and the client
+//! sends everything).
+//!
+//! The server may be running: every suspicion is checked again before it is reported.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+
+use diesel::prelude::*;
+use serde::Serialize;
+
+use super::purge;
+use super::rows::{self, EntryRow, UploadRow, VersionRow};
+use super::{MaintenanceError, MaintenanceResult};
+use crate::blobs::{BlobId, BlobStore};
+use crate::db::schema::{entries, namespaces, trash, uploads, versions};
+use crate::db::{self, DbConn, DbError};
+
+/// One disagreement between the database and the blob store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Problem {
+    MissingBlob {
+        owner: String,
+        entry_id: i64,
+        path: String,
+        version: i64,
+        blob_id: String,
+    },
+    SizeMismatch {
+        owner: String,
+        entry_id: i64,
+        path: String,
+        version: i64,
+        blob_id: String,
+        expected: i64,
+        actual: u64,
+    },
+    OrphanBlob {
+        blob_id: String,
+        size: u64,
+    },
+    OrphanPartial {
+        blob_id: String,
+        size: u64,
+    },
+    DanglingUpload {
+        owner: String,
+        upload_id: i64,
+        blob_id: String,
+        reason: String,
+    },
+    UsedBytes {
+        owner: String,
+        namespace_id: i64,
+        recorded: i64,
+        actual: i64,
+    },
+    MissingParent {
+        owner: String,
+        entry_id: i64,
+        path: String,
+        parent: String,
+    },
+    MissingCurrentVersion {
+        owner: String,
+        entry_id: i64,
+        path: String,
+        current_version: i64,
+    },
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::MissingBlob {
+                owner,
+                entry_id,
+                version,
+                blob_id,
+                ..
+            } => write!(
+                f,
+                "{owner}: file #{entry_id} version {version}: blob {blob_id} is missing"
+            ),
+            Problem::SizeMismatch {
+                owner,
+                entry_id,
+                version,
+                blob_id,
+                expected,
+                actual,
+                ..
+            } => write!(
+                f,
+                "{owner}: file #{entry_id} version {version}: blob {blob_id} holds {actual} \
+                 bytes, the database says {expected}"
+            ),
+            Problem::OrphanBlob { blob_id, size } => {
+                write!(f, "blob {blob_id} ({size} bytes) belongs to no version")
+            }
+            Problem::OrphanPartial { blob_id, size } => {
+                write!(
+                    f,
+                    "partial blob {blob_id} ({size} bytes) belongs to no upload"
+                )
+            }
+            Problem::DanglingUpload {
+                owner,
+                upload_id,
+                reason,
+                ..
+            } => write!(f, "{owner}: upload {upload_id}: {reason}"),
+            Problem::UsedBytes {
+                owner,
+                recorded,
+                actual,
+                ..
+            } => write!(
+                f,
+                "{owner}: used_bytes is {recorded} but its versions hold {actual} bytes"
+            ),
+            Problem::MissingParent {
+                owner,
+                entry_id,
+                parent,
+                ..
+            } => write!(
+                f,
+                "{owner}: entry #{entry_id}: its parent {parent} is not a live directory"
+            ),
+            Problem::MissingCurrentVersion {
+                owner,
+                entry_id,
+                current_version,
+                ..
+            } => write!(
+                f,
+                "{owner}: file #{entry_id}: its current version {current_version} does not exist"
+            ),
+        }
+    }
+}
+
+/// A problem and, after a repair, what was done about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    #[serde(flatten)]
+    pub problem: Problem,
+    /// What the repair did; `None` when not repaired.
+    pub repaired: Option<String>,
+}
+
+/// How much was looked at.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Checked {
+    pub namespaces: u64,
+    pub entries: u64,
+    pub versions: u64,
+    pub uploads: u64,
+    pub blobs: u64,
+    pub partials: u64,
+}
+
+/// The result of a check (and repair).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FsckReport {
+    pub checked: Checked,
+    pub findings: Vec<Finding>,
+    /// Plain sentences naming each file that lost data in the repair.
+    pub lost: Vec<String>,
+    /// Repairs that failed.
+    pub errors: Vec<String>,
+}
+
+impl FsckReport {
+    /// No problem found.
+    pub fn is_clean(&self) -> bool {
+        self.findings.is_empty()
+    }
+
+    /// Problems found and not repaired (all of them without `repair`), plus failures.
+    pub fn unrepaired(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.repaired.is_none())
+            .count()
+            + self.errors.len()
+    }
+}
+
+/// Checks the database against the blob store; with `repair`, fixes what it safely can.
+pub fn fsck(
+    conn: &mut DbConn,
+    store: &dyn BlobStore,
+    repair: bool,
+    now: i64,
+) -> MaintenanceResult<FsckReport> {
+    let mut run = Run {
+        conn,
+        store,
+        repair,
+        now,
+        labels: HashMap::new(),
+        report: FsckReport::default(),
+    };
+    run.labels = labels(run.conn)?;
+    run.report.checked.namespaces = run.labels.len() as u64;
+    run.check()?;
+    Ok(run.report)
+}
+
+/// "user alice" for every namespace.
+fn labels(conn: &mut DbConn) -> MaintenanceResult<HashMap<i64, String>> {
+    let ids: Vec<i64> = namespaces::table.select(namespaces::id).load(conn)?;
+    let mut out = HashMap::new();
+    for ns in ids {
+        out.insert(ns, rows::namespace_label(conn, ns)?);
+    }
+    Ok(out)
+}
+
+struct Run<'a> {
+    conn: &'a mut DbConn,
+    store: &'a dyn BlobStore,
+    repair: bool,
+    now: i64,
+    labels: HashMap<i64, String>,
+    report: FsckReport,
+}
+
+impl Run<'_> {
+    fn owner(&self, ns: i64) -> String {
+        self.labels
+            .get(&ns)
+            .cloned()
+            .unwrap_or_else(|| format!("namespace {ns}"))
+    }
+
+    fn push(&mut self, problem: Problem, repaired: Option<String>) {
+        self.report.findings.push(Finding { problem, repaired });
+    }
+
+    fn check(&mut self) -> MaintenanceResult<()> {
+        // Read order matters (see the module doc of `maintenance`): entries and versions
+        // before the listing, references and uploads after it.
+        let entries: HashMap<i64, EntryRow> = entries::table
+            .select(EntryRow::as_select())
+            .load(self.conn)?
+            .into_iter()
+            .map(|e| (e.id, e))
+            .collect();
+        let versions: Vec<VersionRow> = versions::table
+            .select(VersionRow::as_select())
+            .load(self.conn)?;
+        let blobs = self
+            .store
+            .list()
+            .map_err(|e| MaintenanceError::io("cannot list the blob store", e))?;
+        let partials = self
+            .store
+            .list_partials()
+            .map_err(|e| MaintenanceError::io("cannot list partial blobs", e))?;
+        let referenced = rows::referenced_blobs(self.conn)?;
+        let uploads: Vec<UploadRow> = uploads::table
+            .select(UploadRow::as_select())
+            .load(self.conn)?;
+        let checked = &mut self.report.checked;
+        checked.entries = entries.len() as u64;
+        checked.versions = versions.len() as u64;
+        checked.blobs = blobs.len() as u64;
+        checked.partials = partials.len() as u64;
+        checked.uploads = uploads.len() as u64;
+
+        let sizes: HashMap<&str, u64> = blobs.iter().map(|b| (b.id.as_str(), b.size)).collect();
+        self.check_versions(&entries, &versions, &sizes)?;
+        self.check_current_versions(&entries, &versions)?;
+        self.check_uploads(&uploads)?;
+        for blob in blobs.iter().filter(|b| !referenced.contains(b.id.as_str())) {
+            let repaired = self.queue_orphan(&blob.id)?;
+            self.push(
+                Problem::OrphanBlob {
+                    blob_id: blob.id.to_string(),
+                    size: blob.size,
+                },
+                repaired,
+            );
+        }
+        let uploading: HashSet<&str> = uploads.iter().map(|u| u.blob_id.as_str()).collect();
+        for partial in partials
+            .iter()
+            .filter(|p| !uploading.contains(p.id.as_str()))
+        {
+            let repaired = if self.repair {
+                match self.store.remove_partial(&partial.id) {
+                    Ok(()) => Some("removed".to_string()),
+                    Err(e) => {
+                        self.report
+                            .errors
+                            .push(format!("cannot remove partial blob {}: {e}", partial.id));
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            self.push(
+                Problem::OrphanPartial {
+                    blob_id: partial.id.to_string(),
+                    size: partial.size,
+                },
+                repaired,
+            );
+        }
+        self.check_parents(&entries)?;
+        self.check_used_bytes()?;
+        Ok(())
+    }
+
+    /// Versions whose blob is missing or of the wrong size; the repair deletes them.
+    fn check_versions(
+        &mut self,
+        entries: &HashMap<i64, EntryRow>,
+        versions: &[VersionRow],
+        sizes: &HashMap<&str, u64>,
+    ) -> MaintenanceResult<()> {
+        let mut broken: BTreeMap<i64, Vec<(VersionRow, Option<u64>)>> = BTreeMap::new();
+        for v in versions {
+            let listed = sizes.get(v.blob_id.as_str()).copied();
+            if listed == u64::try_from(v.sealed_size).ok() {
+                continue;
+            }
+            // Check again: the version may have gone, or the listing raced a change.
+            let Some(id) = rows::blob_id(&v.blob_id) else {
+                broken
+                    .entry(v.entry_id)
+                    .or_default()
+                    .push((v.clone(), None));
+                continue;
+            };
+            let actual = self
+                .store
+                .size(&id)
+                .map_err(|e| MaintenanceError::io(format!("cannot stat blob {id}"), e))?;
+            let still: i64 = versions::table.find(v.id).count().get_result(self.conn)?;
+            if still == 0 || actual == u64::try_from(v.sealed_size).ok() {
+                continue;
+            }
+            broken
+                .entry(v.entry_id)
+                .or_default()
+                .push((v.clone(), actual));
+        }
+        for (entry_id, bad) in broken {
+            let entry = entries.get(&entry_id);
+            let ns = entry.map_or(0, |e| e.namespace_id);
+            let path = entry.map(|e| e.path.clone()).unwrap_or_default();
+            let repaired = if self.repair {
+                Some(self.drop_versions(entry_id, &bad)?)
+            } else {
+                None
+            };
+            for (v, actual) in bad {
+                let owner = self.owner(ns);
+                let problem = match actual {
+                    None => Problem::MissingBlob {
+                        owner,
+                        entry_id,
+                        path: path.clone(),
+                        version: v.version,
+                        blob_id: v.blob_id,
+                    },
+                    Some(actual) => Problem::SizeMismatch {
+                        owner,
+                        entry_id,
+                        path: path.clone(),
+                        version: v.version,
+                        blob_id: v.blob_id,
+                        expected: v.sealed_size,
+                        actual,
+                    },
+                };
+                self.push(problem, repaired.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes unreadable versions of one entry and moves its current version to the
+    /// newest readable one (or deletes the entry when none is left).
+    fn drop_versions(
+        &mut self,
+        entry_id: i64,
+        bad: &[(VersionRow, Option<u64>)],
+    ) -> MaintenanceResult<String> {
+        let now = self.now;
+        let ids: Vec<i64> = bad.iter().map(|(v, _)| v.id).collect();
+        // A blob of the wrong size stays on disk for the grace period, for inspection.
+        let present: Vec<String> = bad
+            .iter()
+            .filter(|(_, actual)| actual.is_some())
+            .map(|(v, _)| v.blob_id.clone())
+            .collect();
+        let numbers: Vec<String> = bad.iter().map(|(v, _)| v.version.to_string()).collect();
+        let outcome = db::transaction(self.conn, |c| {
+            let bytes: i64 = versions::table
+                .filter(versions::id.eq_any(&ids))
+                .select(versions::sealed_size)
+                .load::<i64>(c)?
+                .into_iter()
+                .sum();
+            rows::queue_deleted(c, &present, now)?;
+            diesel::delete(versions::table.filter(versions::id.eq_any(&ids))).execute(c)?;
+            settle_entry(c, entry_id, bytes, now)
+        })?;
+        let what = format!("version(s) {} deleted", numbers.join(", "));
+        Ok(self.lost_sentence(
+            entry_id,
+            &outcome,
+            &format!("lost version(s) {}", numbers.join(", ")),
+            what,
+        ))
+    }
+
+    fn lost_sentence(
+        &mut self,
+        entry_id: i64,
+        outcome: &Settled,
+        lost: &str,
+        what: String,
+    ) -> String {
+        let owner = self.owner(outcome.namespace_id);
+        let tail = match outcome.current {
+            Some(v) => format!("now at version {v}"),
+            None => "no readable version was left, so the file was removed".to_string(),
+        };
+        self.report.lost.push(format!(
+            "{owner}: file #{entry_id} (encrypted path {}) {lost}; {tail}",
+            outcome.path
+        ));
+        format!("{what}; {tail}")
+    }
+
+    /// Entries whose current version names no version row.
+    fn check_current_versions(
+        &mut self,
+        entries: &HashMap<i64, EntryRow>,
+        versions: &[VersionRow],
+    ) -> MaintenanceResult<()> {
+        let present: HashSet<(i64, i64)> =
+            versions.iter().map(|v| (v.entry_id, v.version)).collect();
+        let mut suspects: Vec<&EntryRow> = entries
+            .values()
+            .filter(|e| {
+                e.current_version
+                    .is_some_and(|v| !present.contains(&(e.id, v)))
+            })
+            .collect();
+        suspects.sort_by_key(|e| e.id);
+        for e in suspects {
+            // Check again: trash empty or a repair above may have changed it.
+            let Some(now_entry) = rows::entry(self.conn, e.id)? else {
+                continue;
+            };
+            let Some(current) = now_entry.current_version else {
+                continue;
+            };
+            let exists: i64 = versions::table
+                .filter(versions::entry_id.eq(e.id))
+                .filter(versions::version.eq(current))
+                .count()
+                .get_result(self.conn)?;
+            if exists > 0 {
+                continue;
+            }
+            let repaired = if self.repair {
+                let now = self.now;
+                let outcome = db::transaction(self.conn, |c| settle_entry(c, e.id, 0, now))?;
+                let lost = format!("had version {current} as its current one, which did not exist");
+                Some(self.lost_sentence(e.id, &outcome, &lost, "current version moved".into()))
+            } else {
+                None
+            };
+            self.push(
+                Problem::MissingCurrentVersion {
+                    owner: self.owner(e.namespace_id),
+                    entry_id: e.id,
+                    path: e.path.clone(),
+                    current_version: current,
+                },
+                repaired,
+            );
+        }
+        Ok(())
+    }
+
+    /// Uploads that can never commit: their file entry is gone, or their partial holds
+    /// more than the declared size.
+    fn check_uploads(&mut self, uploads: &[UploadRow]) -> MaintenanceResult<()> {
+        for u in uploads {
+            let Some(id) = rows::blob_id(&u.blob_id) else {
+                continue;
+            };
+            let held = self
+                .store
+                .partial_len(&id)
+                .map_err(|e| MaintenanceError::io(format!("cannot stat partial blob {id}"), e))?;
+            let reason = if rows::entry(self.conn, u.entry_id)?.is_none() {
+                format!("its file entry #{} does not exist", u.entry_id)
+            } else if let Some(len) = held.filter(|len| *len > u.sealed_size.max(0) as u64) {
+                format!(
+                    "its partial blob {id} holds {len} bytes, more than the {} declared",
+                    u.sealed_size
+                )
+            } else {
+                continue;
+            };
+            let still: i64 = uploads::table.find(u.id).count().get_result(self.conn)?;
+            if still == 0 {
+                continue;
+            }
+            let repaired = if self.repair {
+                let purged = db::transaction(self.conn, |c| {
+                    let purged = purge::drop_uploads(c, &[u.id])?;
+                    purge::delete_if_abandoned(c, u.entry_id)?;
+                    Ok::<_, DbError>(purged)
+                })?;
+                self.report
+                    .errors
+                    .extend(purged.remove_partials(self.store));
+                Some("upload dropped; the client starts it again".to_string())
+            } else {
+                None
+            };
+            self.push(
+                Problem::DanglingUpload {
+                    owner: self.owner(u.namespace_id),
+                    upload_id: u.id,
+                    blob_id: u.blob_id.clone(),
+                    reason,
+                },
+                repaired,
+            );
+        }
+        Ok(())
+    }
+
+    /// Queues an orphan blob for gc (repair only).
+    fn queue_orphan(&mut self, id: &BlobId) -> MaintenanceResult<Option<String>> {
+        if !self.repair {
+            return Ok(None);
+        }
+        rows::queue_deleted(self.conn, &[id.to_string()], self.now)?;
+        Ok(Some(
+            "queued for removal by gc after the grace period".to_string(),
+        ))
+    }
+
+    /// Live entries (other than unfinished first uploads) whose parent is not a live
+    /// directory; the repair creates the missing directories.
+    fn check_parents(&mut self, entries: &HashMap<i64, EntryRow>) -> MaintenanceResult<()> {
+        let live = |e: &&EntryRow| e.trash_id.is_none();
+        let dirs: HashSet<(i64, &str)> = entries
+            .values()
+            .filter(live)
+            .filter(|e| e.kind == "dir")
+            .map(|e| (e.namespace_id, e.path.as_str()))
+            .collect();
+        let mut orphans: Vec<&EntryRow> = entries
+            .values()
+            .filter(live)
+            .filter(|e| !(e.kind == "file" && e.current_version.is_none()))
+            .filter(|e| {
+                !e.parent.is_empty() && !dirs.contains(&(e.namespace_id, e.parent.as_str()))
+            })
+            .collect();
+        orphans.sort_by_key(|e| e.id);
+        for e in orphans {
+            let repaired = if self.repair {
+                let now = self.now;
+                let (ns, parent) = (e.namespace_id, e.parent.clone());
+                match db::transaction(self.conn, |c| create_dirs(c, ns, &parent, now))? {
+                    Ok(n) if n > 0 => Some(format!("created {n} missing director(ies)")),
+                    Ok(_) => Some("created by an earlier repair".to_string()),
+                    Err(blocker) => {
+                        self.report.errors.push(format!(
+                            "{}: entry #{}: cannot create its parent: {blocker} is a file",
+                            self.owner(ns),
+                            e.id
+                        ));
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            self.push(
+                Problem::MissingParent {
+                    owner: self.owner(e.namespace_id),
+                    entry_id: e.id,
+                    path: e.path.clone(),
+                    parent: e.parent.clone(),
+                },
+                repaired,
+            );
+        }
+        Ok(())
+    }
+
+    /// Compares each namespace's `used_bytes` with the sum of its versions, holding the
+    /// namespace row so a concurrent commit cannot slip in between the two reads.
+    fn check_used_bytes(&mut self) -> MaintenanceResult<()> {
+        let ids: Vec<i64> = namespaces::table.select(namespaces::id).load(self.conn)?;
+        for ns in ids {
+            let repair = self.repair;
+            let mismatch = db::transaction(self.conn, |c| {
+                diesel::update(namespaces::table.find(ns))
+                    .set(namespaces::used_bytes.eq(namespaces::used_bytes))
+                    .execute(c)?;
+                let recorded: i64 = namespaces::table
+                    .find(ns)
+                    .select(namespaces::used_bytes)
+                    .first(c)?;
+                let actual = sum_of_versions(c, ns)?;
+                if recorded != actual && repair {
+                    diesel::update(namespaces::table.find(ns))
+                        .set(namespaces::used_bytes.eq(actual))
+                        .execute(c)?;
+                }
+                Ok::<_, DbError>((recorded != actual).then_some((recorded, actual)))
+            })?;
+            if let Some((recorded, actual)) = mismatch {
+                self.push(
+                    Problem::UsedBytes {
+                        owner: self.owner(ns),
+                        namespace_id: ns,
+                        recorded,
+                        actual,
+                    },
+                    repair.then(|| format!("set to {actual}")),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Ciphertext bytes of every version in a namespace (live and trashed entries).
+fn sum_of_versions(conn: &mut DbConn, ns: i64) -> Result<i64, DbError> {
+    let in_ns = entries::table
+        .filter(entries::namespace_id.eq(ns))
+        .select(entries::id);
+    Ok(versions::table
+        .filter(versions::entry_id.eq_any(in_ns))
+        .select(versions::sealed_size)
+        .load::<i64>(conn)?
+        .into_iter()
+        .sum())
+}
+
+/// An entry after its versions changed.
+struct Settled {
+    namespace_id: i64,
+    path: String,
+    /// The current version now; `None` when the entry was removed.
+    current: Option<i64>,
+}
+
+/// After versions of an entry were deleted (`bytes` of them): points `current_version` at
+/// the newest remaining version, or hard-deletes the entry when none is left; releases
+/// the bytes and bumps the revision.
+fn settle_entry(
+    conn: &mut DbConn,
+    entry_id: i64,
+    bytes: i64,
+    now: i64,
+) -> Result<Settled, DbError> {
+    let Some(entry) = rows::entry(conn, entry_id)? else {
+        return Ok(Settled {
+            namespace_id: 0,
+            path: String::new(),
+            current: None,
+        });
+    };
+    let newest = rows::versions_of(conn, entry_id)?
+        .first()
+        .map(|v| v.version);
+    let ns = entry.namespace_id;
+    if let Some(item) = entry.trash_id {
+        diesel::update(trash::table.find(item))
+            .set(trash::sealed_bytes.eq(trash::sealed_bytes - bytes))
+            .execute(conn)?;
+    }
+    match newest {
+        Some(v) => {
+            diesel::update(entries::table.find(entry_id))
+                .set(entries::current_version.eq(v))
+                .execute(conn)?;
+            let revision = rows::release(conn, ns, bytes, false)?;
+            rows::touch_entry(conn, entry_id, revision, now)?;
+        }
+        None => {
+            let purged = purge::purge_entries(conn, &[entry_id], now)?;
+            rows::release(conn, ns, bytes + purged.bytes, true)?;
+            if let Some(item) = entry.trash_id {
+                diesel::update(trash::table.find(item))
+                    .set(trash::entries.eq(trash::entries - 1))
+                    .execute(conn)?;
+                diesel::delete(trash::table.find(item).filter(trash::entries.le(0)))
+                    .execute(conn)?;
+            }
+        }
+    }
+    Ok(Settled {
+        namespace_id: ns,
+        path: entry.path,
+        current: newest,
+    })
+}
+
+/// Creates `path` and its missing ancestors as live directories. `Err(path)` names an
+/// ancestor that is a live file (nothing is created then); `Ok(n)` how many were made.
+fn create_dirs(
+    conn: &mut DbConn,
+    ns: i64,
+    path: &str,
+    now: i64,
+) -> Result<Result<u64, String>, DbError> {
+    let mut missing = Vec::new();
+    let mut at = path.to_string();
+    while !at.is_empty() {
+        let kind: Option<String> = entries::table
+            .filter(entries::namespace_id.eq(ns))
+            .filter(entries::path.eq(&at))
+            .filter(entries::trash_id.is_null())
+            .select(entries::kind)
+            .first(conn)
+            .optional()?;
+        match kind.as_deref() {
+            Some("dir") => break,
+            Some(_) => return Ok(Err(at)),
+            None => missing.push(at.clone()),
+        }
+        at = at.rsplit_once('/').map_or("", |(p, _)| p).to_string();
+    }
+    if missing.is_empty() {
+        return Ok(Ok(0));
+    }
+    let revision = rows::bump_revision(conn, ns)?;
+    for dir in &missing {
+        let parent = dir.rsplit_once('/').map_or("", |(p, _)| p);
+        diesel::insert_into(entries::table)
+            .values((
+                entries::namespace_id.eq(ns),
+                entries::path.eq(dir),
+                entries::parent.eq(parent),
+                entries::kind.eq("dir"),
+                entries::revision.eq(revision),
+                entries::created_at.eq(now),
+                entries::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+    }
+    Ok(Ok(missing.len() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use super::*;
+
+    fn kinds(report: &FsckReport) -> Vec<&'static str> {
+        let mut k: Vec<&'static str> = report
+            .findings
+            .iter()
+            .map(|f| match f.problem {
+                Problem::MissingBlob { .. } => "missing_blob",
+                Problem::SizeMismatch { .. } => "size_mismatch",
+                Problem::OrphanBlob { .. } => "orphan_blob",
+                Problem::OrphanPartial { .. } => "orphan_partial",
+                Problem::DanglingUpload { .. } => "dangling_upload",
+                Problem::UsedBytes { .. } => "used_bytes",
+                Problem::MissingParent { .. } => "missing_parent",
+                Problem::MissingCurrentVersion { .. } => "missing_current_version",
+            })
+            .collect();
+        k.sort_unstable();
+        k
+    }
+
+    #[test]
+    fn a_consistent_store_is_clean() -> TestResult {
+        let t = Fixture::new()?;
+        let c = &mut *t.conn()?;
+        let ns = t.namespace(c, 1)?;
+        t.dir_entry(c, ns, "d")?;
+        let f = t.entry(c, ns, "d/f", Some(2))?;
+        t.version(c, f, 1, 10)?;
+        t.version(c, f, 2, 20)?;
+        let pending = t.entry(c, ns, "d/p", None)?;
+        t.upload(c, ns, pending, NOW + 60, b"abc")?;
+        t.trashed_file(c, ns, "old", NOW, 5)?;
+        let queued = t.blob(b"queued")?;
+        rows::queue_deleted(c, &[queued.to_string()], NOW)?;
+        t.set_used(c, ns, 35)?;
+        let report = fsck(c, &t.store, false, NOW)?;
+        assert!(report.is_clean(), "{:#?}", report.findings);
+        assert_eq!(report.checked.versions, 3);
+        assert_eq!(report.checked.blobs, 4);
+        Ok(())
+    }
+
+    #[test]
+    fn every_kind_of_problem_is_found_then_repaired() -> TestResult {
+        let t = Fixture::new()?;
+        let c = &mut *t.conn()?;
+        let ns = t.namespace(c, 1)?;
+        t.dir_entry(c, ns, "d")?;
+        // Version 2 (current) loses its blob: the file falls back to version 1.
+        let f = t.entry(c, ns, "d/f", Some(2))?;
+        t.version(c, f, 1, 10)?;
+        let (_, lost) = t.version(c, f, 2, 20)?;
+        t.store.remove(&lost)?;
+        // A single-version file whose blob was truncated: removed entirely.
+        let g = t.entry(c, ns, "d/g", Some(1))?;
+        let (_, short) = t.version(c, g, 1, 30)?;
+        t.store.remove(&short)?;
+        let id = t.blob(&[7u8; 29])?;
+        std::fs::rename(
+            t.dir
+                .path()
+                .join("blobs")
+                .join(&id.as_str()[..2])
+                .join(id.as_str()),
+            t.dir
+                .path()
+                .join("blobs")
+                .join(&short.as_str()[..2])
+                .join(short.as_str()),
+        )?;
+        // Current version 5 does not exist; version 3 does.
+        let h = t.entry(c, ns, "h", Some(5))?;
+        t.version(c, h, 3, 7)?;
+        // A file under a directory that does not exist.
+        let deep = t.entry(c, ns, "x/y/z", Some(1))?;
+        t.version(c, deep, 1, 1)?;
+        // Orphans, an upload without its entry and one holding too much; an upload
+        // without a partial is fine (nothing arrived yet).
+        let orphan = t.blob(b"orphan")?;
+        let stray = t.partial(b"stray")?;
+        let pending = t.entry(c, ns, "p", None)?;
+        let waiting = t.upload(c, ns, pending, NOW + 60, b"x")?;
+        t.store.remove_partial(&waiting)?;
+        let lost_entry = t.upload(c, ns, 9999, NOW + 60, b"y")?;
+        let too_much = t.upload(c, ns, pending, NOW + 60, &vec![0u8; (1 << 20) + 1])?;
+        t.set_used(c, ns, 999)?;
+
+        let report = fsck(c, &t.store, false, NOW)?;
+        assert_eq!(
+            kinds(&report),
+            vec![
+                "dangling_upload",
+                "dangling_upload",
+                "missing_blob",
+                "missing_current_version",
+                "missing_parent",
+                "orphan_blob",
+                "orphan_partial",
+                "size_mismatch",
+                "used_bytes",
+            ]
+        );
+        assert_eq!(report.unrepaired(), 9);
+        // A check changes nothing.
+        assert_eq!(fsck(c, &t.store, false, NOW)?.findings.len(), 9);
+
+        let repaired = fsck(c, &t.store, true, NOW)?;
+        assert_eq!(repaired.unrepaired(), 0, "{:#?}", repaired);
+        assert_eq!(repaired.lost.len(), 3, "{:#?}", repaired.lost);
+        assert!(
+            repaired
+                .lost
+                .iter()
+                .any(|l| l.contains(&format!("file #{f}"))
+                    && l.contains("lost version(s) 2; now at version 1"))
+        );
+        assert!(
+            repaired
+                .lost
+                .iter()
+                .any(|l| l.contains(&format!("file #{g}")) && l.contains("was removed"))
+        );
+        let after = fsck(c, &t.store, false, NOW)?;
+        assert!(after.is_clean(), "{:#?}", after.findings);
+
+        assert_eq!(rows::entry(c, f)?.and_then(|e| e.current_version), Some(1));
+        assert!(rows::entry(c, g)?.is_none());
+        assert_eq!(rows::entry(c, h)?.and_then(|e| e.current_version), Some(3));
+        // The upload at byte 0 keeps its entry; the dangling ones went with their partials.
+        assert!(rows::entry(c, pending)?.is_some());
+        assert_eq!(rows::upload_blobs(c)?.len(), 1);
+        assert_eq!(t.store.partial_len(&lost_entry)?, None);
+        assert_eq!(t.store.partial_len(&too_much)?, None);
+        assert_eq!(t.used(c, ns)?, 10 + 7 + 1);
+        assert_eq!(t.store.partial_len(&stray)?, None);
+        // The orphan waits in deleted_blobs for gc.
+        assert!(t.store.size(&orphan)?.is_some());
+        assert!(rows::referenced_blobs(c)?.contains(orphan.as_str()));
+        Ok(())
+    }
+}
