@@ -282,6 +282,14 @@ impl TestServer {
         }
     }
 
+    /// Kills the server with SIGKILL (no shutdown at all) and waits for it.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Restarts on the same address, after `between` (e.g. removing the certificate).
     pub fn restart(&mut self, between: impl FnOnce(&Path)) {
         self.stop();
@@ -388,6 +396,16 @@ impl Client {
                 .output()
                 .expect("run vault"),
         )
+    }
+
+    /// Starts `vault ARGS` in the background (output discarded), to be killed by the test.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start vault")
     }
 
     /// Runs `vault ARGS` with extra environment variables.

@@ -206,6 +206,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 user.to_lowercase()
             );
         }
+        file_command => bail!("not an account command: {file_command:?}"),
     }
     Ok(())
 }

@@ -35,6 +35,45 @@ pub struct PasswordArgs {
     pub password_stdin: bool,
 }
 
+/// How transfers run.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TransferArgs {
+    /// Copy directories and everything in them.
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+    /// Limit the transfer rate, in bytes per second or with a unit (e.g. 4MiB).
+    #[arg(long, value_name = "SIZE")]
+    pub bwlimit: Option<String>,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrashCommand {
+    /// List deletions that can be undone, newest first.
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a deleted file or directory back where it was (the newest deletion of PATH).
+    Restore { path: String },
+    /// Delete everything in the trash for good (asks first on a terminal).
+    Empty {
+        /// Do not ask (needed when standard input is not a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// The legacy netdisk's cipher modes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LegacyModeArg {
+    Cbc,
+    Ecb,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create an account: first with --email (a code is mailed), then with --code.
@@ -108,4 +147,111 @@ pub enum Command {
         #[command(flatten)]
         password: PasswordArgs,
     },
+    /// List a remote directory (default: /) with size, mtime and version count.
+    Ls {
+        /// A remote path: /a/b (your space) or @group/a/b.
+        path: Option<String>,
+        /// Long format: size, modification time, versions.
+        #[arg(short = 'l')]
+        long: bool,
+        /// List everything below, recursively.
+        #[arg(short = 'R')]
+        recursive: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show how much is stored under a remote path (default: /).
+    Du {
+        path: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the space used and allowed (ciphertext bytes of all versions, trash included).
+    Quota {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Upload files or trees (-r): put LOCAL… REMOTE. Resumable: run it again after a failure.
+    Put {
+        /// Local sources, then the remote target.
+        #[arg(required = true, num_args = 2.., value_name = "LOCAL… REMOTE")]
+        paths: Vec<String>,
+        #[command(flatten)]
+        transfer: TransferArgs,
+    },
+    /// Download files or trees (-r): get REMOTE… LOCAL. Resumable: run it again after a failure.
+    Get {
+        /// Remote sources, then the local target.
+        #[arg(required = true, num_args = 2.., value_name = "REMOTE… LOCAL")]
+        paths: Vec<String>,
+        #[command(flatten)]
+        transfer: TransferArgs,
+    },
+    /// Move a file or directory to the trash.
+    Rm {
+        path: String,
+        /// Remove a directory and everything in it.
+        #[arg(short = 'r', long)]
+        recursive: bool,
+    },
+    /// Move or rename a file or directory.
+    Mv { src: String, dst: String },
+    /// Create a directory (and its parents).
+    Mkdir { path: String },
+    /// List the kept versions of a file.
+    Versions {
+        path: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make an older version current again (default: the one before the current).
+    Restore {
+        path: String,
+        #[arg(long, value_name = "N")]
+        version: Option<u64>,
+    },
+    /// List, restore or empty the trash.
+    Trash {
+        #[command(subcommand)]
+        command: TrashCommand,
+    },
+    /// Decrypt a file of the legacy DES netdisk and store it as a normal vault file.
+    ImportLegacy {
+        /// The DES key as 16 hex digits.
+        #[arg(long, value_name = "KEY")]
+        des_key: String,
+        /// The legacy cipher mode (CBC with a zero IV, or ECB), both with PKCS#5 padding.
+        #[arg(long, value_enum, default_value = "cbc")]
+        mode: LegacyModeArg,
+        local: String,
+        remote: String,
+        /// Print a JSON summary.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Command {
+    /// Whether this is a file command (handled by `files`).
+    pub fn is_files(&self) -> bool {
+        matches!(
+            self,
+            Command::Ls { .. }
+                | Command::Du { .. }
+                | Command::Quota { .. }
+                | Command::Put { .. }
+                | Command::Get { .. }
+                | Command::Rm { .. }
+                | Command::Mv { .. }
+                | Command::Mkdir { .. }
+                | Command::Versions { .. }
+                | Command::Restore { .. }
+                | Command::Trash { .. }
+                | Command::ImportLegacy { .. }
+        )
+    }
 }

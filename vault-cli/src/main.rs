@@ -4,6 +4,9 @@
 
 mod account;
 mod args;
+mod files;
+mod listing;
+mod progress;
 mod prompt;
 
 use std::process::ExitCode;
@@ -31,7 +34,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(account::run(cli)) {
+    let result = if cli.command.is_files() {
+        runtime.block_on(files::run(cli.command))
+    } else {
+        runtime.block_on(account::run(cli))
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let text = format!("{e:#}");

@@ -234,6 +234,53 @@ impl Connection {
         }
     }
 
+    /// Opens a stream for a request whose raw bytes follow its frame (`upload_data`): the
+    /// frame is sent at once, the caller writes the bytes with [`RawUpload::write`] and ends
+    /// with [`RawUpload::finish`], which returns the answer.
+    pub async fn call_with_upload(&self, request: &Request) -> Result<RawUpload, ClientError> {
+        let frame =
+            proto::encode_frame(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let (mut send, recv) = self.conn.open_bi().await.map_err(|e| self.closed(e))?;
+        send.write_all(&frame)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        Ok(RawUpload {
+            send,
+            recv,
+            conn: self.conn.clone(),
+        })
+    }
+
+    /// Sends a request whose answer frame is followed by raw bytes (`download`) and
+    /// returns the answer and a reader for the bytes; an error answer becomes
+    /// `ClientError::Api`.
+    pub async fn call_with_download(
+        &self,
+        request: &Request,
+    ) -> Result<(Response, RawDownload), ClientError> {
+        let frame =
+            proto::encode_frame(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| self.closed(e))?;
+        send.write_all(&frame)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        let _ = send.finish();
+        match read_response(&self.conn, &mut recv).await? {
+            Response::Error(e) => Err(ClientError::Api(e)),
+            response => Ok((
+                response,
+                RawDownload {
+                    recv,
+                    conn: self.conn.clone(),
+                },
+            )),
+        }
+    }
+
+    fn write_error(&self, e: quinn::WriteError) -> ClientError {
+        stream_error(&self.conn, e.to_string())
+    }
+
     /// Sends raw bytes as a request stream and decodes the answer. For tests of how the
     /// server treats malformed input.
     pub async fn exchange(&self, bytes: &[u8]) -> Result<Response, ClientError> {
@@ -252,6 +299,11 @@ impl Connection {
             .await
             .map_err(|e| self.read_error(e))?;
         proto::decode_body(&body).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Whether the connection has ended (the server went away or closed it).
+    pub fn is_closed(&self) -> bool {
+        self.conn.close_reason().is_some()
     }
 
     fn read_error(&self, e: quinn::ReadExactError) -> ClientError {
@@ -281,5 +333,114 @@ impl Connection {
     /// Closes the connection politely.
     pub fn close(&self) {
         self.conn.close(0u8.into(), b"bye");
+    }
+}
+
+/// What a failed stream read or write means: the connection's end if it has ended,
+/// else a protocol error naming the stream failure.
+fn stream_error(conn: &quinn::Connection, what: String) -> ClientError {
+    match conn.close_reason() {
+        Some(quinn::ConnectionError::ApplicationClosed(close)) => {
+            ClientError::Closed(String::from_utf8_lossy(&close.reason).into_owned())
+        }
+        Some(other) => ClientError::Closed(other.to_string()),
+        None => ClientError::Protocol(format!("the transfer stream failed: {what}")),
+    }
+}
+
+/// Reads one answer frame (bounded by the frame limit).
+async fn read_response(
+    conn: &quinn::Connection,
+    recv: &mut quinn::RecvStream,
+) -> Result<Response, ClientError> {
+    let mut header = [0u8; 4];
+    recv.read_exact(&mut header)
+        .await
+        .map_err(|e| stream_error(conn, e.to_string()))?;
+    let len = proto::parse_header(header).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body)
+        .await
+        .map_err(|e| stream_error(conn, e.to_string()))?;
+    proto::decode_body(&body).map_err(|e| ClientError::Protocol(e.to_string()))
+}
+
+/// The sending half of a request with raw bytes after its frame (see
+/// [`Connection::call_with_upload`]). Writes wait for flow control, so memory stays bounded.
+#[derive(Debug)]
+pub struct RawUpload {
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    conn: quinn::Connection,
+}
+
+impl RawUpload {
+    /// Writes raw bytes. If the server stopped reading (it refused the request), its answer
+    /// is returned as the error.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        match self.send.write_all(bytes).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let failure = stream_error(&self.conn, e.to_string());
+                if matches!(failure, ClientError::Closed(_)) {
+                    return Err(failure);
+                }
+                // The server may have answered before it stopped reading.
+                match tokio::time::timeout(
+                    Duration::from_secs(5),
+                    read_response(&self.conn, &mut self.recv),
+                )
+                .await
+                {
+                    Ok(Ok(Response::Error(api))) => Err(ClientError::Api(api)),
+                    _ => Err(failure),
+                }
+            }
+        }
+    }
+
+    /// Ends the send side and returns the server's answer; an error answer becomes
+    /// `ClientError::Api`.
+    pub async fn finish(mut self) -> Result<Response, ClientError> {
+        let _ = self.send.finish();
+        match read_response(&self.conn, &mut self.recv).await? {
+            Response::Error(e) => Err(ClientError::Api(e)),
+            response => Ok(response),
+        }
+    }
+}
+
+/// The raw bytes that follow a download's answer frame, read incrementally into buffers
+/// the caller owns.
+#[derive(Debug)]
+pub struct RawDownload {
+    recv: quinn::RecvStream,
+    conn: quinn::Connection,
+}
+
+impl RawDownload {
+    /// Fills `buf` unless the stream ends first; returns how many bytes were read (less
+    /// than `buf.len()` only at the end of the stream).
+    pub async fn read_full(&mut self, buf: &mut [u8]) -> Result<usize, ClientError> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.recv.read(&mut buf[filled..]).await {
+                Ok(Some(n)) => filled += n,
+                Ok(None) => break,
+                Err(e) => return Err(stream_error(&self.conn, e.to_string())),
+            }
+        }
+        Ok(filled)
+    }
+
+    /// Checks that no byte follows.
+    pub async fn expect_end(&mut self) -> Result<(), ClientError> {
+        let mut probe = [0u8; 1];
+        match self.read_full(&mut probe).await? {
+            0 => Ok(()),
+            _ => Err(ClientError::Protocol(
+                "the server sent more bytes than the file has".into(),
+            )),
+        }
     }
 }

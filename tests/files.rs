@@ -1,0 +1,539 @@
+//! End to end: personal files through the real `vault`, `vault-server` and `vault-admin`
+//! binaries — round trips at the chunk boundaries and of a tree, no plaintext on the
+//! server, quota refusal, versions, restore and trash, mv, bad paths, two clients of one
+//! user, resumed downloads and uploads (after kill -9 of the server), legacy import.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use vault_e2e::{Client, TestServer};
+
+const MIB: usize = 1 << 20;
+
+/// Deterministic pseudo-random bytes (xorshift64*), different for each seed.
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn alice(server: &TestServer) -> Client {
+    let client = Client::new();
+    client.register(server, "alice", "alice@example.org");
+    client
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Every regular file under `dir`.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let path = entry.path();
+            let kind = entry.file_type().expect("file type");
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_file() {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Asserts that two trees hold the same files with the same bytes and mtimes.
+fn assert_same_tree(expected: &Path, actual: &Path) {
+    let rel = |root: &Path, files: Vec<PathBuf>| -> Vec<PathBuf> {
+        files
+            .into_iter()
+            .map(|f| f.strip_prefix(root).expect("prefix").to_path_buf())
+            .collect()
+    };
+    let want = rel(expected, files_under(expected));
+    let got = rel(actual, files_under(actual));
+    assert_eq!(want, got, "file lists differ");
+    for f in &want {
+        let (a, b) = (expected.join(f), actual.join(f));
+        assert!(
+            std::fs::read(&a).expect("read") == std::fs::read(&b).expect("read"),
+            "{} differs",
+            f.display()
+        );
+        let (ma, mb) = (
+            std::fs::metadata(&a).expect("meta"),
+            std::fs::metadata(&b).expect("meta"),
+        );
+        assert_eq!(
+            (ma.mtime(), ma.mtime_nsec()),
+            (mb.mtime(), mb.mtime_nsec()),
+            "mtime of {}",
+            f.display()
+        );
+        assert_eq!(
+            ma.mode() & 0o777,
+            mb.mode() & 0o777,
+            "mode of {}",
+            f.display()
+        );
+    }
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn files_at_the_chunk_boundaries_and_a_tree_round_trip_exactly() {
+    let server = TestServer::start();
+    let client = alice(&server);
+    let src = client.dir.path().join("src");
+    std::fs::create_dir_all(src.join("sizes")).expect("mkdir");
+    for (i, len) in [0, 1, MIB, MIB + 1, 20 * MIB + 12_345]
+        .into_iter()
+        .enumerate()
+    {
+        let path = src.join("sizes").join(format!("f{len}.bin"));
+        std::fs::write(&path, random_bytes(len, i as u64)).expect("write");
+    }
+    // Each file on its own, under its own name in an existing directory.
+    client.run(&["mkdir", "/sizes"]).ok();
+    for f in files_under(&src.join("sizes")) {
+        client.run(&["put", s(&f), "/sizes/"]).ok();
+    }
+    let listed = json(client.run(&["ls", "/sizes", "-l", "--json"]).ok());
+    let sizes: Vec<u64> = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|e| e["size"].as_u64().expect("size"))
+        .collect();
+    assert_eq!(sizes.len(), 5, "{listed}");
+    assert!(sizes.contains(&(20 * MIB as u64 + 12_345)), "{sizes:?}");
+    let out = client.dir.path().join("out");
+    client.run(&["get", "-r", "/sizes", s(&out)]).ok();
+    assert_same_tree(&src.join("sizes"), &out);
+    // A single file to a new local name.
+    let one = client.dir.path().join("one.bin");
+    client.run(&["get", "/sizes/f1.bin", s(&one)]).ok();
+    assert_eq!(std::fs::read(&one).expect("one"), random_bytes(1, 1));
+
+    // A tree with nested and empty directories, in one put -r / get -r.
+    let tree = src.join("tree");
+    std::fs::create_dir_all(tree.join("a/b/c")).expect("mkdir");
+    std::fs::create_dir_all(tree.join("empty")).expect("mkdir");
+    std::fs::write(tree.join("top.txt"), b"top").expect("write");
+    std::fs::write(tree.join("a/x.bin"), random_bytes(3 * MIB + 7, 9)).expect("write");
+    std::fs::write(tree.join("a/b/c/deep.txt"), b"deep").expect("write");
+    for i in 0..6 {
+        std::fs::write(
+            tree.join("a/b").join(format!("small{i}")),
+            random_bytes(1000 * i, 20 + i as u64),
+        )
+        .expect("write");
+    }
+    let summary = json(client.run(&["put", "-r", s(&tree), "/", "--json"]).ok());
+    assert_eq!(summary["files"], 9, "{summary}");
+    let names = client.run(&["ls", "-R", "/tree"]).ok().to_string();
+    for want in ["a/", "a/b/c/deep.txt", "empty/", "top.txt"] {
+        assert!(names.lines().any(|l| l == want), "{want} in {names}");
+    }
+    let back = client.dir.path().join("back/");
+    client.run(&["get", "-r", "/tree", s(&back)]).ok();
+    assert_same_tree(&tree, &back.join("tree"));
+    assert!(back.join("tree/empty").is_dir());
+    // A directory without -r is refused, either way.
+    client.run(&["put", s(&tree), "/t2"]).fails_with("-r");
+    client.run(&["get", "/tree", s(&back)]).fails_with("-r");
+    // du counts the plaintext bytes.
+    let du = json(client.run(&["du", "/tree", "--json"]).ok());
+    assert_eq!(du["files"], 9, "{du}");
+    assert_eq!(du["bytes"], 3 + 3 * MIB as u64 + 7 + 4 + 15_000, "{du}");
+}
+
+#[test]
+fn no_plaintext_marker_reaches_the_server_data_dir() {
+    let server = TestServer::start();
+    let client = alice(&server);
+    let name_marker = "NAMEMARKER7qz";
+    let content_marker = b"CONTENTMARKER5xw";
+    let dir = client.dir.path().join(format!("dir-{name_marker}"));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let mut content = random_bytes(2 * MIB, 3);
+    for at in [0, MIB - 5, 2 * MIB - 40] {
+        content[at..at + content_marker.len()].copy_from_slice(content_marker);
+    }
+    let file = dir.join(format!("{name_marker}.txt"));
+    std::fs::write(&file, &content).expect("write");
+    client.run(&["put", "-r", s(&dir), "/"]).ok();
+    client
+        .run(&[
+            "put",
+            s(&file),
+            &format!("/{name_marker}/copy-{name_marker}"),
+        ])
+        .ok();
+    let back = client.dir.path().join("back.txt");
+    client
+        .run(&[
+            "get",
+            &format!("/dir-{name_marker}/{name_marker}.txt"),
+            s(&back),
+        ])
+        .ok();
+    assert_eq!(std::fs::read(&back).expect("back"), content);
+    let listed = client.run(&["ls", "-R"]).ok().to_string();
+    assert!(listed.contains(name_marker), "{listed}");
+    let data = server.data_dir();
+    let all = files_under(&data);
+    assert!(all.len() > 3, "{all:?}");
+    for f in all {
+        let bytes = std::fs::read(&f).expect("read");
+        for marker in [name_marker.as_bytes(), content_marker.as_slice()] {
+            assert!(
+                !bytes.windows(marker.len()).any(|w| w == marker),
+                "{} contains {:?}",
+                f.display(),
+                String::from_utf8_lossy(marker)
+            );
+        }
+        assert!(
+            !f.to_string_lossy().contains(name_marker),
+            "{}",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn a_put_over_quota_is_refused_and_leaves_nothing_visible() {
+    let server = TestServer::start();
+    let client = alice(&server);
+    let small = client.dir.path().join("small.bin");
+    std::fs::write(&small, random_bytes(100_000, 1)).expect("write");
+    client.run(&["put", s(&small), "/small.bin"]).ok();
+    server.admin(&["user", "set-quota", "alice", "1MiB"]).ok();
+    let before = json(client.run(&["quota", "--json"]).ok());
+    assert_eq!(before["quota_bytes"], MIB as u64, "{before}");
+    let big = client.dir.path().join("big.bin");
+    std::fs::write(&big, random_bytes(2 * MIB, 2)).expect("write");
+    let err = client
+        .run(&["put", s(&big), "/big.bin"])
+        .fails_with("quota")
+        .to_string();
+    assert!(err.contains("uses"), "says used and allowed: {err}");
+    let names = client.run(&["ls"]).ok().to_string();
+    assert_eq!(names.trim(), "small.bin");
+    let after = json(client.run(&["quota", "--json"]).ok());
+    assert_eq!(after["used_bytes"], before["used_bytes"], "{after}");
+    client
+        .run(&["get", "/big.bin", s(&client.dir.path().join("x"))])
+        .fails_with("no such");
+    // Raised again, the same command goes through.
+    server.admin(&["user", "set-quota", "alice", "10MiB"]).ok();
+    client.run(&["put", s(&big), "/big.bin"]).ok();
+}
+
+#[test]
+fn versions_restore_and_the_trash() {
+    let server = TestServer::start();
+    let client = alice(&server);
+    let local = client.dir.path().join("notes.txt");
+    let back = client.dir.path().join("back.txt");
+    for text in ["first", "second", "third"] {
+        std::fs::write(&local, text).expect("write");
+        client.run(&["put", s(&local), "/docs/notes.txt"]).ok();
+    }
+    let v = json(client.run(&["versions", "/docs/notes.txt", "--json"]).ok());
+    assert_eq!(v["current"], 3, "{v}");
+    assert_eq!(v["versions"].as_array().expect("list").len(), 3, "{v}");
+    // Default: the version before the current one.
+    client.run(&["restore", "/docs/notes.txt"]).ok();
+    client.run(&["get", "/docs/notes.txt", s(&back)]).ok();
+    assert_eq!(std::fs::read_to_string(&back).expect("back"), "second");
+    client
+        .run(&["restore", "/docs/notes.txt", "--version", "1"])
+        .ok();
+    client.run(&["get", "/docs/notes.txt", s(&back)]).ok();
+    assert_eq!(std::fs::read_to_string(&back).expect("back"), "first");
+    client
+        .run(&["restore", "/docs/notes.txt", "--version", "9"])
+        .fails_with("no version 9");
+    let ls = json(client.run(&["ls", "/docs", "--json"]).ok());
+    assert_eq!(ls[0]["versions"], 3, "{ls}");
+
+    // rm → trash → restore.
+    client.run(&["rm", "/docs/notes.txt"]).ok();
+    assert_eq!(client.run(&["ls", "/docs"]).ok().trim(), "");
+    client
+        .run(&["get", "/docs/notes.txt", s(&back)])
+        .fails_with("no such");
+    let trash = json(client.run(&["trash", "ls", "--json"]).ok());
+    assert_eq!(trash[0]["path"], "/docs/notes.txt", "{trash}");
+    client.run(&["trash", "restore", "/docs/notes.txt"]).ok();
+    client.run(&["get", "/docs/notes.txt", s(&back)]).ok();
+    assert_eq!(std::fs::read_to_string(&back).expect("back"), "first");
+
+    // A directory needs -r; then the trash is emptied for good.
+    client.run(&["rm", "/docs"]).fails_with("rm -r");
+    client.run(&["rm", "-r", "/docs"]).ok();
+    assert_eq!(client.run(&["ls"]).ok().trim(), "");
+    client.run(&["trash", "empty"]).fails_with("--yes");
+    client.run(&["trash", "empty", "--yes"]).ok();
+    let trash = json(client.run(&["trash", "ls", "--json"]).ok());
+    assert_eq!(trash.as_array().expect("list").len(), 0, "{trash}");
+    client
+        .run(&["trash", "restore", "/docs"])
+        .fails_with("not in the trash");
+}
+
+#[test]
+fn mv_renames_files_and_moves_directories_with_everything_in_them() {
+    let server = TestServer::start();
+    let client = alice(&server);
+    let tree = client.dir.path().join("proj");
+    std::fs::create_dir_all(tree.join("src/deep")).expect("mkdir");
+    std::fs::write(tree.join("README"), b"readme").expect("write");
+    std::fs::write(tree.join("src/main.rs"), b"fn main() {}").expect("write");
+    std::fs::write(tree.join("src/deep/x.bin"), random_bytes(MIB + 3, 4)).expect("write");
+    client.run(&["put", "-r", s(&tree), "/"]).ok();
+    client.run(&["mv", "/proj/README", "/proj/README.md"]).ok();
+    client.run(&["mkdir", "/archive/2026"]).ok();
+    client.run(&["mv", "/proj", "/archive/2026"]).ok();
+    assert_eq!(client.run(&["ls"]).ok().trim(), "archive/");
+    let names = client.run(&["ls", "-R", "/archive"]).ok().to_string();
+    for want in [
+        "2026/proj/README.md",
+        "2026/proj/src/deep/x.bin",
+        "2026/proj/src/main.rs",
+    ] {
+        assert!(names.lines().any(|l| l == want), "{want} in {names}");
+    }
+    let out = client.dir.path().join("out");
+    client
+        .run(&["get", "-r", "/archive/2026/proj", s(&out)])
+        .ok();
+    std::fs::rename(tree.join("README"), tree.join("README.md")).expect("rename");
+    assert_eq!(std::fs::read(out.join("README.md")).expect("r"), b"readme");
+    assert_eq!(
+        std::fs::read(out.join("src/deep/x.bin")).expect("x"),
+        random_bytes(MIB + 3, 4)
+    );
+    client
+        .run(&["mv", "/archive", "/archive/2026/inside"])
+        .fails_with("into itself");
+    client.run(&["mv", "/nothing", "/x"]).fails_with("no such");
+}
+
+#[test]
+fn bad_remote_paths_are_refused_with_the_bad_part_named() {
+    let server = TestServer::start();
+    let client = alice(&server);
+    let long = "n".repeat(256);
+    for (path, needle) in [
+        ("/a/../b", "segment 2"),
+        ("/a//b", "segment 2"),
+        ("./x", "segment 1"),
+        (&format!("/ok/{long}"), "255"),
+    ] {
+        client.run(&["mkdir", path]).fails_with(needle);
+        client.run(&["ls", path]).fails_with(needle);
+    }
+    let local = client.dir.path().join("f");
+    std::fs::write(&local, b"x").expect("write");
+    client
+        .run(&["put", s(&local), "/a/../f"])
+        .fails_with("segment 2");
+    client
+        .run(&["get", "/a/./f", s(&local)])
+        .fails_with("segment 2");
+    client.run(&["mv", "/f", "/x/.."]).fails_with("segment 2");
+    // Group spaces: the server does not know the group.
+    client.run(&["ls", "@team/a"]).fails_with("team");
+    assert_eq!(client.run(&["ls"]).ok().trim(), "");
+}
+
+#[test]
+fn two_clients_of_one_user_see_each_others_files() {
+    let server = TestServer::start();
+    let first = alice(&server);
+    let (second, out) = Client::login_to(&server, "alice", vault_e2e::PASSWORD);
+    out.ok();
+    let a = first.dir.path().join("from-first.txt");
+    std::fs::write(&a, b"hello from the first").expect("write");
+    first.run(&["put", s(&a), "/shared/"]).ok();
+    assert_eq!(second.run(&["ls", "/shared"]).ok().trim(), "from-first.txt");
+    let got = second.dir.path().join("got.txt");
+    second.run(&["get", "/shared/from-first.txt", s(&got)]).ok();
+    assert_eq!(std::fs::read(&got).expect("got"), b"hello from the first");
+    let b = second.dir.path().join("from-second.txt");
+    std::fs::write(&b, b"and from the second").expect("write");
+    second.run(&["put", s(&b), "/shared/"]).ok();
+    let names = first.run(&["ls", "/shared"]).ok().to_string();
+    assert_eq!(names, "from-first.txt\nfrom-second.txt\n");
+}
+
+#[test]
+fn an_interrupted_download_resumes_from_its_part_file() {
+    let server = TestServer::start();
+    let client = alice(&server);
+    let content = random_bytes(12 * MIB + 99, 5);
+    let local = client.dir.path().join("big.bin");
+    std::fs::write(&local, &content).expect("write");
+    client.run(&["put", s(&local), "/big.bin"]).ok();
+    let dest_dir = client.dir.path().join("dl");
+    std::fs::create_dir_all(&dest_dir).expect("mkdir");
+    let dest = dest_dir.join("big.bin");
+    let part = dest_dir.join(".big.bin.vault-part");
+    let mut child = client.spawn(&["get", "--bwlimit", "2MiB", "/big.bin", s(&dest)]);
+    wait_until("a part file of 3 MiB", Duration::from_secs(60), || {
+        std::fs::metadata(&part).is_ok_and(|m| m.len() >= 3 * MIB as u64)
+    });
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    assert!(
+        !dest.exists(),
+        "no partial file is visible under the real name"
+    );
+    let summary = json(client.run(&["get", "/big.bin", s(&dest), "--json"]).ok());
+    let resumed = summary["items"][0]["resumed_at"]
+        .as_u64()
+        .expect("resumed_at");
+    assert!(resumed >= 2 * MIB as u64, "{summary}");
+    assert!(
+        std::fs::read(&dest).expect("dest") == content,
+        "bytes differ"
+    );
+    assert!(!part.exists());
+    assert!(!dest_dir.join(".big.bin.vault-part.json").exists());
+}
+
+#[test]
+fn an_upload_survives_kill_9_of_the_server_and_resumes() {
+    let mut server = TestServer::start();
+    let client = alice(&server);
+    let content = random_bytes(16 * MIB + 5, 6);
+    let local = client.dir.path().join("big.bin");
+    std::fs::write(&local, &content).expect("write");
+    let partial = server.data_dir().join("blobs").join("partial");
+    let mut child = client.spawn(&["put", "--bwlimit", "3MiB", s(&local), "/big.bin"]);
+    wait_until("3 MiB on the server", Duration::from_secs(60), || {
+        std::fs::read_dir(&partial).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.metadata().is_ok_and(|m| m.len() >= 3 * MIB as u64))
+        })
+    });
+    server.kill_hard();
+    child.kill().expect("kill client");
+    child.wait().expect("wait");
+    server.restart(|_| {});
+    assert_eq!(
+        client.run(&["ls"]).ok().trim(),
+        "",
+        "nothing visible before commit"
+    );
+    let summary = json(client.run(&["put", s(&local), "/big.bin", "--json"]).ok());
+    let resumed = summary["items"][0]["resumed_at"]
+        .as_u64()
+        .expect("resumed_at");
+    assert!(resumed >= MIB as u64, "resumed, not restarted: {summary}");
+    assert_eq!(summary["items"][0]["version"], 1, "{summary}");
+    let back = client.dir.path().join("back.bin");
+    client.run(&["get", "/big.bin", s(&back)]).ok();
+    assert!(
+        std::fs::read(&back).expect("back") == content,
+        "bytes differ"
+    );
+    let records = client.state_dir().join("uploads");
+    let left = std::fs::read_dir(&records).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "the resume record is gone after the commit");
+}
+
+/// `openssl enc` with DES (OpenSSL 3 keeps it in the legacy provider).
+fn openssl_des(mode: &str, input: &Path, output: &Path) {
+    let mut cmd = Command::new("openssl");
+    cmd.args(["enc", &format!("-des-{mode}"), "-K", "0123456789abcdef"]);
+    if mode == "cbc" {
+        cmd.args(["-iv", "0000000000000000"]);
+    }
+    let status = cmd
+        .args(["-provider", "legacy", "-provider", "default", "-in"])
+        .arg(input)
+        .arg("-out")
+        .arg(output)
+        .status()
+        .expect("run openssl");
+    assert!(status.success(), "openssl enc -des-{mode} failed");
+}
+
+#[test]
+fn import_legacy_reads_files_made_by_openssl() {
+    let server = TestServer::start();
+    let client = alice(&server);
+    let plain = client.dir.path().join("old.txt");
+    let mut content = b"a file from the old netdisk\n".repeat(5000);
+    content.extend_from_slice(b"tail");
+    std::fs::write(&plain, &content).expect("write");
+    for mode in ["cbc", "ecb"] {
+        let enc = client.dir.path().join(format!("old.{mode}.des"));
+        openssl_des(mode, &plain, &enc);
+        client
+            .run(&[
+                "import-legacy",
+                "--des-key",
+                "0123456789abcdef",
+                "--mode",
+                mode,
+                s(&enc),
+                &format!("/legacy/{mode}.txt"),
+            ])
+            .ok();
+        let back = client.dir.path().join(format!("back.{mode}"));
+        client
+            .run(&["get", &format!("/legacy/{mode}.txt"), s(&back)])
+            .ok();
+        assert!(
+            std::fs::read(&back).expect("back") == content,
+            "{mode} differs"
+        );
+    }
+    // A wrong key: bad padding, nothing stored, no temporary file left.
+    let enc = client.dir.path().join("old.cbc.des");
+    client
+        .run(&[
+            "import-legacy",
+            "--des-key",
+            "fedcba9876543210",
+            s(&enc),
+            "/legacy/wrong.txt",
+        ])
+        .fails_with("padding");
+    let names = client.run(&["ls", "/legacy"]).ok().to_string();
+    assert_eq!(names, "cbc.txt\necb.txt\n");
+    let tmp = client.state_dir().join("tmp");
+    assert_eq!(std::fs::read_dir(&tmp).map_or(0, |d| d.count()), 0);
+    client
+        .run(&["import-legacy", "--des-key", "0123", s(&enc), "/x"])
+        .fails_with("DES key");
+}

@@ -1,0 +1,420 @@
+//! The file commands: ls, du, quota, put, get, rm, mv, mkdir, versions, restore, trash,
+//! import-legacy. Each opens the saved session, does its work through
+//! `vault_client::files`, and prints text (or JSON with `--json`).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use serde_json::json;
+use vault_client::files::download::Downloaded;
+use vault_client::files::plan::{plan_get, plan_put};
+use vault_client::files::progress::RateLimit;
+use vault_client::files::transfer::{MAX_IN_FLIGHT, Options, get_all, put_all};
+use vault_client::files::upload::Uploaded;
+use vault_client::files::{Files, RemotePath, legacy};
+use vault_client::state::StateDir;
+use vault_core::format::{LegacyMode, parse_des_key};
+use vault_core::units::{format_size, parse_size};
+
+use crate::args::{Command, LegacyModeArg, TransferArgs, TrashCommand};
+use crate::listing::{self, Totals};
+use crate::progress;
+
+fn remote(text: &str) -> anyhow::Result<RemotePath> {
+    Ok(RemotePath::parse(text)?)
+}
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    let state = StateDir::from_env()?;
+    // Paths are checked before connecting, so a typo fails fast and offline.
+    check_paths(&command)?;
+    let files = Files::open(&state).await?;
+    let files = Arc::new(files);
+    let result = dispatch(&files, &state, command).await;
+    files.close();
+    result
+}
+
+/// Parses every remote path the command names.
+fn check_paths(command: &Command) -> anyhow::Result<()> {
+    let texts: Vec<&str> = match command {
+        Command::Ls { path, .. } | Command::Du { path, .. } => {
+            path.iter().map(String::as_str).collect()
+        }
+        Command::Put { paths, .. } => paths.last().map(String::as_str).into_iter().collect(),
+        Command::Get { paths, .. } => paths[..paths.len().saturating_sub(1)]
+            .iter()
+            .map(String::as_str)
+            .collect(),
+        Command::Rm { path, .. }
+        | Command::Mkdir { path }
+        | Command::Versions { path, .. }
+        | Command::Restore { path, .. }
+        | Command::Trash {
+            command: TrashCommand::Restore { path },
+        } => vec![path.as_str()],
+        Command::Mv { src, dst } => vec![src.as_str(), dst.as_str()],
+        Command::ImportLegacy { remote, .. } => vec![remote.as_str()],
+        _ => Vec::new(),
+    };
+    for text in texts {
+        remote(text)?;
+    }
+    Ok(())
+}
+
+async fn dispatch(files: &Arc<Files>, state: &StateDir, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Ls {
+            path,
+            long,
+            recursive,
+            json,
+        } => {
+            let path = remote(path.as_deref().unwrap_or("/"))?;
+            let entry = files.stat_existing(&path).await?;
+            let (entries, depth) = if entry.is_dir() {
+                (files.list(&path, recursive).await?, path.segments.len())
+            } else {
+                let depth = path.segments.len().saturating_sub(1);
+                (vec![entry], depth)
+            };
+            if json {
+                let list: Vec<_> = entries.iter().map(listing::entry_json).collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                listing::print_ls(&entries, depth, long);
+            }
+        }
+        Command::Du { path, json } => {
+            let path = remote(path.as_deref().unwrap_or("/"))?;
+            let entry = files.stat_existing(&path).await?;
+            let totals = if entry.is_dir() {
+                Totals::of(&files.list(&path, true).await?)
+            } else {
+                Totals::of(&[entry])
+            };
+            listing::print_du(&path.to_string(), &totals, json)?;
+        }
+        Command::Quota { json } => {
+            let usage = files.usage(&vault_core::proto::NsRef::Personal).await?;
+            listing::print_quota(&usage, json)?;
+        }
+        Command::Put { paths, transfer } => put(files, paths, &transfer).await?,
+        Command::Get { paths, transfer } => get(files, paths, &transfer).await?,
+        Command::Rm { path, recursive } => {
+            let path = remote(&path)?;
+            if path.is_root() {
+                bail!("refusing to remove the root; remove what is in it instead");
+            }
+            let entry = files.stat_existing(&path).await?;
+            if entry.is_dir() && !recursive {
+                bail!("{path} is a directory: use rm -r to remove it and everything in it");
+            }
+            let n = files.remove(&path, recursive).await?;
+            let what = if n == 1 {
+                String::new()
+            } else {
+                format!(" ({n} entries)")
+            };
+            println!("Moved {path} to the trash{what}; `vault trash restore {path}` undoes it.");
+        }
+        Command::Mv { src, dst } => {
+            let src = remote(&src)?;
+            let dst = remote(&dst)?;
+            if src.is_root() {
+                bail!("the root can't be moved");
+            }
+            let entry = files.stat_existing(&src).await?;
+            let dest = match files.stat(&dst).await? {
+                Some(d) if d.is_dir() => dst.join(src.name().unwrap_or_default())?,
+                Some(_) if dst.dir_hint => bail!("{dst} is a file, not a directory"),
+                Some(_) => bail!("{dst} already exists; remove it first or choose another name"),
+                None if dst.dir_hint => bail!("{dst}: no such directory"),
+                None => dst,
+            };
+            if files.stat(&dest).await?.is_some() {
+                bail!("{dest} already exists; remove it first or choose another name");
+            }
+            files.rename(&entry, &dest).await?;
+            println!("Moved {src} to {dest}.");
+        }
+        Command::Mkdir { path } => {
+            let path = remote(&path)?;
+            if let Some(e) = files.stat(&path).await?
+                && !e.is_dir()
+            {
+                bail!("{path} exists and is a file");
+            }
+            files.mkdir(&path).await?;
+            println!("Created {path}.");
+        }
+        Command::Versions { path, json } => {
+            let path = remote(&path)?;
+            let versions = files.versions(&path).await?;
+            listing::print_versions(&path.to_string(), &versions, json)?;
+        }
+        Command::Restore { path, version } => {
+            let path = remote(&path)?;
+            let versions = files.versions(&path).await?;
+            let target = match version {
+                Some(n) => {
+                    if !versions.versions.iter().any(|(v, _)| v.version == n) {
+                        let kept: Vec<String> = versions
+                            .versions
+                            .iter()
+                            .map(|(v, _)| v.version.to_string())
+                            .collect();
+                        bail!(
+                            "{path} has no version {n}; kept versions: {} (see `vault versions {path}`)",
+                            kept.join(", ")
+                        );
+                    }
+                    n
+                }
+                None => versions
+                    .versions
+                    .iter()
+                    .map(|(v, _)| v.version)
+                    .filter(|&v| v < versions.current)
+                    .max()
+                    .with_context(|| {
+                        format!(
+                            "{path} has no version older than the current one (v{})",
+                            versions.current
+                        )
+                    })?,
+            };
+            files.restore(&path, target).await?;
+            println!("{path} is now at version {target}.");
+        }
+        Command::Trash { command } => trash(files, command).await?,
+        Command::ImportLegacy {
+            des_key,
+            mode,
+            local,
+            remote: target,
+            json,
+        } => {
+            let key = zeroize::Zeroizing::new(parse_des_key(&des_key)?);
+            let mode = match mode {
+                LegacyModeArg::Cbc => LegacyMode::Cbc,
+                LegacyModeArg::Ecb => LegacyMode::Ecb,
+            };
+            let target = remote(&target)?;
+            let source = PathBuf::from(&local);
+            let dest = match files.stat(&target).await? {
+                Some(e) if e.is_dir() => target.join(
+                    source
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .context("the local file has no usable name; name the remote file")?,
+                )?,
+                Some(_) if target.dir_hint => bail!("{target} is a file, not a directory"),
+                _ if target.dir_hint => target.join(
+                    source
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .context("the local file has no usable name; name the remote file")?,
+                )?,
+                _ => target,
+            };
+            let plain = legacy::decrypt_to_temp(state, &source, &key, mode)?;
+            let size = plain.as_file().metadata()?.len();
+            let plan = vault_client::files::plan::PutPlan {
+                dirs: Vec::new(),
+                files: vec![vault_client::files::plan::PutItem {
+                    local: plain.path().to_path_buf(),
+                    remote: dest.clone(),
+                    size,
+                }],
+                skipped: Vec::new(),
+            };
+            let done = put_all(Arc::clone(files), plan, options(None)?).await?;
+            drop(plain);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&put_json(&done))?);
+            } else {
+                println!("Imported {local} as {dest} ({}).", format_size(size));
+            }
+        }
+        other => bail!("not a file command: {other:?}"),
+    }
+    Ok(())
+}
+
+fn options(bwlimit: Option<&str>) -> anyhow::Result<Options> {
+    let limit = bwlimit
+        .map(|t| parse_size(t).map_err(anyhow::Error::msg))
+        .transpose()?
+        .map(|n| Arc::new(RateLimit::new(n)));
+    Ok(Options {
+        progress: progress::for_transfer(),
+        limit,
+        in_flight: MAX_IN_FLIGHT,
+    })
+}
+
+fn put_json(done: &[Uploaded]) -> serde_json::Value {
+    let items: Vec<_> = done
+        .iter()
+        .map(|u| {
+            json!({
+                "remote": u.remote.to_string(), "bytes": u.bytes,
+                "version": u.version, "resumed_at": u.resumed_at,
+            })
+        })
+        .collect();
+    json!({
+        "files": done.len(),
+        "bytes": done.iter().map(|u| u.bytes).sum::<u64>(),
+        "items": items,
+    })
+}
+
+async fn put(
+    files: &Arc<Files>,
+    mut paths: Vec<String>,
+    args: &TransferArgs,
+) -> anyhow::Result<()> {
+    let target = remote(&paths.pop().context("put needs LOCAL… REMOTE")?)?;
+    let sources: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+    let plan = plan_put(files, &sources, &target, args.recursive).await?;
+    for skipped in &plan.skipped {
+        eprintln!(
+            "skipped {} (not a regular file or directory)",
+            skipped.display()
+        );
+    }
+    let dirs = plan.dirs.len();
+    let done = put_all(Arc::clone(files), plan, options(args.bwlimit.as_deref())?).await?;
+    if args.json {
+        let mut value = put_json(&done);
+        value["dirs"] = json!(dirs);
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        let bytes: u64 = done.iter().map(|u| u.bytes).sum();
+        let resumed = done.iter().filter(|u| u.resumed_at > 0).count();
+        let note = if resumed > 0 {
+            format!(" ({resumed} resumed)")
+        } else {
+            String::new()
+        };
+        match done.as_slice() {
+            [one] if dirs == 0 => println!(
+                "Uploaded {} as {} (version {}){note}.",
+                format_size(one.bytes),
+                one.remote,
+                one.version
+            ),
+            _ => println!(
+                "Uploaded {} files, {}{note}, to {target}.",
+                done.len(),
+                format_size(bytes)
+            ),
+        }
+    }
+    Ok(())
+}
+
+fn get_json(done: &[Downloaded]) -> serde_json::Value {
+    let items: Vec<_> = done
+        .iter()
+        .map(|d| {
+            json!({
+                "local": d.local.display().to_string(), "bytes": d.bytes,
+                "version": d.version, "resumed_at": d.resumed_at,
+            })
+        })
+        .collect();
+    json!({
+        "files": done.len(),
+        "bytes": done.iter().map(|d| d.bytes).sum::<u64>(),
+        "items": items,
+    })
+}
+
+async fn get(
+    files: &Arc<Files>,
+    mut paths: Vec<String>,
+    args: &TransferArgs,
+) -> anyhow::Result<()> {
+    let target_text = paths.pop().context("get needs REMOTE… LOCAL")?;
+    let sources = paths
+        .iter()
+        .map(|p| remote(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let target = Path::new(&target_text);
+    let plan = plan_get(
+        files,
+        &sources,
+        target,
+        target_text.ends_with('/'),
+        args.recursive,
+    )
+    .await?;
+    let done = get_all(Arc::clone(files), plan, options(args.bwlimit.as_deref())?).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&get_json(&done))?);
+    } else {
+        let bytes: u64 = done.iter().map(|d| d.bytes).sum();
+        match done.as_slice() {
+            [one] => println!(
+                "Downloaded {} to {} (version {}).",
+                format_size(one.bytes),
+                one.local.display(),
+                one.version
+            ),
+            _ => println!(
+                "Downloaded {} files, {}, to {}.",
+                done.len(),
+                format_size(bytes),
+                target.display()
+            ),
+        }
+    }
+    Ok(())
+}
+
+async fn trash(files: &Arc<Files>, command: TrashCommand) -> anyhow::Result<()> {
+    let ns = vault_core::proto::NsRef::Personal;
+    match command {
+        TrashCommand::Ls { json } => {
+            let items = files.trash(&ns).await?;
+            listing::print_trash(&items, json)?;
+        }
+        TrashCommand::Restore { path } => {
+            let path = remote(&path)?;
+            let items = files.trash(&path.ns).await?;
+            // Newest first: the latest deletion of that path comes back.
+            let item = items
+                .iter()
+                .find(|t| t.path.segments == path.segments)
+                .with_context(|| format!("{path} is not in the trash (see `vault trash ls`)"))?;
+            files.trash_restore(&path.ns, item.item.trash_id).await?;
+            println!("Restored {path} from the trash.");
+        }
+        TrashCommand::Empty { yes } => {
+            if !yes {
+                if !std::io::stdin().is_terminal() {
+                    bail!("emptying the trash deletes its files for good: pass --yes to confirm");
+                }
+                eprint!("Delete everything in the trash for good? [y/N] ");
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                    println!("Left the trash as it was.");
+                    return Ok(());
+                }
+            }
+            let (items, bytes) = files.trash_empty(&ns).await?;
+            println!(
+                "Emptied the trash: {items} deletions, {} freed.",
+                format_size(bytes)
+            );
+        }
+    }
+    Ok(())
+}

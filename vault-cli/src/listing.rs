@@ -1,0 +1,252 @@
+//! Output of the listing commands (`ls`, `du`, `quota`, `versions`, `trash ls`): human
+//! text on stdout, or JSON with `--json`.
+
+use serde_json::{Value, json};
+use vault_client::files::remote::{Entry, TrashEntry, Versions};
+use vault_core::proto::{EntryKind, Usage};
+use vault_core::units::format_size;
+
+/// Unix seconds as `YYYY-MM-DD HH:MM` UTC.
+pub fn short_time(secs: i64) -> String {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+fn kind(k: EntryKind) -> &'static str {
+    match k {
+        EntryKind::File => "file",
+        EntryKind::Dir => "dir",
+    }
+}
+
+/// The name shown for `entry` below the listed directory of `depth` segments.
+fn shown_name(entry: &Entry, depth: usize) -> String {
+    let mut name = entry.path.segments[depth.min(entry.path.segments.len())..].join("/");
+    if entry.is_dir() {
+        name.push('/');
+    }
+    name
+}
+
+fn mtime(entry: &Entry) -> i64 {
+    entry
+        .current
+        .as_ref()
+        .map_or(entry.updated_at, |(_, m)| m.mtime_s)
+}
+
+pub fn entry_json(entry: &Entry) -> Value {
+    json!({
+        "path": entry.path.to_string(),
+        "name": entry.path.name().unwrap_or(""),
+        "kind": kind(entry.kind),
+        "size": entry.size(),
+        "sealed_size": entry.current.as_ref().map_or(0, |(v, _)| v.sealed_size),
+        "mtime": mtime(entry),
+        "version": entry.current.as_ref().map(|(v, _)| v.version),
+        "versions": entry.version_count,
+        "revision": entry.revision,
+    })
+}
+
+/// `ls`: one entry per line (`-l`: size, mtime, versions, name).
+pub fn print_ls(entries: &[Entry], depth: usize, long: bool) {
+    for entry in entries {
+        let name = shown_name(entry, depth);
+        if long {
+            let size = if entry.is_dir() {
+                "-".to_string()
+            } else {
+                format_size(entry.size())
+            };
+            let versions = if entry.is_dir() {
+                "-".to_string()
+            } else {
+                format!("v{}", entry.version_count)
+            };
+            println!(
+                "{size:>10}  {}  {versions:>4}  {name}",
+                short_time(mtime(entry))
+            );
+        } else {
+            println!("{name}");
+        }
+    }
+}
+
+/// Totals under a path, for `du`.
+#[derive(Debug, Default)]
+pub struct Totals {
+    pub files: u64,
+    pub dirs: u64,
+    pub bytes: u64,
+    pub sealed_bytes: u64,
+}
+
+impl Totals {
+    pub fn of(entries: &[Entry]) -> Totals {
+        let mut t = Totals::default();
+        for e in entries {
+            if e.is_dir() {
+                t.dirs += 1;
+            } else {
+                t.files += 1;
+                t.bytes += e.size();
+                t.sealed_bytes += e.current.as_ref().map_or(0, |(v, _)| v.sealed_size);
+            }
+        }
+        t
+    }
+}
+
+pub fn print_du(path: &str, t: &Totals, json_out: bool) -> anyhow::Result<()> {
+    if json_out {
+        let value = json!({
+            "path": path, "files": t.files, "dirs": t.dirs,
+            "bytes": t.bytes, "sealed_bytes": t.sealed_bytes,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        println!(
+            "{}  {path}  ({} files, {} directories; {} stored, current versions only)",
+            format_size(t.bytes),
+            t.files,
+            t.dirs,
+            format_size(t.sealed_bytes)
+        );
+    }
+    Ok(())
+}
+
+pub fn print_quota(u: &Usage, json_out: bool) -> anyhow::Result<()> {
+    if json_out {
+        let value = json!({
+            "used_bytes": u.used_bytes, "quota_bytes": u.quota_bytes,
+            "files": u.files, "dirs": u.dirs, "versions": u.versions,
+            "trash_items": u.trash_items, "revision": u.revision,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        let pct = if u.quota_bytes == 0 {
+            100.0
+        } else {
+            u.used_bytes as f64 * 100.0 / u.quota_bytes as f64
+        };
+        println!(
+            "used {} of {} ({pct:.1}%)",
+            format_size(u.used_bytes),
+            format_size(u.quota_bytes)
+        );
+        println!(
+            "{} files, {} directories, {} versions, {} in the trash",
+            u.files, u.dirs, u.versions, u.trash_items
+        );
+    }
+    Ok(())
+}
+
+pub fn print_versions(path: &str, v: &Versions, json_out: bool) -> anyhow::Result<()> {
+    if json_out {
+        let list: Vec<Value> = v
+            .versions
+            .iter()
+            .map(|(info, meta)| {
+                json!({
+                    "version": info.version,
+                    "current": info.version == v.current,
+                    "size": meta.size,
+                    "sealed_size": info.sealed_size,
+                    "mtime": meta.mtime_s,
+                    "created_at": info.created_at,
+                })
+            })
+            .collect();
+        let value = json!({ "path": path, "current": v.current, "versions": list });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        for (info, meta) in &v.versions {
+            let mark = if info.version == v.current { "*" } else { " " };
+            println!(
+                "{mark} v{:<4} {:>10}  modified {}  uploaded {}",
+                info.version,
+                format_size(meta.size),
+                short_time(meta.mtime_s),
+                short_time(info.created_at)
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn print_trash(items: &[TrashEntry], json_out: bool) -> anyhow::Result<()> {
+    if json_out {
+        let list: Vec<Value> = items
+            .iter()
+            .map(|t| {
+                json!({
+                    "trash_id": t.item.trash_id,
+                    "path": t.path.to_string(),
+                    "kind": kind(t.item.kind),
+                    "entries": t.item.entries,
+                    "sealed_bytes": t.item.sealed_bytes,
+                    "trashed_at": t.item.trashed_at,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else if items.is_empty() {
+        println!("The trash is empty.");
+    } else {
+        for t in items {
+            let slash = if t.item.kind == EntryKind::Dir {
+                "/"
+            } else {
+                ""
+            };
+            println!(
+                "{}  {:>10}  {}{slash}{}",
+                short_time(t.item.trashed_at),
+                format_size(t.item.sealed_bytes),
+                t.path,
+                if t.item.entries > 1 {
+                    format!("  ({} entries)", t.item.entries)
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_utc_dates() {
+        assert_eq!(short_time(0), "1970-01-01 00:00");
+        assert_eq!(short_time(1_767_225_600), "2026-01-01 00:00");
+        assert_eq!(short_time(951_782_400 + 3661), "2000-02-29 01:01");
+        assert_eq!(short_time(-60), "1969-12-31 23:59");
+    }
+}

@@ -1,0 +1,314 @@
+//! One file's download (SPEC 6.2, §7): the sealed chunks are opened one by one with
+//! STREAM into `DIR/.NAME.vault-part`, with a sidecar `DIR/.NAME.vault-part.json` that
+//! pins the file id and version. At the end the BLAKE3 of the plaintext is checked
+//! against the metadata, the part file is synced, its mtime and mode are set from the
+//! metadata, and it is renamed into place. A later attempt continues from the whole
+//! chunks already in the part file (the prefix is read again only to hash it). Nothing
+//! that failed to open or to match is ever renamed into place.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use vault_core::format::stream::SEALED_CHUNK_LEN;
+use vault_core::format::{CHUNK_LEN, ContentHasher, FileMeta, StreamOpener, chunk_count};
+use vault_core::proto::{Request, Response};
+use zeroize::Zeroizing;
+
+use super::progress::{Progress, RateLimit, pace};
+use super::{Files, FilesError, RemotePath, unexpected};
+
+/// What a part file belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Sidecar {
+    /// The encrypted remote path.
+    remote: String,
+    file_id: i64,
+    version: u64,
+    /// Plaintext size of the version.
+    size: u64,
+}
+
+/// What a download did.
+#[derive(Clone, Debug)]
+pub struct Downloaded {
+    pub local: PathBuf,
+    pub bytes: u64,
+    pub version: u64,
+    /// Plaintext bytes that were already in the part file from an earlier attempt.
+    pub resumed_at: u64,
+}
+
+/// The part file and sidecar paths for `target`.
+pub fn part_paths(target: &Path) -> Result<(PathBuf, PathBuf), FilesError> {
+    let name = target
+        .file_name()
+        .ok_or_else(|| FilesError::Usage(format!("{} does not name a file", target.display())))?;
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let mut part = std::ffi::OsString::from(".");
+    part.push(name);
+    part.push(".vault-part");
+    let mut side = part.clone();
+    side.push(".json");
+    Ok((dir.join(part), dir.join(side)))
+}
+
+fn read_sidecar(path: &Path) -> Option<Sidecar> {
+    let meta = std::fs::metadata(path).ok()?;
+    if meta.len() > 16 * 1024 {
+        return None;
+    }
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+fn write_sidecar(path: &Path, sidecar: &Sidecar) -> Result<(), FilesError> {
+    let text = serde_json::to_vec(sidecar)
+        .map_err(|e| FilesError::Usage(format!("cannot encode {}: {e}", path.display())))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| FilesError::io("write", path, e))?;
+    f.write_all(&text)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| FilesError::io("write", path, e))
+}
+
+fn discard(part: &Path, side: &Path) {
+    let _ = std::fs::remove_file(part);
+    let _ = std::fs::remove_file(side);
+}
+
+/// Downloads the current version of `remote` (or the version a part file pins) to
+/// `target`.
+pub async fn download_file(
+    files: &Files,
+    remote: &RemotePath,
+    target: &Path,
+    progress: &dyn Progress,
+    limit: Option<&RateLimit>,
+) -> Result<Downloaded, FilesError> {
+    let keys = files.keys_for(&remote.ns).await?;
+    let encrypted = keys.encrypt_path(&remote.segments)?;
+    let (part, side) = part_paths(target)?;
+
+    // What an earlier attempt left, if it is for this file.
+    let pinned = read_sidecar(&side).filter(|s| s.remote == encrypted && part.exists());
+    let mut start = 0u64;
+    if let Some(s) = &pinned {
+        let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+        start = (have / CHUNK_LEN as u64).min(chunk_count(s.size) - 1);
+    }
+    let request = |version: Option<u64>, from_chunk: u64| Request::Download {
+        ns: remote.ns.clone(),
+        path: encrypted.clone(),
+        version,
+        from_chunk,
+    };
+    let conn = files.conn();
+    let answer = match &pinned {
+        Some(s) => match conn
+            .call_with_download(&request(Some(s.version), start))
+            .await
+        {
+            Ok(a) => Some(a),
+            Err(e) if e.api_code() == Some("not_found") => None,
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
+    let (pinned, start, (response, mut stream)) = match answer {
+        Some(a) => (pinned, start, a),
+        None => {
+            // Nothing to resume, or the pinned version is gone: start over.
+            discard(&part, &side);
+            match conn.call_with_download(&request(None, 0)).await {
+                Ok(a) => (None, 0, a),
+                Err(e) if e.api_code() == Some("not_found") => {
+                    return Err(FilesError::Usage(format!("{remote}: no such file")));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    let (file_id, version, offset) = match response {
+        Response::Download {
+            file_id,
+            version,
+            offset,
+        } => (file_id, version, offset),
+        other => return Err(unexpected("download", &other)),
+    };
+    if let Some(s) = &pinned
+        && (s.file_id != file_id || s.version != version.version)
+    {
+        return Err(FilesError::Integrity(format!(
+            "{remote}: asked for version {} of file {}, got version {} of file {file_id}",
+            s.version, s.file_id, version.version
+        )));
+    }
+    let (key, meta) = keys.open_version(file_id, &version)?;
+    if Some(offset) != start.checked_mul(SEALED_CHUNK_LEN as u64) {
+        return Err(FilesError::Integrity(format!(
+            "{remote}: asked for chunk {start}, the server started at byte {offset}"
+        )));
+    }
+    let sidecar = Sidecar {
+        remote: encrypted.clone(),
+        file_id,
+        version: version.version,
+        size: meta.size,
+    };
+    if pinned.is_none() {
+        write_sidecar(&side, &sidecar)?;
+    }
+
+    // The part file, cut to the whole chunks kept, and the hash of that prefix.
+    let keep = start * CHUNK_LEN as u64;
+    let mut out = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&part)
+        .map_err(|e| FilesError::io("write", &part, e))?;
+    out.set_len(keep)
+        .map_err(|e| FilesError::io("write", &part, e))?;
+    let mut hasher = ContentHasher::new();
+    hash_prefix(&mut out, keep, &mut hasher).map_err(|e| FilesError::io("read", &part, e))?;
+    progress.advance(keep);
+
+    let chunks = chunk_count(meta.size);
+    let mut opener = StreamOpener::new(&key);
+    let mut buf = vec![0u8; SEALED_CHUNK_LEN];
+    for index in start..chunks {
+        let last = index + 1 == chunks;
+        let len = if last {
+            (version.sealed_size - index * SEALED_CHUNK_LEN as u64) as usize
+        } else {
+            SEALED_CHUNK_LEN
+        };
+        let got = stream.read_full(&mut buf[..len]).await?;
+        if got < len {
+            out.sync_all().ok();
+            if conn.is_closed() {
+                return Err(crate::ClientError::Closed("the download was cut off".into()).into());
+            }
+            return Err(FilesError::Integrity(format!(
+                "{remote}: the server sent only part of chunk {index}; run the command again to resume"
+            )));
+        }
+        let plain = opener.open_chunk(index, &buf[..len], last).map_err(|e| {
+            FilesError::Integrity(format!(
+                "{remote}: {e}; nothing was written to {}",
+                target.display()
+            ))
+        })?;
+        hasher.update(&plain);
+        out.write_all(&plain)
+            .map_err(|e| FilesError::io("write", &part, e))?;
+        pace(limit, plain.len() as u64).await;
+        progress.advance(plain.len() as u64);
+    }
+    stream.expect_end().await?;
+    opener.finish()?;
+    if hasher.finalize() != meta.blake3 {
+        discard(&part, &side);
+        return Err(FilesError::Integrity(format!(
+            "{remote}: the contents do not match their BLAKE3 hash; nothing was written to {}",
+            target.display()
+        )));
+    }
+    finish(out, &part, target, &meta)?;
+    let _ = std::fs::remove_file(&side);
+    Ok(Downloaded {
+        local: target.to_path_buf(),
+        bytes: meta.size,
+        version: version.version,
+        resumed_at: keep,
+    })
+}
+
+fn hash_prefix(
+    file: &mut std::fs::File,
+    len: u64,
+    hasher: &mut ContentHasher,
+) -> std::io::Result<()> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut left = len;
+    let mut buf = Zeroizing::new(vec![0u8; CHUNK_LEN]);
+    while left > 0 {
+        let n = left.min(CHUNK_LEN as u64) as usize;
+        file.read_exact(&mut buf[..n])?;
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+    }
+    file.seek(SeekFrom::Start(len)).map(|_| ())
+}
+
+/// Syncs the part file, sets mtime and mode, and renames it into place.
+fn finish(
+    out: std::fs::File,
+    part: &Path,
+    target: &Path,
+    meta: &FileMeta,
+) -> Result<(), FilesError> {
+    let fail = |e| FilesError::io("write", part, e);
+    let mtime = if meta.mtime_s >= 0 {
+        SystemTime::UNIX_EPOCH
+            .checked_add(Duration::new(meta.mtime_s.unsigned_abs(), meta.mtime_ns))
+    } else {
+        SystemTime::UNIX_EPOCH
+            .checked_sub(Duration::from_secs(meta.mtime_s.unsigned_abs()))
+            .and_then(|t| t.checked_add(Duration::from_nanos(u64::from(meta.mtime_ns))))
+    };
+    if let Some(mtime) = mtime {
+        out.set_modified(mtime).map_err(fail)?;
+    }
+    let mode = meta.mode & 0o7777;
+    if mode != 0 {
+        out.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(fail)?;
+    }
+    out.sync_all().map_err(fail)?;
+    drop(out);
+    if target.is_dir() {
+        return Err(FilesError::Usage(format!(
+            "{} is a directory; the download is kept in {}",
+            target.display(),
+            part.display()
+        )));
+    }
+    std::fs::rename(part, target).map_err(|e| FilesError::io("rename into place", target, e))?;
+    if let Some(dir) = target.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_files_sit_beside_the_target_hidden() {
+        let (part, side) = part_paths(Path::new("/x/y/report.pdf")).expect("paths");
+        assert_eq!(part, Path::new("/x/y/.report.pdf.vault-part"));
+        assert_eq!(side, Path::new("/x/y/.report.pdf.vault-part.json"));
+        let (part, _) = part_paths(Path::new("a.txt")).expect("relative");
+        assert_eq!(part, Path::new(".a.txt.vault-part"));
+        assert!(part_paths(Path::new("/")).is_err());
+    }
+}

@@ -1,0 +1,57 @@
+//! `FilesError`: what can go wrong in a file command, with messages that say what to do.
+
+use std::path::PathBuf;
+
+use vault_core::format::FormatError;
+
+use crate::ClientError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    /// The connection or the server's answer.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A local file could not be read or written.
+    #[error("cannot {what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// What the user asked for can't be done as asked (a bad path, a directory without -r).
+    #[error("{0}")]
+    Usage(String),
+    /// Something the server returned did not verify: nothing was written.
+    #[error("{0}")]
+    Integrity(String),
+    /// A sealing or opening step failed.
+    #[error("{0}")]
+    Format(#[from] FormatError),
+}
+
+impl FilesError {
+    /// An I/O error on `path`.
+    pub fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        FilesError::Io {
+            what,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The connection broke: reconnecting and resuming may help.
+    pub fn is_connection(&self) -> bool {
+        matches!(
+            self,
+            FilesError::Client(ClientError::Closed(_) | ClientError::Connect { .. })
+        )
+    }
+
+    /// The server's stable error code, if it refused the request.
+    pub fn api_code(&self) -> Option<&'static str> {
+        match self {
+            FilesError::Client(c) => c.api_code(),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! One file's upload (SPEC 6.2, §7): the local file is read in 1 MiB chunks, sealed with
+//! STREAM under a fresh file key and streamed after an `upload_data` frame; BLAKE3 of the
+//! plaintext, size, mtime and mode are sealed into the metadata sent with `upload_commit`.
+//! A resume record (see [`super::resume`]) lets a later attempt ask `upload_status` and
+//! continue at the last whole chunk the server holds; the prefix is read again only to hash
+//! it (and to advance the sealer: nothing of it is sent again).
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use tokio::io::AsyncReadExt;
+use vault_core::crypto::Key32;
+use vault_core::format::stream::SEALED_CHUNK_LEN;
+use vault_core::format::{
+    CHUNK_LEN, ContentHasher, FileMeta, StreamSealer, chunk_count, generate_file_key, seal_meta,
+    sealed_len,
+};
+use vault_core::proto::{ByteBuf, Request, Response};
+use zeroize::Zeroizing;
+
+use super::keys::SpaceKeys;
+use super::progress::{Progress, RateLimit, pace};
+use super::resume::{ResumeRecord, ResumeStore};
+use super::{Files, FilesError, RemotePath, unexpected};
+
+/// A local file as it was when looked at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalFile {
+    pub size: u64,
+    pub mtime_s: i64,
+    pub mtime_ns: u32,
+    pub mode: u32,
+}
+
+impl LocalFile {
+    /// Looks at `path`, which must be a regular file.
+    pub fn stat(path: &Path) -> Result<Self, FilesError> {
+        let meta = std::fs::metadata(path).map_err(|e| FilesError::io("read", path, e))?;
+        if !meta.is_file() {
+            return Err(FilesError::Usage(format!(
+                "{} is not a regular file",
+                path.display()
+            )));
+        }
+        Ok(LocalFile {
+            size: meta.len(),
+            mtime_s: meta.mtime(),
+            mtime_ns: u32::try_from(meta.mtime_nsec()).unwrap_or(0),
+            mode: meta.mode(),
+        })
+    }
+}
+
+/// What an upload did.
+#[derive(Clone, Debug)]
+pub struct Uploaded {
+    pub remote: RemotePath,
+    /// Plaintext bytes of the file.
+    pub bytes: u64,
+    /// The version it became.
+    pub version: u64,
+    /// Plaintext bytes that were already on the server from an earlier attempt.
+    pub resumed_at: u64,
+}
+
+enum Resume {
+    /// Continue from `received` sealed bytes.
+    Continue(Key32, u64),
+    /// The earlier attempt was committed after all.
+    Committed,
+    /// The upload is gone (expired or collected): start again.
+    Gone,
+}
+
+fn changed(local: &Path) -> FilesError {
+    FilesError::Usage(format!(
+        "{} changed while it was being uploaded; run the command again when it is stable",
+        local.display()
+    ))
+}
+
+/// Uploads `local` to `remote` as a new version, resuming an earlier attempt when the
+/// record matches the unchanged file.
+pub async fn upload_file(
+    files: &Files,
+    local: &Path,
+    remote: &RemotePath,
+    progress: &dyn Progress,
+    limit: Option<&RateLimit>,
+) -> Result<Uploaded, FilesError> {
+    let info = LocalFile::stat(local)?;
+    let keys = files.keys_for(&remote.ns).await?;
+    let encrypted = keys.encrypt_path(&remote.segments)?;
+    let sealed_size = sealed_len(info.size);
+    let absolute = std::path::absolute(local).map_err(|e| FilesError::io("read", local, e))?;
+    let store = ResumeStore::new(files.state());
+    let record_path = store.path_for(files.server(), files.user(), &encrypted, &absolute);
+
+    let mut resumed = None;
+    if let Some(record) = store.load(&record_path) {
+        let same_file = record.remote == encrypted
+            && record.sealed_size == sealed_size
+            && record.local_size == info.size
+            && record.local_mtime_s == info.mtime_s
+            && record.local_mtime_ns == info.mtime_ns;
+        let outcome = if same_file {
+            try_resume(files, keys, remote, &record).await?
+        } else {
+            Resume::Gone
+        };
+        match outcome {
+            Resume::Continue(key, received) => resumed = Some((record, key, received)),
+            Resume::Committed => {
+                store.remove(&record_path);
+                progress.advance(info.size);
+                return Ok(Uploaded {
+                    remote: remote.clone(),
+                    bytes: info.size,
+                    version: record.version,
+                    resumed_at: info.size,
+                });
+            }
+            Resume::Gone => {
+                if !same_file {
+                    // The file changed: its old upload is of no use any more.
+                    let _ = files
+                        .call(&Request::UploadAbort {
+                            upload_id: record.upload_id,
+                        })
+                        .await;
+                }
+                store.remove(&record_path);
+            }
+        }
+    }
+    let (record, key, received) = match resumed {
+        Some(r) => r,
+        None => {
+            let (record, key) = open_upload(files, keys, remote, &encrypted, &info).await?;
+            store.save(&record_path, &record)?;
+            (record, key, 0)
+        }
+    };
+
+    let hash = send_contents(
+        files, local, &info, &record, &key, received, progress, limit,
+    )
+    .await?;
+    if LocalFile::stat(local)? != info {
+        abort(files, &store, &record_path, record.upload_id).await;
+        return Err(changed(local));
+    }
+    let meta = FileMeta {
+        size: info.size,
+        mtime_s: info.mtime_s,
+        mtime_ns: info.mtime_ns,
+        mode: info.mode,
+        blake3: hash,
+    };
+    let wrapped = hex::decode(&record.wrapped_key).map_err(|_| {
+        FilesError::Usage("a resume record is damaged; run the command again".into())
+    })?;
+    let commit = Request::UploadCommit {
+        upload_id: record.upload_id,
+        wrapped_key: ByteBuf::from(wrapped),
+        sealed_meta: ByteBuf::from(seal_meta(&key, &meta)?),
+    };
+    match files.call(&commit).await {
+        Ok(_) => {}
+        Err(e) if e.is_connection() => return Err(e),
+        Err(e) => {
+            abort(files, &store, &record_path, record.upload_id).await;
+            return Err(e);
+        }
+    }
+    store.remove(&record_path);
+    Ok(Uploaded {
+        remote: remote.clone(),
+        bytes: info.size,
+        version: record.version,
+        resumed_at: received / SEALED_CHUNK_LEN as u64 * CHUNK_LEN as u64,
+    })
+}
+
+async fn abort(files: &Files, store: &ResumeStore, record_path: &Path, upload_id: i64) {
+    let _ = files.call(&Request::UploadAbort { upload_id }).await;
+    store.remove(record_path);
+}
+
+/// Asks the server how much of the recorded upload it holds.
+async fn try_resume(
+    files: &Files,
+    keys: &SpaceKeys,
+    remote: &RemotePath,
+    record: &ResumeRecord,
+) -> Result<Resume, FilesError> {
+    let Ok(wrapped) = hex::decode(&record.wrapped_key) else {
+        return Ok(Resume::Gone);
+    };
+    let Ok(key) = keys.unwrap(record.file_id, record.version, &wrapped) else {
+        return Ok(Resume::Gone);
+    };
+    let status = Request::UploadStatus {
+        upload_id: record.upload_id,
+    };
+    match files.call(&status).await {
+        Ok(Response::UploadStatus {
+            received,
+            sealed_size,
+        }) if sealed_size == record.sealed_size => {
+            if received != sealed_size && received % SEALED_CHUNK_LEN as u64 != 0
+                || received > sealed_size
+            {
+                return Err(FilesError::Integrity(format!(
+                    "the server reports {received} bytes received, which is not a whole number of chunks"
+                )));
+            }
+            Ok(Resume::Continue(key, received))
+        }
+        Ok(Response::UploadStatus { .. }) => Ok(Resume::Gone),
+        Ok(other) => Err(unexpected("upload_status", &other)),
+        Err(e) if e.is_connection() => Err(e),
+        Err(_) => {
+            // Committed just before the connection broke?
+            match files.stat(remote).await? {
+                Some(entry)
+                    if entry.id == record.file_id
+                        && entry
+                            .current
+                            .as_ref()
+                            .is_some_and(|(v, _)| v.version == record.version) =>
+                {
+                    Ok(Resume::Committed)
+                }
+                _ => Ok(Resume::Gone),
+            }
+        }
+    }
+}
+
+/// Opens a fresh upload and makes its file key.
+async fn open_upload(
+    files: &Files,
+    keys: &SpaceKeys,
+    remote: &RemotePath,
+    encrypted: &str,
+    info: &LocalFile,
+) -> Result<(ResumeRecord, Key32), FilesError> {
+    let sealed_size = sealed_len(info.size);
+    let request = Request::UploadOpen {
+        ns: remote.ns.clone(),
+        path: encrypted.to_owned(),
+        sealed_size,
+    };
+    let (upload_id, file_id, version, generation) = match files.call(&request).await? {
+        Response::UploadOpened {
+            upload_id,
+            file_id,
+            version,
+            generation,
+            ..
+        } => (upload_id, file_id, version, generation),
+        other => return Err(unexpected("upload_open", &other)),
+    };
+    if generation != 0 {
+        return Err(FilesError::Integrity(format!(
+            "the server asked for key generation {generation} in a personal space"
+        )));
+    }
+    let key = generate_file_key()?;
+    let wrapped = keys.wrap(file_id, version, &key)?;
+    let record = ResumeRecord {
+        upload_id,
+        file_id,
+        version,
+        remote: encrypted.to_owned(),
+        sealed_size,
+        local_size: info.size,
+        local_mtime_s: info.mtime_s,
+        local_mtime_ns: info.mtime_ns,
+        wrapped_key: hex::encode(wrapped),
+    };
+    Ok((record, key))
+}
+
+/// Reads, hashes and seals the whole file; sends the chunks from `received` on. Returns
+/// the BLAKE3 of the plaintext.
+#[allow(clippy::too_many_arguments)]
+async fn send_contents(
+    files: &Files,
+    local: &Path,
+    info: &LocalFile,
+    record: &ResumeRecord,
+    key: &Key32,
+    received: u64,
+    progress: &dyn Progress,
+    limit: Option<&RateLimit>,
+) -> Result<[u8; 32], FilesError> {
+    let chunks = chunk_count(info.size);
+    let start = if received == record.sealed_size {
+        chunks
+    } else {
+        received / SEALED_CHUNK_LEN as u64
+    };
+    let mut file = tokio::fs::File::open(local)
+        .await
+        .map_err(|e| FilesError::io("open", local, e))?;
+    let mut upload = if start < chunks {
+        let request = Request::UploadData {
+            upload_id: record.upload_id,
+            offset: received,
+        };
+        Some(files.conn().call_with_upload(&request).await?)
+    } else {
+        None
+    };
+    let mut sealer = StreamSealer::new(key);
+    let mut hasher = ContentHasher::new();
+    let mut buf = Zeroizing::new(vec![0u8; CHUNK_LEN]);
+    for index in 0..chunks {
+        let last = index + 1 == chunks;
+        let len = if last {
+            (info.size - index * CHUNK_LEN as u64) as usize
+        } else {
+            CHUNK_LEN
+        };
+        file.read_exact(&mut buf[..len]).await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                changed(local)
+            } else {
+                FilesError::io("read", local, e)
+            }
+        })?;
+        hasher.update(&buf[..len]);
+        let sealed = Zeroizing::new(sealer.seal_chunk(&buf[..len], last)?);
+        if let (Some(upload), true) = (upload.as_mut(), index >= start) {
+            pace(limit, len as u64).await;
+            upload.write(&sealed).await?;
+        }
+        progress.advance(len as u64);
+    }
+    let mut probe = [0u8; 1];
+    if file
+        .read(&mut probe)
+        .await
+        .map_err(|e| FilesError::io("read", local, e))?
+        != 0
+    {
+        return Err(changed(local));
+    }
+    if let Some(upload) = upload {
+        match upload.finish().await? {
+            Response::UploadStatus { received, .. } if received == record.sealed_size => {}
+            Response::UploadStatus { received, .. } => {
+                return Err(FilesError::Integrity(format!(
+                    "the server holds {received} of {} bytes after the upload; run the command again to resume",
+                    record.sealed_size
+                )));
+            }
+            other => return Err(unexpected("upload_data", &other)),
+        }
+    }
+    Ok(hasher.finalize())
+}
