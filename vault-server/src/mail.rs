@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use lettre::message::{Mailbox, header::ContentType};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::{MailConfig, MailTransport};
@@ -17,6 +18,8 @@ pub enum MailError {
     Address(String),
     #[error("invalid SMTP URL (expected smtp://… or smtps://…): {0}")]
     Url(String),
+    #[error("cannot use the SMTP CA file {path}: {reason}")]
+    CaFile { path: PathBuf, reason: String },
     #[error("could not build the message: {0}")]
     Build(String),
     #[error("could not write the message to the outbox: {0}")]
@@ -70,11 +73,16 @@ impl Mailer {
                 from,
             },
             MailTransport::Smtp => {
-                let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&config.smtp_url)
+                let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(&config.smtp_url)
                     .map_err(|e| MailError::Url(e.to_string()))?
-                    .timeout(Some(std::time::Duration::from_secs(20)))
-                    .build();
-                Mailer::Smtp { transport, from }
+                    .timeout(Some(std::time::Duration::from_secs(20)));
+                if !config.smtp_ca_file.as_os_str().is_empty() {
+                    builder = builder.tls(tls_with_ca(&config.smtp_url, &config.smtp_ca_file)?);
+                }
+                Mailer::Smtp {
+                    transport: builder.build(),
+                    from,
+                }
             }
         })
     }
@@ -110,6 +118,35 @@ impl Mailer {
                 Ok(Delivery::Smtp)
             }
         }
+    }
+}
+
+/// The TLS settings the SMTP URL asks for (`smtps://` implicit TLS, `?tls=required` or
+/// `?tls=opportunistic` STARTTLS), trusting the CA certificates in `ca_file` as well as
+/// the web roots.
+fn tls_with_ca(smtp_url: &str, ca_file: &std::path::Path) -> Result<Tls, MailError> {
+    let ca_error = |reason: String| MailError::CaFile {
+        path: ca_file.to_path_buf(),
+        reason,
+    };
+    let url = url::Url::parse(smtp_url).map_err(|e| MailError::Url(e.to_string()))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| MailError::Url("the SMTP URL has no host".into()))?;
+    let pem = std::fs::read(ca_file).map_err(|e| ca_error(e.to_string()))?;
+    let ca = Certificate::from_pem(&pem).map_err(|e| ca_error(e.to_string()))?;
+    let params = TlsParameters::builder(host.to_owned())
+        .add_root_certificate(ca)
+        .build()
+        .map_err(|e| ca_error(e.to_string()))?;
+    let mode = url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v);
+    match (url.scheme(), mode.as_deref()) {
+        ("smtps", _) => Ok(Tls::Wrapper(params)),
+        ("smtp", Some("required")) => Ok(Tls::Required(params)),
+        ("smtp", Some("opportunistic")) => Ok(Tls::Opportunistic(params)),
+        _ => Err(ca_error(
+            "a CA file needs TLS: use smtps://… or smtp://…?tls=required".into(),
+        )),
     }
 }
 
