@@ -136,6 +136,18 @@ pub async fn reset_start(
     })
 }
 
+/// A reset code opens only the account it was mailed for: same address, and made after
+/// the account (a name deleted and registered again does not inherit old codes).
+fn check_code_is_for(code: &db::codes::CodeRow, user: &db::users::User) -> Result<(), ApiError> {
+    if code.email != user.email || code.created_at < user.created_at {
+        return Err(ApiError::forbidden(
+            "this reset code was mailed for an earlier account of this name; run \
+             `vault reset-password USER` again for a new one",
+        ));
+    }
+    Ok(())
+}
+
 /// With a valid reset code (which stays valid), returns the account key sealed under the
 /// recovery key, so the client can check its recovery key before committing the reset.
 pub async fn reset_recovery(
@@ -149,9 +161,10 @@ pub async fn reset_recovery(
     let sealed = state
         .db
         .run(move |c| {
-            codes::check(c, &config, codes::PURPOSE_RESET, &username, &input)?;
+            let row = codes::check(c, &config, codes::PURPOSE_RESET, &username, &input)?;
             let user = db::users::by_name(c, &username)?
                 .ok_or_else(|| ApiError::forbidden("this account no longer exists"))?;
+            check_code_is_for(&row, &user)?;
             Ok::<_, ApiError>(user.account_key_by_recovery)
         })
         .await?;
@@ -202,6 +215,7 @@ pub async fn reset_finish(
                 }
                 let user = db::users::by_name(c, &username)?
                     .ok_or_else(|| ApiError::forbidden("this account no longer exists"))?;
+                check_code_is_for(&code_row, &user)?;
                 let (password, how) = match &reset {
                     ResetMaterial::KeepKeys { password } => {
                         (password, "recovery key used: keys kept")
