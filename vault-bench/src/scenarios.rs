@@ -1,0 +1,303 @@
+//! The measured phases, in order: the ceilings; a fresh server for the large `put` and
+//! `get` (its peak RSS covers exactly that phase); a second fresh server for the small
+//! files — `put -r` of a flat directory, `ls` of it, and `vault sync` when the CLI has it.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::ceiling;
+use crate::data;
+use crate::procs::{Bins, Client, Server};
+use crate::report::{Row, median};
+
+/// The `[limits]` lines that lift the per-connection request rate limit.
+pub const LIFTED_LIMITS: &str = "requests_per_second = 1000000\nrequest_burst = 1000000\n";
+
+/// The peak RSS target for every process.
+const RSS_LIMIT_MIB: f64 = 64.0;
+const MB: f64 = 1e6;
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// What to measure.
+#[derive(Debug)]
+pub struct Plan {
+    pub runs: usize,
+    pub big_bytes: u64,
+    pub small_files: usize,
+    pub changes: usize,
+    /// The server's `[limits]` lines.
+    pub limits: String,
+}
+
+/// Runs every phase and returns the rows of the table.
+pub fn run_all(bins: &Bins, plan: &Plan) -> anyhow::Result<Vec<Row>> {
+    let work = tempfile::tempdir().context("cannot make a temp dir")?;
+    let mut rows = Vec::new();
+    let quinn = ceilings(plan, &mut rows)?;
+    big_files(bins, plan, work.path(), quinn, &mut rows)?;
+    small_files(bins, plan, work.path(), &mut rows)?;
+    Ok(rows)
+}
+
+fn note(what: &str) {
+    eprintln!("vault-bench: {what}");
+}
+
+/// The raw quinn and AEAD ceilings; returns the quinn figure in bytes per second.
+fn ceilings(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<f64> {
+    let size = plan.big_bytes;
+    let mut quinn = Vec::new();
+    let mut aead = Vec::new();
+    for run in 1..=plan.runs {
+        note(&format!(
+            "raw quinn, {} MiB on one stream (run {run})",
+            size >> 20
+        ));
+        quinn.push(ceiling::quinn_bulk(size)?);
+        note(&format!("raw AES-256-GCM, {} MiB (run {run})", size >> 20));
+        aead.push(ceiling::aead_seal(size)?);
+    }
+    let quinn = median(&quinn);
+    rows.push(Row::info(
+        "raw quinn bulk transfer (ceiling)",
+        quinn / MB,
+        "MB/s",
+        "loopback, one stream",
+    ));
+    rows.push(Row::info(
+        "raw AES-256-GCM seal (ceiling)",
+        median(&aead) / MB,
+        "MB/s",
+        "one core, 1 MiB chunks",
+    ));
+    Ok(quinn)
+}
+
+/// `put` and `get` of one large file on a fresh server, and the peak RSS of each process.
+fn big_files(
+    bins: &Bins,
+    plan: &Plan,
+    work: &Path,
+    quinn: f64,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
+    let size = plan.big_bytes;
+    let label = human_size(size);
+    let source = work.join("big.bin");
+    note(&format!("writing a {label} file"));
+    data::big_file(&source, size)?;
+    let server = Server::start(bins, &plan.limits)?;
+    let client = server.explain(Client::register(bins, &server, "bench"))?;
+    let source_arg = source.to_str().context("temp dir path is not UTF-8")?;
+    let (mut put_rates, mut put_rss) = (Vec::new(), 0);
+    for run in 1..=plan.runs {
+        note(&format!("put {label} (run {run})"));
+        let done = server.explain(client.run(&["put", source_arg, "/big.bin"], None))?;
+        put_rates.push(ceiling::rate(size, done.elapsed));
+        put_rss = put_rss.max(done.peak_rss);
+    }
+    let target = work.join("big.out");
+    let target_arg = target.to_str().context("temp dir path is not UTF-8")?;
+    let (mut get_rates, mut get_rss) = (Vec::new(), 0);
+    for run in 1..=plan.runs {
+        note(&format!("get {label} (run {run})"));
+        let _ = std::fs::remove_file(&target);
+        let done = server.explain(client.run(&["get", "/big.bin", target_arg], None))?;
+        get_rates.push(ceiling::rate(size, done.elapsed));
+        get_rss = get_rss.max(done.peak_rss);
+        if run == 1 {
+            same_contents(&source, &target)?;
+        }
+    }
+    let server_rss = server.peak_rss()?;
+    server.stop()?;
+    let _ = std::fs::remove_file(&target);
+    let _ = std::fs::remove_file(&source);
+
+    let quinn_ref = format!("≥ 0.9 × raw quinn ({:.0} MB/s)", quinn / MB);
+    rows.push(Row::at_least(
+        &format!("put {label}"),
+        median(&put_rates) / MB,
+        "MB/s",
+        quinn / MB,
+        0.9,
+        &quinn_ref,
+    ));
+    rows.push(Row::at_least(
+        &format!("get {label}"),
+        median(&get_rates) / MB,
+        "MB/s",
+        quinn / MB,
+        0.9,
+        &quinn_ref,
+    ));
+    for (figure, bytes) in [
+        (format!("client peak RSS, put {label}"), put_rss),
+        (format!("client peak RSS, get {label}"), get_rss),
+        (format!("server peak RSS, put+get {label}"), server_rss),
+    ] {
+        rows.push(rss_row(&figure, bytes));
+    }
+    Ok(())
+}
+
+/// Small files on a fresh server: `put -r` of a flat directory, `ls` of it, and the
+/// first and an incremental `vault sync` of a tree when the CLI has the command.
+fn small_files(bins: &Bins, plan: &Plan, work: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let count = plan.small_files;
+    let server = Server::start(bins, &plan.limits)?;
+    let client = server.explain(Client::register(bins, &server, "bench"))?;
+    let flat = work.join("flat");
+    note(&format!("writing {count} files of 1–16 KiB"));
+    data::small_tree(&flat, count, true)?;
+    let flat_arg = flat.to_str().context("temp dir path is not UTF-8")?;
+    let (mut put_rates, mut put_rss) = (Vec::new(), 0);
+    for run in 1..=plan.runs {
+        note(&format!("put -r of {count} small files (run {run})"));
+        let done =
+            server.explain(client.run(&["put", "-r", flat_arg, &format!("/small-{run}")], None))?;
+        put_rates.push(count as f64 / done.elapsed.as_secs_f64());
+        put_rss = put_rss.max(done.peak_rss);
+    }
+    rows.push(Row::info(
+        &format!("put -r {count} small files"),
+        median(&put_rates),
+        "files/s",
+        "what a first sync costs at least",
+    ));
+    rows.push(rss_row(
+        &format!("client peak RSS, put -r {count} files"),
+        put_rss,
+    ));
+
+    let mut ls_ms = Vec::new();
+    for run in 1..=plan.runs.max(3) {
+        note(&format!("ls of {count} entries (run {run})"));
+        let done = server.explain(client.run(&["ls", "/small-1"], None))?;
+        let listed = done.stdout.lines().filter(|l| !l.trim().is_empty()).count();
+        anyhow::ensure!(
+            listed >= count,
+            "`vault ls /small-1` printed {listed} lines, expected {count} entries"
+        );
+        ls_ms.push(done.elapsed.as_secs_f64() * 1000.0);
+    }
+    rows.push(Row::at_most(
+        &format!("ls of {count} entries"),
+        median(&ls_ms),
+        "ms",
+        100.0,
+        "≤ 100 ms",
+    ));
+
+    sync_rows(&server, &client, plan, work, rows)?;
+    let server_rss = server.peak_rss()?;
+    server.stop()?;
+    rows.push(rss_row("server peak RSS, small files", server_rss));
+    Ok(())
+}
+
+/// The first sync of a tree of small files, then a sync after `plan.changes` of them
+/// changed; "not available" rows when `vault sync` does not exist.
+fn sync_rows(
+    server: &Server,
+    client: &Client,
+    plan: &Plan,
+    work: &Path,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
+    let count = plan.small_files;
+    let first = format!("first sync of {count} files");
+    let incremental = format!("incremental sync, {} changed", plan.changes);
+    if !client.has_sync() {
+        let why = "vault sync missing";
+        rows.push(Row::not_available(&first, "files/s", "≥ 2000 files/s", why));
+        rows.push(Row::not_available(&incremental, "s", "≤ 0.5 s", why));
+        return Ok(());
+    }
+    let (mut first_rates, mut incremental_s, mut rss) = (Vec::new(), Vec::new(), 0);
+    for run in 1..=plan.runs {
+        let tree = work.join(format!("sync-{run}"));
+        data::small_tree(&tree, count, false)?;
+        let tree_arg = tree.to_str().context("temp dir path is not UTF-8")?;
+        let remote = format!("/sync-{run}");
+        note(&format!("first sync of {count} files (run {run})"));
+        let done = server.explain(client.run(&["sync", tree_arg, &remote], None))?;
+        first_rates.push(count as f64 / done.elapsed.as_secs_f64());
+        rss = rss.max(done.peak_rss);
+        data::change_some(&tree, count, plan.changes, false)?;
+        note(&format!("sync after {} changes (run {run})", plan.changes));
+        let done = server.explain(client.run(&["sync", tree_arg, &remote], None))?;
+        incremental_s.push(done.elapsed.as_secs_f64());
+        rss = rss.max(done.peak_rss);
+        std::fs::remove_dir_all(&tree)
+            .with_context(|| format!("cannot remove {}", tree.display()))?;
+    }
+    rows.push(Row::at_least(
+        &first,
+        median(&first_rates),
+        "files/s",
+        2000.0,
+        1.0,
+        "≥ 2000 files/s",
+    ));
+    rows.push(Row::at_most(
+        &incremental,
+        median(&incremental_s),
+        "s",
+        0.5,
+        "≤ 0.5 s",
+    ));
+    rows.push(rss_row(
+        &format!("client peak RSS, sync {count} files"),
+        rss,
+    ));
+    Ok(())
+}
+
+fn rss_row(figure: &str, bytes: u64) -> Row {
+    Row::at_most(figure, bytes as f64 / MIB, "MiB", RSS_LIMIT_MIB, "≤ 64 MiB")
+}
+
+/// `64 MiB`, `1 GiB`.
+fn human_size(bytes: u64) -> String {
+    if bytes >= 1 << 30 && bytes % (1 << 30) == 0 {
+        format!("{} GiB", bytes >> 30)
+    } else {
+        format!("{} MiB", bytes >> 20)
+    }
+}
+
+/// Fails unless the two files hold the same bytes.
+fn same_contents(a: &Path, b: &Path) -> anyhow::Result<()> {
+    use std::io::Read;
+    let open = |p: &Path| {
+        std::fs::File::open(p)
+            .map(std::io::BufReader::new)
+            .with_context(|| format!("cannot open {}", p.display()))
+    };
+    let (mut fa, mut fb) = (open(a)?, open(b)?);
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let na = read_full(&mut fa, &mut ba)?;
+        let nb = read_full(&mut fb, &mut bb)?;
+        anyhow::ensure!(
+            na == nb && ba[..na] == bb[..nb],
+            "the downloaded file differs from the uploaded one"
+        );
+        if na == 0 {
+            return Ok(());
+        }
+    }
+
+    fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            match r.read(&mut buf[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        Ok(n)
+    }
+}
