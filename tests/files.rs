@@ -395,6 +395,29 @@ fn two_clients_of_one_user_see_each_others_files() {
 }
 
 #[test]
+fn a_client_that_meets_the_request_rate_limit_waits_and_finishes() {
+    // About 90 requests (register, then three or more per file) against 20 per second.
+    let server = TestServer::start_with("[limits]\nrequests_per_second = 20\nrequest_burst = 10\n");
+    let alice = alice(&server);
+    let tree = alice.dir.path().join("many");
+    std::fs::create_dir(&tree).expect("mkdir");
+    for i in 0..25 {
+        std::fs::write(tree.join(format!("f{i:02}.txt")), format!("file {i}")).expect("write");
+    }
+    alice.run(&["put", "-r", s(&tree), "/"]).ok();
+    let listed = alice.run(&["ls", "/many"]).ok().lines().count();
+    assert_eq!(listed, 25);
+    let back = alice.dir.path().join("back");
+    std::fs::create_dir(&back).expect("mkdir");
+    alice.run(&["get", "-r", "/many", s(&back)]).ok();
+    assert_same_tree(&tree, &back.join("many"));
+    assert!(
+        server.log().contains("code=\"throttled\""),
+        "the limit was met (else this test shows nothing)"
+    );
+}
+
+#[test]
 fn an_interrupted_download_resumes_from_its_part_file() {
     let server = TestServer::start();
     let client = alice(&server);

@@ -187,8 +187,8 @@ impl Default for Limits {
         Limits {
             connections_per_ip: 64,
             concurrent_streams: 64,
-            requests_per_second: 200,
-            request_burst: 400,
+            requests_per_second: 2000,
+            request_burst: 4000,
             idle_timeout_s: 60,
             request_timeout_s: 30,
             shutdown_grace_s: 10,

@@ -47,6 +47,19 @@ impl FilesError {
         )
     }
 
+    /// The server asked to slow down (its per-connection request rate): after this many
+    /// seconds the same request may succeed. File requests are never throttled for any
+    /// other reason.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            FilesError::Client(ClientError::Api(e)) => match e.code {
+                vault_core::proto::ErrorCode::Throttled { retry_after_s } => Some(retry_after_s),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The server's stable error code, if it refused the request.
     pub fn api_code(&self) -> Option<&'static str> {
         match self {

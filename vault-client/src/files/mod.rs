@@ -111,9 +111,23 @@ impl Files {
         }
     }
 
-    /// Sends one request and returns the (non-error) answer.
+    /// Sends one request and returns the (non-error) answer. When the server asks to slow
+    /// down, waits as long as it says and sends the request again (a bounded number of times).
     pub async fn call(&self, request: &Request) -> Result<Response, FilesError> {
-        Ok(self.conn().call(request).await?)
+        let mut waits = 0;
+        loop {
+            let error = match self.conn().call(request).await {
+                Ok(response) => return Ok(response),
+                Err(e) => FilesError::from(e),
+            };
+            match error.retry_after() {
+                Some(seconds) if waits < transfer::THROTTLE_WAITS => {
+                    waits += 1;
+                    transfer::pause(seconds).await;
+                }
+                _ => return Err(error),
+            }
+        }
     }
 
     /// Closes the connection politely.

@@ -27,8 +27,19 @@ pub struct Options {
     pub in_flight: usize,
 }
 
-/// Runs `job` with reconnects on a broken connection.
-async fn with_retry<T, F, Fut>(
+/// How many times one request or transfer waits out "slow down" before giving up.
+pub const THROTTLE_WAITS: u32 = 30;
+
+/// Waits out a "slow down" answer: the server's `retry_after_s`, at least a tenth of a
+/// second and at most five seconds.
+pub async fn pause(retry_after_s: u64) {
+    let wait = Duration::from_secs(retry_after_s.min(5)).max(Duration::from_millis(100));
+    tokio::time::sleep(wait).await;
+}
+
+/// Runs `job` with reconnects on a broken connection (up to [`RETRIES`]), and waits out
+/// the server's "slow down" answers (up to [`THROTTLE_WAITS`]); a retried job resumes.
+pub async fn with_retry<T, F, Fut>(
     files: &Files,
     what: &str,
     progress: &dyn Progress,
@@ -39,12 +50,20 @@ where
     Fut: std::future::Future<Output = Result<T, FilesError>>,
 {
     let mut attempt = 0;
+    let mut waits = 0;
     loop {
         let conn = files.conn();
         let e = match job().await {
             Ok(v) => return Ok(v),
             Err(e) if e.is_connection() => e,
-            Err(e) => return Err(e),
+            Err(e) => match e.retry_after() {
+                Some(seconds) if waits < THROTTLE_WAITS => {
+                    waits += 1;
+                    pause(seconds).await;
+                    continue;
+                }
+                _ => return Err(e),
+            },
         };
         if attempt == RETRIES {
             return Err(FilesError::Usage(format!(
