@@ -261,7 +261,7 @@ fn rss_row(figure: &str, bytes: u64) -> Row {
 
 /// `64 MiB`, `1 GiB`.
 fn human_size(bytes: u64) -> String {
-    if bytes >= 1 << 30 && bytes % (1 << 30) == 0 {
+    if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
         format!("{} GiB", bytes >> 30)
     } else {
         format!("{} MiB", bytes >> 20)

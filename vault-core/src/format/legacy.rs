@@ -134,7 +134,7 @@ impl LegacyDecryptor {
         self.total = self.total.saturating_add(ciphertext.len() as u64);
         self.pending.extend_from_slice(ciphertext);
         let len = self.pending.len();
-        let ready = if len % BLOCK == 0 {
+        let ready = if len.is_multiple_of(BLOCK) {
             len.saturating_sub(BLOCK)
         } else {
             len - len % BLOCK
@@ -175,7 +175,7 @@ pub fn decrypt_legacy(
     mode: LegacyMode,
     ciphertext: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>> {
-    if ciphertext.is_empty() || ciphertext.len() % BLOCK != 0 {
+    if ciphertext.is_empty() || !ciphertext.len().is_multiple_of(BLOCK) {
         return Err(FormatError::LegacyLength {
             len: ciphertext.len() as u64,
         });

@@ -168,7 +168,7 @@ impl NameKey {
         let Ok(bytes) = BASE32_NOPAD.decode(encrypted.to_ascii_uppercase().as_bytes()) else {
             return malformed("not canonical unpadded base32");
         };
-        if bytes.len() < SIV_LEN + PAD_BLOCK || (bytes.len() - SIV_LEN) % PAD_BLOCK != 0 {
+        if bytes.len() < SIV_LEN + PAD_BLOCK || !(bytes.len() - SIV_LEN).is_multiple_of(PAD_BLOCK) {
             return malformed("impossible length");
         }
         let plain = Zeroizing::new(

@@ -428,10 +428,11 @@ pub async fn abort(
             return Err(gone().into());
         };
         uploads::delete(c, upload.id)?;
-        if let Some(entry) = entries::by_id(c, upload.entry_id)? {
-            if !entry.is_visible() && !uploads::any_for_entry(c, entry.id)? {
-                entries::delete(c, &[entry.id])?;
-            }
+        if let Some(entry) = entries::by_id(c, upload.entry_id)?
+            && !entry.is_visible()
+            && !uploads::any_for_entry(c, entry.id)?
+        {
+            entries::delete(c, &[entry.id])?;
         }
         if was_sealed {
             versions::mark_deleted(c, std::slice::from_ref(&upload.blob_id), now())?;
