@@ -49,6 +49,20 @@ pub struct TransferArgs {
     pub json: bool,
 }
 
+/// Options shared by sync, push and pull.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SyncArgs {
+    /// Print what would happen and change nothing (not even the sync state).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Leave out paths matching PATTERN (gitignore syntax, relative to LOCAL); repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TrashCommand {
     /// List deletions that can be undone, newest first.
@@ -190,6 +204,39 @@ pub enum Command {
         #[command(flatten)]
         transfer: TransferArgs,
     },
+    /// Two-way sync of a local directory with a remote folder (state in LOCAL/.vault-sync/).
+    Sync {
+        /// The local directory.
+        local: String,
+        /// The remote folder: /a/b (your space) or @group/a/b.
+        remote: String,
+        #[command(flatten)]
+        sync: SyncArgs,
+    },
+    /// One-way mirror LOCAL → REMOTE.
+    Push {
+        /// The local directory.
+        local: String,
+        /// The remote folder: /a/b (your space) or @group/a/b.
+        remote: String,
+        /// Move remote files that are not in LOCAL to the trash.
+        #[arg(long)]
+        delete: bool,
+        #[command(flatten)]
+        sync: SyncArgs,
+    },
+    /// One-way mirror REMOTE → LOCAL.
+    Pull {
+        /// The remote folder: /a/b (your space) or @group/a/b.
+        remote: String,
+        /// The local directory (created if missing).
+        local: String,
+        /// Remove local files that are not in REMOTE (into LOCAL/.vault-sync/trash/).
+        #[arg(long)]
+        delete: bool,
+        #[command(flatten)]
+        sync: SyncArgs,
+    },
     /// Move a file or directory to the trash.
     Rm {
         path: String,
@@ -236,6 +283,14 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether this is sync, push or pull (handled by `sync`).
+    pub fn is_sync(&self) -> bool {
+        matches!(
+            self,
+            Command::Sync { .. } | Command::Push { .. } | Command::Pull { .. }
+        )
+    }
+
     /// Whether this is a file command (handled by `files`).
     pub fn is_files(&self) -> bool {
         matches!(

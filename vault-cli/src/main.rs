@@ -8,6 +8,7 @@ mod files;
 mod listing;
 mod progress;
 mod prompt;
+mod sync;
 
 use std::process::ExitCode;
 
@@ -34,7 +35,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = if cli.command.is_files() {
+    let result = if cli.command.is_sync() {
+        runtime.block_on(sync::run(cli.command))
+    } else if cli.command.is_files() {
         runtime.block_on(files::run(cli.command))
     } else {
         runtime.block_on(account::run(cli))

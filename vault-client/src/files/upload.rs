@@ -57,7 +57,8 @@ pub struct Uploaded {
     pub remote: RemotePath,
     /// Plaintext bytes of the file.
     pub bytes: u64,
-    /// The version it became.
+    /// The file's id (stable across renames) and the version it became.
+    pub file_id: i64,
     pub version: u64,
     /// Plaintext bytes that were already on the server from an earlier attempt.
     pub resumed_at: u64,
@@ -116,6 +117,7 @@ pub async fn upload_file(
                 return Ok(Uploaded {
                     remote: remote.clone(),
                     bytes: info.size,
+                    file_id: record.file_id,
                     version: record.version,
                     resumed_at: info.size,
                 });
@@ -177,6 +179,7 @@ pub async fn upload_file(
     Ok(Uploaded {
         remote: remote.clone(),
         bytes: info.size,
+        file_id: record.file_id,
         version: record.version,
         resumed_at: received / SEALED_CHUNK_LEN as u64 * CHUNK_LEN as u64,
     })

@@ -1,0 +1,185 @@
+//! `vault sync`, `vault push` and `vault pull`: resolve the arguments, run
+//! `vault_client::sync`, and print one line per change (or, with `--dry-run`, per planned
+//! change) and a summary, or a JSON summary with `--json`. Exit 1 when any file failed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::bail;
+use serde_json::json;
+use vault_client::files::{Files, RemotePath};
+use vault_client::state::StateDir;
+use vault_client::sync::apply::Outcome;
+use vault_client::sync::plan::{Action, Mode};
+use vault_client::sync::{self as client_sync, Done, Options, Summary};
+use vault_core::units::format_size;
+
+use crate::args::{Command, SyncArgs};
+use crate::progress;
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    let (local, remote, mode, args) = match command {
+        Command::Sync {
+            local,
+            remote,
+            sync,
+        } => (local, remote, Mode::Sync, sync),
+        Command::Push {
+            local,
+            remote,
+            delete,
+            sync,
+        } => (local, remote, Mode::Push { delete }, sync),
+        Command::Pull {
+            remote,
+            local,
+            delete,
+            sync,
+        } => (local, remote, Mode::Pull { delete }, sync),
+        _ => bail!("not a sync command"),
+    };
+    let remote = RemotePath::parse(&remote)?;
+    let local = PathBuf::from(local);
+    let state = StateDir::from_env()?;
+    let files = Arc::new(Files::open(&state).await?);
+    let opts = Options {
+        mode,
+        dry_run: args.dry_run,
+        excludes: args.exclude.clone(),
+    };
+    let progress = if args.dry_run {
+        Arc::new(vault_client::files::progress::NoProgress)
+    } else {
+        progress::for_transfer()
+    };
+    let result = client_sync::run(Arc::clone(&files), &local, &remote, &opts, progress).await;
+    files.close();
+    let summary = result?;
+    report(&summary, &args, mode);
+    if !summary.failed.is_empty() {
+        let (path, why) = &summary.failed[0];
+        bail!(
+            "{} file(s) failed, first {path}: {why}; run the same command again to finish",
+            summary.failed.len()
+        );
+    }
+    Ok(())
+}
+
+fn verb(action: Action) -> &'static str {
+    match action {
+        Action::Upload => "upload",
+        Action::Download => "download",
+        Action::DeleteLocal => "delete local",
+        Action::DeleteRemote => "delete remote",
+        Action::Conflict => "conflict",
+        Action::Record => "in sync",
+        Action::Forget => "forget",
+        Action::Nothing => "nothing",
+    }
+}
+
+fn line(done: &Done) -> Option<String> {
+    if matches!(
+        done.action,
+        Action::Record | Action::Forget | Action::Nothing
+    ) {
+        return None;
+    }
+    let path = &done.path;
+    Some(match (&done.outcome, done.action) {
+        (None, Action::Conflict) => {
+            format!("would keep both versions of {path} (the local one as a conflict copy)")
+        }
+        (None, Action::DeleteRemote) => format!("would delete remote {path} (to the trash)"),
+        (None, action) => format!("would {} {path}", verb(action)),
+        (Some(Outcome::Skipped(why)), action) => {
+            format!("skipped {path} ({}): {why}", verb(action))
+        }
+        (Some(Outcome::Conflict { copy, .. }), _) => {
+            format!("conflict {path}: both changed; the local version is kept as {copy}")
+        }
+        (Some(_), Action::DeleteRemote) => format!("deleted remote {path} (to the trash)"),
+        (Some(_), Action::DeleteLocal) => format!("deleted local {path}"),
+        (Some(_), Action::Upload) => format!("uploaded {path}"),
+        (Some(_), Action::Download) => format!("downloaded {path}"),
+        (Some(_), _) => return None,
+    })
+}
+
+fn report(summary: &Summary, args: &SyncArgs, mode: Mode) {
+    if args.json {
+        let actions: Vec<_> = summary
+            .actions
+            .iter()
+            .filter(|d| !matches!(d.action, Action::Record | Action::Forget))
+            .map(|d| {
+                json!({
+                    "path": d.path,
+                    "action": verb(d.action),
+                    "skipped": match &d.outcome {
+                        Some(Outcome::Skipped(why)) => Some(why.as_str()),
+                        _ => None,
+                    },
+                    "conflict_copy": match &d.outcome {
+                        Some(Outcome::Conflict { copy, .. }) => Some(copy.as_str()),
+                        _ => None,
+                    },
+                })
+            })
+            .collect();
+        let failed: Vec<_> = summary
+            .failed
+            .iter()
+            .map(|(p, e)| json!({"path": p, "error": e}))
+            .collect();
+        let out = json!({
+            "dry_run": args.dry_run,
+            "uploaded": summary.uploaded(),
+            "downloaded": summary.downloaded(),
+            "deleted": summary.deleted(),
+            "conflicts": summary.conflicts(),
+            "skipped": summary.skipped(),
+            "failed": failed,
+            "bytes": summary.bytes(),
+            "seconds": summary.seconds,
+            "actions": actions,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).unwrap_or_else(|_| out.to_string())
+        );
+        return;
+    }
+    for (path, why) in &summary.skipped_local {
+        eprintln!("left out {path}: {why}");
+    }
+    for done in &summary.actions {
+        if let Some(text) = line(done) {
+            println!("{text}");
+        }
+    }
+    for (path, why) in &summary.failed {
+        eprintln!("failed {path}: {why}");
+    }
+    let what = match mode {
+        Mode::Sync => "sync",
+        Mode::Push { .. } => "push",
+        Mode::Pull { .. } => "pull",
+    };
+    let prefix = if args.dry_run {
+        format!("dry run, nothing changed; the {what} would make")
+    } else {
+        format!("{what} done:")
+    };
+    println!(
+        "{prefix} {} uploaded, {} downloaded, {} deleted, {} conflicts, {} skipped; {} in {:.1} s",
+        summary.uploaded(),
+        summary.downloaded(),
+        summary.deleted(),
+        summary.conflicts(),
+        summary.skipped(),
+        format_size(summary.bytes()),
+        summary.seconds
+    );
+}

@@ -1,0 +1,371 @@
+//! Carrying out one planned action, with the safety checks of SPEC §7: a local file is
+//! re-checked (size + mtime) right before it is replaced or deleted, and skipped when it
+//! changed during the run; downloads land in `LOCAL/.vault-sync/tmp/` first and are
+//! renamed into place only after that check; local deletions move the file into
+//! `LOCAL/.vault-sync/trash/`; remote deletions go to the server's trash. Each completed
+//! action goes to the state's journal at once; the state file is rewritten at least every
+//! [`SAVE_EVERY`].
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use vault_core::format::ContentHasher;
+
+use super::plan::Action;
+use super::scan::stamp;
+use super::state::{Base, Entry, RemoteFile, Stamp, StateFile, SyncState, create_private_dir};
+use super::{SyncError, conflict_name};
+use crate::files::download::download_file;
+use crate::files::progress::Progress;
+use crate::files::transfer::with_retry;
+use crate::files::upload::upload_file;
+use crate::files::{Files, RemotePath};
+
+/// The state is written at least this often while actions complete.
+pub const SAVE_EVERY: Duration = Duration::from_secs(10);
+
+/// One path's planned action and what the plan saw.
+#[derive(Clone, Debug)]
+pub struct Item {
+    pub path: String,
+    pub action: Action,
+    pub local: Option<Stamp>,
+    pub remote: Option<RemoteFile>,
+    /// Replacing this local file loses an edit that is not on the server (pull): keep it
+    /// in the local trash first.
+    pub keep_local: bool,
+}
+
+/// What one action did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Uploaded {
+        bytes: u64,
+    },
+    Downloaded {
+        bytes: u64,
+    },
+    DeletedLocal,
+    DeletedRemote,
+    /// The local file was kept as `copy` (uploaded too), the remote one downloaded.
+    Conflict {
+        copy: String,
+        bytes: u64,
+    },
+    Recorded,
+    Forgotten,
+    /// Left for the next run, with why.
+    Skipped(String),
+}
+
+/// The state, shared by the running actions, saved now and then.
+#[derive(Debug)]
+pub struct Store {
+    file: StateFile,
+    state: Mutex<(SyncState, Instant)>,
+}
+
+impl Store {
+    pub fn new(file: StateFile, state: SyncState) -> Self {
+        Store {
+            file,
+            state: Mutex::new((state, Instant::now())),
+        }
+    }
+
+    /// Records the state of `path` after an action: in memory, in the journal at once,
+    /// and in the state file at least every [`SAVE_EVERY`].
+    fn update(
+        &self,
+        path: &str,
+        synced: Option<Base>,
+        remote: Option<RemoteFile>,
+    ) -> Result<(), SyncError> {
+        let entry = Entry {
+            path: path.to_owned(),
+            synced,
+            remote,
+            uploading: None,
+        };
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        guard.0.apply(&entry);
+        self.file.append(&entry)?;
+        if guard.1.elapsed() >= SAVE_EVERY {
+            self.file.save(&guard.0)?;
+            guard.1 = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Notes in the journal that an upload of `path` at `stamp` starts.
+    fn intent(&self, path: &str, stamp: Stamp) -> Result<(), SyncError> {
+        let entry = Entry {
+            path: path.to_owned(),
+            synced: None,
+            remote: None,
+            uploading: Some(stamp),
+        };
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        guard.0.apply(&entry);
+        self.file.append(&entry)
+    }
+
+    /// Saves now.
+    pub fn save(&self) -> Result<(), SyncError> {
+        let guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.file.save(&guard.0)
+    }
+}
+
+/// Everything an action needs.
+#[derive(Debug)]
+pub struct Context {
+    pub files: Arc<Files>,
+    pub local_root: PathBuf,
+    pub remote_root: RemotePath,
+    pub store: Store,
+    pub progress: Arc<dyn Progress>,
+    /// `HOST YYYY-MM-DD HHMMSS` for conflict names.
+    pub conflict_tag: String,
+    /// `LOCAL/.vault-sync/trash/<run time>`.
+    pub trash_dir: PathBuf,
+}
+
+impl Context {
+    fn local(&self, rel: &str) -> PathBuf {
+        self.local_root.join(rel)
+    }
+
+    fn remote(&self, rel: &str) -> RemotePath {
+        let segments: Vec<String> = rel.split('/').map(str::to_owned).collect();
+        self.remote_root.join_all(&segments)
+    }
+
+    fn tmp_for(&self, rel: &str) -> PathBuf {
+        let mut h = ContentHasher::new();
+        h.update(rel.as_bytes());
+        let name = hex::encode(&h.finalize()[..16]);
+        self.local_root
+            .join(super::state::STATE_DIR)
+            .join("tmp")
+            .join(name)
+    }
+}
+
+/// The BLAKE3 of a local file, hex.
+pub fn hash_file(path: &Path) -> Result<String, SyncError> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| SyncError::io("read", path, e))?;
+    let mut h = ContentHasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| SyncError::io("read", path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Runs one item.
+pub async fn run(ctx: &Context, item: &Item) -> Result<Outcome, SyncError> {
+    let rel = item.path.as_str();
+    match item.action {
+        Action::Nothing => Ok(Outcome::Recorded),
+        Action::Record => {
+            let (Some(local), Some(remote)) = (item.local, item.remote.as_ref()) else {
+                return Ok(Outcome::Skipped("nothing to record".into()));
+            };
+            ctx.store
+                .update(rel, Some(base(local, remote)), Some(remote.clone()))?;
+            Ok(Outcome::Recorded)
+        }
+        Action::Forget => {
+            ctx.store.update(rel, None, item.remote.clone())?;
+            Ok(Outcome::Forgotten)
+        }
+        Action::Upload => upload(ctx, rel).await,
+        Action::Download => download(ctx, item, rel).await,
+        Action::DeleteLocal => {
+            if stamp(&ctx.local(rel))? != item.local {
+                return Ok(changed_during_sync());
+            }
+            to_local_trash(ctx, rel)?;
+            ctx.store.update(rel, None, item.remote.clone())?;
+            Ok(Outcome::DeletedLocal)
+        }
+        Action::DeleteRemote => {
+            let path = ctx.remote(rel);
+            let files = &ctx.files;
+            let result = with_retry(files, &path.to_string(), &*ctx.progress, || async {
+                match files.remove(&path, false).await {
+                    Ok(_) => Ok(()),
+                    // Gone already (deleted elsewhere meanwhile): the goal is reached.
+                    Err(e) if !e.is_connection() && files.stat(&path).await?.is_none() => Ok(()),
+                    Err(e) => Err(e),
+                }
+            })
+            .await;
+            result?;
+            ctx.store.update(rel, None, None)?;
+            Ok(Outcome::DeletedRemote)
+        }
+        Action::Conflict => conflict(ctx, item, rel).await,
+    }
+}
+
+fn changed_during_sync() -> Outcome {
+    Outcome::Skipped("changed during the sync; it goes across next time".into())
+}
+
+fn base(local: Stamp, remote: &RemoteFile) -> Base {
+    Base {
+        local,
+        id: remote.id,
+        version: remote.version,
+    }
+}
+
+async fn upload(ctx: &Context, rel: &str) -> Result<Outcome, SyncError> {
+    let local = ctx.local(rel);
+    let Some(before) = stamp(&local)? else {
+        return Ok(Outcome::Skipped("deleted during the sync".into()));
+    };
+    let remote = ctx.remote(rel);
+    let files = &ctx.files;
+    ctx.store.intent(rel, before)?;
+    let done = match with_retry(files, &local.display().to_string(), &*ctx.progress, || {
+        upload_file(files, &local, &remote, &*ctx.progress, None)
+    })
+    .await
+    {
+        Ok(done) => done,
+        Err(e)
+            if e.to_string()
+                .contains("changed while it was being uploaded") =>
+        {
+            return Ok(changed_during_sync());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let after = stamp(&local)?;
+    let file = RemoteFile {
+        id: done.file_id,
+        version: done.version,
+        size: done.bytes,
+        blake3: None,
+        mtime_ns: Some(before.mtime_ns),
+    };
+    let synced = (after == Some(before)).then(|| base(before, &file));
+    ctx.store.update(rel, synced, Some(file))?;
+    Ok(Outcome::Uploaded { bytes: done.bytes })
+}
+
+async fn download(ctx: &Context, item: &Item, rel: &str) -> Result<Outcome, SyncError> {
+    let target = ctx.local(rel);
+    let tmp = ctx.tmp_for(rel);
+    if let Some(dir) = tmp.parent() {
+        create_private_dir(dir)?;
+    }
+    let remote = ctx.remote(rel);
+    let files = &ctx.files;
+    let done = with_retry(files, &remote.to_string(), &*ctx.progress, || {
+        download_file(files, &remote, &tmp, &*ctx.progress, None)
+    })
+    .await?;
+    // The re-check: the local file must still be what the plan saw.
+    if stamp(&target)? != item.local {
+        let _ = std::fs::remove_file(&tmp);
+        return Ok(changed_during_sync());
+    }
+    if item.keep_local && item.local.is_some() {
+        to_local_trash(ctx, rel)?;
+    }
+    if let Some(dir) = target.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| SyncError::io("create", dir, e))?;
+    }
+    std::fs::rename(&tmp, &target).map_err(|e| SyncError::io("rename into place", &target, e))?;
+    let now = stamp(&target)?;
+    let file = match &item.remote {
+        Some(r) if r.version == done.version => r.clone(),
+        Some(r) => RemoteFile {
+            version: done.version,
+            blake3: None,
+            mtime_ns: None,
+            size: done.bytes,
+            ..r.clone()
+        },
+        None => return Ok(Outcome::Downloaded { bytes: done.bytes }),
+    };
+    let synced = now.map(|now| base(now, &file));
+    ctx.store.update(rel, synced, Some(file))?;
+    Ok(Outcome::Downloaded { bytes: done.bytes })
+}
+
+/// Both sides changed: the local file becomes `NAME (conflict HOST DATE TIME).EXT` (and
+/// goes up as a new file), then the remote one is downloaded under the name.
+async fn conflict(ctx: &Context, item: &Item, rel: &str) -> Result<Outcome, SyncError> {
+    let (dir, name) = match rel.rsplit_once('/') {
+        Some((d, n)) => (Some(d), n),
+        None => (None, rel),
+    };
+    let mut copy_name = conflict_name(name, &ctx.conflict_tag, 1);
+    let mut n = 1;
+    loop {
+        let rel_copy = match dir {
+            Some(d) => format!("{d}/{copy_name}"),
+            None => copy_name.clone(),
+        };
+        if stamp(&ctx.local(&rel_copy))?.is_none() && !ctx.local(&rel_copy).exists() {
+            break;
+        }
+        n += 1;
+        copy_name = conflict_name(name, &ctx.conflict_tag, n);
+    }
+    let rel_copy = match dir {
+        Some(d) => format!("{d}/{copy_name}"),
+        None => copy_name.clone(),
+    };
+    std::fs::rename(ctx.local(rel), ctx.local(&rel_copy))
+        .map_err(|e| SyncError::io("rename", ctx.local(rel), e))?;
+    let up = upload(ctx, &rel_copy).await?;
+    let Outcome::Uploaded { bytes: up_bytes } = up else {
+        return Ok(up);
+    };
+    let moved = Item {
+        local: None,
+        ..item.clone()
+    };
+    let down = download(ctx, &moved, rel).await?;
+    let down_bytes = match down {
+        Outcome::Downloaded { bytes } => bytes,
+        other => return Ok(other),
+    };
+    Ok(Outcome::Conflict {
+        copy: rel_copy,
+        bytes: up_bytes + down_bytes,
+    })
+}
+
+/// Moves a local file into this run's local trash (keeping its relative path), then
+/// removes directories it leaves empty.
+fn to_local_trash(ctx: &Context, rel: &str) -> Result<(), SyncError> {
+    let from = ctx.local(rel);
+    let to = ctx.trash_dir.join(rel);
+    if let Some(dir) = to.parent() {
+        create_private_dir(dir)?;
+    }
+    std::fs::rename(&from, &to).map_err(|e| SyncError::io("move to the trash", &from, e))?;
+    let mut dir = from.parent();
+    while let Some(d) = dir {
+        if d == ctx.local_root || std::fs::remove_dir(d).is_err() {
+            break;
+        }
+        dir = d.parent();
+    }
+    Ok(())
+}

@@ -1,0 +1,426 @@
+//! `vault sync`, `vault push` and `vault pull` (SPEC §7): a local directory kept in step
+//! with a remote folder. A run reads the saved state (`state`), walks LOCAL with the
+//! ignore rules (`scan`), brings the remote view up to date from the change feed
+//! (`remote`), decides per path with the pure rule table (`plan`), and carries the
+//! actions out on concurrent streams, saving the state as they complete (`apply`).
+//! An interrupted run leaves both sides consistent; the next one finishes the job.
+
+pub mod apply;
+pub mod plan;
+pub mod remote;
+pub mod scan;
+pub mod state;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use apply::{Context, Item, Outcome, Store};
+use plan::{Action, Mode, Sides};
+use state::{StateFile, SyncState};
+
+use crate::files::progress::Progress;
+use crate::files::{Files, FilesError, RemotePath};
+
+/// Actions in flight at once (each on its own QUIC streams).
+pub const IN_FLIGHT: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// A file request failed.
+    #[error(transparent)]
+    Files(#[from] FilesError),
+    /// A local file or the state could not be read or written.
+    #[error("cannot {what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The run can't be done as asked.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl SyncError {
+    pub fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        SyncError::Io {
+            what,
+            path: path.into(),
+            source,
+        }
+    }
+
+    fn is_connection(&self) -> bool {
+        matches!(self, SyncError::Files(e) if e.is_connection())
+            || self.to_string().contains("gave up after")
+    }
+}
+
+/// How a run goes.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub mode: Mode,
+    pub dry_run: bool,
+    /// Extra ignore patterns (gitignore syntax, relative to LOCAL).
+    pub excludes: Vec<String>,
+}
+
+/// One planned or finished action, for the report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Done {
+    pub path: String,
+    pub action: Action,
+    /// `None` in a dry run.
+    pub outcome: Option<Outcome>,
+}
+
+/// What a run did (or, dry, would do).
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub actions: Vec<Done>,
+    /// Paths that failed, with the error.
+    pub failed: Vec<(String, String)>,
+    /// Local entries left out by the walk, with why.
+    pub skipped_local: Vec<(String, String)>,
+    pub seconds: f64,
+}
+
+impl Summary {
+    fn count(&self, f: impl Fn(&Done) -> bool) -> usize {
+        self.actions.iter().filter(|d| f(d)).count()
+    }
+
+    fn done_or_planned(d: &Done, action: Action) -> bool {
+        d.action == action && !matches!(d.outcome, Some(Outcome::Skipped(_)))
+    }
+
+    pub fn uploaded(&self) -> usize {
+        self.count(|d| Self::done_or_planned(d, Action::Upload))
+    }
+
+    pub fn downloaded(&self) -> usize {
+        self.count(|d| Self::done_or_planned(d, Action::Download))
+    }
+
+    pub fn deleted(&self) -> usize {
+        self.count(|d| {
+            Self::done_or_planned(d, Action::DeleteLocal)
+                || Self::done_or_planned(d, Action::DeleteRemote)
+        })
+    }
+
+    pub fn conflicts(&self) -> usize {
+        self.count(|d| Self::done_or_planned(d, Action::Conflict))
+    }
+
+    /// Files left for the next run because they changed during this one.
+    pub fn skipped(&self) -> usize {
+        self.count(|d| matches!(d.outcome, Some(Outcome::Skipped(_))))
+    }
+
+    /// Plaintext bytes moved (planned bytes in a dry run).
+    pub fn bytes(&self) -> u64 {
+        self.actions
+            .iter()
+            .map(|d| match &d.outcome {
+                Some(
+                    Outcome::Uploaded { bytes }
+                    | Outcome::Downloaded { bytes }
+                    | Outcome::Conflict { bytes, .. },
+                ) => *bytes,
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+/// `NAME (conflict TAG).EXT`, with ` N` after the tag from the second try on.
+pub fn conflict_name(name: &str, tag: &str, n: u32) -> String {
+    let tag = if n > 1 {
+        format!("{tag} {n}")
+    } else {
+        tag.to_owned()
+    };
+    match name.rfind('.') {
+        Some(dot) if dot > 0 => format!("{} (conflict {tag}){}", &name[..dot], &name[dot..]),
+        _ => format!("{name} (conflict {tag})"),
+    }
+}
+
+/// `YYYY-MM-DD HHMMSS` in UTC for Unix seconds `secs`.
+pub fn utc_stamp(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}{:02}{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// This machine's name for conflict copies (no `/`).
+fn host_name() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .map(|h| h.replace(['/', '\0'], "-"))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+/// Runs a sync, push or pull of `local` with `remote`.
+pub async fn run(
+    files: Arc<Files>,
+    local: &Path,
+    remote: &RemotePath,
+    opts: &Options,
+    progress: Arc<dyn Progress>,
+) -> Result<Summary, SyncError> {
+    let started = Instant::now();
+    if let vault_core::proto::NsRef::Group { .. } = remote.ns {
+        files.keys_for(&remote.ns).await?;
+    }
+    if !local.is_dir() {
+        if matches!(opts.mode, Mode::Pull { .. }) && !local.exists() && !opts.dry_run {
+            std::fs::create_dir_all(local).map_err(|e| SyncError::io("create", local, e))?;
+        } else if !(matches!(opts.mode, Mode::Pull { .. }) && opts.dry_run && !local.exists()) {
+            return Err(SyncError::Usage(format!(
+                "{}: no such directory",
+                local.display()
+            )));
+        }
+    }
+    let local = std::path::absolute(local).map_err(|e| SyncError::io("read", local, e))?;
+    let remote_text = RemotePath {
+        dir_hint: false,
+        ..remote.clone()
+    }
+    .to_string();
+    let file = StateFile::new(&local);
+    // A dry run changes nothing and needs no lock (nor creates `.vault-sync/`).
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        Some(file.lock()?)
+    };
+    let mut state = match file.load()? {
+        Some(s) => {
+            s.check_binding(files.server(), files.user(), &remote_text)?;
+            s
+        }
+        None => SyncState::new(files.server(), files.user(), &remote_text),
+    };
+
+    let scan = if local.is_dir() {
+        scan::scan(&local, &opts.excludes)?
+    } else {
+        scan::Scan {
+            rules: scan::Rules::new(&local, &opts.excludes)?,
+            files: Default::default(),
+            skipped: Vec::new(),
+        }
+    };
+    remote::refresh(&files, remote, &mut state).await?;
+    state.settle_uploads();
+
+    // Decide per path.
+    let paths: BTreeSet<&String> = scan
+        .files
+        .keys()
+        .chain(state.remote_files.keys())
+        .chain(state.synced.keys())
+        .collect();
+    let mut items = Vec::new();
+    for path in paths {
+        if scan.rules.ignored(path, false) {
+            continue;
+        }
+        let mut sides = Sides {
+            base: state.synced.get(path.as_str()),
+            local: scan.files.get(path.as_str()),
+            remote: state.remote_files.get(path.as_str()),
+            same: None,
+        };
+        if plan::needs_hash(&sides) {
+            let full = local.join(path.as_str());
+            let hash = tokio::task::spawn_blocking(move || apply::hash_file(&full))
+                .await
+                .map_err(|e| SyncError::Usage(format!("hashing failed: {e}")))?;
+            sides.same = match hash {
+                Ok(h) => Some(sides.remote.and_then(|r| r.blake3.as_deref()) == Some(h.as_str())),
+                // Gone or unreadable since the walk: decide without the comparison.
+                Err(_) => None,
+            };
+        }
+        let action = plan::decide(opts.mode, &sides);
+        if action == Action::Nothing {
+            continue;
+        }
+        let keep_local = matches!(opts.mode, Mode::Pull { .. })
+            && sides
+                .local
+                .is_some_and(|l| sides.base.is_none_or(|b| b.local != *l));
+        items.push(Item {
+            path: path.clone(),
+            action,
+            local: sides.local.copied(),
+            remote: sides.remote.cloned(),
+            keep_local,
+        });
+    }
+    let mut summary = Summary {
+        skipped_local: scan.skipped,
+        ..Summary::default()
+    };
+    if opts.dry_run {
+        summary.actions = items
+            .into_iter()
+            .map(|i| Done {
+                path: i.path,
+                action: i.action,
+                outcome: None,
+            })
+            .collect();
+        summary.seconds = started.elapsed().as_secs_f64();
+        return Ok(summary);
+    }
+
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let stamp = utc_stamp(now);
+    let ctx = Arc::new(Context {
+        files,
+        trash_dir: file.dir().join("trash").join(stamp.replace(' ', "-")),
+        store: Store::new(file, state),
+        local_root: local.clone(),
+        remote_root: RemotePath {
+            dir_hint: false,
+            ..remote.clone()
+        },
+        progress: Arc::clone(&progress),
+        conflict_tag: format!("{} {stamp}", host_name()),
+    });
+    ctx.store.save()?;
+    let transfer_bytes: u64 = items
+        .iter()
+        .map(|i| match i.action {
+            Action::Upload => i.local.map_or(0, |l| l.size),
+            Action::Download => i.remote.as_ref().map_or(0, |r| r.size),
+            Action::Conflict => {
+                i.local.map_or(0, |l| l.size) + i.remote.as_ref().map_or(0, |r| r.size)
+            }
+            _ => 0,
+        })
+        .sum();
+    progress.begin(items.len() as u64, transfer_bytes);
+    run_items(&ctx, items, &mut summary).await;
+    ctx.store.save()?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Runs the items, [`IN_FLIGHT`] at a time. A connection that can't be restored stops the
+/// run (what completed is saved); other errors are recorded per path.
+async fn run_items(ctx: &Arc<Context>, items: Vec<Item>, summary: &mut Summary) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let mut tasks = tokio::task::JoinSet::new();
+    for item in items {
+        let Ok(permit) = Arc::clone(&semaphore).acquire_owned().await else {
+            break;
+        };
+        if stop.load(Ordering::SeqCst) {
+            summary
+                .failed
+                .push((item.path, "not attempted: the connection was lost".into()));
+            continue;
+        }
+        let (ctx, stop) = (Arc::clone(ctx), Arc::clone(&stop));
+        tasks.spawn(async move {
+            let result = apply::run(&ctx, &item).await;
+            drop(permit);
+            if let Err(e) = &result
+                && e.is_connection()
+            {
+                stop.store(true, Ordering::SeqCst);
+            }
+            ctx.progress.file_done();
+            (item, result)
+        });
+        while let Some(joined) = tasks.try_join_next() {
+            collect(joined, summary);
+        }
+    }
+    while let Some(joined) = tasks.join_next().await {
+        collect(joined, summary);
+    }
+    summary.actions.sort_by(|a, b| a.path.cmp(&b.path));
+    summary.failed.sort();
+}
+
+fn collect(
+    joined: Result<(Item, Result<Outcome, SyncError>), tokio::task::JoinError>,
+    summary: &mut Summary,
+) {
+    match joined {
+        Ok((item, Ok(outcome))) => summary.actions.push(Done {
+            path: item.path,
+            action: item.action,
+            outcome: Some(outcome),
+        }),
+        Ok((item, Err(e))) => summary.failed.push((item.path, e.to_string())),
+        Err(e) => summary
+            .failed
+            .push(("(task)".into(), format!("an action failed: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflict_names_keep_the_extension() {
+        let tag = "laptop 2026-11-22 093005";
+        assert_eq!(
+            conflict_name("report.pdf", tag, 1),
+            "report (conflict laptop 2026-11-22 093005).pdf"
+        );
+        assert_eq!(
+            conflict_name("archive.tar.gz", tag, 1),
+            "archive.tar (conflict laptop 2026-11-22 093005).gz"
+        );
+        assert_eq!(
+            conflict_name("Makefile", tag, 1),
+            "Makefile (conflict laptop 2026-11-22 093005)"
+        );
+        assert_eq!(
+            conflict_name(".bashrc", tag, 2),
+            ".bashrc (conflict laptop 2026-11-22 093005 2)"
+        );
+    }
+
+    #[test]
+    fn utc_stamps() {
+        assert_eq!(utc_stamp(0), "1970-01-01 000000");
+        assert_eq!(utc_stamp(951_782_400), "2000-02-29 000000");
+        assert_eq!(utc_stamp(1_795_080_605), "2026-11-19 093005");
+        assert_eq!(utc_stamp(-1), "1969-12-31 235959");
+    }
+}
