@@ -56,6 +56,22 @@ impl SpaceKeys {
         Ok(plain.split('/').map(str::to_owned).collect())
     }
 
+    /// The plaintext of one encrypted segment the server returned under the folder whose
+    /// encrypted path is `parent_encrypted` (`""` at the root).
+    pub fn decrypt_segment(
+        &self,
+        parent_encrypted: &str,
+        encrypted: &str,
+    ) -> Result<String, FilesError> {
+        self.names
+            .decrypt_segment(parent_encrypted, encrypted)
+            .map_err(|e| {
+                FilesError::Integrity(format!(
+                    "the server returned a name that does not decrypt ({e}); it may have been altered"
+                ))
+            })
+    }
+
     fn ad(&self, file_id: i64, version: u64) -> FileKeyAd {
         FileKeyAd {
             namespace: Namespace::Personal {

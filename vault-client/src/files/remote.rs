@@ -1,11 +1,14 @@
 //! Typed file requests: each encrypts the paths it sends and decrypts and verifies what
 //! comes back (names, wrapped keys, metadata), so callers only see plaintext that opened.
 
+use std::collections::HashMap;
+
 use vault_core::format::FileMeta;
 use vault_core::proto::{
     EntryInfo, EntryKind, NsRef, Rename, Request, Response, TrashItem, Usage, VersionInfo,
 };
 
+use super::keys::SpaceKeys;
 use super::{Files, FilesError, RemotePath, unexpected};
 
 /// At most this many entries are read by one listing (about 100 pages of the server's).
@@ -52,13 +55,51 @@ pub struct Versions {
     pub versions: Vec<(VersionInfo, FileMeta)>,
 }
 
-impl Files {
-    async fn decrypt_entry(&self, ns: &NsRef, info: EntryInfo) -> Result<Entry, FilesError> {
-        let keys = self.keys_for(ns).await?;
-        let segments = keys.decrypt_path(&info.path)?;
+/// Listings at least this long are decrypted on two threads.
+const PARALLEL_DECRYPT_MIN: usize = 256;
+
+/// Decrypts entries the server returned, decrypting each parent folder's name once (not
+/// once per child): `parents` maps encrypted folder paths to their plaintext segments.
+struct EntryOpener<'k> {
+    keys: &'k SpaceKeys,
+    ns: NsRef,
+    parents: HashMap<String, Vec<String>>,
+}
+
+impl<'k> EntryOpener<'k> {
+    fn new(keys: &'k SpaceKeys, ns: &NsRef) -> Self {
+        EntryOpener {
+            keys,
+            ns: ns.clone(),
+            parents: HashMap::new(),
+        }
+    }
+
+    /// Seeds the parent cache with a folder whose names are known already.
+    fn knowing(mut self, encrypted: &str, segments: &[String]) -> Self {
+        self.parents.insert(encrypted.to_owned(), segments.to_vec());
+        self
+    }
+
+    fn segments(&mut self, encrypted: &str) -> Result<Vec<String>, FilesError> {
+        let (parent, last) = encrypted.rsplit_once('/').unwrap_or(("", encrypted));
+        let mut segments = match self.parents.get(parent) {
+            Some(known) => known.clone(),
+            None => {
+                let known = self.keys.decrypt_path(parent)?;
+                self.parents.insert(parent.to_owned(), known.clone());
+                known
+            }
+        };
+        segments.push(self.keys.decrypt_segment(parent, last)?);
+        Ok(segments)
+    }
+
+    fn open(&mut self, info: EntryInfo) -> Result<Entry, FilesError> {
+        let segments = self.segments(&info.path)?;
         let current = match (&info.kind, info.current) {
             (EntryKind::File, Some(v)) => {
-                let (_, meta) = keys.open_version(info.id, &v)?;
+                let (_, meta) = self.keys.open_version(info.id, &v)?;
                 Some((v, meta))
             }
             (EntryKind::File, None) => {
@@ -67,11 +108,14 @@ impl Files {
                     info.id
                 )));
             }
-            (EntryKind::Dir, _) => None,
+            (EntryKind::Dir, _) => {
+                self.parents.insert(info.path.clone(), segments.clone());
+                None
+            }
         };
         Ok(Entry {
             path: RemotePath {
-                ns: ns.clone(),
+                ns: self.ns.clone(),
                 segments,
                 dir_hint: info.kind == EntryKind::Dir,
             },
@@ -83,6 +127,65 @@ impl Files {
             revision: info.revision,
             updated_at: info.updated_at,
         })
+    }
+
+    fn open_all(&mut self, infos: Vec<EntryInfo>) -> Result<Vec<Entry>, FilesError> {
+        infos.into_iter().map(|info| self.open(info)).collect()
+    }
+
+    /// Opens a page of entries, on two threads when it is long (each with its own cache).
+    fn open_page(&mut self, mut infos: Vec<EntryInfo>) -> Result<Vec<Entry>, FilesError> {
+        if infos.len() < PARALLEL_DECRYPT_MIN {
+            return self.open_all(infos);
+        }
+        let second = infos.split_off(infos.len() / 2);
+        let mut other = EntryOpener {
+            keys: self.keys,
+            ns: self.ns.clone(),
+            parents: self.parents.clone(),
+        };
+        let (first, second) = std::thread::scope(|scope| {
+            let helper = scope.spawn(move || other.open_all(second));
+            let first = self.open_all(infos);
+            let second = helper
+                .join()
+                .unwrap_or_else(|_| Err(FilesError::Usage("decrypting a listing failed".into())));
+            (first, second)
+        });
+        let mut out = first?;
+        out.extend(second?);
+        Ok(out)
+    }
+}
+
+impl Files {
+    async fn decrypt_entry(&self, ns: &NsRef, info: EntryInfo) -> Result<Entry, FilesError> {
+        let keys = self.keys_for(ns).await?;
+        EntryOpener::new(keys, ns).open(info)
+    }
+
+    /// One page of a listing: the raw entries and the cursor of the next page.
+    async fn list_page(
+        &self,
+        dir: &RemotePath,
+        encrypted: &str,
+        recursive: bool,
+        after: Option<String>,
+    ) -> Result<(Vec<EntryInfo>, Option<String>), FilesError> {
+        let request = Request::List {
+            ns: dir.ns.clone(),
+            dir: encrypted.to_owned(),
+            recursive,
+            after,
+        };
+        match self.call(&request).await {
+            Ok(Response::Listing { entries, next }) => Ok((entries, next)),
+            Ok(other) => Err(unexpected("list", &other)),
+            Err(e) if e.api_code() == Some("not_found") => {
+                Err(FilesError::Usage(format!("{dir}: no such directory")))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The encrypted form of `path`.
@@ -127,26 +230,25 @@ impl Files {
     /// The entries in directory `dir` (with `recursive`, everything under it), sorted by
     /// plaintext path.
     pub async fn list(&self, dir: &RemotePath, recursive: bool) -> Result<Vec<Entry>, FilesError> {
-        let encrypted = self.encrypt(dir).await?;
+        let keys = self.keys_for(&dir.ns).await?;
+        let encrypted = keys.encrypt_path(&dir.segments)?;
+        let mut opener = EntryOpener::new(keys, &dir.ns).knowing(&encrypted, &dir.segments);
         let mut out = Vec::new();
-        let mut after = None;
+        let mut page = self.list_page(dir, &encrypted, recursive, None).await?;
         loop {
-            let request = Request::List {
-                ns: dir.ns.clone(),
-                dir: encrypted.clone(),
-                recursive,
-                after: after.take(),
-            };
-            let (entries, next) = match self.call(&request).await {
-                Ok(Response::Listing { entries, next }) => (entries, next),
-                Ok(other) => return Err(unexpected("list", &other)),
-                Err(e) if e.api_code() == Some("not_found") => {
-                    return Err(FilesError::Usage(format!("{dir}: no such directory")));
+            let (infos, next) = page;
+            // The next page is asked for while this one is decrypted.
+            let (fetched, opened) = match next {
+                Some(after) => {
+                    let (fetched, opened) = tokio::join!(
+                        self.list_page(dir, &encrypted, recursive, Some(after)),
+                        async { opener.open_page(infos) }
+                    );
+                    (Some(fetched), opened)
                 }
-                Err(e) => return Err(e),
+                None => (None, opener.open_page(infos)),
             };
-            for info in entries {
-                let entry = self.decrypt_entry(&dir.ns, info).await?;
+            for entry in opened? {
                 if !dir.contains(&entry.path) || entry.path == *dir {
                     return Err(FilesError::Integrity(format!(
                         "the listing of {dir} contains {}, which is not under it",
@@ -160,8 +262,8 @@ impl Files {
                     "{dir} has more than {MAX_LIST_ENTRIES} entries; list a subdirectory"
                 )));
             }
-            match next {
-                Some(n) => after = Some(n),
+            match fetched {
+                Some(fetched) => page = fetched?,
                 None => break,
             }
         }
@@ -331,5 +433,67 @@ impl Files {
             Response::Usage(u) => Ok(u),
             other => Err(unexpected("usage", &other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vault_core::crypto::Key32;
+
+    fn dir_info(keys: &SpaceKeys, id: i64, segments: &[&str]) -> EntryInfo {
+        let segments: Vec<String> = segments.iter().map(|s| (*s).to_owned()).collect();
+        EntryInfo {
+            id,
+            path: keys.encrypt_path(&segments).expect("encrypt"),
+            kind: EntryKind::Dir,
+            current: None,
+            version_count: 0,
+            revision: 1,
+            updated_at: 0,
+        }
+    }
+
+    /// A long recursive page (opened on two threads, parents from the cache) gives every
+    /// entry its own plaintext path.
+    #[test]
+    fn a_long_page_opens_every_path() {
+        let keys = SpaceKeys::personal("alice", &Key32::from_bytes([3; 32])).expect("keys");
+        let mut infos = Vec::new();
+        for i in 0..PARALLEL_DECRYPT_MIN as i64 {
+            let top = format!("d{i:03}");
+            infos.push(dir_info(&keys, 2 * i, &["top", &top]));
+            infos.push(dir_info(&keys, 2 * i + 1, &["top", &top, "sub"]));
+        }
+        infos.sort_by(|a, b| a.path.cmp(&b.path));
+        let root = keys.encrypt_path(&["top".to_owned()]).expect("encrypt");
+        let mut opener = EntryOpener::new(&keys, &NsRef::Personal).knowing(&root, &["top".into()]);
+        let opened = opener.open_page(infos).expect("open");
+        assert_eq!(opened.len(), 2 * PARALLEL_DECRYPT_MIN);
+        for entry in opened {
+            let i = entry.id / 2;
+            let mut want = vec!["top".to_owned(), format!("d{i:03}")];
+            if entry.id % 2 == 1 {
+                want.push("sub".into());
+            }
+            assert_eq!(entry.path.segments, want);
+        }
+    }
+
+    /// A name moved under another folder does not open (its parent is associated data).
+    #[test]
+    fn a_name_moved_to_another_folder_is_refused() {
+        let keys = SpaceKeys::personal("alice", &Key32::from_bytes([3; 32])).expect("keys");
+        let a = dir_info(&keys, 1, &["a", "x"]);
+        let b = dir_info(&keys, 2, &["b"]);
+        let (_, name) = a.path.rsplit_once('/').expect("two segments");
+        let moved = EntryInfo {
+            path: format!("{}/{name}", b.path),
+            ..a
+        };
+        let err = EntryOpener::new(&keys, &NsRef::Personal)
+            .open_page(vec![b, moved])
+            .expect_err("moved name");
+        assert!(err.to_string().contains("does not decrypt"), "{err}");
     }
 }
