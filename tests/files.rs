@@ -396,7 +396,8 @@ fn two_clients_of_one_user_see_each_others_files() {
 
 #[test]
 fn a_client_that_meets_the_request_rate_limit_waits_and_finishes() {
-    // About 90 requests (register, then three or more per file) against 20 per second.
+    // About 60 requests (register; the put goes in one batch, two requests; then a listing
+    // and a download per file) against 20 per second.
     let server = TestServer::start_with("[limits]\nrequests_per_second = 20\nrequest_burst = 10\n");
     let alice = alice(&server);
     let tree = alice.dir.path().join("many");
@@ -559,4 +560,29 @@ fn import_legacy_reads_files_made_by_openssl() {
     client
         .run(&["import-legacy", "--des-key", "0123", s(&enc), "/x"])
         .fails_with("DES key");
+}
+
+#[test]
+fn put_r_of_many_small_files_goes_in_batches() {
+    let server = TestServer::start();
+    let client = alice(&server);
+    let tree = client.dir.path().join("small");
+    for i in 0..250 {
+        let dir = tree.join(format!("d{}", i % 4));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join(format!("f{i}")), random_bytes(i * 61, i as u64)).expect("write");
+    }
+    // And one that is not small.
+    std::fs::write(tree.join("big"), random_bytes(MIB + 3, 77)).expect("write");
+    let summary = json(client.run(&["put", "-r", s(&tree), "/", "--json"]).ok());
+    assert_eq!(summary["files"], 251, "{summary}");
+    let quota = json(client.run(&["quota", "--json"]).ok());
+    assert_eq!(quota["files"], 251, "{quota}");
+    // mkdir of the tree's directories, one commit per batch and one for the big file.
+    let revision = quota["revision"].as_u64().expect("revision");
+    assert!(revision < 20, "{revision} revisions: {quota}");
+    let back = client.dir.path().join("back/");
+    client.run(&["get", "-r", "/small", s(&back)]).ok();
+    assert_same_tree(&tree, &back.join("small"));
+    server.admin(&["fsck"]).ok();
 }

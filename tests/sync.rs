@@ -455,3 +455,75 @@ fn an_interrupted_sync_is_finished_by_the_next_run() {
     );
     assert_eq!(tree(&p.dir_a), tree(&p.dir_b));
 }
+
+/// Deterministic bytes of `len`, different for each seed (binary, not text).
+fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn hundreds_of_small_files_go_up_in_batches_and_come_down_byte_exact() {
+    let p = pair();
+    let count = 400u64;
+    for i in 0..count {
+        let rel = format!("d{}/e{}/f{i:04}.bin", i % 5, i % 3);
+        let p2 = p.dir_a.join(&rel);
+        std::fs::create_dir_all(p2.parent().expect("parent")).expect("mkdir");
+        // 0 bytes to 16 KiB, and the largest size a batch takes.
+        let len = match i {
+            0 => 0,
+            1 => 64 * 1024 - 16,
+            _ => (i as usize * 977) % (16 * 1024) + 1,
+        };
+        std::fs::write(p2, bytes(len, i)).expect("write");
+    }
+    // One file too big for a batch goes alone, in the same run.
+    std::fs::write(p.dir_a.join("big.bin"), bytes(64 * 1024 - 15, 999)).expect("write");
+    let first = p.sync_a();
+    assert_eq!(first["uploaded"], count + 1, "{first}");
+    assert!(
+        first["failed"].as_array().is_some_and(Vec::is_empty),
+        "{first}"
+    );
+
+    // Batches: one revision per batch (each commit of up to 200 files), not per file.
+    let quota = json(p.a.run(&["quota", "--json"]).ok());
+    assert_eq!(quota["files"], count + 1, "{quota}");
+    let revision = quota["revision"].as_u64().expect("revision");
+    assert!(
+        revision < 20,
+        "{revision} revisions for {count} files: {quota}"
+    );
+    let fsck = p.server.admin(&["fsck"]);
+    fsck.ok();
+
+    // Nothing left to do on A; B gets exactly A's bytes.
+    let idle = p.sync_a();
+    assert_eq!(
+        (idle["uploaded"].as_u64(), idle["downloaded"].as_u64()),
+        (Some(0), Some(0)),
+        "{idle}"
+    );
+    let b = p.sync_b();
+    assert_eq!(b["downloaded"], count + 1, "{b}");
+    assert_eq!(tree(&p.dir_a), tree(&p.dir_b));
+
+    // Edits of a few small files go across in one small batch, and back.
+    for i in [3u64, 150, 333] {
+        let rel = format!("d{}/e{}/f{i:04}.bin", i % 5, i % 3);
+        std::fs::write(p.dir_b.join(rel), bytes(5000 + i as usize, i + 7)).expect("write");
+    }
+    let pushed = p.sync_b();
+    assert_eq!(pushed["uploaded"], 3, "{pushed}");
+    let pulled = p.sync_a();
+    assert_eq!(pulled["downloaded"], 3, "{pulled}");
+    assert_eq!(tree(&p.dir_a), tree(&p.dir_b));
+}

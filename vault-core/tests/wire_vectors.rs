@@ -5,8 +5,9 @@
 
 use vault_core::crypto::KdfParams;
 use vault_core::proto::{
-    AccountKeys, ApiError, ByteBuf, ErrorCode, LoggedIn, NewAccount, PasswordMaterial, Request,
-    Response, SecretBytes, decode_body, encode_frame, parse_header,
+    AccountKeys, ApiError, BatchResult, ByteBuf, CommittedFile, ErrorCode, LoggedIn, NewAccount,
+    NsRef, OpenFile, OpenedUpload, PasswordMaterial, PutFile, Request, Response, SecretBytes,
+    decode_body, encode_frame, parse_header,
 };
 
 fn check<T>(name: &str, message: T)
@@ -115,5 +116,76 @@ fn logged_in() {
                 private_key_sealed: bytes(6, 4),
             },
         }),
+    );
+}
+
+#[test]
+fn upload_open_many() {
+    check(
+        "request_upload_open_many",
+        Request::UploadOpenMany {
+            ns: NsRef::Personal,
+            files: vec![
+                OpenFile {
+                    path: "abc".into(),
+                    sealed_size: 17,
+                },
+                OpenFile {
+                    path: "abc/de".into(),
+                    sealed_size: 65536,
+                },
+            ],
+        },
+    );
+}
+
+#[test]
+fn uploads_opened_with_one_refused() {
+    check(
+        "response_uploads_opened",
+        Response::UploadsOpened {
+            results: vec![
+                BatchResult::Ok(OpenedUpload {
+                    upload_id: 5,
+                    file_id: 9,
+                    version: 1,
+                    generation: 0,
+                    expires_at: 1_700_000_000,
+                }),
+                BatchResult::Error(ApiError::new(ErrorCode::Conflict, "a folder is there")),
+            ],
+        },
+    );
+}
+
+#[test]
+fn upload_put_many() {
+    check(
+        "request_upload_put_many",
+        Request::UploadPutMany {
+            files: vec![PutFile {
+                upload_id: 5,
+                sealed: bytes(1, 17),
+                wrapped_key: bytes(2, 4),
+                sealed_meta: bytes(3, 4),
+            }],
+        },
+    );
+}
+
+#[test]
+fn uploads_committed() {
+    check(
+        "response_uploads_committed",
+        Response::UploadsCommitted {
+            results: vec![
+                BatchResult::Ok(CommittedFile {
+                    file_id: 9,
+                    version: 1,
+                    revision: 42,
+                }),
+                BatchResult::Error(ApiError::not_found("no such upload")),
+            ],
+        },
     );
 }

@@ -1,7 +1,7 @@
 //! Runs the files of a plan, several at once on concurrent streams of one connection
-//! (up to [`MAX_IN_FLIGHT`]). A broken connection is retried a few times — reconnect with
-//! the saved session, then resume — before the command gives up with an error that says
-//! rerunning it resumes.
+//! (up to [`MAX_IN_FLIGHT`]; a batch of small files counts as one). A broken connection
+//! is retried a few times — reconnect with the saved session, then resume — before the
+//! command gives up with an error that says rerunning it resumes.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::download::{Downloaded, download_file};
 use super::plan::{GetItem, GetPlan, PutItem, PutPlan};
 use super::progress::{Progress, RateLimit};
+use super::small::{SmallFile, abort_leftovers, batches, is_small, upload_batch_with_retry};
 use super::upload::{Uploaded, upload_file};
 use super::{Files, FilesError};
 
@@ -146,7 +147,15 @@ where
     Ok(results.into_iter().map(|(_, v)| v).collect())
 }
 
-/// Creates the plan's directories, then uploads its files.
+/// One unit of work of `put_all`: a batch of small files, or one file alone. Each file
+/// keeps its index in the plan.
+enum PutJob {
+    Batch(Vec<(usize, SmallFile)>),
+    One(usize, PutItem),
+}
+
+/// Creates the plan's directories, then uploads its files: small ones in batches
+/// ([`super::small`]), the others one by one, all in plan order in the result.
 pub async fn put_all(
     files: Arc<Files>,
     plan: PutPlan,
@@ -159,26 +168,71 @@ pub async fn put_all(
         .await?;
     }
     opts.progress.begin(plan.files.len() as u64, plan.bytes());
+    // What batches of a killed earlier command left open holds quota until it expires.
+    with_retry(&files, "cleaning up", &*opts.progress, || {
+        abort_leftovers(&files)
+    })
+    .await?;
+    let mut small = Vec::new();
+    let mut jobs = Vec::new();
+    for (index, item) in plan.files.into_iter().enumerate() {
+        if is_small(item.size) {
+            let file = SmallFile {
+                local: item.local,
+                remote: item.remote,
+                size: item.size,
+            };
+            small.push((index, file));
+        } else {
+            jobs.push(PutJob::One(index, item));
+        }
+    }
+    // Batches first: many small files are where the round trips go.
+    let batched = batches(small, |(_, f)| f).into_iter().map(PutJob::Batch);
+    let jobs: Vec<PutJob> = batched.chain(jobs).collect();
     let in_flight = opts.in_flight;
-    run_all(plan.files, in_flight, move |item: PutItem| {
+    let done = run_all(jobs, in_flight, move |job: PutJob| {
         let (files, opts) = (Arc::clone(&files), opts.clone());
         async move {
-            let what = item.local.display().to_string();
-            let done = with_retry(&files, &what, &*opts.progress, || {
-                upload_file(
-                    &files,
-                    &item.local,
-                    &item.remote,
-                    &*opts.progress,
-                    opts.limit.as_deref(),
-                )
-            })
-            .await?;
-            opts.progress.file_done();
-            Ok(done)
+            match job {
+                PutJob::One(index, item) => {
+                    let what = item.local.display().to_string();
+                    let done = with_retry(&files, &what, &*opts.progress, || {
+                        upload_file(
+                            &files,
+                            &item.local,
+                            &item.remote,
+                            &*opts.progress,
+                            opts.limit.as_deref(),
+                        )
+                    })
+                    .await?;
+                    opts.progress.file_done();
+                    Ok(vec![(index, done)])
+                }
+                PutJob::Batch(batch) => {
+                    let (indexes, batch): (Vec<usize>, Vec<SmallFile>) = batch.into_iter().unzip();
+                    let results = upload_batch_with_retry(
+                        &files,
+                        &batch,
+                        &*opts.progress,
+                        opts.limit.as_deref(),
+                    )
+                    .await?;
+                    let mut done = Vec::with_capacity(results.len());
+                    for (index, result) in indexes.into_iter().zip(results) {
+                        done.push((index, result?));
+                        opts.progress.file_done();
+                    }
+                    Ok(done)
+                }
+            }
         }
     })
-    .await
+    .await?;
+    let mut done: Vec<(usize, Uploaded)> = done.into_iter().flatten().collect();
+    done.sort_by_key(|(index, _)| *index);
+    Ok(done.into_iter().map(|(_, u)| u).collect())
 }
 
 /// Creates the plan's local directories, then downloads its files.

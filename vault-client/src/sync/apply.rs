@@ -2,9 +2,10 @@
 //! re-checked (size + mtime) right before it is replaced or deleted, and skipped when it
 //! changed during the run; downloads land in `LOCAL/.vault-sync/tmp/` first and are
 //! renamed into place only after that check; local deletions move the file into
-//! `LOCAL/.vault-sync/trash/`; remote deletions go to the server's trash. Each completed
-//! action goes to the state's journal at once; the state file is rewritten at least every
-//! [`SAVE_EVERY`].
+//! `LOCAL/.vault-sync/trash/`; remote deletions go to the server's trash. Small uploads go
+//! in batches of two round trips ([`upload_batch`]) under the same rules as one upload.
+//! Each completed action goes to the state's journal at once; the state file is rewritten
+//! at least every [`SAVE_EVERY`].
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -18,9 +19,10 @@ use super::state::{Base, Entry, RemoteFile, Stamp, StateFile, SyncState, create_
 use super::{SyncError, conflict_name};
 use crate::files::download::download_file;
 use crate::files::progress::Progress;
+use crate::files::small::{SmallFile, is_small, upload_batch_with_retry};
 use crate::files::transfer::with_retry;
-use crate::files::upload::upload_file;
-use crate::files::{Files, RemotePath};
+use crate::files::upload::{Uploaded, upload_file};
+use crate::files::{Files, FilesError, RemotePath};
 
 /// The state is written at least this often while actions complete.
 pub const SAVE_EVERY: Duration = Duration::from_secs(10);
@@ -230,6 +232,11 @@ fn base(local: Stamp, remote: &RemoteFile) -> Base {
     }
 }
 
+fn is_changed_while_uploading(e: &FilesError) -> bool {
+    e.to_string()
+        .contains("changed while it was being uploaded")
+}
+
 async fn upload(ctx: &Context, rel: &str) -> Result<Outcome, SyncError> {
     let local = ctx.local(rel);
     let Some(before) = stamp(&local)? else {
@@ -244,15 +251,21 @@ async fn upload(ctx: &Context, rel: &str) -> Result<Outcome, SyncError> {
     .await
     {
         Ok(done) => done,
-        Err(e)
-            if e.to_string()
-                .contains("changed while it was being uploaded") =>
-        {
-            return Ok(changed_during_sync());
-        }
+        Err(e) if is_changed_while_uploading(&e) => return Ok(changed_during_sync()),
         Err(e) => return Err(e.into()),
     };
-    let after = stamp(&local)?;
+    uploaded(ctx, rel, before, &done)
+}
+
+/// Records a finished upload of `rel`, which was `before` when it started: synced only
+/// if the local file is still that.
+fn uploaded(
+    ctx: &Context,
+    rel: &str,
+    before: Stamp,
+    done: &Uploaded,
+) -> Result<Outcome, SyncError> {
+    let after = stamp(&ctx.local(rel))?;
     let file = RemoteFile {
         id: done.file_id,
         version: done.version,
@@ -263,6 +276,85 @@ async fn upload(ctx: &Context, rel: &str) -> Result<Outcome, SyncError> {
     let synced = (after == Some(before)).then(|| base(before, &file));
     ctx.store.update(rel, synced, Some(file))?;
     Ok(Outcome::Uploaded { bytes: done.bytes })
+}
+
+/// Whether an item is an upload that goes in a batch ([`upload_batch`]).
+pub fn is_batched(item: &Item) -> bool {
+    item.action == Action::Upload && item.local.is_some_and(|l| is_small(l.size))
+}
+
+/// The file an item of [`is_batched`] uploads, for cutting batches.
+pub fn small_file(ctx: &Context, item: &Item) -> SmallFile {
+    SmallFile {
+        local: ctx.local(&item.path),
+        remote: ctx.remote(&item.path),
+        size: item.local.map_or(0, |l| l.size),
+    }
+}
+
+/// Runs a batch of small uploads ([`crate::files::small`]) with the safety rules of a
+/// single upload: the journal notes the intent of each before anything is sent, each file
+/// is read whole and checked unchanged across the read (else it is skipped as changed
+/// during the sync), and each committed file is recorded as synced only if it is still
+/// what was read. A file that grew too big for a batch since the plan goes alone.
+pub async fn upload_batch(
+    ctx: &Context,
+    batch: Vec<(SmallFile, Item)>,
+) -> Vec<(Item, Result<Outcome, SyncError>)> {
+    let mut out = Vec::with_capacity(batch.len());
+    let mut going = Vec::with_capacity(batch.len());
+    let mut files = Vec::with_capacity(batch.len());
+    for (mut file, item) in batch {
+        let before = match stamp(&file.local) {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                out.push((item, Ok(Outcome::Skipped("deleted during the sync".into()))));
+                continue;
+            }
+            Err(e) => {
+                out.push((item, Err(e)));
+                continue;
+            }
+        };
+        if !is_small(before.size) {
+            let result = upload(ctx, &item.path).await;
+            out.push((item, result));
+            continue;
+        }
+        if let Err(e) = ctx.store.intent(&item.path, before) {
+            out.push((item, Err(e)));
+            continue;
+        }
+        file.size = before.size;
+        files.push(file);
+        going.push((item, before));
+    }
+    if files.is_empty() {
+        return out;
+    }
+    match upload_batch_with_retry(&ctx.files, &files, &*ctx.progress, None).await {
+        Ok(results) => {
+            for ((item, before), result) in going.into_iter().zip(results) {
+                let outcome = match result {
+                    Ok(done) => uploaded(ctx, &item.path, before, &done),
+                    Err(e) if is_changed_while_uploading(&e) => Ok(changed_during_sync()),
+                    Err(e) => Err(e.into()),
+                };
+                out.push((item, outcome));
+            }
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let mut first = Some(SyncError::from(e));
+            for (item, _) in going {
+                let e = first
+                    .take()
+                    .unwrap_or_else(|| SyncError::Usage(text.clone()));
+                out.push((item, Err(e)));
+            }
+        }
+    }
+    out
 }
 
 async fn download(ctx: &Context, item: &Item, rel: &str) -> Result<Outcome, SyncError> {

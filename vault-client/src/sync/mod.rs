@@ -2,7 +2,8 @@
 //! with a remote folder. A run reads the saved state (`state`), walks LOCAL with the
 //! ignore rules (`scan`), brings the remote view up to date from the change feed
 //! (`remote`), decides per path with the pure rule table (`plan`), and carries the
-//! actions out on concurrent streams, saving the state as they complete (`apply`).
+//! actions out on concurrent streams, small uploads in batches, saving the state as they
+//! complete (`apply`).
 //! An interrupted run leaves both sides consistent; the next one finishes the job.
 
 pub mod apply;
@@ -22,10 +23,14 @@ use plan::{Action, Mode, Sides};
 use state::{StateFile, SyncState};
 
 use crate::files::progress::Progress;
+use crate::files::small::batches;
 use crate::files::{Files, FilesError, RemotePath};
 
 /// Actions in flight at once (each on its own QUIC streams).
 pub const IN_FLIGHT: usize = 16;
+/// Batches of small uploads in flight at once, besides those actions: one being sealed or
+/// sent while the server stores and commits another.
+pub const BATCHES_IN_FLIGHT: usize = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -234,6 +239,10 @@ pub async fn run(
             skipped: Vec::new(),
         }
     };
+    if !opts.dry_run {
+        // Uploads a killed earlier run left open must not commit after the refresh.
+        crate::files::small::abort_leftovers(&files).await?;
+    }
     remote::refresh(&files, remote, &mut state).await?;
     state.settle_uploads();
 
@@ -335,12 +344,47 @@ pub async fn run(
     Ok(summary)
 }
 
-/// Runs the items, [`IN_FLIGHT`] at a time. A connection that can't be restored stops the
-/// run (what completed is saved); other errors are recorded per path.
+/// Runs the items: small uploads in batches ([`apply::upload_batch`], up to
+/// [`BATCHES_IN_FLIGHT`] at once), the rest [`IN_FLIGHT`] at a time. A connection that
+/// can't be restored stops the run (what completed is saved); other errors are recorded
+/// per path.
 async fn run_items(ctx: &Arc<Context>, items: Vec<Item>, summary: &mut Summary) {
     let stop = Arc::new(AtomicBool::new(false));
-    let semaphore = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let mut tasks = tokio::task::JoinSet::new();
+    let (small, items): (Vec<Item>, Vec<Item>) = items.into_iter().partition(apply::is_batched);
+    let small: Vec<_> = small
+        .into_iter()
+        .map(|item| (apply::small_file(ctx, &item), item))
+        .collect();
+    let batch_permits = Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
+    for batch in batches(small, |(file, _)| file) {
+        let (ctx, stop, permits) = (
+            Arc::clone(ctx),
+            Arc::clone(&stop),
+            Arc::clone(&batch_permits),
+        );
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            if stop.load(Ordering::SeqCst) {
+                return batch
+                    .into_iter()
+                    .map(|(_, item)| (item, Err(not_attempted())))
+                    .collect();
+            }
+            let done = apply::upload_batch(&ctx, batch).await;
+            for (_, result) in &done {
+                if let Err(e) = result
+                    && e.is_connection()
+                {
+                    stop.store(true, Ordering::SeqCst);
+                }
+                ctx.progress.file_done();
+            }
+            done
+        });
+    }
+
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     for item in items {
         let Ok(permit) = Arc::clone(&semaphore).acquire_owned().await else {
             break;
@@ -348,7 +392,7 @@ async fn run_items(ctx: &Arc<Context>, items: Vec<Item>, summary: &mut Summary) 
         if stop.load(Ordering::SeqCst) {
             summary
                 .failed
-                .push((item.path, "not attempted: the connection was lost".into()));
+                .push((item.path, not_attempted().to_string()));
             continue;
         }
         let (ctx, stop) = (Arc::clone(ctx), Arc::clone(&stop));
@@ -361,7 +405,7 @@ async fn run_items(ctx: &Arc<Context>, items: Vec<Item>, summary: &mut Summary) 
                 stop.store(true, Ordering::SeqCst);
             }
             ctx.progress.file_done();
-            (item, result)
+            vec![(item, result)]
         });
         while let Some(joined) = tasks.try_join_next() {
             collect(joined, summary);
@@ -374,20 +418,32 @@ async fn run_items(ctx: &Arc<Context>, items: Vec<Item>, summary: &mut Summary) 
     summary.failed.sort();
 }
 
-fn collect(
-    joined: Result<(Item, Result<Outcome, SyncError>), tokio::task::JoinError>,
-    summary: &mut Summary,
-) {
-    match joined {
-        Ok((item, Ok(outcome))) => summary.actions.push(Done {
-            path: item.path,
-            action: item.action,
-            outcome: Some(outcome),
-        }),
-        Ok((item, Err(e))) => summary.failed.push((item.path, e.to_string())),
-        Err(e) => summary
-            .failed
-            .push(("(task)".into(), format!("an action failed: {e}"))),
+fn not_attempted() -> SyncError {
+    SyncError::Usage("not attempted: the connection was lost".into())
+}
+
+/// What a task of [`run_items`] did: each of its items with its outcome.
+type Finished = Vec<(Item, Result<Outcome, SyncError>)>;
+
+fn collect(joined: Result<Finished, tokio::task::JoinError>, summary: &mut Summary) {
+    let done = match joined {
+        Ok(done) => done,
+        Err(e) => {
+            summary
+                .failed
+                .push(("(task)".into(), format!("an action failed: {e}")));
+            return;
+        }
+    };
+    for (item, result) in done {
+        match result {
+            Ok(outcome) => summary.actions.push(Done {
+                path: item.path,
+                action: item.action,
+                outcome: Some(outcome),
+            }),
+            Err(e) => summary.failed.push((item.path, e.to_string())),
+        }
     }
 }
 

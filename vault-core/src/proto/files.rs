@@ -10,14 +10,36 @@
 //!   finishes its send side; the answer is an `upload_status`.
 //! - `download {…}` is answered by a `download` header frame followed by the sealed bytes
 //!   from the requested chunk to the end of the version, then the end of the stream.
+//!
+//! Small files go up in batches instead, each file's bytes inside the CBOR frame:
+//! `upload_open_many` reserves uploads for up to [`BATCH_MAX_FILES`] paths in one round
+//! trip (the client needs each file's id and version before it can wrap the file key), and
+//! `upload_put_many` carries the sealed contents, wrapped keys and metadata of those uploads
+//! and commits every file that is in order in one transaction. Both answer one
+//! [`BatchResult`] per file, in request order: a refused file does not stop the others.
+//! A file goes in a batch only when its sealed size is at most [`SMALL_FILE_MAX`], and a
+//! batch stays within [`BATCH_MAX_SEALED`] and [`BATCH_MAX_PATH_BYTES`] so its frames stay
+//! under the 1 MiB limit; the server refuses a batch over any limit as a whole.
 
 use serde::{Deserialize, Serialize};
 
-use super::ByteBuf;
+use super::{ApiError, ByteBuf};
 use crate::format::names::MAX_ENCRYPTED_NAME_LEN;
 
 /// At most this many segments in a path.
 pub const MAX_PATH_DEPTH: usize = 64;
+
+/// The largest sealed size of a file that may go in a batch (`upload_open_many`).
+pub const SMALL_FILE_MAX: u64 = 64 * 1024;
+/// At most this many files in one `upload_open_many` or `upload_put_many`.
+pub const BATCH_MAX_FILES: usize = 256;
+/// At most this many sealed bytes in one batch (in both requests: declared sizes in
+/// `upload_open_many`, carried bytes in `upload_put_many`). With the wrapped keys and
+/// metadata of [`BATCH_MAX_FILES`] files, `upload_put_many` stays well under the 1 MiB
+/// frame limit.
+pub const BATCH_MAX_SEALED: u64 = 768 * 1024;
+/// At most this many bytes of encrypted paths in one `upload_open_many`.
+pub const BATCH_MAX_PATH_BYTES: usize = 512 * 1024;
 
 /// Whose space a path is in.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -116,6 +138,74 @@ pub struct Usage {
     pub revision: u64,
 }
 
+/// One file of `upload_open_many`: what `upload_open` takes for one file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenFile {
+    /// The encrypted path.
+    pub path: String,
+    /// Ciphertext bytes the file will have (at most [`SMALL_FILE_MAX`]).
+    pub sealed_size: u64,
+}
+
+/// One upload reserved by `upload_open_many`: the fields of `upload_opened`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenedUpload {
+    pub upload_id: i64,
+    /// The file's id and the reserved version: both go into the wrapped key's associated
+    /// data.
+    pub file_id: i64,
+    pub version: u64,
+    pub generation: u32,
+    /// Unix seconds after which an unfinished upload may be collected.
+    pub expires_at: i64,
+}
+
+/// One file of `upload_put_many`: the whole sealed contents of an upload reserved by
+/// `upload_open_many`, with what `upload_commit` takes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutFile {
+    pub upload_id: i64,
+    /// Exactly the `sealed_size` the upload was opened with.
+    pub sealed: ByteBuf,
+    pub wrapped_key: ByteBuf,
+    pub sealed_meta: ByteBuf,
+}
+
+/// What one file of `upload_put_many` became: its current version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedFile {
+    pub file_id: i64,
+    pub version: u64,
+    /// The namespace revision the commit was stamped with (one for the whole batch).
+    pub revision: u64,
+}
+
+/// One file's answer in a batch: what it became, or why it was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchResult<T> {
+    Ok(T),
+    Error(ApiError),
+}
+
+impl<T> BatchResult<T> {
+    pub fn into_result(self) -> Result<T, ApiError> {
+        match self {
+            BatchResult::Ok(v) => Ok(v),
+            BatchResult::Error(e) => Err(e),
+        }
+    }
+}
+
+impl<T> From<Result<T, ApiError>> for BatchResult<T> {
+    fn from(r: Result<T, ApiError>) -> Self {
+        match r {
+            Ok(v) => BatchResult::Ok(v),
+            Err(e) => BatchResult::Error(e),
+        }
+    }
+}
+
 /// Why an encrypted path is refused.
 pub fn check_encrypted_path(path: &str) -> Result<(), String> {
     if path.is_empty() {
@@ -167,6 +257,52 @@ mod tests {
         assert!(check_encrypted_path(&deep).is_err());
         let long = "a".repeat(MAX_ENCRYPTED_NAME_LEN + 1);
         assert!(check_encrypted_path(&long).is_err());
+    }
+
+    #[test]
+    fn the_largest_batches_fit_in_a_frame() {
+        use crate::format::filekey::WRAPPED_FILE_KEY_LEN;
+        use crate::format::meta::SEALED_META_LEN;
+        use crate::proto::{MAX_FRAME_LEN, Request, encode_frame};
+
+        let per_file = (BATCH_MAX_SEALED / BATCH_MAX_FILES as u64) as usize;
+        let put = Request::UploadPutMany {
+            files: (0..BATCH_MAX_FILES)
+                .map(|_| PutFile {
+                    upload_id: i64::MAX,
+                    sealed: ByteBuf::from(vec![0xAB; per_file]),
+                    wrapped_key: ByteBuf::from(vec![1; WRAPPED_FILE_KEY_LEN]),
+                    sealed_meta: ByteBuf::from(vec![2; SEALED_META_LEN]),
+                })
+                .collect(),
+        };
+        let frame = encode_frame(&put).expect("encode");
+        assert!(frame.len() <= MAX_FRAME_LEN, "{} bytes", frame.len());
+        // One file of all the sealed bytes.
+        let one = Request::UploadPutMany {
+            files: vec![PutFile {
+                upload_id: i64::MAX,
+                sealed: ByteBuf::from(vec![0xAB; BATCH_MAX_SEALED as usize]),
+                wrapped_key: ByteBuf::from(vec![1; WRAPPED_FILE_KEY_LEN]),
+                sealed_meta: ByteBuf::from(vec![2; SEALED_META_LEN]),
+            }],
+        };
+        assert!(encode_frame(&one).expect("encode").len() <= MAX_FRAME_LEN);
+
+        let path_len = BATCH_MAX_PATH_BYTES / BATCH_MAX_FILES;
+        let open = Request::UploadOpenMany {
+            ns: NsRef::Group {
+                name: "g".repeat(64),
+            },
+            files: (0..BATCH_MAX_FILES)
+                .map(|_| OpenFile {
+                    path: "a".repeat(path_len),
+                    sealed_size: u64::MAX,
+                })
+                .collect(),
+        };
+        let frame = encode_frame(&open).expect("encode");
+        assert!(frame.len() <= MAX_FRAME_LEN, "{} bytes", frame.len());
     }
 
     #[test]

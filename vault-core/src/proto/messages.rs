@@ -5,7 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::files::{Change, EntryInfo, NsRef, Rename, TrashItem, Usage, VersionInfo};
+use super::files::{
+    BatchResult, Change, CommittedFile, EntryInfo, NsRef, OpenFile, OpenedUpload, PutFile, Rename,
+    TrashItem, Usage, VersionInfo,
+};
 use super::{ApiError, SecretBytes};
 use crate::crypto::kdf::KdfParams;
 
@@ -106,6 +109,19 @@ pub enum Request {
     UploadAbort {
         upload_id: i64,
     },
+    /// `upload_open` for many small files of one space at once (at most
+    /// [`super::files::BATCH_MAX_FILES`], each at most [`super::files::SMALL_FILE_MAX`]
+    /// sealed bytes), in one transaction; answered by `uploads_opened`.
+    UploadOpenMany {
+        ns: NsRef,
+        files: Vec<OpenFile>,
+    },
+    /// The whole sealed contents, wrapped keys and metadata of uploads opened by
+    /// `upload_open_many` (of one space); every file that is in order becomes current in
+    /// one transaction. Answered by `uploads_committed`.
+    UploadPutMany {
+        files: Vec<PutFile>,
+    },
     /// Sealed contents from chunk `from_chunk` of `version` (default: the current one).
     Download {
         ns: NsRef,
@@ -180,6 +196,8 @@ impl Request {
             Self::UploadData { .. } => "upload_data",
             Self::UploadCommit { .. } => "upload_commit",
             Self::UploadAbort { .. } => "upload_abort",
+            Self::UploadOpenMany { .. } => "upload_open_many",
+            Self::UploadPutMany { .. } => "upload_put_many",
             Self::Download { .. } => "download",
             Self::Versions { .. } => "versions",
             Self::Restore { .. } => "restore",
@@ -241,6 +259,14 @@ pub enum Response {
     UploadStatus {
         received: u64,
         sealed_size: u64,
+    },
+    /// One result per file of `upload_open_many`, in request order.
+    UploadsOpened {
+        results: Vec<BatchResult<OpenedUpload>>,
+    },
+    /// One result per file of `upload_put_many`, in request order.
+    UploadsCommitted {
+        results: Vec<BatchResult<CommittedFile>>,
     },
     /// Header of a download; the sealed bytes follow on the stream.
     Download {

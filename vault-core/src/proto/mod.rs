@@ -11,8 +11,9 @@ pub mod secret_bytes;
 
 pub use error::{ApiError, ErrorCode};
 pub use files::{
-    Change, EntryInfo, EntryKind, NsRef, Rename, TrashItem, Usage, VersionInfo,
-    check_encrypted_path, parent_of,
+    BATCH_MAX_FILES, BATCH_MAX_PATH_BYTES, BATCH_MAX_SEALED, BatchResult, Change, CommittedFile,
+    EntryInfo, EntryKind, NsRef, OpenFile, OpenedUpload, PutFile, Rename, SMALL_FILE_MAX,
+    TrashItem, Usage, VersionInfo, check_encrypted_path, parent_of,
 };
 pub use frame::{FrameError, MAX_FRAME_LEN, decode_body, encode_frame, parse_header};
 pub use messages::*;

@@ -7,9 +7,15 @@
 //!
 //! Sealing is fsync of the partial, rename into place, fsync of both directories. Every
 //! path is the configured root joined with a [`BlobId`], which is always 32 hex chars.
+//!
+//! A batch ([`BlobStore::put_many`]) writes every blob as its partial, makes them all
+//! durable with one `syncfs` (Linux; elsewhere an fsync per file), renames each into place
+//! without ever replacing an existing blob (`RENAME_NOREPLACE`, or a hard link and an
+//! unlink), and syncs once more (Linux: `syncfs`; elsewhere the touched directories).
 
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Seek, SeekFrom};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -64,6 +70,29 @@ impl PartialWriter for FsPartial {
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Makes everything written under `root` durable: one `syncfs` of its filesystem.
+#[cfg(target_os = "linux")]
+fn sync_filesystem(root: &Path) -> io::Result<()> {
+    Ok(rustix::fs::syncfs(File::open(root)?)?)
+}
+
+/// Moves `from` to `to` unless `to` exists (then `AlreadyExists`, and `from` stays):
+/// `renameat2(RENAME_NOREPLACE)` where the filesystem has it, else a hard link and an
+/// unlink (a crash between them leaves both names; gc collects the partial).
+fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+            Ok(()) => return Ok(()),
+            Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    fs::hard_link(from, to)?;
+    fs::remove_file(from)
 }
 
 fn age_s(meta: &fs::Metadata) -> u64 {
@@ -191,6 +220,57 @@ impl BlobStore for FsBlobStore {
         Ok(blobs)
     }
 
+    fn put_many(&self, blobs: &[(BlobId, &[u8])]) -> io::Result<()> {
+        if blobs.is_empty() {
+            return Ok(());
+        }
+        let mut written = Vec::with_capacity(blobs.len());
+        for (id, bytes) in blobs {
+            let path = self.partial_path(id);
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)?;
+            file.write_all(bytes)?;
+            if cfg!(not(target_os = "linux")) {
+                file.sync_data()?;
+            }
+            written.push((id, *bytes, path));
+        }
+        #[cfg(target_os = "linux")]
+        sync_filesystem(&self.root)?;
+
+        let mut dirs = BTreeSet::new();
+        for (id, bytes, partial) in &written {
+            let to = Self::sealed_path(&self.root, id);
+            let dir = to.parent().unwrap_or(&self.root).to_path_buf();
+            if !dirs.contains(&dir) {
+                crate::fsutil::create_private_dir(&dir)?;
+            }
+            match rename_no_replace(partial, &to) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    super::check_same(self, id, bytes)?;
+                    fs::remove_file(partial)?;
+                }
+                Err(e) => return Err(e),
+            }
+            dirs.insert(dir);
+        }
+        #[cfg(target_os = "linux")]
+        sync_filesystem(&self.root)?;
+        #[cfg(not(target_os = "linux"))]
+        {
+            dirs.insert(self.root.join(PARTIAL_DIR));
+            for dir in &dirs {
+                sync_dir(dir)?;
+            }
+        }
+        Ok(())
+    }
+
     fn copy_to(&self, id: &BlobId, dest_root: &Path) -> io::Result<()> {
         let from = Self::sealed_path(&self.root, id);
         let to = Self::sealed_path(dest_root, id);
@@ -207,7 +287,7 @@ impl BlobStore for FsBlobStore {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{Read, Write};
+    use std::io::Read;
 
     use super::*;
 
@@ -246,6 +326,91 @@ mod tests {
         store.remove(&id)?;
         assert_eq!(store.size(&id)?, None);
         assert!(store.list()?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn put_many_stores_whole_blobs_and_never_replaces_one() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = FsBlobStore::open(dir.path())?;
+        let ids: Vec<BlobId> = (0..20).map(|_| BlobId::random()).collect();
+        let contents: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; usize::from(i) * 7]).collect();
+        let batch: Vec<(BlobId, &[u8])> = ids
+            .iter()
+            .cloned()
+            .zip(contents.iter().map(Vec::as_slice))
+            .collect();
+        store.put_many(&batch)?;
+        store.put_many(&[])?;
+        for (id, bytes) in &batch {
+            let mut back = Vec::new();
+            store.open(id)?.read_to_end(&mut back)?;
+            assert_eq!(&back, bytes);
+        }
+        assert_eq!(store.list()?.len(), 20);
+        assert!(store.list_partials()?.is_empty());
+        // The same bytes again are fine; other bytes never replace a stored blob.
+        store.put_many(&batch[..3])?;
+        let other = [(ids[4].clone(), &b"other"[..])];
+        let e = store.put_many(&other).err().map(|e| e.kind());
+        assert_eq!(e, Some(io::ErrorKind::AlreadyExists));
+        assert_eq!(store.size(&ids[4])?, Some(28));
+        Ok(())
+    }
+
+    /// The trait's portable version behaves the same.
+    #[test]
+    fn the_portable_put_many_agrees() -> io::Result<()> {
+        #[derive(Debug)]
+        struct Portable(FsBlobStore);
+        impl BlobStore for Portable {
+            fn write_partial(&self, id: &BlobId, o: u64) -> io::Result<Box<dyn PartialWriter>> {
+                self.0.write_partial(id, o)
+            }
+            fn partial_len(&self, id: &BlobId) -> io::Result<Option<u64>> {
+                self.0.partial_len(id)
+            }
+            fn truncate_partial(&self, id: &BlobId, len: u64) -> io::Result<()> {
+                self.0.truncate_partial(id, len)
+            }
+            fn seal_partial(&self, id: &BlobId) -> io::Result<u64> {
+                self.0.seal_partial(id)
+            }
+            fn remove_partial(&self, id: &BlobId) -> io::Result<()> {
+                self.0.remove_partial(id)
+            }
+            fn open(&self, id: &BlobId) -> io::Result<Box<dyn BlobReader>> {
+                self.0.open(id)
+            }
+            fn size(&self, id: &BlobId) -> io::Result<Option<u64>> {
+                self.0.size(id)
+            }
+            fn remove(&self, id: &BlobId) -> io::Result<()> {
+                self.0.remove(id)
+            }
+            fn list(&self) -> io::Result<Vec<StoredBlob>> {
+                self.0.list()
+            }
+            fn list_partials(&self) -> io::Result<Vec<StoredBlob>> {
+                self.0.list_partials()
+            }
+            fn copy_to(&self, id: &BlobId, dest: &Path) -> io::Result<()> {
+                self.0.copy_to(id, dest)
+            }
+        }
+        let dir = tempfile::tempdir()?;
+        let store = Portable(FsBlobStore::open(dir.path())?);
+        let (a, b) = (BlobId::random(), BlobId::random());
+        store.put_many(&[(a.clone(), &b"alpha"[..]), (b.clone(), &b""[..])])?;
+        assert_eq!(store.size(&a)?, Some(5));
+        assert_eq!(store.size(&b)?, Some(0));
+        assert!(store.list_partials()?.is_empty());
+        store.put_many(&[(a.clone(), &b"alpha"[..])])?;
+        let e = store
+            .put_many(&[(a, &b"alphA"[..])])
+            .err()
+            .map(|e| e.kind());
+        assert_eq!(e, Some(io::ErrorKind::AlreadyExists));
         Ok(())
     }
 }

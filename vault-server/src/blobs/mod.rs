@@ -4,6 +4,10 @@
 //! commits; sealed blobs are immutable. Deleting a version does not delete its blob at
 //! once: the id goes to `deleted_blobs` and `gc` removes the file after a grace period.
 //!
+//! Small files of a batch skip the partial stage from the client's point of view:
+//! [`BlobStore::put_many`] writes many whole blobs at once, each atomically, durable when
+//! it returns, with as few syncs as the backend allows.
+//!
 //! [`FsBlobStore`] is the local filesystem backend (the embedded default). The calls are
 //! blocking; async callers run them in `spawn_blocking`.
 
@@ -98,6 +102,47 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     /// Copies a sealed blob to `dest_root` in this store's layout (for backups);
     /// a hard link where the filesystem allows it, since sealed blobs never change.
     fn copy_to(&self, id: &BlobId, dest_root: &std::path::Path) -> io::Result<()>;
+
+    /// Stores whole sealed blobs: each atomically (after a crash a blob is absent, or
+    /// complete, possibly with its partial still beside it), all of them durable when this
+    /// returns. A sealed blob that already exists is never replaced: the same bytes again
+    /// are fine (a retried request), other bytes fail with `AlreadyExists`.
+    ///
+    /// This portable version writes, syncs and seals one partial after the other;
+    /// [`FsBlobStore`] overrides it with one filesystem sync for the whole batch.
+    fn put_many(&self, blobs: &[(BlobId, &[u8])]) -> io::Result<()> {
+        for (id, bytes) in blobs {
+            if self.size(id)?.is_some() {
+                check_same(self, id, bytes)?;
+                continue;
+            }
+            let mut w = self.write_partial(id, 0)?;
+            w.write_all(bytes)?;
+            w.flush()?;
+            w.sync()?;
+            drop(w);
+            self.seal_partial(id)?;
+        }
+        Ok(())
+    }
+}
+
+/// Succeeds when the sealed blob `id` holds exactly `bytes`, else fails with
+/// `AlreadyExists` (see [`BlobStore::put_many`]).
+pub fn check_same(store: &(impl BlobStore + ?Sized), id: &BlobId, bytes: &[u8]) -> io::Result<()> {
+    let same = store.size(id)? == Some(bytes.len() as u64) && {
+        let mut stored = Vec::with_capacity(bytes.len());
+        store.open(id)?.read_to_end(&mut stored)?;
+        stored == bytes
+    };
+    if same {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("blob {id} exists with other contents"),
+        ))
+    }
 }
 
 /// A blob found in the store.

@@ -54,7 +54,7 @@ pub fn by_id(conn: &mut DbConn, id: i64) -> DbResult<Option<SessionRow>> {
     Ok(sessions::table
         .find(id)
         .select(SessionRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

@@ -6,7 +6,8 @@
 //! [`handle`] serves the requests that are one frame each way. `upload_data` and
 //! `download` carry raw bytes on their stream and are served by
 //! [`upload::receive`] and [`download::prepare`] + [`download::send`], which the network
-//! layer calls with the stream.
+//! layer calls with the stream. Small files can go up in batches instead (`small`):
+//! `upload_open_many` then `upload_put_many`, the contents inside the frame.
 //!
 //! Every change runs in one transaction that first locks the namespace
 //! ([`crate::db::files::namespaces::lock`]) and stamps what it changes with one new
@@ -19,6 +20,7 @@ mod error;
 mod info;
 mod list;
 pub mod paths;
+pub mod small;
 mod trash;
 mod tree;
 pub mod upload;
@@ -47,6 +49,8 @@ pub fn is_file_request(request: &Request) -> bool {
             | Request::UploadData { .. }
             | Request::UploadCommit { .. }
             | Request::UploadAbort { .. }
+            | Request::UploadOpenMany { .. }
+            | Request::UploadPutMany { .. }
             | Request::Download { .. }
             | Request::Versions { .. }
             | Request::Restore { .. }
@@ -106,6 +110,8 @@ pub async fn dispatch(
             .await
         }
         Request::UploadAbort { upload_id } => upload::abort(state, session, upload_id).await,
+        Request::UploadOpenMany { ns, files } => small::open_many(state, session, &ns, files).await,
+        Request::UploadPutMany { files } => small::put_many(state, session, files).await,
         Request::Versions { ns, path } => versions::versions(state, session, &ns, path).await,
         Request::Restore { ns, path, version } => {
             versions::restore(state, session, &ns, path, version).await

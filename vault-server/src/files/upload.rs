@@ -4,6 +4,7 @@
 //! makes the version current). Nothing is visible before the commit; `upload_abort`
 //! drops the upload.
 
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -11,15 +12,15 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use vault_core::format::filekey::WRAPPED_FILE_KEY_LEN;
 use vault_core::format::meta::SEALED_META_LEN;
 use vault_core::format::stream::{SEALED_CHUNK_LEN, plaintext_len};
-use vault_core::proto::{ApiError, ErrorCode, NsRef, Response, parent_of};
+use vault_core::proto::{ApiError, ErrorCode, NsRef, OpenedUpload, Response, parent_of};
 
 use super::{Failure, Stamp, info, paths, tree};
 use crate::blobs::{BlobId, BlobStore};
-use crate::db::files::entries;
+use crate::db::files::entries::{self, Entry};
+use crate::db::files::namespaces::{self, Namespace};
 use crate::db::files::uploads::{self, NewUpload, Upload};
 use crate::db::files::versions::{self, NewVersion};
-use crate::db::files::{KIND_FILE, namespaces};
-use crate::db::now;
+use crate::db::{DbConn, now};
 use crate::net::connection::SessionCtx;
 use crate::state::ServerState;
 
@@ -41,12 +42,12 @@ pub fn acknowledged(held: u64, size: u64) -> u64 {
     }
 }
 
-fn blob_id(upload: &Upload) -> Result<BlobId, ApiError> {
+pub(super) fn blob_id(upload: &Upload) -> Result<BlobId, ApiError> {
     BlobId::parse(&upload.blob_id)
         .ok_or_else(|| crate::error::internal("bad blob id in uploads", &upload.blob_id))
 }
 
-fn gone() -> ApiError {
+pub(super) fn gone() -> ApiError {
     ApiError::not_found("no such upload (it was committed, aborted or expired); start it again")
 }
 
@@ -73,7 +74,7 @@ async fn owned(
 }
 
 /// Runs blocking blob-store work off the runtime.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     state: &ServerState,
     work: impl FnOnce(&dyn BlobStore) -> std::io::Result<T> + Send + 'static,
 ) -> std::io::Result<T> {
@@ -83,7 +84,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| std::io::Error::other(format!("blob worker failed: {e}")))?
 }
 
-fn store_error(context: &str, e: &std::io::Error) -> ApiError {
+pub(super) fn store_error(context: &str, e: &std::io::Error) -> ApiError {
     tracing::error!(error = %e, "{context}");
     ApiError::internal_with(format!(
         "the server could not store the data ({}); nothing partial is visible: try again \
@@ -107,6 +108,161 @@ async fn held(state: &ServerState, upload: &Upload) -> Result<u64, ApiError> {
     .map_err(|e| crate::error::internal("cannot read an upload's partial blob", e))
 }
 
+/// Refuses what `upload_open` would refuse of one file before looking at the database:
+/// the root as a target, a sealed size that no plaintext seals to.
+pub(super) fn check_open(path: &str, sealed_size: u64) -> Result<(), ApiError> {
+    paths::check_not_root(path, "upload to")?;
+    if plaintext_len(sealed_size).is_none() || i64::try_from(sealed_size).is_err() {
+        return Err(ApiError::bad_request(format!(
+            "{sealed_size} bytes is not the length of a sealed file"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses `adding` more unfinished uploads when the user would then have more than
+/// [`MAX_OPEN_UPLOADS`].
+pub(super) fn check_open_uploads(
+    conn: &mut DbConn,
+    user: i64,
+    adding: usize,
+) -> Result<(), Failure> {
+    let open = uploads::count_for_user(conn, user, now())?;
+    if open.saturating_add(adding as i64) > MAX_OPEN_UPLOADS {
+        return Err(ApiError::conflict(format!(
+            "you have {open} unfinished uploads and at most {MAX_OPEN_UPLOADS} are allowed; \
+             finish or abort some, or wait for them to expire"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// What one write transaction has learned about paths, so that a batch whose files share
+/// parents looks each one up once. Only valid inside the transaction that filled it.
+#[derive(Debug, Default)]
+pub(super) struct KnownPaths {
+    /// Live rows (or their absence) read ahead for a batch by [`KnownPaths::read_ahead`];
+    /// a file's own path is taken out when it is reserved, so that a second upload of the
+    /// same path in the batch reads the row the first one made.
+    live: HashMap<String, Option<Entry>>,
+    /// Paths that are no file: a folder, or nothing (checked for new files' parents).
+    not_files: HashSet<String>,
+    /// Folders that exist (made sure of for committed files' parents).
+    dirs: HashSet<String>,
+}
+
+impl KnownPaths {
+    /// Reads the live rows at `paths` and at all their parents in one go.
+    pub(super) fn read_ahead<'a>(
+        &mut self,
+        c: &mut DbConn,
+        ns: i64,
+        paths: impl Iterator<Item = &'a str>,
+    ) -> Result<(), Failure> {
+        let mut wanted: HashSet<&str> = HashSet::new();
+        for path in paths {
+            wanted.extend(paths::ancestors(path));
+            wanted.insert(path);
+        }
+        let wanted: Vec<&str> = wanted.into_iter().collect();
+        for path in &wanted {
+            self.live.insert((*path).to_owned(), None);
+        }
+        for entry in entries::live_at_many(c, ns, &wanted)? {
+            self.live.insert(entry.path.clone(), Some(entry));
+        }
+        Ok(())
+    }
+
+    /// Whether the folders above `path` are known to exist.
+    pub(super) fn has_parent_of(&self, path: &str) -> bool {
+        let parent = parent_of(path);
+        parent.is_empty() || self.dirs.contains(parent)
+    }
+}
+
+/// The part of `upload_open` inside the namespace's write transaction, after the quota
+/// check: finds the file's row (created, invisible, with version 1 reserved, if new; a
+/// folder at the path or a file among its parents is a conflict), reserves its next
+/// version and records the upload. Refusals come before any write.
+pub(super) fn reserve(
+    c: &mut DbConn,
+    ns: &Namespace,
+    user: i64,
+    path: &str,
+    sealed_size: u64,
+    expiry_s: i64,
+    known: &mut KnownPaths,
+) -> Result<OpenedUpload, Failure> {
+    let existing = match known.live.remove(path) {
+        Some(read_ahead) => read_ahead,
+        None => entries::live_at(c, ns.id, path)?,
+    };
+    let (entry_id, version) = match existing {
+        Some(e) if e.is_dir() => {
+            return Err(ApiError::conflict(
+                "a folder exists at this path; a file cannot replace it",
+            )
+            .into());
+        }
+        Some(e) => (e.id, entries::reserve_version(c, &e)?),
+        None => {
+            for ancestor in paths::ancestors(path) {
+                if known.not_files.contains(ancestor) {
+                    continue;
+                }
+                let row = match known.live.get(ancestor) {
+                    Some(read_ahead) => read_ahead.clone(),
+                    None => entries::live_at(c, ns.id, ancestor)?,
+                };
+                if row.is_some_and(|e| !e.is_dir()) {
+                    return Err(ApiError::conflict(
+                        "a parent on this path is a file; a file cannot contain others",
+                    )
+                    .into());
+                }
+                known.not_files.insert(ancestor.to_owned());
+            }
+            known.not_files.remove(path);
+            // Invisible until the first commit; the revision is stamped then.
+            (
+                entries::insert_new_file(c, ns.id, path, ns.revision, now())?,
+                1,
+            )
+        }
+    };
+    let created = now();
+    let expires_at = created.saturating_add(expiry_s);
+    let blob = BlobId::random();
+    let upload_id = uploads::insert(
+        c,
+        &NewUpload {
+            user_id: user,
+            namespace_id: ns.id,
+            entry_id,
+            version,
+            generation: 0,
+            sealed_size: sealed_size as i64,
+            blob_id: blob.as_str(),
+            created_at: created,
+            expires_at,
+        },
+    )?;
+    Ok(OpenedUpload {
+        upload_id,
+        file_id: entry_id,
+        version: version.max(0) as u64,
+        generation: 0,
+        expires_at,
+    })
+}
+
+/// How long an unfinished upload lives, from the configuration.
+pub(super) fn expiry_s(state: &ServerState) -> i64 {
+    i64::try_from(state.config.files.upload_expiry_s).unwrap_or(i64::MAX)
+}
+
 pub async fn open(
     state: &ServerState,
     session: &SessionCtx,
@@ -114,72 +270,32 @@ pub async fn open(
     path: String,
     sealed_size: u64,
 ) -> Result<Response, ApiError> {
-    paths::check_not_root(&path, "upload to")?;
-    if plaintext_len(sealed_size).is_none() || i64::try_from(sealed_size).is_err() {
-        return Err(ApiError::bad_request(format!(
-            "{sealed_size} bytes is not the length of a sealed file"
-        )));
-    }
+    check_open(&path, sealed_size)?;
     let ns = super::namespace(state, session, ns).await?;
     let user = session.user_id;
-    let expiry = i64::try_from(state.config.files.upload_expiry_s).unwrap_or(i64::MAX);
-    super::write(state, ns.id, move |c, ns| {
-        if uploads::count_for_user(c, user)? >= MAX_OPEN_UPLOADS {
-            return Err(ApiError::conflict(format!(
-                "you have {MAX_OPEN_UPLOADS} unfinished uploads; finish or abort some, or wait \
-                 for them to expire"
-            ))
-            .into());
-        }
-        let pending = uploads::reserved_bytes(c, ns.id)?;
+    let expiry = expiry_s(state);
+    let opened = super::write(state, ns.id, move |c, ns| {
+        check_open_uploads(c, user, 1)?;
+        let pending = uploads::reserved_bytes(c, ns.id, now())?;
         super::check_quota(c, ns, sealed_size, pending)?;
-        let entry = match entries::live_at(c, ns.id, &path)? {
-            Some(e) if e.is_dir() => {
-                return Err(ApiError::conflict(
-                    "a folder exists at this path; a file cannot replace it",
-                )
-                .into());
-            }
-            Some(e) => e,
-            None => {
-                for ancestor in paths::ancestors(&path) {
-                    if entries::live_at(c, ns.id, ancestor)?.is_some_and(|e| !e.is_dir()) {
-                        return Err(ApiError::conflict(
-                            "a parent on this path is a file; a file cannot contain others",
-                        )
-                        .into());
-                    }
-                }
-                // Invisible until the first commit; the revision is stamped then.
-                entries::insert(c, ns.id, &path, KIND_FILE, ns.revision, now())?
-            }
-        };
-        let version = entries::reserve_version(c, &entry)?;
-        let created = now();
-        let blob = BlobId::random();
-        let upload = uploads::insert(
+        reserve(
             c,
-            &NewUpload {
-                user_id: user,
-                namespace_id: ns.id,
-                entry_id: entry.id,
-                version,
-                generation: 0,
-                sealed_size: sealed_size as i64,
-                blob_id: blob.as_str(),
-                created_at: created,
-                expires_at: created.saturating_add(expiry),
-            },
-        )?;
-        Ok(Response::UploadOpened {
-            upload_id: upload.id,
-            file_id: entry.id,
-            version: version.max(0) as u64,
-            generation: 0,
-            expires_at: upload.expires_at,
-        })
+            ns,
+            user,
+            &path,
+            sealed_size,
+            expiry,
+            &mut KnownPaths::default(),
+        )
     })
-    .await
+    .await?;
+    Ok(Response::UploadOpened {
+        upload_id: opened.upload_id,
+        file_id: opened.file_id,
+        version: opened.version,
+        generation: opened.generation,
+        expires_at: opened.expires_at,
+    })
 }
 
 pub async fn status(
@@ -322,13 +438,8 @@ async fn cut_back(state: &ServerState, id: &BlobId, size: u64) {
     }
 }
 
-pub async fn commit(
-    state: &ServerState,
-    session: &SessionCtx,
-    upload_id: i64,
-    wrapped_key: Vec<u8>,
-    sealed_meta: Vec<u8>,
-) -> Result<Response, ApiError> {
+/// Refuses a wrapped file key or sealed metadata of the wrong length.
+pub(super) fn check_commit(wrapped_key: &[u8], sealed_meta: &[u8]) -> Result<(), ApiError> {
     if wrapped_key.len() != WRAPPED_FILE_KEY_LEN {
         return Err(ApiError::bad_request(format!(
             "a wrapped file key is {WRAPPED_FILE_KEY_LEN} bytes, not {}",
@@ -341,6 +452,96 @@ pub async fn commit(
             sealed_meta.len()
         )));
     }
+    Ok(())
+}
+
+/// Inside a write transaction: refuses an upload whose file went to the trash meanwhile.
+pub(super) fn check_live(entry: &Entry) -> Result<(), ApiError> {
+    if entry.trash_id.is_some() {
+        return Err(ApiError::conflict(
+            "the file was deleted while it was uploading; upload it again",
+        ));
+    }
+    Ok(())
+}
+
+/// Inside a write transaction: makes sure the folders above `path` exist, creating the
+/// missing ones stamped with `stamp` (a file on the way is a conflict).
+pub(super) fn ensure_parent(
+    c: &mut DbConn,
+    ns_id: i64,
+    path: &str,
+    stamp: &mut Stamp,
+    known: &mut KnownPaths,
+) -> Result<(), Failure> {
+    if known.has_parent_of(path) {
+        return Ok(());
+    }
+    let parent = parent_of(path);
+    tree::ensure_dir(c, ns_id, parent, stamp)?;
+    for dir in paths::ancestors(parent).chain(std::iter::once(parent)) {
+        known.dirs.insert(dir.to_owned());
+    }
+    Ok(())
+}
+
+/// The heart of `upload_commit` inside the namespace's write transaction, for an upload
+/// whose blob is sealed and whose parents exist ([`ensure_parent`]): inserts the version.
+/// The caller then makes it current (`entries::set_current`), prunes ([`prune`]), adds
+/// the bytes to `used_bytes` and drops the upload row.
+pub(super) fn insert_version(
+    c: &mut DbConn,
+    upload: &Upload,
+    wrapped_key: &[u8],
+    sealed_meta: &[u8],
+    now: i64,
+) -> Result<(), Failure> {
+    versions::insert(
+        c,
+        &NewVersion {
+            entry_id: upload.entry_id,
+            version: upload.version,
+            blob_id: &upload.blob_id,
+            sealed_size: upload.sealed_size,
+            wrapped_key,
+            sealed_meta,
+            generation: upload.generation,
+            created_at: now,
+        },
+    )?;
+    Ok(())
+}
+
+/// Prunes the versions of `entry` (read in this transaction) beyond `retention`, never
+/// `current`; returns the bytes freed.
+pub(super) fn prune(
+    c: &mut DbConn,
+    entry: &Entry,
+    current: i64,
+    retention: usize,
+    now: i64,
+) -> Result<i64, Failure> {
+    // Versions are numbered from 1 and `next_version` is above every one ever reserved:
+    // no more than that many can exist.
+    if entry.next_version.saturating_sub(1) <= retention as i64 {
+        return Ok(0);
+    }
+    Ok(versions::prune(c, entry.id, retention, current, now)?)
+}
+
+/// How many versions of a file are kept, from the configuration.
+pub(super) fn retention(state: &ServerState) -> usize {
+    state.config.version_retention.max(1) as usize
+}
+
+pub async fn commit(
+    state: &ServerState,
+    session: &SessionCtx,
+    upload_id: i64,
+    wrapped_key: Vec<u8>,
+    sealed_meta: Vec<u8>,
+) -> Result<Response, ApiError> {
+    check_commit(&wrapped_key, &sealed_meta)?;
     let upload = owned(state, session, upload_id, true).await?;
     let size = upload.sealed_size.max(0) as u64;
     let held = held(state, &upload).await?;
@@ -374,35 +575,24 @@ pub async fn commit(
         ));
     }
 
-    let retention = state.config.version_retention.max(1) as usize;
+    let retention = retention(state);
     super::write(state, ns_id, move |c, ns| {
         let upload = uploads::get(c, upload_id)?.ok_or_else(gone)?;
         let entry = entries::by_id(c, upload.entry_id)?.ok_or_else(gone)?;
-        if entry.trash_id.is_some() {
-            return Err(ApiError::conflict(
-                "the file was deleted while it was uploading; upload it again",
-            )
-            .into());
-        }
+        check_live(&entry)?;
         super::check_quota(c, ns, size, 0)?;
         let mut stamp = Stamp::new(ns.id);
-        tree::ensure_dir(c, ns.id, parent_of(&entry.path), &mut stamp)?;
-        let revision = stamp.revision(c)?;
-        versions::insert(
+        ensure_parent(
             c,
-            &NewVersion {
-                entry_id: entry.id,
-                version: upload.version,
-                blob_id: &upload.blob_id,
-                sealed_size: upload.sealed_size,
-                wrapped_key: &wrapped_key,
-                sealed_meta: &sealed_meta,
-                generation: upload.generation,
-                created_at: stamp.now,
-            },
+            ns.id,
+            &entry.path,
+            &mut stamp,
+            &mut KnownPaths::default(),
         )?;
+        let revision = stamp.revision(c)?;
+        insert_version(c, &upload, &wrapped_key, &sealed_meta, stamp.now)?;
         entries::set_current(c, entry.id, upload.version, revision, stamp.now)?;
-        let freed = versions::prune(c, entry.id, retention, upload.version, stamp.now)?;
+        let freed = prune(c, &entry, upload.version, retention, stamp.now)?;
         namespaces::add_used(c, ns.id, upload.sealed_size - freed)?;
         uploads::delete(c, upload.id)?;
         let row = entries::by_id(c, entry.id)?.ok_or_else(ApiError::internal)?;

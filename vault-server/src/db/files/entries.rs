@@ -50,7 +50,7 @@ pub fn by_id(conn: &mut DbConn, id: i64) -> DbResult<Option<Entry>> {
     Ok(entries::table
         .find(id)
         .select(Entry::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -61,7 +61,7 @@ pub fn live_at(conn: &mut DbConn, ns: i64, path: &str) -> DbResult<Option<Entry>
         .filter(entries::path.eq(path))
         .filter(entries::trash_id.is_null())
         .select(Entry::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -91,6 +91,92 @@ pub fn insert(
         ))
         .execute(conn)?;
     live_at(conn, ns, path)?.ok_or(DbError::Query(diesel::result::Error::NotFound))
+}
+
+/// Inserts the invisible row of a new file with its version 1 reserved at once
+/// (`next_version` 2: what [`insert`] then [`reserve_version`] would do, in one statement)
+/// and returns its id.
+pub fn insert_new_file(
+    conn: &mut DbConn,
+    ns: i64,
+    path: &str,
+    revision: i64,
+    now: i64,
+) -> DbResult<i64> {
+    diesel::insert_into(entries::table)
+        .values((
+            entries::namespace_id.eq(ns),
+            entries::path.eq(path),
+            entries::parent.eq(vault_core::proto::parent_of(path)),
+            entries::kind.eq(KIND_FILE),
+            entries::next_version.eq(2),
+            entries::revision.eq(revision),
+            entries::created_at.eq(now),
+            entries::updated_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(entries::table
+        .filter(entries::namespace_id.eq(ns))
+        .filter(entries::path.eq(path))
+        .filter(entries::trash_id.is_null())
+        .select(entries::id)
+        .get_result(conn)?)
+}
+
+/// The live rows at these paths (visible or not; in no particular order).
+pub fn live_at_many(conn: &mut DbConn, ns: i64, paths: &[&str]) -> DbResult<Vec<Entry>> {
+    let mut found = Vec::new();
+    for batch in paths.chunks(500) {
+        found.extend(
+            entries::table
+                .filter(entries::namespace_id.eq(ns))
+                .filter(entries::path.eq_any(batch))
+                .filter(entries::trash_id.is_null())
+                .select(Entry::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(found)
+}
+
+/// Points files at versions and stamps them with `revision`, one statement per version
+/// number (a batch of new files all become version 1 at once).
+pub fn set_current_many(
+    conn: &mut DbConn,
+    current: &[(i64, i64)],
+    revision: i64,
+    now: i64,
+) -> DbResult<()> {
+    let mut by_version: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+    for (id, version) in current {
+        by_version.entry(*version).or_default().push(*id);
+    }
+    for (version, ids) in by_version {
+        for batch in ids.chunks(500) {
+            diesel::update(entries::table.filter(entries::id.eq_any(batch)))
+                .set((
+                    entries::current_version.eq(Some(version)),
+                    entries::revision.eq(revision),
+                    entries::updated_at.eq(now),
+                ))
+                .execute(conn)?;
+        }
+    }
+    Ok(())
+}
+
+/// The rows with these ids that exist (in no particular order).
+pub fn by_ids(conn: &mut DbConn, ids: &[i64]) -> DbResult<Vec<Entry>> {
+    let mut found = Vec::with_capacity(ids.len());
+    for batch in ids.chunks(500) {
+        found.extend(
+            entries::table
+                .filter(entries::id.eq_any(batch))
+                .select(Entry::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(found)
 }
 
 /// Reserves the next version number of a file and returns it.

@@ -28,7 +28,7 @@ pub fn by_id(conn: &mut DbConn, id: i64) -> DbResult<Option<Namespace>> {
     Ok(namespaces::table
         .find(id)
         .select(Namespace::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -37,7 +37,7 @@ pub fn personal(conn: &mut DbConn, user_id: i64) -> DbResult<Option<Namespace>> 
     Ok(namespaces::table
         .filter(namespaces::owner_user_id.eq(user_id))
         .select(Namespace::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -72,7 +72,7 @@ pub fn personal_quota(conn: &mut DbConn, user_id: i64) -> DbResult<Option<i64>> 
     Ok(users::table
         .find(user_id)
         .select(users::quota_bytes)
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -94,7 +94,7 @@ pub fn bump(conn: &mut DbConn, id: i64) -> DbResult<i64> {
     Ok(namespaces::table
         .find(id)
         .select(namespaces::revision)
-        .first(conn)?)
+        .get_result(conn)?)
 }
 
 /// Adds `delta` (possibly negative) to `used_bytes`.

@@ -37,23 +37,37 @@ pub struct NewUpload<'a> {
     pub expires_at: i64,
 }
 
-/// Inserts an upload and returns it.
-pub fn insert(conn: &mut DbConn, new: &NewUpload<'_>) -> DbResult<Upload> {
+/// Inserts an upload and returns its id.
+pub fn insert(conn: &mut DbConn, new: &NewUpload<'_>) -> DbResult<i64> {
     diesel::insert_into(uploads::table)
         .values(new)
         .execute(conn)?;
     Ok(uploads::table
         .filter(uploads::blob_id.eq(new.blob_id))
-        .select(Upload::as_select())
-        .first(conn)?)
+        .select(uploads::id)
+        .get_result(conn)?)
 }
 
 pub fn get(conn: &mut DbConn, id: i64) -> DbResult<Option<Upload>> {
     Ok(uploads::table
         .find(id)
         .select(Upload::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
+}
+
+/// The uploads with these ids that exist (in no particular order).
+pub fn get_many(conn: &mut DbConn, ids: &[i64]) -> DbResult<Vec<Upload>> {
+    let mut found = Vec::with_capacity(ids.len());
+    for batch in ids.chunks(500) {
+        found.extend(
+            uploads::table
+                .filter(uploads::id.eq_any(batch))
+                .select(Upload::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(found)
 }
 
 pub fn delete(conn: &mut DbConn, id: i64) -> DbResult<()> {
@@ -61,19 +75,30 @@ pub fn delete(conn: &mut DbConn, id: i64) -> DbResult<()> {
     Ok(())
 }
 
-/// How many unfinished uploads a user has.
-pub fn count_for_user(conn: &mut DbConn, user_id: i64) -> DbResult<i64> {
+/// Deletes the uploads with these ids.
+pub fn delete_many(conn: &mut DbConn, ids: &[i64]) -> DbResult<()> {
+    for batch in ids.chunks(500) {
+        diesel::delete(uploads::table.filter(uploads::id.eq_any(batch))).execute(conn)?;
+    }
+    Ok(())
+}
+
+/// How many unfinished uploads a user has that have not expired at `now` (an expired one
+/// can no longer be continued or committed; gc removes it).
+pub fn count_for_user(conn: &mut DbConn, user_id: i64, now: i64) -> DbResult<i64> {
     Ok(uploads::table
         .filter(uploads::user_id.eq(user_id))
+        .filter(uploads::expires_at.ge(now))
         .count()
         .get_result(conn)?)
 }
 
-/// Bytes declared by the unfinished uploads into a namespace: they may arrive at any time,
-/// so a new upload must fit beside them.
-pub fn reserved_bytes(conn: &mut DbConn, namespace_id: i64) -> DbResult<u64> {
+/// Bytes declared by the unfinished uploads into a namespace that have not expired at
+/// `now`: they may arrive at any time, so a new upload must fit beside them.
+pub fn reserved_bytes(conn: &mut DbConn, namespace_id: i64, now: i64) -> DbResult<u64> {
     let sizes: Vec<i64> = uploads::table
         .filter(uploads::namespace_id.eq(namespace_id))
+        .filter(uploads::expires_at.ge(now))
         .select(uploads::sealed_size)
         .load(conn)?;
     Ok(sizes.into_iter().map(|n| n.max(0) as u64).sum())

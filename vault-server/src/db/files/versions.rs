@@ -48,7 +48,7 @@ pub fn get(conn: &mut DbConn, entry_id: i64, version: i64) -> DbResult<Option<Ve
         .filter(versions::entry_id.eq(entry_id))
         .filter(versions::version.eq(version))
         .select(Version::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
