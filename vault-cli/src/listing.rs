@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 use vault_client::files::remote::{Entry, TrashEntry, Versions};
+use vault_core::calendar::civil_from_days;
 use vault_core::proto::{EntryKind, Usage};
 use vault_core::units::format_size;
 
@@ -15,20 +16,6 @@ pub fn short_time(secs: i64) -> String {
         rem / 3600,
         rem / 60 % 60
     )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 fn kind(k: EntryKind) -> &'static str {
