@@ -34,28 +34,18 @@ pub const BATCHES_IN_FLIGHT: usize = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    /// A file request failed.
+    /// A file request failed, or a local file or the state could not be read or written.
     #[error(transparent)]
     Files(#[from] FilesError),
-    /// A local file or the state could not be read or written.
-    #[error("cannot {what} {}: {source}", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
     /// The run can't be done as asked.
     #[error("{0}")]
     Usage(String),
 }
 
 impl SyncError {
+    /// An I/O error on `path` ([`FilesError::io`]).
     pub fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        SyncError::Io {
-            what,
-            path: path.into(),
-            source,
-        }
+        SyncError::Files(FilesError::io(what, path, source))
     }
 
     fn is_connection(&self) -> bool {
@@ -157,18 +147,8 @@ pub fn conflict_name(name: &str, tag: &str, n: u32) -> String {
 
 /// `YYYY-MM-DD HHMMSS` in UTC for Unix seconds `secs`.
 pub fn utc_stamp(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = vault_core::calendar::civil_from_days(days);
     format!(
         "{year:04}-{month:02}-{day:02} {:02}{:02}{:02}",
         rem / 3600,
