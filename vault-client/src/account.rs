@@ -182,6 +182,7 @@ async fn login_on(
     let LoggedIn {
         token,
         keys: account_keys,
+        ..
     } = match conn
         .call(&Request::Login {
             username: username.to_string(),

@@ -253,7 +253,7 @@ fn rsa_v1() -> Result<(), CryptoError> {
             c.at()
         );
         // Python encrypted, we decrypt.
-        let pt = pair.decrypt_oaep(&c.hex("oaep_ciphertext"))?;
+        let pt = pair.decrypt_oaep(&c.hex("oaep_ciphertext"), b"")?;
         assert_eq!(hexs(&pt), c.text("oaep_plaintext"), "{}: OAEP", c.at());
         // Python signed, we verify; our own signature verifies too.
         let (msg, sig) = (c.hex("pss_message"), c.hex("pss_signature"));

@@ -6,8 +6,8 @@
 use vault_core::crypto::KdfParams;
 use vault_core::proto::{
     AccountKeys, ApiError, BatchResult, ByteBuf, CommittedFile, ErrorCode, LoggedIn, NewAccount,
-    NsRef, OpenFile, OpenedUpload, PasswordMaterial, PutFile, Request, Response, SecretBytes,
-    decode_body, encode_frame, parse_header,
+    NewEnvelope, NsRef, OpenFile, OpenedUpload, PasswordMaterial, PutFile, Request, Response,
+    SecretBytes, decode_body, encode_frame, parse_header,
 };
 
 fn check<T>(name: &str, message: T)
@@ -115,7 +115,40 @@ fn logged_in() {
                 public_key: bytes(5, 4),
                 private_key_sealed: bytes(6, 4),
             },
+            key_tasks: 0,
         }),
+    );
+    // With key work waiting, the count is one more field; without, the encoding above
+    // is what clients before groups expect.
+    check(
+        "response_logged_in_key_tasks",
+        Response::LoggedIn(LoggedIn {
+            token: None,
+            keys: AccountKeys {
+                username: "bob".into(),
+                account_key_by_kek: bytes(3, 2),
+                public_key: bytes(5, 2),
+                private_key_sealed: bytes(6, 2),
+            },
+            key_tasks: 2,
+        }),
+    );
+}
+
+#[test]
+fn group_join() {
+    check(
+        "request_group_join",
+        Request::GroupJoin {
+            invite_id: 12,
+            auth: SecretBytes::new(vec![9; 4]),
+            envelopes: vec![NewEnvelope {
+                member: "bob".into(),
+                generation: 1,
+                envelope: bytes(1, 3),
+                signature: bytes(2, 3),
+            }],
+        },
     );
 }
 

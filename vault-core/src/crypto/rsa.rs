@@ -99,8 +99,14 @@ impl UserKeyPair {
         public_key_fingerprint(&self.public_spki)
     }
 
-    /// Decrypts an RSA-OAEP (SHA-256, MGF1-SHA-256, no label) ciphertext.
-    pub fn decrypt_oaep(&self, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    /// Decrypts an RSA-OAEP (SHA-256, MGF1-SHA-256) ciphertext made with `label` (the
+    /// associated data that names what is wrapped; empty for none). A ciphertext made with
+    /// another label fails like any other bad ciphertext.
+    pub fn decrypt_oaep(
+        &self,
+        ciphertext: &[u8],
+        label: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         let mut out = Zeroizing::new(vec![0u8; self.decrypting.min_output_size()]);
         let len = self
             .decrypting
@@ -108,7 +114,7 @@ impl UserKeyPair {
                 &OAEP_SHA256_MGF1SHA256,
                 ciphertext,
                 out.as_mut_slice(),
-                None,
+                Some(label),
             )
             .map_err(|_| CryptoError::Decrypt)?
             .len();
@@ -138,8 +144,13 @@ impl std::fmt::Debug for UserKeyPair {
 }
 
 /// Encrypts `plaintext` (at most 318 bytes) to an RSA-3072 public key given as SPKI DER,
-/// with RSA-OAEP, SHA-256, MGF1-SHA-256 and no label.
-pub fn encrypt_oaep(public_spki_der: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+/// with RSA-OAEP, SHA-256, MGF1-SHA-256 and `label` (empty for none; the group-key
+/// envelopes of SPEC 6.5 put their associated data here).
+pub fn encrypt_oaep(
+    public_spki_der: &[u8],
+    plaintext: &[u8],
+    label: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
     let key = OaepPublicEncryptingKey::new(parse_public(public_spki_der)?)
         .map_err(|_| rsa_err("unusable public key"))?;
     let max = key.max_plaintext_size(&OAEP_SHA256_MGF1SHA256);
@@ -151,7 +162,7 @@ pub fn encrypt_oaep(public_spki_der: &[u8], plaintext: &[u8]) -> Result<Vec<u8>,
     }
     let mut out = vec![0u8; key.ciphertext_size()];
     let len = key
-        .encrypt(&OAEP_SHA256_MGF1SHA256, plaintext, &mut out, None)
+        .encrypt(&OAEP_SHA256_MGF1SHA256, plaintext, &mut out, Some(label))
         .map_err(|_| rsa_err("encryption failed"))?
         .len();
     out.truncate(len);
@@ -211,12 +222,15 @@ mod tests {
         let p = pair();
         let spki = p.public_key_der()?;
         let secret = [0x5au8; 32];
-        let ct = encrypt_oaep(&spki, &secret)?;
+        let ct = encrypt_oaep(&spki, &secret, b"")?;
         assert_eq!(ct.len(), 384);
-        assert_eq!(p.decrypt_oaep(&ct)?.as_slice(), &secret);
+        assert_eq!(p.decrypt_oaep(&ct, b"")?.as_slice(), &secret);
         // Randomised padding: the same plaintext encrypts differently.
-        assert_ne!(encrypt_oaep(&spki, &secret)?, ct);
-        assert!(p.decrypt_oaep(&encrypt_oaep(&spki, b"")?)?.is_empty());
+        assert_ne!(encrypt_oaep(&spki, &secret, b"")?, ct);
+        assert!(
+            p.decrypt_oaep(&encrypt_oaep(&spki, b"", b"")?, b"")?
+                .is_empty()
+        );
         Ok(())
     }
 
@@ -224,13 +238,16 @@ mod tests {
     fn oaep_rejects_tampering_and_oversize() -> Result<(), CryptoError> {
         let p = pair();
         let spki = p.public_key_der()?;
-        let mut ct = encrypt_oaep(&spki, b"key")?;
+        let mut ct = encrypt_oaep(&spki, b"key", b"")?;
         ct[100] ^= 1;
-        assert_eq!(p.decrypt_oaep(&ct).err(), Some(CryptoError::Decrypt));
-        assert_eq!(p.decrypt_oaep(&ct[..383]).err(), Some(CryptoError::Decrypt));
-        assert!(encrypt_oaep(&spki, &[0u8; 318]).is_ok());
+        assert_eq!(p.decrypt_oaep(&ct, b"").err(), Some(CryptoError::Decrypt));
+        assert_eq!(
+            p.decrypt_oaep(&ct[..383], b"").err(),
+            Some(CryptoError::Decrypt)
+        );
+        assert!(encrypt_oaep(&spki, &[0u8; 318], b"").is_ok());
         assert!(matches!(
-            encrypt_oaep(&spki, &[0u8; 319]),
+            encrypt_oaep(&spki, &[0u8; 319], b""),
             Err(CryptoError::Rsa(_))
         ));
         Ok(())
@@ -258,7 +275,7 @@ mod tests {
             Err(CryptoError::Rsa(_))
         ));
         assert!(matches!(
-            encrypt_oaep(b"not a key", b"x"),
+            encrypt_oaep(b"not a key", b"x", b""),
             Err(CryptoError::Rsa(_))
         ));
         assert!(matches!(
@@ -276,7 +293,7 @@ mod tests {
         );
         let spki: PublicKeyX509Der<'static> =
             small.public_key().as_der().map_err(|_| rsa_err("der"))?;
-        assert!(encrypt_oaep(spki.as_ref(), b"x").is_err());
+        assert!(encrypt_oaep(spki.as_ref(), b"x", b"").is_err());
         Ok(())
     }
 

@@ -111,6 +111,22 @@ pub enum FormatError {
     #[error("invalid DES key: {0}")]
     InvalidDesKey(String),
 
+    /// A group-key envelope failed its checks: its signature does not verify, or it does
+    /// not open for this member, group and generation.
+    #[error("the key of group {group_id} generation {generation} was refused: {why}")]
+    GroupKey {
+        /// The group id the envelope claims.
+        group_id: i64,
+        /// The generation it claims.
+        generation: u32,
+        /// What failed, in words.
+        why: String,
+    },
+
+    /// A join code could not be read or used; the text says what is wrong.
+    #[error("invalid join code: {0}")]
+    InvalidJoinCode(String),
+
     /// AES-GCM refused to encrypt (for example, an absurdly large input).
     #[error("could not encrypt")]
     Encrypt,

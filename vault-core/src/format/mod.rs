@@ -8,11 +8,14 @@
 //!   namespace, file and version ([`wrap_file_key`], [`unwrap_file_key`]).
 //! - [`meta`] — encrypted metadata: size, mtime, mode, BLAKE3 ([`FileMeta`]).
 //! - [`names`] — deterministic AES-SIV encryption of path segments ([`NameKey`]).
+//! - [`groupkey`] — group-key envelopes (RSA-OAEP with the slot as label, signed by the
+//!   member who wrapped them) and the keys a join code carries ([`InviteSecret`]).
 //! - [`legacy`] — decryption of the legacy DES-CBC/ECB netdisk format ([`decrypt_legacy`]).
 //! - [`error`] — [`FormatError`].
 
 pub mod error;
 pub mod filekey;
+pub mod groupkey;
 pub mod legacy;
 pub mod meta;
 pub mod names;
@@ -22,6 +25,7 @@ pub use error::FormatError;
 pub use filekey::{
     FileKeyAd, Namespace, generate_file_key, unwrap_file_key, wrap_file_key, wrapping_key_for,
 };
+pub use groupkey::{EnvelopeSlot, InviteSecret, SignedEnvelope, open_envelope, seal_envelope};
 pub use legacy::{LegacyDecryptor, LegacyMode, decrypt_legacy, parse_des_key};
 pub use meta::{ContentHasher, FileMeta, content_hash, open_meta, seal_meta};
 pub use names::{NameKey, split_path, validate_segment};

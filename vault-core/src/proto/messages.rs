@@ -9,6 +9,10 @@ use super::files::{
     BatchResult, Change, CommittedFile, EntryInfo, NsRef, OpenFile, OpenedUpload, PutFile, Rename,
     TrashItem, Usage, VersionInfo,
 };
+use super::groups::{
+    EnvelopeInfo, GroupDetails, GroupRole, GroupSummary, InviteInfo, KeyTask, MemberInfo,
+    NewEnvelope, Rotation, UserKey,
+};
 use super::{ApiError, SecretBytes};
 use crate::crypto::kdf::KdfParams;
 
@@ -170,6 +174,89 @@ pub enum Request {
         since: u64,
         after: Option<ChangeCursor>,
     },
+    /// A user's public key (to wrap group keys for them, or to compare fingerprints).
+    UserKey {
+        username: String,
+    },
+    /// Creates a group with the caller as owner; its first key comes with `group_rotate`
+    /// (generation 0), since envelopes name the group id this answer carries.
+    GroupCreate {
+        name: String,
+    },
+    /// The caller's groups.
+    GroupList,
+    GroupInfo {
+        group: String,
+    },
+    GroupMembers {
+        group: String,
+    },
+    /// The caller's own envelopes of every generation.
+    GroupKeys {
+        group: String,
+    },
+    /// Makes a join code: the server keeps a hash of `auth` and the sealed keys.
+    GroupInviteCreate {
+        group: String,
+        auth: SecretBytes,
+        sealed_keys: ByteBuf,
+        uses: u32,
+        expires_s: u64,
+    },
+    /// Shows an invite to the holder of its code (uses nothing up).
+    GroupInviteOpen {
+        invite_id: i64,
+        auth: SecretBytes,
+    },
+    /// Joins with a join code, with the caller's own envelopes of the invite's keys.
+    GroupJoin {
+        invite_id: i64,
+        auth: SecretBytes,
+        envelopes: Vec<NewEnvelope>,
+    },
+    /// Adds a member with an envelope of every generation.
+    GroupAdd {
+        group: String,
+        username: String,
+        envelopes: Vec<NewEnvelope>,
+    },
+    /// Removes a member; `rotation` is the next generation for everyone who stays.
+    GroupRemove {
+        group: String,
+        username: String,
+        rotation: Option<Rotation>,
+    },
+    /// The caller leaves; `rotation` is the next generation for everyone who stays.
+    GroupLeave {
+        group: String,
+        rotation: Option<Rotation>,
+    },
+    GroupSetRole {
+        group: String,
+        username: String,
+        role: GroupRole,
+    },
+    GroupRename {
+        group: String,
+        new_name: String,
+    },
+    /// Deletes the group and every file in it (owner only).
+    GroupDelete {
+        group: String,
+    },
+    /// A new key generation for every member: the first key, or a rotation the server
+    /// asked for in a [`KeyTask`].
+    GroupRotate {
+        group: String,
+        rotation: Rotation,
+    },
+    /// Envelopes for members who lack them (key healing).
+    GroupPutEnvelopes {
+        group: String,
+        envelopes: Vec<NewEnvelope>,
+    },
+    /// Key work the caller's client can do for others.
+    KeyTasks,
 }
 
 impl Request {
@@ -208,6 +295,24 @@ impl Request {
             Self::TrashEmpty { .. } => "trash_empty",
             Self::Usage { .. } => "usage",
             Self::Changes { .. } => "changes",
+            Self::UserKey { .. } => "user_key",
+            Self::GroupCreate { .. } => "group_create",
+            Self::GroupList => "group_list",
+            Self::GroupInfo { .. } => "group_info",
+            Self::GroupMembers { .. } => "group_members",
+            Self::GroupKeys { .. } => "group_keys",
+            Self::GroupInviteCreate { .. } => "group_invite_create",
+            Self::GroupInviteOpen { .. } => "group_invite_open",
+            Self::GroupJoin { .. } => "group_join",
+            Self::GroupAdd { .. } => "group_add",
+            Self::GroupRemove { .. } => "group_remove",
+            Self::GroupLeave { .. } => "group_leave",
+            Self::GroupSetRole { .. } => "group_set_role",
+            Self::GroupRename { .. } => "group_rename",
+            Self::GroupDelete { .. } => "group_delete",
+            Self::GroupRotate { .. } => "group_rotate",
+            Self::GroupPutEnvelopes { .. } => "group_put_envelopes",
+            Self::KeyTasks => "key_tasks",
         }
     }
 }
@@ -301,6 +406,38 @@ pub enum Response {
         /// Entries were purged after `since`: the client must compare a full listing.
         resync: bool,
     },
+    UserKey(UserKey),
+    GroupCreated {
+        group_id: i64,
+        name: String,
+    },
+    Groups {
+        groups: Vec<GroupSummary>,
+    },
+    GroupInfo(GroupDetails),
+    GroupMembers {
+        group_id: i64,
+        /// The key generation in force; `None` until the first key is made.
+        generation: Option<u32>,
+        members: Vec<MemberInfo>,
+    },
+    GroupKeys {
+        group_id: i64,
+        generation: Option<u32>,
+        envelopes: Vec<EnvelopeInfo>,
+    },
+    InviteCreated {
+        invite_id: i64,
+        expires_at: i64,
+    },
+    InviteOpened(InviteInfo),
+    GroupJoined {
+        group_id: i64,
+        name: String,
+    },
+    KeyTasks {
+        tasks: Vec<KeyTask>,
+    },
     Error(ApiError),
 }
 
@@ -353,6 +490,14 @@ pub struct LoggedIn {
     /// The session token (only on `login`; `resume` already has it).
     pub token: Option<SecretBytes>,
     pub keys: AccountKeys,
+    /// How many pieces of group-key work the client could do for others (`key_tasks`):
+    /// a group without a key, a rotation after a removal, members without envelopes.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub key_tasks: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The sealed key material a client needs to unlock an account.

@@ -1,10 +1,12 @@
 //! The wire protocol of SPEC §8: one bidirectional QUIC stream per request, each carrying
 //! a frame of `u32` big-endian length + CBOR. `frame` encodes and decodes frames,
-//! `messages` holds the `Request`/`Response` types (`files` those of the file requests), `error` the stable error codes.
+//! `messages` holds the `Request`/`Response` types (`files` those of the file requests,
+//! `groups` those of the group and key requests), `error` the stable error codes.
 
 pub mod error;
 pub mod files;
 pub mod frame;
+pub mod groups;
 pub mod messages;
 pub mod names;
 pub mod secret_bytes;
@@ -14,6 +16,10 @@ pub use files::{
     BATCH_MAX_FILES, BATCH_MAX_PATH_BYTES, BATCH_MAX_SEALED, BatchResult, Change, CommittedFile,
     EntryInfo, EntryKind, NsRef, OpenFile, OpenedUpload, PutFile, Rename, SMALL_FILE_MAX,
     TrashItem, Usage, VersionInfo, check_encrypted_path, parent_of,
+};
+pub use groups::{
+    EnvelopeInfo, GroupDetails, GroupRole, GroupSummary, InviteInfo, KeyTask, MemberInfo,
+    NewEnvelope, Rotation, UserKey,
 };
 pub use frame::{FrameError, MAX_FRAME_LEN, decode_body, encode_frame, parse_header};
 pub use messages::*;

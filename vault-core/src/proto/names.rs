@@ -3,13 +3,22 @@
 
 /// Case-folds and checks a username: 3–32 characters of `[a-z0-9_.-]` (SPEC §5).
 pub fn normalize_username(raw: &str) -> Result<String, String> {
+    normalize_name(raw, "username")
+}
+
+/// Case-folds and checks a group name: the same rules as usernames.
+pub fn normalize_group_name(raw: &str) -> Result<String, String> {
+    normalize_name(raw.strip_prefix('@').unwrap_or(raw), "group name")
+}
+
+fn normalize_name(raw: &str, what: &str) -> Result<String, String> {
     let name = raw.trim().to_lowercase();
     let ok_chars = name
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c));
     if !(3..=32).contains(&name.len()) || !ok_chars {
         return Err(format!(
-            "invalid username {raw:?}: use 3 to 32 characters from a-z, 0-9, '_', '.' and '-'"
+            "invalid {what} {raw:?}: use 3 to 32 characters from a-z, 0-9, '_', '.' and '-'"
         ));
     }
     Ok(name)
@@ -43,6 +52,16 @@ pub fn normalize_email(raw: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_names_follow_the_username_rules() {
+        assert_eq!(normalize_group_name("@Team").expect("valid"), "team");
+        assert!(
+            normalize_group_name("a/b")
+                .unwrap_err()
+                .contains("group name")
+        );
+    }
 
     #[test]
     fn usernames() {

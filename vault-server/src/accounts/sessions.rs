@@ -90,5 +90,6 @@ pub fn bind(
     LoggedIn {
         token,
         keys: account_keys(user),
+        key_tasks: 0,
     }
 }
