@@ -58,7 +58,7 @@ mod tests {
         assert_eq!(normalize_group_name("@Team").expect("valid"), "team");
         assert!(
             normalize_group_name("a/b")
-                .unwrap_err()
+                .expect_err("a slash")
                 .contains("group name")
         );
     }
