@@ -10,6 +10,7 @@ mod cert;
 mod context;
 mod fsck;
 mod gc;
+mod groups;
 mod mail;
 mod output;
 mod stats;
@@ -24,8 +25,8 @@ use vault_server::config::{Config, Overrides};
 
 use crate::context::Ctx;
 
-/// Run a Vault server's users, throttling, audit log, certificate, mail and file store
-/// from its host.
+/// Run a Vault server's users, groups, throttling, audit log, certificate, mail and file
+/// store from its host.
 #[derive(Debug, Parser)]
 #[command(name = "vault-admin", version)]
 struct Args {
@@ -47,6 +48,9 @@ enum Command {
     /// Accounts: list, show, lock, unlock, delete, set-quota, reset-throttle, sessions, kick.
     #[command(subcommand)]
     User(users::UserCommand),
+    /// Groups: list, show, create, delete, add-member, remove-member, set-owner, set-quota.
+    #[command(subcommand)]
+    Group(groups::GroupCommand),
     /// Login throttling by account and source address.
     #[command(subcommand)]
     Throttle(throttle::ThrottleCommand),
@@ -102,6 +106,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ctx = Ctx { config };
     let done = match args.command {
         Command::User(c) => users::run(&ctx, c),
+        Command::Group(c) => groups::run(&ctx, c),
         Command::Throttle(c) => throttle::run(&ctx, c),
         Command::Stats(a) => stats::run(&ctx, a),
         Command::Audit(a) => audit::run(&ctx, a),

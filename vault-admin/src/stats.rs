@@ -1,6 +1,6 @@
-//! `vault-admin stats`: counts for a dashboard. The keys are stable: `groups` is 0 until
-//! groups are stored by the server; `bytes` is the ciphertext the file store holds (all
-//! versions, trash included), also given as `stored_bytes`.
+//! `vault-admin stats`: counts for a dashboard. The keys are stable: `bytes` is the
+//! ciphertext the file store holds (all versions, trash included, personal and group
+//! spaces), also given as `stored_bytes`.
 
 use clap::Args;
 use serde::Serialize;
@@ -44,7 +44,7 @@ pub fn run(ctx: &Ctx, args: StatsArgs) -> anyhow::Result<()> {
         locked_users: db::users::count_locked(conn)?,
         sessions: db::sessions::count_live(conn)?,
         throttled: db::throttle::count_locked(conn, output::now())?,
-        groups: 0,
+        groups: db::groups::count(conn)?,
         files: f.files,
         bytes: f.stored_bytes,
         directories: f.directories,

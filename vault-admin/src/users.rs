@@ -2,9 +2,10 @@
 //! set quotas, clear login throttling, and list or end sessions. Sessions are ended in
 //! the database; a running server notices within `sessions.check_interval_ms` and closes
 //! the connections with the reason. Deleting an account deletes its files too (blobs are
-//! queued for gc). `set-quota` takes effect at once: the server reads the quota on every
-//! check. Every change is audited with actor `admin`; a
-//! command that changes nothing (unlocking an unlocked account) writes no entry.
+//! queued for gc) and takes it out of its groups (refused while it owns one). `set-quota`
+//! takes effect at once: the server reads the quota on every check. Every change is
+//! audited with actor `admin`; a command that changes nothing (unlocking an unlocked
+//! account) writes no entry.
 
 use std::collections::HashMap;
 
@@ -14,6 +15,8 @@ use serde::Serialize;
 use vault_core::proto::names;
 use vault_server::accounts::SESSION_ENDED_BY_ADMIN;
 use vault_server::db::{self, DbConn, DbError, throttle::FailureRow, users::User};
+use vault_server::files::Failure;
+use vault_server::groups::change;
 use vault_server::maintenance::purge::purge_user_files;
 use vault_server::maintenance::stats::used_bytes_of_user;
 use vault_server::throttle::account_subject;
@@ -90,14 +93,14 @@ pub fn run(ctx: &Ctx, command: UserCommand) -> anyhow::Result<()> {
 }
 
 /// A quota from the command line: a size that fits the database's signed column.
-fn parse_quota(text: &str) -> Result<i64, String> {
+pub(crate) fn parse_quota(text: &str) -> Result<i64, String> {
     let bytes = vault_core::units::parse_size(text)?;
     i64::try_from(bytes).map_err(|_| format!("size {text:?} is too large"))
 }
 
 /// The account named `name` (case-folded like the server does), or an error that says
 /// where to look.
-fn find_user(conn: &mut DbConn, name: &str) -> anyhow::Result<User> {
+pub(crate) fn find_user(conn: &mut DbConn, name: &str) -> anyhow::Result<User> {
     let folded = names::normalize_username(name).unwrap_or_else(|_| name.to_string());
     match db::users::by_name(conn, &folded)? {
         Some(user) => Ok(user),
@@ -319,6 +322,17 @@ fn unlock(conn: &mut DbConn, name: &str) -> anyhow::Result<()> {
 
 fn delete(ctx: &Ctx, conn: &mut DbConn, name: &str, yes: bool) -> anyhow::Result<()> {
     let user = find_user(conn, name)?;
+    let owned = change::owned_by(conn, user.id).map_err(crate::groups::failure)?;
+    if !owned.is_empty() {
+        let names: Vec<&str> = owned.iter().map(|g| g.name.as_str()).collect();
+        bail!(
+            "not deleting {0}: it owns group(s) {1}. Set another owner \
+             (`vault-admin group set-owner GROUP USER`) or delete the group \
+             (`vault-admin group delete GROUP --yes`) first",
+            user.username,
+            names.join(", ")
+        );
+    }
     if !yes {
         let live = db::sessions::live_for_user(conn, user.id)?.len();
         bail!(
@@ -328,8 +342,23 @@ fn delete(ctx: &Ctx, conn: &mut DbConn, name: &str, yes: bool) -> anyhow::Result
             user.username
         );
     }
-    let (ended, files) = db::transaction(conn, |c| {
+    let (ended, files, groups) = db::transaction(conn, |c| {
         let ended = db::sessions::end_all_for_user(c, user.id, None, ENDED_BY_DELETE)?;
+        // Out of every group (refused if it owns one now): its envelopes go, and each
+        // group with a key needs a new generation, which the next keyed member's client
+        // makes.
+        let groups = change::drop_user(c, &user)?;
+        for g in &groups {
+            record(
+                c,
+                "group.remove",
+                Some(&user.username),
+                &format!(
+                    "{} removed from group {} with the account; a new key generation is due",
+                    user.username, g.name
+                ),
+            )?;
+        }
         // The files go with the account: their blobs are queued for gc.
         let files = purge_user_files(c, user.id, output::now())?;
         db::users::delete(c, user.id)?;
@@ -348,8 +377,9 @@ fn delete(ctx: &Ctx, conn: &mut DbConn, name: &str, yes: bool) -> anyhow::Result
                 files.entries, files.versions, files.bytes, files.uploads
             ),
         )?;
-        Ok::<_, DbError>((ended, files))
-    })?;
+        Ok::<_, Failure>((ended, files, groups))
+    })
+    .map_err(crate::groups::failure)?;
     // Partial uploads go now; gc removes anything left here as an orphan later.
     if !files.partials.is_empty()
         && let Ok(store) = ctx.blobs()
@@ -359,6 +389,14 @@ fn delete(ctx: &Ctx, conn: &mut DbConn, name: &str, yes: bool) -> anyhow::Result
         }
     }
     println!("deleted {} ({ended} live session(s) ended)", user.username);
+    if !groups.is_empty() {
+        let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+        println!(
+            "removed it from group(s) {}; their next keyed member's client makes a new key \
+             generation",
+            names.join(", ")
+        );
+    }
     if files.entries > 0 || files.uploads > 0 {
         println!(
             "deleted its {} file(s) and folder(s) with {} version(s) ({}); gc removes the \

@@ -2,12 +2,14 @@
 
 use anyhow::{Context, bail};
 use vault_client::account::{self, ResetMode, ServerOpts};
+use vault_client::files::Files;
 use vault_client::state::StateDir;
 use vault_core::crypto::RecoveryKey;
 use vault_core::units::format_size;
 
 use crate::args::{Cli, Command, ServerArgs};
 use crate::prompt::{self, Source};
+use crate::warnings;
 
 fn opts(s: &ServerArgs) -> ServerOpts {
     ServerOpts {
@@ -87,8 +89,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     env_var: "VAULT_PASSWORD",
                 },
             )?;
-            account::login(&state, &opts(&server), &user, pw.as_bytes()).await?;
+            let key_tasks = account::login(&state, &opts(&server), &user, pw.as_bytes()).await?;
             println!("Logged in as {}.", user.to_lowercase());
+            if key_tasks > 0 {
+                // Key work for other group members: warnings only, never a failed login.
+                match Files::open(&state).await {
+                    Ok(files) => {
+                        warnings::defer(files.take_warnings());
+                        files.close();
+                    }
+                    Err(e) => warnings::defer(vec![format!(
+                        "could not do the group-key work for other members: {e}"
+                    )]),
+                }
+            }
         }
         Command::Logout { forget_server } => {
             let ended = account::logout(&state, forget_server).await?;
@@ -101,7 +115,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Whoami { json } => {
-            let (info, config) = account::whoami(&state).await?;
+            // Through `Files`, which also does the group-key work for other members.
+            let files = Files::open(&state).await?;
+            let info = account::whoami_on(&files.conn()).await;
+            warnings::defer(files.take_warnings());
+            files.close();
+            let (info, config) = (info?, state.config()?);
             let server = config.server.unwrap_or_default();
             let fingerprint = config.fingerprint.unwrap_or_default();
             if json {

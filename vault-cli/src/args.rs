@@ -1,6 +1,7 @@
 //! What the user typed: the clap definitions of every `vault` command.
 
 use clap::{Args, Parser, Subcommand};
+use vault_core::proto::GroupRole;
 
 /// Vault: an end-to-end encrypted file vault for the terminal.
 ///
@@ -67,6 +68,9 @@ pub struct SyncArgs {
 pub enum TrashCommand {
     /// List deletions that can be undone, newest first.
     Ls {
+        /// The space: @GROUP (default: your personal space).
+        #[arg(value_name = "@GROUP")]
+        space: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -75,9 +79,95 @@ pub enum TrashCommand {
     Restore { path: String },
     /// Delete everything in the trash for good (asks first on a terminal).
     Empty {
+        /// The space: @GROUP (default: your personal space).
+        #[arg(value_name = "@GROUP")]
+        space: Option<String>,
         /// Do not ask (needed when standard input is not a terminal).
         #[arg(long)]
         yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a group; you become its owner and your client makes its first key.
+    Create { name: String },
+    /// List your groups with your role and whether you hold the key.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a group: id, your role, members, key generation, quota.
+    Info {
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a group's members with their roles, key fingerprints and whether they hold
+    /// the key.
+    Members {
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a join code (printed on stdout); whoever holds it can join and read the group.
+    Invite {
+        name: String,
+        /// How many people may join with it.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        uses: u32,
+        /// How long it stays valid, e.g. 30m, 12h, 7d (at most 30d).
+        #[arg(long, value_name = "DURATION", default_value = "7d")]
+        expires: String,
+    },
+    /// Join a group with a join code from `vault group invite`.
+    Join { code: String },
+    /// Add a user; your client wraps every key generation for their public key.
+    Add { name: String, user: String },
+    /// Remove a member; the others get a new key generation.
+    Remove { name: String, user: String },
+    /// Leave a group; the others get a new key generation.
+    Leave { name: String },
+    /// Give a member a role: owner, manager or member.
+    Role {
+        name: String,
+        user: String,
+        #[arg(value_parser = parse_role)]
+        role: GroupRole,
+    },
+    /// Rename a group.
+    Rename { old: String, new: String },
+    /// Delete a group and every file in it, for good (owner only).
+    Delete {
+        name: String,
+        /// Do not ask (needed when standard input is not a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+fn parse_role(text: &str) -> Result<GroupRole, String> {
+    text.parse()
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Show your public key's fingerprint, or USER's as the server has it and whether it
+    /// is the one you trust.
+    Fingerprint {
+        user: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pin USER's key after comparing its fingerprint with them (in person, by phone).
+    Verify {
+        user: String,
+        #[arg(value_name = "SHA256:…")]
+        fingerprint: String,
     },
 }
 
@@ -184,6 +274,9 @@ pub enum Command {
     },
     /// Show the space used and allowed (ciphertext bytes of all versions, trash included).
     Quota {
+        /// The space: @GROUP (default: your personal space).
+        #[arg(value_name = "@GROUP")]
+        space: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -266,6 +359,16 @@ pub enum Command {
         #[command(subcommand)]
         command: TrashCommand,
     },
+    /// Shared spaces: create, invite, join, add and remove members, roles.
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
+    /// Other users' public keys: compare fingerprints and pin them.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Decrypt a file of the legacy DES netdisk and store it as a normal vault file.
     ImportLegacy {
         /// The DES key as 16 hex digits.
@@ -289,6 +392,11 @@ impl Command {
             self,
             Command::Sync { .. } | Command::Push { .. } | Command::Pull { .. }
         )
+    }
+
+    /// Whether this is a group or key command (handled by `groups`).
+    pub fn is_groups(&self) -> bool {
+        matches!(self, Command::Group { .. } | Command::Key { .. })
     }
 
     /// Whether this is a file command (handled by `files`).

@@ -16,6 +16,7 @@ use vault_client::files::upload::Uploaded;
 use vault_client::files::{Files, RemotePath, legacy};
 use vault_client::state::StateDir;
 use vault_core::format::{LegacyMode, parse_des_key};
+use vault_core::proto::NsRef;
 use vault_core::units::{format_size, parse_size};
 
 use crate::args::{Command, LegacyModeArg, TransferArgs, TrashCommand};
@@ -33,8 +34,30 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     let files = Files::open(&state).await?;
     let files = Arc::new(files);
     let result = dispatch(&files, &state, command).await;
+    crate::warnings::defer(files.take_warnings());
     files.close();
     result
+}
+
+/// The space a command names: `@GROUP` (or `/`, the personal space); none is the personal
+/// space.
+fn space(text: Option<&str>) -> anyhow::Result<NsRef> {
+    let Some(text) = text else {
+        return Ok(NsRef::Personal);
+    };
+    let path = remote(text)?;
+    if !path.is_root() {
+        bail!("{text:?} is a path; name a space: @GROUP, or / for your personal space");
+    }
+    Ok(path.ns)
+}
+
+/// How a space is named in messages.
+fn space_name(ns: &NsRef) -> String {
+    match ns {
+        NsRef::Personal => "your personal space".into(),
+        NsRef::Group { name } => format!("@{name}"),
+    }
 }
 
 /// Parses every remote path the command names.
@@ -57,6 +80,13 @@ fn check_paths(command: &Command) -> anyhow::Result<()> {
         } => vec![path.as_str()],
         Command::Mv { src, dst } => vec![src.as_str(), dst.as_str()],
         Command::ImportLegacy { remote, .. } => vec![remote.as_str()],
+        Command::Quota { space: s, .. }
+        | Command::Trash {
+            command: TrashCommand::Ls { space: s, .. } | TrashCommand::Empty { space: s, .. },
+        } => {
+            space(s.as_deref())?;
+            Vec::new()
+        }
         _ => Vec::new(),
     };
     for text in texts {
@@ -98,8 +128,8 @@ async fn dispatch(files: &Arc<Files>, state: &StateDir, command: Command) -> any
             };
             listing::print_du(&path.to_string(), &totals, json)?;
         }
-        Command::Quota { json } => {
-            let usage = files.usage(&vault_core::proto::NsRef::Personal).await?;
+        Command::Quota { space: s, json } => {
+            let usage = files.usage(&space(s.as_deref())?).await?;
             listing::print_quota(&usage, json)?;
         }
         Command::Put { paths, transfer } => put(files, paths, &transfer).await?,
@@ -379,10 +409,9 @@ async fn get(
 }
 
 async fn trash(files: &Arc<Files>, command: TrashCommand) -> anyhow::Result<()> {
-    let ns = vault_core::proto::NsRef::Personal;
     match command {
-        TrashCommand::Ls { json } => {
-            let items = files.trash(&ns).await?;
+        TrashCommand::Ls { space: s, json } => {
+            let items = files.trash(&space(s.as_deref())?).await?;
             listing::print_trash(&items, json)?;
         }
         TrashCommand::Restore { path } => {
@@ -396,12 +425,16 @@ async fn trash(files: &Arc<Files>, command: TrashCommand) -> anyhow::Result<()> 
             files.trash_restore(&path.ns, item.item.trash_id).await?;
             println!("Restored {path} from the trash.");
         }
-        TrashCommand::Empty { yes } => {
+        TrashCommand::Empty { space: s, yes } => {
+            let ns = space(s.as_deref())?;
             if !yes {
                 if !std::io::stdin().is_terminal() {
                     bail!("emptying the trash deletes its files for good: pass --yes to confirm");
                 }
-                eprint!("Delete everything in the trash for good? [y/N] ");
+                eprint!(
+                    "Delete everything in the trash of {} for good? [y/N] ",
+                    space_name(&ns)
+                );
                 let mut answer = String::new();
                 std::io::stdin().read_line(&mut answer)?;
                 if !matches!(answer.trim(), "y" | "Y" | "yes") {

@@ -164,6 +164,7 @@ pub fn print_versions(path: &str, v: &Versions, json_out: bool) -> anyhow::Resul
                     "sealed_size": info.sealed_size,
                     "mtime": meta.mtime_s,
                     "created_at": info.created_at,
+                    "generation": info.generation,
                 })
             })
             .collect();

@@ -5,10 +5,12 @@
 mod account;
 mod args;
 mod files;
+mod groups;
 mod listing;
 mod progress;
 mod prompt;
 mod sync;
+mod warnings;
 
 use std::process::ExitCode;
 
@@ -39,19 +41,21 @@ fn main() -> ExitCode {
         runtime.block_on(sync::run(cli.command))
     } else if cli.command.is_files() {
         runtime.block_on(files::run(cli.command))
+    } else if cli.command.is_groups() {
+        runtime.block_on(groups::run(cli.command))
     } else {
         runtime.block_on(account::run(cli))
     };
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            if is_broken_pipe(&e) {
-                return ExitCode::SUCCESS;
-            }
             eprintln!("error: {}", message(&e).replace('\n', " "));
             ExitCode::FAILURE
         }
-    }
+    };
+    warnings::print();
+    code
 }
 
 /// The error and its causes joined by ": ", leaving out a cause that the text before it

@@ -53,6 +53,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         progress::for_transfer()
     };
     let result = client_sync::run(Arc::clone(&files), &local, &remote, &opts, progress).await;
+    crate::warnings::defer(files.take_warnings());
     files.close();
     let summary = result?;
     report(&summary, &args, mode);

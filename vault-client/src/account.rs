@@ -4,7 +4,7 @@
 
 use vault_core::crypto::{KdfParams, RecoveryKey};
 use vault_core::proto::{
-    AccountInfo, LoggedIn, Request, ResetMaterial, Response, SecretBytes, names,
+    AccountInfo, AccountKeys, LoggedIn, Request, ResetMaterial, Response, SecretBytes, names,
 };
 
 use crate::ClientError;
@@ -20,12 +20,16 @@ pub struct ServerOpts {
     pub accept_new_cert: bool,
 }
 
-/// A connection with a live session and the unlocked account key.
+/// A connection with a live session.
 #[derive(Debug)]
 pub struct Session {
     pub conn: Connection,
     pub config: ClientConfig,
     pub username: String,
+    /// The account's sealed key material as the server returned it on `resume`.
+    pub keys: AccountKeys,
+    /// How much group-key work the server has for this client (`key_tasks`).
+    pub key_tasks: u32,
 }
 
 fn unexpected(what: &str, r: Response) -> ClientError {
@@ -69,6 +73,9 @@ pub async fn connect(
     };
     let conn = transport::connect(&server, &pin).await?;
     if !same_server {
+        if config.server.is_some() {
+            state.forget_known_keys()?;
+        }
         config = ClientConfig::default();
     }
     config.server = Some(server);
@@ -156,17 +163,18 @@ async fn prelogin(conn: &Connection, username: &str) -> Result<(Vec<u8>, KdfPara
 }
 
 /// Logs in with a password: prelogin, derive, login, unlock and save the account key.
+/// Returns how much group-key work the server has for this client (`key_tasks`).
 pub async fn login(
     state: &StateDir,
     opts: &ServerOpts,
     username: &str,
     password: &[u8],
-) -> Result<(), ClientError> {
+) -> Result<u32, ClientError> {
     let username = names::normalize_username(username).map_err(ClientError::Usage)?;
     let (conn, config) = connect(state, opts).await?;
-    login_on(state, &conn, config, &username, password).await?;
+    let key_tasks = login_on(state, &conn, config, &username, password).await?;
     conn.close();
-    Ok(())
+    Ok(key_tasks)
 }
 
 async fn login_on(
@@ -175,14 +183,14 @@ async fn login_on(
     mut config: ClientConfig,
     username: &str,
     password: &[u8],
-) -> Result<(), ClientError> {
+) -> Result<u32, ClientError> {
     let (salt, kdf) = prelogin(conn, username).await?;
     let derived = keys::derive(password, &salt, &kdf)?;
     let auth_key = SecretBytes::new(derived.auth_key.dangerously_leak_secret().to_vec());
     let LoggedIn {
         token,
         keys: account_keys,
-        ..
+        key_tasks,
     } = match conn
         .call(&Request::Login {
             username: username.to_string(),
@@ -199,7 +207,8 @@ async fn login_on(
     state.wipe_session()?;
     state.save_session(&token, &account_key)?;
     config.username = Some(username.to_string());
-    state.save_config(&config)
+    state.save_config(&config)?;
+    Ok(key_tasks)
 }
 
 /// Reconnects with the saved session.
@@ -215,7 +224,9 @@ pub async fn resume(state: &StateDir) -> Result<Session, ClientError> {
         Ok(Response::LoggedIn(l)) => Ok(Session {
             conn,
             config,
-            username: l.keys.username,
+            username: l.keys.username.clone(),
+            keys: l.keys,
+            key_tasks: l.key_tasks,
         }),
         Ok(other) => Err(unexpected("resume", other)),
         Err(e) => {
@@ -250,12 +261,17 @@ pub async fn logout(state: &StateDir, forget: bool) -> Result<bool, ClientError>
 /// The account's details and where it lives.
 pub async fn whoami(state: &StateDir) -> Result<(AccountInfo, ClientConfig), ClientError> {
     let session = resume(state).await?;
-    let info = match session.conn.call(&Request::Whoami).await? {
-        Response::Whoami(info) => info,
-        other => return Err(unexpected("whoami", other)),
-    };
+    let info = whoami_on(&session.conn).await?;
     session.conn.close();
     Ok((info, session.config))
+}
+
+/// The account's details, asked on a connection with a live session.
+pub async fn whoami_on(conn: &Connection) -> Result<AccountInfo, ClientError> {
+    match conn.call(&Request::Whoami).await? {
+        Response::Whoami(info) => Ok(info),
+        other => Err(unexpected("whoami", other)),
+    }
 }
 
 /// Changes the password; other sessions end. The account key stays the same.

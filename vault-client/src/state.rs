@@ -5,7 +5,10 @@
 //! - `client.toml`: server address, pinned fingerprint, username, and a registration or
 //!   reset in progress (no secrets);
 //! - `session`: the session token (hex);
-//! - `account.key`: the unlocked account key (hex).
+//! - `account.key`: the unlocked account key (hex);
+//! - `known_keys.json`: other users' public-key fingerprints (`crate::groups::pins`),
+//!   which belong to the server's users: they go when the client moves to another
+//!   server or forgets it.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -90,7 +93,8 @@ impl StateDir {
             .map_err(|e| state_error("protect", &self.dir, e))
     }
 
-    fn write(&self, name: &str, data: &[u8]) -> Result<(), ClientError> {
+    /// Writes `name` in the directory atomically (temporary file, fsync, rename), mode 0600.
+    pub(crate) fn write(&self, name: &str, data: &[u8]) -> Result<(), ClientError> {
         self.ensure_dir()?;
         let path = self.dir.join(name);
         let tmp = self.dir.join(format!(".{name}.tmp"));
@@ -109,7 +113,8 @@ impl StateDir {
         write().map_err(|e| state_error("write", &path, e))
     }
 
-    fn read(&self, name: &str) -> Result<Option<Zeroizing<String>>, ClientError> {
+    /// Reads `name` from the directory; `None` when it does not exist.
+    pub(crate) fn read(&self, name: &str) -> Result<Option<Zeroizing<String>>, ClientError> {
         let path = self.dir.join(name);
         match std::fs::read_to_string(&path) {
             Ok(s) => Ok(Some(Zeroizing::new(s))),
@@ -195,7 +200,14 @@ impl StateDir {
     /// Removes everything, including the server address and pinned fingerprint.
     pub fn wipe_all(&self) -> Result<(), ClientError> {
         self.wipe_session()?;
+        self.forget_known_keys()?;
         self.remove(CONFIG)
+    }
+
+    /// Removes the fingerprints of other users' keys: names on another server are other
+    /// people.
+    pub fn forget_known_keys(&self) -> Result<(), ClientError> {
+        self.remove(crate::groups::pins::FILE)
     }
 }
 

@@ -36,6 +36,7 @@ pub struct Config {
     pub auth_hash: KdfParams,
     pub limits: Limits,
     pub sessions: SessionConfig,
+    pub groups: GroupsConfig,
 }
 
 impl Default for Config {
@@ -62,6 +63,7 @@ impl Default for Config {
             },
             limits: Limits::default(),
             sessions: SessionConfig::default(),
+            groups: GroupsConfig::default(),
         }
     }
 }
@@ -233,6 +235,23 @@ impl Default for SessionConfig {
         SessionConfig {
             idle_expiry_days: 30,
             check_interval_ms: 1000,
+        }
+    }
+}
+
+/// Groups' shared spaces.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupsConfig {
+    /// The quota a new group's space starts with (`vault-admin group set-quota` changes
+    /// one group's).
+    pub default_quota: ByteSize,
+}
+
+impl Default for GroupsConfig {
+    fn default() -> Self {
+        GroupsConfig {
+            default_quota: ByteSize(10 << 30),
         }
     }
 }
@@ -443,6 +462,7 @@ mod tests {
         assert_eq!(c.version_retention, 10);
         assert_eq!(c.trash_retention, 30);
         assert_eq!(c.kdf, KdfParams::DEFAULT);
+        assert_eq!(c.groups.default_quota, ByteSize(10 << 30));
     }
 
     #[test]
@@ -459,6 +479,7 @@ mod tests {
             ("VAULT_MAIL_FROM", "ops@example.org"),
             ("VAULT_THROTTLE_BASE_LOCK_S", "2"),
             ("VAULT_REGISTRATION", "closed"),
+            ("VAULT_GROUPS_DEFAULT_QUOTA", "2GiB"),
         ]);
         let flags = Overrides {
             data_dir: Some("/srv/vault".into()),
@@ -471,6 +492,7 @@ mod tests {
         assert_eq!(c.mail.from, "ops@example.org");
         assert_eq!(c.throttle.base_lock_s, 2);
         assert_eq!(c.registration, Registration::Closed);
+        assert_eq!(c.groups.default_quota, ByteSize(2 << 30));
         assert_eq!(c.data_dir, PathBuf::from("/srv/vault"));
         let flags = Overrides {
             listen: Some("127.0.0.1:0".parse().expect("addr")),

@@ -10,6 +10,7 @@ pub mod db;
 pub mod error;
 pub mod files;
 pub mod fsutil;
+pub mod groups;
 pub mod live;
 pub mod mail;
 pub mod maintenance;
@@ -153,7 +154,7 @@ impl Server {
     }
 }
 
-/// Hourly: ends sessions idle past the limit and deletes expired codes.
+/// Hourly: ends sessions idle past the limit and deletes expired codes and join codes.
 async fn housekeeping(state: Arc<ServerState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
@@ -166,11 +167,14 @@ async fn housekeeping(state: Arc<ServerState>) {
                 Ok::<_, db::DbError>((
                     db::sessions::expire_idle(c, now - idle)?,
                     db::codes::delete_expired(c, now - 86_400)?,
+                    db::groups::delete_expired_invites(c, now)?,
                 ))
             })
             .await;
         match result {
-            Ok((sessions, codes)) => tracing::debug!(sessions, codes, "housekeeping done"),
+            Ok((sessions, codes, invites)) => {
+                tracing::debug!(sessions, codes, invites, "housekeeping done")
+            }
             Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
         }
     }

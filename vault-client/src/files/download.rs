@@ -151,6 +151,7 @@ pub async fn download_file(
             s.version, s.file_id, version.version
         )));
     }
+    let keys = files.keys_with(&remote.ns, [version.generation]).await?;
     let (key, meta) = keys.open_version(file_id, &version)?;
     if Some(offset) != start.checked_mul(SEALED_CHUNK_LEN as u64) {
         return Err(FilesError::Integrity(format!(

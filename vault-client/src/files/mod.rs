@@ -19,45 +19,78 @@ pub mod small;
 pub mod transfer;
 pub mod upload;
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
-use vault_core::proto::{NsRef, Request, Response};
+use vault_core::crypto::Key32;
+use vault_core::proto::{AccountKeys, NsRef, Request, Response};
 
 pub use error::FilesError;
 pub use keys::SpaceKeys;
 pub use path::RemotePath;
 
-use crate::account;
+use crate::account::{self, Session};
+use crate::groups::{self, Me, PinStore};
 use crate::state::StateDir;
 use crate::transport::Connection;
 
-/// A logged-in connection with the keys of the personal space, shared by every transfer
-/// of one command. After the connection breaks, [`Files::reconnect`] resumes the session.
+/// A logged-in connection with the keys of the spaces it touches, shared by every transfer
+/// of one command: the personal space's keys, and each group's keys once asked for
+/// ([`Files::keys_for`]). After the connection breaks, [`Files::reconnect`] resumes the
+/// session. Key work for others (`crate::groups::heal`) is done when it opens; what went
+/// wrong there, and anything else the user should hear about without the command failing,
+/// collects as warnings ([`Files::take_warnings`]).
 #[derive(Debug)]
 pub struct Files {
     state: StateDir,
     conn: Mutex<Arc<Connection>>,
     reconnecting: tokio::sync::Mutex<()>,
     server: String,
-    keys: SpaceKeys,
+    personal: Arc<SpaceKeys>,
     user: String,
+    /// The account's sealed keys and the account key that opens them.
+    account: AccountKeys,
+    account_key: Key32,
+    /// The caller's key pair, opened on first use.
+    me: OnceLock<Me>,
+    pins: PinStore,
+    /// Group keys by group name.
+    groups: Mutex<HashMap<String, Arc<SpaceKeys>>>,
+    warnings: Mutex<Vec<String>>,
 }
 
 impl Files {
-    /// Resumes the saved session and unlocks the personal space's keys.
+    /// Resumes the saved session and unlocks the personal space's keys; does the
+    /// group-key work the server has for this client (failures become warnings).
     pub async fn open(state: &StateDir) -> Result<Self, FilesError> {
         let session = account::resume(state).await?;
+        let key_tasks = session.key_tasks;
+        let files = Files::from_session(state, session)?;
+        if key_tasks > 0 {
+            groups::heal::heal(&files).await;
+        }
+        Ok(files)
+    }
+
+    /// Wraps a resumed session.
+    pub fn from_session(state: &StateDir, session: Session) -> Result<Self, FilesError> {
         let account_key = state.account_key()?.ok_or_else(|| {
             FilesError::Usage("the account key is missing: run `vault login USER` again".into())
         })?;
-        let keys = SpaceKeys::personal(&session.username, &account_key)?;
+        let personal = Arc::new(SpaceKeys::personal(&session.username, &account_key)?);
         Ok(Files {
             state: state.clone(),
             server: session.config.server.clone().unwrap_or_default(),
             conn: Mutex::new(Arc::new(session.conn)),
             reconnecting: tokio::sync::Mutex::new(()),
-            keys,
+            personal,
             user: session.username,
+            account: session.keys,
+            account_key,
+            me: OnceLock::new(),
+            pins: PinStore::new(state),
+            groups: Mutex::new(HashMap::new()),
+            warnings: Mutex::new(Vec::new()),
         })
     }
 
@@ -99,18 +132,86 @@ impl Files {
         &self.user
     }
 
-    /// The keys of the space `ns`. Group spaces are not available yet: the server is asked
-    /// about the group so that its answer (usually "does not exist") reaches the user.
-    pub async fn keys_for(&self, ns: &NsRef) -> Result<&SpaceKeys, FilesError> {
-        match ns {
-            NsRef::Personal => Ok(&self.keys),
-            NsRef::Group { name } => {
-                self.conn().call(&Request::Usage { ns: ns.clone() }).await?;
-                Err(FilesError::Usage(format!(
-                    "group spaces (@{name}) are not supported by this client yet"
-                )))
-            }
+    /// The caller's key pair, opened from the account's sealed private key on first use.
+    pub fn me(&self) -> Result<&Me, FilesError> {
+        if let Some(me) = self.me.get() {
+            return Ok(me);
         }
+        let me = Me::open(&self.account, &self.account_key)?;
+        Ok(self.me.get_or_init(|| me))
+    }
+
+    /// The pin store of other users' public keys.
+    pub fn pins(&self) -> &PinStore {
+        &self.pins
+    }
+
+    /// Notes something the user should hear about without the command failing.
+    pub fn warn(&self, message: String) {
+        tracing::debug!(%message, "warning");
+        self.warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(message);
+    }
+
+    /// The warnings noted so far (each once).
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Drops the cached keys of group `name`, after its key or membership changed.
+    pub fn forget_group_keys(&self, name: &str) {
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
+
+    fn cached_group_keys(&self, name: &str) -> Option<Arc<SpaceKeys>> {
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// The keys of the space `ns`. A group's keys are fetched and checked on first use
+    /// (`crate::groups::keyring`) and kept for the command.
+    pub async fn keys_for(&self, ns: &NsRef) -> Result<Arc<SpaceKeys>, FilesError> {
+        let name = match ns {
+            NsRef::Personal => return Ok(Arc::clone(&self.personal)),
+            NsRef::Group { name } => name,
+        };
+        if let Some(keys) = self.cached_group_keys(name) {
+            return Ok(keys);
+        }
+        let ring = groups::keyring::fetch(self, name).await?;
+        let keys = Arc::new(SpaceKeys::group(name, ring.group_id, ring.keys())?);
+        self.groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.clone(), Arc::clone(&keys));
+        Ok(keys)
+    }
+
+    /// The keys of `ns`, fetched again once if the cached ones lack one of `generations`
+    /// (the group's key was rotated since). Whatever is still missing afterwards is
+    /// reported when a version of it is opened.
+    pub async fn keys_with(
+        &self,
+        ns: &NsRef,
+        generations: impl IntoIterator<Item = u32>,
+    ) -> Result<Arc<SpaceKeys>, FilesError> {
+        let keys = self.keys_for(ns).await?;
+        let NsRef::Group { name } = ns else {
+            return Ok(keys);
+        };
+        if generations.into_iter().all(|g| keys.holds(g)) {
+            return Ok(keys);
+        }
+        self.forget_group_keys(name);
+        self.keys_for(ns).await
     }
 
     /// Sends one request and returns the (non-error) answer. When the server asks to slow

@@ -5,6 +5,7 @@
 
 use vault_core::format::names::validate_segment;
 use vault_core::proto::NsRef;
+use vault_core::proto::names::normalize_group_name;
 
 use super::FilesError;
 
@@ -40,12 +41,8 @@ impl RemotePath {
                 if name.is_empty() {
                     return Err(bad("a group path is @GROUP/PATH".into()));
                 }
-                (
-                    NsRef::Group {
-                        name: name.to_lowercase(),
-                    },
-                    rest,
-                )
+                let name = normalize_group_name(name).map_err(bad)?;
+                (NsRef::Group { name }, rest)
             }
             None => (NsRef::Personal, text.strip_prefix('/').unwrap_or(text)),
         };
@@ -178,6 +175,8 @@ mod tests {
         assert_eq!(p.to_string(), "@team/a/b");
         assert!(RemotePath::parse("@team").expect("root").is_root());
         assert!(RemotePath::parse("@/a").is_err());
+        let e = RemotePath::parse("@a b/x").expect_err("a bad group name");
+        assert!(e.to_string().contains("group name"), "{e}");
     }
 
     #[test]

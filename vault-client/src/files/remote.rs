@@ -2,6 +2,7 @@
 //! comes back (names, wrapped keys, metadata), so callers only see plaintext that opened.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use vault_core::format::FileMeta;
 use vault_core::proto::{
@@ -60,14 +61,25 @@ const PARALLEL_DECRYPT_MIN: usize = 256;
 
 /// Decrypts entries the server returned, decrypting each parent folder's name once (not
 /// once per child): `parents` maps encrypted folder paths to their plaintext segments.
-struct EntryOpener<'k> {
-    keys: &'k SpaceKeys,
+struct EntryOpener {
+    keys: Arc<SpaceKeys>,
     ns: NsRef,
     parents: HashMap<String, Vec<String>>,
 }
 
-impl<'k> EntryOpener<'k> {
-    fn new(keys: &'k SpaceKeys, ns: &NsRef) -> Self {
+/// The key generations of the versions in `infos`.
+fn generations(infos: &[EntryInfo]) -> Vec<u32> {
+    let mut out: Vec<u32> = infos
+        .iter()
+        .filter_map(|i| i.current.as_ref().map(|v| v.generation))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+impl EntryOpener {
+    fn new(keys: Arc<SpaceKeys>, ns: &NsRef) -> Self {
         EntryOpener {
             keys,
             ns: ns.clone(),
@@ -140,7 +152,7 @@ impl<'k> EntryOpener<'k> {
         }
         let second = infos.split_off(infos.len() / 2);
         let mut other = EntryOpener {
-            keys: self.keys,
+            keys: Arc::clone(&self.keys),
             ns: self.ns.clone(),
             parents: self.parents.clone(),
         };
@@ -160,7 +172,9 @@ impl<'k> EntryOpener<'k> {
 
 impl Files {
     async fn decrypt_entry(&self, ns: &NsRef, info: EntryInfo) -> Result<Entry, FilesError> {
-        let keys = self.keys_for(ns).await?;
+        let keys = self
+            .keys_with(ns, generations(std::slice::from_ref(&info)))
+            .await?;
         EntryOpener::new(keys, ns).open(info)
     }
 
@@ -237,6 +251,8 @@ impl Files {
         let mut page = self.list_page(dir, &encrypted, recursive, None).await?;
         loop {
             let (infos, next) = page;
+            // Versions under a generation the cached keys lack: the key was rotated.
+            opener.keys = self.keys_with(&dir.ns, generations(&infos)).await?;
             // The next page is asked for while this one is decrypted.
             let (fetched, opened) = match next {
                 Some(after) => {
@@ -359,6 +375,9 @@ impl Files {
             }
             Err(e) => return Err(e),
         };
+        let keys = self
+            .keys_with(&path.ns, versions.iter().map(|v| v.generation))
+            .await?;
         let mut opened = Vec::with_capacity(versions.len());
         for v in versions {
             let (_, meta) = keys.open_version(file_id, &v)?;
@@ -458,7 +477,8 @@ mod tests {
     /// entry its own plaintext path.
     #[test]
     fn a_long_page_opens_every_path() {
-        let keys = SpaceKeys::personal("alice", &Key32::from_bytes([3; 32])).expect("keys");
+        let keys =
+            Arc::new(SpaceKeys::personal("alice", &Key32::from_bytes([3; 32])).expect("keys"));
         let mut infos = Vec::new();
         for i in 0..PARALLEL_DECRYPT_MIN as i64 {
             let top = format!("d{i:03}");
@@ -467,7 +487,8 @@ mod tests {
         }
         infos.sort_by(|a, b| a.path.cmp(&b.path));
         let root = keys.encrypt_path(&["top".to_owned()]).expect("encrypt");
-        let mut opener = EntryOpener::new(&keys, &NsRef::Personal).knowing(&root, &["top".into()]);
+        let mut opener =
+            EntryOpener::new(Arc::clone(&keys), &NsRef::Personal).knowing(&root, &["top".into()]);
         let opened = opener.open_page(infos).expect("open");
         assert_eq!(opened.len(), 2 * PARALLEL_DECRYPT_MIN);
         for entry in opened {
@@ -483,7 +504,8 @@ mod tests {
     /// A name moved under another folder does not open (its parent is associated data).
     #[test]
     fn a_name_moved_to_another_folder_is_refused() {
-        let keys = SpaceKeys::personal("alice", &Key32::from_bytes([3; 32])).expect("keys");
+        let keys =
+            Arc::new(SpaceKeys::personal("alice", &Key32::from_bytes([3; 32])).expect("keys"));
         let a = dir_info(&keys, 1, &["a", "x"]);
         let b = dir_info(&keys, 2, &["b"]);
         let (_, name) = a.path.rsplit_once('/').expect("two segments");
@@ -491,7 +513,7 @@ mod tests {
             path: format!("{}/{name}", b.path),
             ..a
         };
-        let err = EntryOpener::new(&keys, &NsRef::Personal)
+        let err = EntryOpener::new(keys, &NsRef::Personal)
             .open_page(vec![b, moved])
             .expect_err("moved name");
         assert!(err.to_string().contains("does not decrypt"), "{err}");

@@ -1,9 +1,9 @@
 //! Resume records of unfinished uploads, in `<state>/uploads/` (0700, files 0600). A record
 //! is named by the BLAKE3 of server, user, encrypted remote path and local path, and holds
 //! the upload's ids, what the local file looked like (size and mtime to the nanosecond) and the
-//! version's file key — wrapped under the account's wrapping key with the associated data
-//! of the file id and version reserved for this upload (SPEC 6.3), i.e. exactly the wrapped
-//! key sent at commit. A record is only used for the same unchanged file; anything else
+//! version's file key — wrapped under the space's wrapping key (the account's, or the
+//! group's of the recorded key generation) with the associated data of the file id and
+//! version reserved for this upload (SPEC 6.3), i.e. exactly the wrapped key sent at commit. A record is only used for the same unchanged file; anything else
 //! starts a fresh upload with a fresh key, so different plaintext is never sealed under the
 //! same key and nonce.
 
@@ -25,6 +25,9 @@ pub struct ResumeRecord {
     pub upload_id: i64,
     pub file_id: i64,
     pub version: u64,
+    /// The key generation the file key is wrapped under (0 in a personal space).
+    #[serde(default)]
+    pub generation: u32,
     /// The encrypted remote path the upload was opened for.
     pub remote: String,
     pub sealed_size: u64,
@@ -133,6 +136,7 @@ mod tests {
             upload_id: 1,
             file_id: 2,
             version: 3,
+            generation: 2,
             remote: "abc/def".into(),
             sealed_size: 16,
             local_size: 0,

@@ -218,7 +218,7 @@ pub async fn upload_batch(
     pace(limit, ready.iter().map(|(_, r, _)| r.info.size).sum()).await;
 
     let request = Request::UploadOpenMany {
-        ns,
+        ns: ns.clone(),
         files: ready
             .iter()
             .map(|(_, read, path)| OpenFile {
@@ -236,6 +236,19 @@ pub async fn upload_batch(
         BatchResult::Error(_) => None,
     }));
 
+    // The generations the server named (a rotation since the keys were read fetches them
+    // again).
+    let named = tickets.iter().filter_map(|t| match t {
+        BatchResult::Ok(t) => Some(t.generation),
+        BatchResult::Error(_) => None,
+    });
+    let keys = match files.keys_with(&ns, named.collect::<Vec<_>>()).await {
+        Ok(keys) => keys,
+        Err(e) => {
+            abort_open(files, opened).await;
+            return Err(e);
+        }
+    };
     let mut sending: Vec<(usize, Read, OpenedUpload)> = Vec::new();
     let mut puts = Vec::new();
     for ((index, read, _), ticket) in ready.into_iter().zip(tickets) {
@@ -246,15 +259,14 @@ pub async fn upload_batch(
                 continue;
             }
         };
-        if ticket.generation != 0 {
-            results[index] = Some(Err(FilesError::Integrity(format!(
-                "the server asked for key generation {} in a personal space",
-                ticket.generation
-            ))));
-            continue;
-        }
         let key = generate_file_key()?;
-        let wrapped = keys.wrap(ticket.file_id, ticket.version, &key)?;
+        let wrapped = match keys.wrap(ticket.generation, ticket.file_id, ticket.version, &key) {
+            Ok(wrapped) => wrapped,
+            Err(e) => {
+                results[index] = Some(Err(e));
+                continue;
+            }
+        };
         let sealed: Vec<u8> = seal_all(&key, &read.plain)?.concat();
         let meta = FileMeta {
             size: read.info.size,

@@ -105,7 +105,7 @@ pub async fn upload_file(
             && record.local_mtime_s == info.mtime_s
             && record.local_mtime_ns == info.mtime_ns;
         let outcome = if same_file {
-            try_resume(files, keys, remote, &record).await?
+            try_resume(files, &keys, remote, &record).await?
         } else {
             Resume::Gone
         };
@@ -138,7 +138,7 @@ pub async fn upload_file(
     let (record, key, received) = match resumed {
         Some(r) => r,
         None => {
-            let (record, key) = open_upload(files, keys, remote, &encrypted, &info).await?;
+            let (record, key) = open_upload(files, remote, &encrypted, &info).await?;
             store.save(&record_path, &record)?;
             (record, key, 0)
         }
@@ -200,7 +200,11 @@ async fn try_resume(
     let Ok(wrapped) = hex::decode(&record.wrapped_key) else {
         return Ok(Resume::Gone);
     };
-    let Ok(key) = keys.unwrap(record.file_id, record.version, &wrapped) else {
+    // An upload under an older key generation would be refused at commit: start again.
+    if record.generation != keys.newest_generation() {
+        return Ok(Resume::Gone);
+    }
+    let Ok(key) = keys.unwrap(record.generation, record.file_id, record.version, &wrapped) else {
         return Ok(Resume::Gone);
     };
     let status = Request::UploadStatus {
@@ -241,10 +245,10 @@ async fn try_resume(
     }
 }
 
-/// Opens a fresh upload and makes its file key.
+/// Opens a fresh upload and makes its file key, wrapped under the key generation the
+/// server names (the newest one held: see [`SpaceKeys::wrap`]).
 async fn open_upload(
     files: &Files,
-    keys: &SpaceKeys,
     remote: &RemotePath,
     encrypted: &str,
     info: &LocalFile,
@@ -265,17 +269,26 @@ async fn open_upload(
         } => (upload_id, file_id, version, generation),
         other => return Err(unexpected("upload_open", &other)),
     };
-    if generation != 0 {
-        return Err(FilesError::Integrity(format!(
-            "the server asked for key generation {generation} in a personal space"
-        )));
-    }
+    let keys = match files.keys_with(&remote.ns, [generation]).await {
+        Ok(keys) => keys,
+        Err(e) => {
+            let _ = files.call(&Request::UploadAbort { upload_id }).await;
+            return Err(e);
+        }
+    };
     let key = generate_file_key()?;
-    let wrapped = keys.wrap(file_id, version, &key)?;
+    let wrapped = match keys.wrap(generation, file_id, version, &key) {
+        Ok(wrapped) => wrapped,
+        Err(e) => {
+            let _ = files.call(&Request::UploadAbort { upload_id }).await;
+            return Err(e);
+        }
+    };
     let record = ResumeRecord {
         upload_id,
         file_id,
         version,
+        generation,
         remote: encrypted.to_owned(),
         sealed_size,
         local_size: info.size,

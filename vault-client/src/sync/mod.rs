@@ -176,9 +176,11 @@ pub async fn run(
     progress: Arc<dyn Progress>,
 ) -> Result<Summary, SyncError> {
     let started = Instant::now();
-    if let vault_core::proto::NsRef::Group { .. } = remote.ns {
-        files.keys_for(&remote.ns).await?;
-    }
+    // A group's keys first: a member without them learns it before anything else.
+    let group_id = match remote.ns {
+        vault_core::proto::NsRef::Group { .. } => files.keys_for(&remote.ns).await?.group_id(),
+        vault_core::proto::NsRef::Personal => None,
+    };
     if !local.is_dir() {
         if matches!(opts.mode, Mode::Pull { .. }) && !local.exists() && !opts.dry_run {
             std::fs::create_dir_all(local).map_err(|e| SyncError::io("create", local, e))?;
@@ -203,11 +205,17 @@ pub async fn run(
         Some(file.lock()?)
     };
     let mut state = match file.load()? {
-        Some(s) => {
+        Some(mut s) => {
+            s.follow_rename(&remote_text, group_id);
             s.check_binding(files.server(), files.user(), &remote_text)?;
+            s.check_group(group_id)?;
             s
         }
-        None => SyncState::new(files.server(), files.user(), &remote_text),
+        None => {
+            let mut s = SyncState::new(files.server(), files.user(), &remote_text);
+            s.check_group(group_id)?;
+            s
+        }
     };
 
     let scan = if local.is_dir() {

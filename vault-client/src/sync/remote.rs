@@ -112,7 +112,6 @@ pub async fn refresh(
         state.remote_files = view;
         return Ok(());
     }
-    let keys = files.keys_for(&root.ns).await?;
     let mut by_id: HashMap<i64, String> = state
         .remote_files
         .iter()
@@ -128,6 +127,12 @@ pub async fn refresh(
             state.remote_files = view;
             return Ok(());
         }
+        // Versions under a generation the cached keys lack: the key was rotated.
+        let named = page
+            .changes
+            .iter()
+            .filter_map(|c| c.entry.current.as_ref().map(|v| v.generation));
+        let keys = files.keys_with(&root.ns, named.collect::<Vec<_>>()).await?;
         for change in page.changes {
             let info = change.entry;
             if let Some(old) = by_id.remove(&info.id)

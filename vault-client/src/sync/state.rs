@@ -1,5 +1,7 @@
 //! The local state database in `LOCAL/.vault-sync/state.json`: which server, user and
-//! remote folder the directory syncs with, the remote revision reached, the remote files
+//! remote folder the directory syncs with (in a group's space also the group's id, so a
+//! renamed group is followed and another group of the old name is refused), the remote
+//! revision reached, the remote files
 //! as last seen, and per path what was last in sync on both sides. Written atomically
 //! (temp file, fsync, rename, fsync of the directory), so a kill leaves the old or the new
 //! state, never half of one. Each completed action is also appended at once to
@@ -77,6 +79,10 @@ pub struct SyncState {
     pub user: String,
     /// The remote folder as typed in canonical form (`/docs`, `@team/x`).
     pub remote: String,
+    /// The id of the group whose space `remote` is in (stable across renames; a group
+    /// deleted and made again under the same name has another).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<i64>,
     /// The namespace revision the remote view is complete up to (0: never read).
     pub revision: u64,
     /// Remote files under the folder as of `revision`.
@@ -132,6 +138,40 @@ impl SyncState {
                 };
                 self.synced.insert(path, base);
             }
+        }
+    }
+
+    /// After the group of the remote folder was renamed (same group id, same folder in
+    /// it), binds the state to the folder's new name `remote`.
+    pub fn follow_rename(&mut self, remote: &str, group_id: Option<i64>) {
+        fn folder(text: &str) -> &str {
+            text.split_once('/').map_or("", |(_, rest)| rest)
+        }
+        if self.group_id.is_some()
+            && self.group_id == group_id
+            && self.remote.starts_with('@')
+            && remote.starts_with('@')
+            && folder(&self.remote) == folder(remote)
+        {
+            self.remote = remote.to_owned();
+        }
+    }
+
+    /// Refuses a state made for another group of the same name; binds a state that names
+    /// no group yet to `group_id`.
+    pub fn check_group(&mut self, group_id: Option<i64>) -> Result<(), SyncError> {
+        match self.group_id {
+            None => {
+                self.group_id = group_id;
+                Ok(())
+            }
+            Some(bound) if group_id == Some(bound) => Ok(()),
+            Some(_) => Err(SyncError::Usage(format!(
+                "this directory synced with {} of another group of that name (the group it \
+                 synced with was deleted or renamed); use another local directory (or remove \
+                 its {STATE_DIR}/ to start over)",
+                self.remote
+            ))),
         }
     }
 
@@ -388,6 +428,28 @@ mod tests {
         assert!(e.to_string().contains("/docs"), "{e}");
         assert!(state.check_binding("h:2", "alice", "/docs").is_err());
         assert!(state.check_binding("h:1", "bob", "/docs").is_err());
+    }
+
+    #[test]
+    fn a_group_folder_is_bound_to_the_group_id_and_follows_renames() {
+        let mut state = SyncState::new("h:1", "alice", "@team/docs");
+        state.check_group(Some(7)).expect("binds");
+        assert_eq!(state.group_id, Some(7));
+        // Renamed: same id, same folder.
+        state.follow_rename("@crew/docs", Some(7));
+        assert!(state.check_binding("h:1", "alice", "@crew/docs").is_ok());
+        // Another folder, or another group under the old name, is not a rename.
+        state.follow_rename("@crew/other", Some(7));
+        assert_eq!(state.remote, "@crew/docs");
+        state.follow_rename("@team/docs", Some(8));
+        assert_eq!(state.remote, "@crew/docs");
+        let err = state.check_group(Some(8)).expect_err("another group");
+        assert!(err.to_string().contains("another group"), "{err}");
+        // A personal folder names no group.
+        let mut mine = SyncState::new("h:1", "alice", "/docs");
+        mine.check_group(None).expect("personal");
+        mine.follow_rename("/other", None);
+        assert_eq!(mine.remote, "/docs");
     }
 
     #[test]

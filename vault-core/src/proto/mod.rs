@@ -17,11 +17,11 @@ pub use files::{
     EntryInfo, EntryKind, NsRef, OpenFile, OpenedUpload, PutFile, Rename, SMALL_FILE_MAX,
     TrashItem, Usage, VersionInfo, check_encrypted_path, parent_of,
 };
+pub use frame::{FrameError, MAX_FRAME_LEN, decode_body, encode_frame, parse_header};
 pub use groups::{
     EnvelopeInfo, GroupDetails, GroupRole, GroupSummary, InviteInfo, KeyTask, MemberInfo,
     NewEnvelope, Rotation, UserKey,
 };
-pub use frame::{FrameError, MAX_FRAME_LEN, decode_body, encode_frame, parse_header};
 pub use messages::*;
 pub use secret_bytes::SecretBytes;
 

@@ -141,10 +141,11 @@ pub async fn login(
                 )));
             }
             let (session, token) = sessions::open(c, single, &ip, &user)?;
-            Ok::<_, ApiError>(Ok((user, session, token)))
+            let tasks = crate::groups::key_task_count(c, user.id)?;
+            Ok::<_, ApiError>(Ok((user, session, token, tasks)))
         })
         .await?;
-    let (user, session, token) = result?;
+    let (user, session, token, tasks) = result?;
     tracing::info!(user = %user.username, session = session.session_id, "logged in");
     Ok(Response::LoggedIn(sessions::bind(
         state,
@@ -152,6 +153,7 @@ pub async fn login(
         &user,
         session,
         Some(token),
+        tasks,
     )))
 }
 
@@ -162,7 +164,7 @@ pub async fn resume(
 ) -> Result<Response, ApiError> {
     let hash = sessions::token_hash(token.dangerously_leak_secret());
     let idle_limit = i64::from(state.config.sessions.idle_expiry_days) * 86_400;
-    let (user, session) = state
+    let (user, session, tasks) = state
         .db
         .run(move |c| {
             let row = db::sessions::by_token_hash(c, &hash)?
@@ -181,11 +183,12 @@ pub async fn resume(
             }
             db::sessions::touch(c, row.id, at)?;
             let session = SessionCtx { session_id: row.id, user_id: user.id, username: user.username.clone() };
-            Ok((user, session))
+            let tasks = crate::groups::key_task_count(c, user.id)?;
+            Ok((user, session, tasks))
         })
         .await?;
     Ok(Response::LoggedIn(sessions::bind(
-        state, ctx, &user, session, None,
+        state, ctx, &user, session, None, tasks,
     )))
 }
 

@@ -18,7 +18,8 @@ use vault_core::proto::{ApiError, Request, Response};
 use crate::net::connection::{ConnCtx, SessionCtx};
 use crate::state::ServerState;
 
-/// Handles every request after `hello`; file requests go to [`crate::files`].
+/// Handles every request after `hello`; group and key requests go to [`crate::groups`],
+/// file requests to [`crate::files`].
 pub async fn handle(
     state: &ServerState,
     ctx: &ConnCtx,
@@ -56,6 +57,9 @@ pub async fn handle(
             let session = require_session(state, ctx).await?;
             password::change(state, ctx, session, old_auth_key, new).await
         }
+        group if crate::groups::is_group_request(&group) => {
+            crate::groups::handle(state, ctx, group).await
+        }
         files => crate::files::handle(state, ctx, files).await,
     }
 }
@@ -64,23 +68,28 @@ pub async fn handle(
 /// moment ago elsewhere is refused even before the watcher closes the connection.
 pub async fn require_session(state: &ServerState, ctx: &ConnCtx) -> Result<SessionCtx, ApiError> {
     let session = ctx.session().ok_or_else(ApiError::not_logged_in)?;
-    let id = session.session_id;
+    match session_refusal(state, session.session_id).await? {
+        None => Ok(session),
+        Some(refusal) => {
+            ctx.set_session(state, None);
+            Err(refusal)
+        }
+    }
+}
+
+/// Why session `id` may no longer be used (ended by logout, the operator, a lock or a
+/// newer login, or gone), or `None` while it is live.
+pub async fn session_refusal(state: &ServerState, id: i64) -> Result<Option<ApiError>, ApiError> {
     let row = state
         .db
         .run(move |c| crate::db::sessions::by_id(c, id))
         .await?;
-    match row {
-        Some(row) if row.ended_at.is_none() => Ok(session),
-        Some(row) => {
-            ctx.set_session(state, None);
-            Err(ApiError::forbidden(format!(
-                "session ended: {}; log in again with `vault login`",
-                row.end_reason.unwrap_or_else(|| "ended".into())
-            )))
-        }
-        None => {
-            ctx.set_session(state, None);
-            Err(ApiError::not_logged_in())
-        }
-    }
+    Ok(match row {
+        Some(row) if row.ended_at.is_none() => None,
+        Some(row) => Some(ApiError::forbidden(format!(
+            "session ended: {}; log in again with `vault login`",
+            row.end_reason.unwrap_or_else(|| "ended".into())
+        ))),
+        None => Some(ApiError::not_logged_in()),
+    })
 }

@@ -141,11 +141,13 @@ pub async fn finish(
         })
         .await?;
     tracing::info!(user = %user.username, "account registered");
+    // A new account is in no group yet: no key work.
     Ok(Response::LoggedIn(sessions::bind(
         state,
         ctx,
         &user,
         session,
         Some(token),
+        0,
     )))
 }

@@ -78,18 +78,20 @@ pub fn open(
     Ok((session, SecretBytes::new(token)))
 }
 
-/// Binds a new session to the connection and builds the `LoggedIn` answer.
+/// Binds a new session to the connection and builds the `LoggedIn` answer, with the
+/// number of group-key tasks the client could do ([`crate::groups::key_task_count`]).
 pub fn bind(
     state: &ServerState,
     ctx: &ConnCtx,
     user: &User,
     session: SessionCtx,
     token: Option<SecretBytes>,
+    key_tasks: u32,
 ) -> LoggedIn {
     ctx.set_session(state, Some(session));
     LoggedIn {
         token,
         keys: account_keys(user),
-        key_tasks: 0,
+        key_tasks,
     }
 }

@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod codes;
 pub mod files;
+pub mod groups;
 pub mod schema;
 pub mod sessions;
 pub mod settings;

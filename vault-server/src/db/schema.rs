@@ -157,6 +157,61 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    groups (id) {
+        id -> BigInt,
+        name -> Text,
+        key_generation -> Nullable<BigInt>,
+        needs_rotation -> Bool,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    group_members (group_id, user_id) {
+        group_id -> BigInt,
+        user_id -> BigInt,
+        role -> Text,
+        joined_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    group_envelopes (group_id, generation, user_id) {
+        group_id -> BigInt,
+        generation -> BigInt,
+        user_id -> BigInt,
+        envelope -> Binary,
+        signature -> Binary,
+        signer -> Text,
+        signer_key -> Binary,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    group_invites (id) {
+        id -> BigInt,
+        group_id -> BigInt,
+        created_by -> BigInt,
+        auth_hash -> Binary,
+        sealed_keys -> Binary,
+        uses_left -> BigInt,
+        expires_at -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
-    users, sessions, namespaces, entries, trash, versions, uploads
+    users,
+    sessions,
+    namespaces,
+    entries,
+    trash,
+    versions,
+    uploads,
+    groups,
+    group_members,
+    group_envelopes,
+    group_invites,
 );

@@ -138,7 +138,8 @@ pub async fn dispatch(
     }
 }
 
-/// The namespace a request names, created on first use for the personal space.
+/// The namespace a request names, created on first use for the personal space; a
+/// group's only for its members.
 pub async fn namespace(
     state: &ServerState,
     session: &SessionCtx,
@@ -152,9 +153,13 @@ pub async fn namespace(
                 .run(move |c| namespaces::personal_or_create(c, user_id))
                 .await?)
         }
-        NsRef::Group { name } => Err(ApiError::not_found(format!(
-            "group {name:?} does not exist"
-        ))),
+        NsRef::Group { name } => {
+            let (name, user_id) = (name.clone(), session.user_id);
+            read(state, move |c| {
+                crate::groups::files::member_namespace(c, &name, user_id)
+            })
+            .await
+        }
     }
 }
 
@@ -168,7 +173,16 @@ where
         .db
         .run(move |c| {
             db::transaction(c, |c| {
-                let ns = namespaces::lock(c, ns_id)?;
+                let ns = match namespaces::lock(c, ns_id) {
+                    // Deleted since the request found it: only a group's space goes.
+                    Err(db::DbError::Query(diesel::result::Error::NotFound)) => {
+                        return Err(ApiError::not_found(
+                            "this space no longer exists: its group was deleted",
+                        )
+                        .into());
+                    }
+                    locked => locked?,
+                };
                 work(c, &ns)
             })
         })

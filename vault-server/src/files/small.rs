@@ -12,6 +12,9 @@
 //! deleted) does not stop the others: every refusal is found before that file's first
 //! write (a missing parent folder is created in a savepoint), so a refused file leaves
 //! nothing behind; a database error fails the whole batch. The revision is bumped once.
+//! In a group's space, `upload_put_many` of an uploader who is no longer a member is
+//! refused whole (`forbidden`), and a file opened under an older key generation than the
+//! one in force is refused alone (`conflict`).
 //! Both transactions read what many files share (parents, rows) once per batch.
 //!
 //! Batch uploads expire after [`BATCH_EXPIRY_S`]: a client that is killed between the
@@ -108,6 +111,7 @@ pub async fn open_many(
     let results = super::write(state, ns.id, move |c, ns| {
         let valid = || files.iter().zip(&checks).filter(|(_, check)| check.is_ok());
         upload::check_open_uploads(c, user, valid().count())?;
+        let generation = crate::groups::files::upload_generation(c, ns)?;
         let adding: u64 = valid().map(|(f, _)| f.sealed_size).sum();
         let pending = uploads::reserved_bytes(c, ns.id, now())?;
         super::check_quota(c, ns, adding, pending)?;
@@ -120,8 +124,8 @@ pub async fn open_many(
             let result = match check {
                 Err(e) => Err(e.clone()),
                 Ok(()) => {
-                    let (path, size) = (&file.path, file.sealed_size);
-                    match upload::reserve(c, ns, user, path, size, expiry, &mut known) {
+                    let file = (file.path.as_str(), file.sealed_size);
+                    match upload::reserve(c, ns, user, file, generation, expiry, &mut known) {
                         Ok(opened) => Ok(opened),
                         Err(Failure::Api(e)) => Err(e),
                         Err(failure) => return Err(failure),
@@ -238,7 +242,7 @@ pub async fn put_many(
 
         let retention = upload::retention(state);
         let committed = super::write(state, ns_id, move |c, ns| {
-            commit(c, ns, accepted, retention)
+            commit(c, ns, user, accepted, retention)
         })
         .await?;
         for (index, result) in committed {
@@ -260,9 +264,12 @@ pub async fn put_many(
 fn commit(
     c: &mut db::DbConn,
     ns: &Namespace,
+    user: i64,
     accepted: Vec<Accepted>,
     retention: usize,
 ) -> Result<Outcomes, Failure> {
+    // In a group's space: refused as a whole once the uploader is no longer a member.
+    let rule = crate::groups::files::commit_rule(c, ns, user)?;
     let ids: Vec<i64> = accepted.iter().map(|a| a.upload_id).collect();
     let uploads: HashMap<i64, Upload> = uploads::get_many(c, &ids)?
         .into_iter()
@@ -281,10 +288,12 @@ fn commit(
             .and_then(|u| entries.get(&u.entry_id).map(|e| (u, e)));
         match found {
             None => out.push((file.index, Err(gone()))),
-            Some((upload, entry)) => match upload::check_live(entry) {
-                Ok(()) => ready.push((file, upload, entry)),
-                Err(e) => out.push((file.index, Err(e))),
-            },
+            Some((upload, entry)) => {
+                match upload::check_live(entry).and_then(|()| rule.check(upload)) {
+                    Ok(()) => ready.push((file, upload, entry)),
+                    Err(e) => out.push((file.index, Err(e))),
+                }
+            }
         }
     }
     if ready.is_empty() {

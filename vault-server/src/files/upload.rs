@@ -185,13 +185,14 @@ impl KnownPaths {
 /// The part of `upload_open` inside the namespace's write transaction, after the quota
 /// check: finds the file's row (created, invisible, with version 1 reserved, if new; a
 /// folder at the path or a file among its parents is a conflict), reserves its next
-/// version and records the upload. Refusals come before any write.
+/// version and records the upload, whose file key is wrapped under group key `generation`
+/// (0 in a personal space). Refusals come before any write.
 pub(super) fn reserve(
     c: &mut DbConn,
     ns: &Namespace,
     user: i64,
-    path: &str,
-    sealed_size: u64,
+    (path, sealed_size): (&str, u64),
+    generation: i64,
     expiry_s: i64,
     known: &mut KnownPaths,
 ) -> Result<OpenedUpload, Failure> {
@@ -242,7 +243,7 @@ pub(super) fn reserve(
             namespace_id: ns.id,
             entry_id,
             version,
-            generation: 0,
+            generation,
             sealed_size: sealed_size as i64,
             blob_id: blob.as_str(),
             created_at: created,
@@ -253,7 +254,7 @@ pub(super) fn reserve(
         upload_id,
         file_id: entry_id,
         version: version.max(0) as u64,
-        generation: 0,
+        generation: crate::groups::tasks::generation(generation),
         expires_at,
     })
 }
@@ -276,14 +277,15 @@ pub async fn open(
     let expiry = expiry_s(state);
     let opened = super::write(state, ns.id, move |c, ns| {
         check_open_uploads(c, user, 1)?;
+        let generation = crate::groups::files::upload_generation(c, ns)?;
         let pending = uploads::reserved_bytes(c, ns.id, now())?;
         super::check_quota(c, ns, sealed_size, pending)?;
         reserve(
             c,
             ns,
             user,
-            &path,
-            sealed_size,
+            (&path, sealed_size),
+            generation,
             expiry,
             &mut KnownPaths::default(),
         )
@@ -551,10 +553,12 @@ pub async fn commit(
             acknowledged(held, size)
         )));
     }
-    // Cheap early refusal; the transaction checks again.
+    // Cheap early refusals; the transaction checks again.
     let ns_id = upload.namespace_id;
+    let early = upload.clone();
     super::read(state, move |c| {
         let ns = namespaces::by_id(c, ns_id)?.ok_or_else(gone)?;
+        crate::groups::files::check_commit(c, &ns, &early)?;
         super::check_quota(c, &ns, size, 0)
     })
     .await?;
@@ -578,6 +582,7 @@ pub async fn commit(
     let retention = retention(state);
     super::write(state, ns_id, move |c, ns| {
         let upload = uploads::get(c, upload_id)?.ok_or_else(gone)?;
+        crate::groups::files::check_commit(c, ns, &upload)?;
         let entry = entries::by_id(c, upload.entry_id)?.ok_or_else(gone)?;
         check_live(&entry)?;
         super::check_quota(c, ns, size, 0)?;

@@ -1,7 +1,8 @@
 //! Hard deletes: entries with their versions and uploads (gc of expired trash, fsck
-//! repairs), whole trash items, and a deleted user's namespace. Versions' blob ids go to
-//! `deleted_blobs` (gc removes the files after the grace period); partial blobs of dropped
-//! uploads are returned so the caller removes them once the transaction has committed.
+//! repairs), whole trash items, and whole namespaces (a deleted user's, a deleted group's).
+//! Versions' blob ids go to `deleted_blobs` (gc removes the files after the grace period);
+//! partial blobs of dropped uploads are returned so the caller removes them once the
+//! transaction has committed.
 
 use diesel::prelude::*;
 
@@ -129,7 +130,28 @@ pub fn purge_trash_item(conn: &mut DbConn, trash_id: i64, now: i64) -> DbResult<
     Ok(Some(purged))
 }
 
-/// Deletes a user's personal namespace and everything in it (for `user delete`).
+/// Deletes a namespace and everything in it: entries with their versions (blob ids
+/// queued) and uploads, any upload into it whose entry is missing, its trash and its row.
+/// Used for `user delete` (the personal space) and for deleting a group.
+pub fn purge_namespace(conn: &mut DbConn, ns: i64, now: i64) -> DbResult<Purged> {
+    let ids: Vec<i64> = entries::table
+        .filter(entries::namespace_id.eq(ns))
+        .select(entries::id)
+        .load(conn)?;
+    let mut out = purge_entries(conn, &ids, now)?;
+    // Uploads whose entry row is missing (should not exist, but must not survive).
+    let stray: Vec<i64> = uploads::table
+        .filter(uploads::namespace_id.eq(ns))
+        .select(uploads::id)
+        .load(conn)?;
+    out.add(drop_uploads(conn, &stray)?);
+    diesel::delete(trash::table.filter(trash::namespace_id.eq(ns))).execute(conn)?;
+    diesel::delete(namespaces::table.find(ns)).execute(conn)?;
+    Ok(out)
+}
+
+/// Deletes a user's personal namespace and everything in it (for `user delete`), and the
+/// user's unfinished uploads into other (group) namespaces.
 pub fn purge_user_files(conn: &mut DbConn, user_id: i64, now: i64) -> DbResult<Purged> {
     let mut out = Purged::default();
     let spaces: Vec<i64> = namespaces::table
@@ -137,19 +159,7 @@ pub fn purge_user_files(conn: &mut DbConn, user_id: i64, now: i64) -> DbResult<P
         .select(namespaces::id)
         .load(conn)?;
     for ns in spaces {
-        let ids: Vec<i64> = entries::table
-            .filter(entries::namespace_id.eq(ns))
-            .select(entries::id)
-            .load(conn)?;
-        out.add(purge_entries(conn, &ids, now)?);
-        // Uploads whose entry row is missing (should not exist, but must not survive).
-        let stray: Vec<i64> = uploads::table
-            .filter(uploads::namespace_id.eq(ns))
-            .select(uploads::id)
-            .load(conn)?;
-        out.add(drop_uploads(conn, &stray)?);
-        diesel::delete(trash::table.filter(trash::namespace_id.eq(ns))).execute(conn)?;
-        diesel::delete(namespaces::table.find(ns)).execute(conn)?;
+        out.add(purge_namespace(conn, ns, now)?);
     }
     // Uploads the user opened in other namespaces (groups) end with the account too.
     let elsewhere: Vec<i64> = uploads::table
