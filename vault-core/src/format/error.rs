@@ -123,6 +123,11 @@ pub enum FormatError {
         why: String,
     },
 
+    /// A chat message failed a check (its signature, its key, its body) or cannot be
+    /// made; the text says what.
+    #[error("chat message: {0}")]
+    Chat(String),
+
     /// A join code could not be read or used; the text says what is wrong.
     #[error("invalid join code: {0}")]
     InvalidJoinCode(String),

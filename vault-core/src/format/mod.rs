@@ -8,11 +8,14 @@
 //!   namespace, file and version ([`wrap_file_key`], [`unwrap_file_key`]).
 //! - [`meta`] — encrypted metadata: size, mtime, mode, BLAKE3 ([`FileMeta`]).
 //! - [`names`] — deterministic AES-SIV encryption of path segments ([`NameKey`]).
+//! - [`chat`] — chat messages: sealed under a fresh key (direct) or the group key, signed
+//!   by the sender ([`chat::seal_direct`], [`chat::seal_group`], [`chat::verify`]).
 //! - [`groupkey`] — group-key envelopes (RSA-OAEP with the slot as label, signed by the
 //!   member who wrapped them) and the keys a join code carries ([`InviteSecret`]).
 //! - [`legacy`] — decryption of the legacy DES-CBC/ECB netdisk format ([`decrypt_legacy`]).
 //! - [`error`] — [`FormatError`].
 
+pub mod chat;
 pub mod error;
 pub mod filekey;
 pub mod groupkey;

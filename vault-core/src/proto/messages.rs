@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::chat::{ChatMessage, ChatTarget, ContactInfo, Conversation, Event, SealedMessage};
 use super::files::{
     BatchResult, Change, CommittedFile, EntryInfo, NsRef, OpenFile, OpenedUpload, PutFile, Rename,
     TrashItem, Usage, VersionInfo,
@@ -257,6 +258,40 @@ pub enum Request {
     },
     /// Key work the caller's client can do for others.
     KeyTasks,
+    /// Sets (or with `None`, clears) the caller's display name.
+    ProfileSet {
+        display_name: Option<String>,
+    },
+    /// Asks `username` to become a contact (accepts, if they asked first).
+    ContactAdd {
+        username: String,
+    },
+    ContactAccept {
+        username: String,
+    },
+    ContactReject {
+        username: String,
+    },
+    /// Ends a contact relationship (or withdraws a request) on both sides.
+    ContactRemove {
+        username: String,
+    },
+    ContactList,
+    /// Stores and relays a message made by the caller's client.
+    ChatSend {
+        message: SealedMessage,
+    },
+    /// A conversation's messages, newest first, before message id `before`; marks what it
+    /// returns as read.
+    ChatHistory {
+        target: ChatTarget,
+        limit: u32,
+        before: Option<i64>,
+    },
+    /// Conversations with their unread counts, newest first.
+    ChatInbox,
+    /// Turns this stream into an event stream (`subscribed`, then `event` frames).
+    Subscribe,
 }
 
 impl Request {
@@ -313,6 +348,16 @@ impl Request {
             Self::GroupRotate { .. } => "group_rotate",
             Self::GroupPutEnvelopes { .. } => "group_put_envelopes",
             Self::KeyTasks => "key_tasks",
+            Self::ProfileSet { .. } => "profile_set",
+            Self::ContactAdd { .. } => "contact_add",
+            Self::ContactAccept { .. } => "contact_accept",
+            Self::ContactReject { .. } => "contact_reject",
+            Self::ContactRemove { .. } => "contact_remove",
+            Self::ContactList => "contact_list",
+            Self::ChatSend { .. } => "chat_send",
+            Self::ChatHistory { .. } => "chat_history",
+            Self::ChatInbox => "chat_inbox",
+            Self::Subscribe => "subscribe",
         }
     }
 }
@@ -438,6 +483,23 @@ pub enum Response {
     KeyTasks {
         tasks: Vec<KeyTask>,
     },
+    Contacts {
+        contacts: Vec<ContactInfo>,
+    },
+    ChatSent {
+        id: i64,
+        received_at_ms: i64,
+    },
+    /// Newest first.
+    ChatMessages {
+        messages: Vec<ChatMessage>,
+    },
+    Inbox {
+        conversations: Vec<Conversation>,
+    },
+    /// The answer to `subscribe`; `event` frames follow on the stream.
+    Subscribed,
+    Event(Event),
     Error(ApiError),
 }
 

@@ -1,8 +1,10 @@
 //! The wire protocol of SPEC §8: one bidirectional QUIC stream per request, each carrying
 //! a frame of `u32` big-endian length + CBOR. `frame` encodes and decodes frames,
 //! `messages` holds the `Request`/`Response` types (`files` those of the file requests,
-//! `groups` those of the group and key requests), `error` the stable error codes.
+//! `groups` those of the group and key requests, `chat` those of
+//! contacts and chat), `error` the stable error codes.
 
+pub mod chat;
 pub mod error;
 pub mod files;
 pub mod frame;
@@ -11,6 +13,10 @@ pub mod messages;
 pub mod names;
 pub mod secret_bytes;
 
+pub use chat::{
+    ChatMessage, ChatTarget, ContactInfo, ContactState, Conversation, Event, SealedMessage,
+    WrappedMessageKey,
+};
 pub use error::{ApiError, ErrorCode};
 pub use files::{
     BATCH_MAX_FILES, BATCH_MAX_PATH_BYTES, BATCH_MAX_SEALED, BatchResult, Change, CommittedFile,
