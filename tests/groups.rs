@@ -219,7 +219,8 @@ fn a_removed_member_is_locked_out_and_new_files_use_the_next_generation() {
     let [alice, bob, carol] = <[Client; 3]>::try_from(users(&server, &["alice", "bob", "carol"]))
         .unwrap_or_else(|_| panic!("three clients"));
     alice.run(&["group", "create", "team"]).ok();
-    alice.run(&["group", "add", "team", "bob"]).ok();
+    let code = invite(&alice, "team", &["--uses", "3"]);
+    bob.run(&["group", "join", &code]).ok();
     alice.run(&["group", "add", "team", "carol"]).ok();
     put(&alice, "@team/old.txt", "before the removal");
     assert_eq!(read(&bob, "@team/old.txt"), "before the removal");
@@ -233,6 +234,9 @@ fn a_removed_member_is_locked_out_and_new_files_use_the_next_generation() {
         .fails_with("not a member");
     let list = json(bob.run(&["group", "list", "--json"]).ok());
     assert_eq!(list, serde_json::json!([]));
+    // The code he joined with had uses left; a removal ends every code of the group.
+    bob.run(&["group", "join", &code])
+        .fails_with("invalid, expired or used up");
 
     assert_eq!(info(&alice, "team")["generation"], 1);
     put(&carol, "@team/new.txt", "after the removal");

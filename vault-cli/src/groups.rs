@@ -193,13 +193,13 @@ async fn group(files: &Files, command: GroupCommand, expires_s: Option<u64>) -> 
                 println!("{}", serde_json::to_string_pretty(&members_json(&m))?);
             } else {
                 for member in &m.members {
-                    let waiting = if member.has_key {
-                        ""
+                    let key = if member.has_key {
+                        "has the key"
                     } else {
-                        "  (waiting for the key)"
+                        "waiting for the key"
                     };
                     println!(
-                        "{:<32} {:<8} {}  joined {}{waiting}",
+                        "{:<32} {:<8} {key:<19}  {}  joined {}",
                         member.username,
                         member.role.as_str(),
                         member_fingerprint(member),

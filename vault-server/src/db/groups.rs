@@ -341,7 +341,9 @@ pub fn set_role(conn: &mut DbConn, group_id: i64, user_id: i64, role: &str) -> D
 }
 
 /// Deletes a membership with everything that came with it: the member's envelopes of
-/// every generation and the join codes they made. Returns whether there was one.
+/// every generation, and every join code of the group (the member may know any of them:
+/// one they made, or the one they joined with, which would let them back in). Returns
+/// whether there was one.
 pub fn delete_member(conn: &mut DbConn, group_id: i64, user_id: i64) -> DbResult<bool> {
     diesel::delete(
         group_envelopes::table
@@ -349,12 +351,8 @@ pub fn delete_member(conn: &mut DbConn, group_id: i64, user_id: i64) -> DbResult
             .filter(group_envelopes::user_id.eq(user_id)),
     )
     .execute(conn)?;
-    diesel::delete(
-        group_invites::table
-            .filter(group_invites::group_id.eq(group_id))
-            .filter(group_invites::created_by.eq(user_id)),
-    )
-    .execute(conn)?;
+    diesel::delete(group_invites::table.filter(group_invites::group_id.eq(group_id)))
+        .execute(conn)?;
     let n = diesel::delete(group_members::table.find((group_id, user_id))).execute(conn)?;
     Ok(n > 0)
 }
