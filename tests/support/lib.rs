@@ -163,6 +163,21 @@ impl Drop for PgDatabase {
     }
 }
 
+/// A test server's database, opened directly ([`TestServer::open_database`]).
+pub enum TestDb {
+    Sqlite(diesel::SqliteConnection),
+    Pg(diesel::PgConnection),
+}
+
+impl std::fmt::Debug for TestDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TestDb::Sqlite(_) => "TestDb::Sqlite",
+            TestDb::Pg(_) => "TestDb::Pg",
+        })
+    }
+}
+
 /// A running `vault-server` in its own temp dir.
 #[derive(Debug)]
 pub struct TestServer {
@@ -325,6 +340,25 @@ impl TestServer {
             .unwrap_or_else(|| panic!("no code for {email} in {}", outbox.display()))
     }
 
+    /// A direct connection to the server's database (its SQLite file, or the test's
+    /// PostgreSQL database), for tests that play a malicious or broken server.
+    pub fn open_database(&self) -> TestDb {
+        match &self._pg {
+            Some(pg) => TestDb::Pg(
+                diesel::PgConnection::establish(&pg.url()).expect("connect to the test database"),
+            ),
+            None => TestDb::Sqlite(
+                diesel::SqliteConnection::establish(
+                    self.data_dir()
+                        .join("vault.db")
+                        .to_str()
+                        .expect("utf-8 path"),
+                )
+                .expect("open the test database"),
+            ),
+        }
+    }
+
     /// Runs `vault-admin` against this server's configuration.
     pub fn admin(&self, args: &[&str]) -> Out {
         let output = Command::new(bin("vault-admin"))
@@ -399,6 +433,16 @@ impl Client {
     }
 
     /// Starts `vault ARGS` in the background (output discarded), to be killed by the test.
+    /// Starts `vault` with its stdout and stderr piped to the test.
+    pub fn spawn_piped(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start vault")
+    }
+
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.command(args)
             .stdin(Stdio::null())

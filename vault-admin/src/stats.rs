@@ -1,11 +1,12 @@
 //! `vault-admin stats`: counts for a dashboard. The keys are stable: `bytes` is the
 //! ciphertext the file store holds (all versions, trash included, personal and group
-//! spaces), also given as `stored_bytes`.
+//! spaces), also given as `stored_bytes`; `messages` counts stored chat messages and
+//! `messages_24h` those that arrived in the last 24 hours (counts only, never content).
 
 use clap::Args;
 use serde::Serialize;
 use vault_server::db;
-use vault_server::maintenance::stats::file_stats;
+use vault_server::maintenance::stats::{file_stats, message_stats};
 
 use crate::context::Ctx;
 use crate::output;
@@ -33,12 +34,15 @@ struct Stats {
     stored_bytes: i64,
     trash_items: i64,
     uploads_in_progress: i64,
+    messages: i64,
+    messages_24h: i64,
 }
 
 pub fn run(ctx: &Ctx, args: StatsArgs) -> anyhow::Result<()> {
     let db = ctx.db()?;
     let conn = &mut *db.conn()?;
     let f = file_stats(conn, output::now())?;
+    let m = message_stats(conn, output::now())?;
     let s = Stats {
         users: db::users::count(conn)?,
         locked_users: db::users::count_locked(conn)?,
@@ -52,6 +56,8 @@ pub fn run(ctx: &Ctx, args: StatsArgs) -> anyhow::Result<()> {
         stored_bytes: f.stored_bytes,
         trash_items: f.trash_items,
         uploads_in_progress: f.uploads_in_progress,
+        messages: m.total,
+        messages_24h: m.last_24h,
     };
     if args.json {
         return output::print_json(&s);
@@ -75,6 +81,10 @@ pub fn run(ctx: &Ctx, args: StatsArgs) -> anyhow::Result<()> {
         ),
         ("trash items", s.trash_items.to_string()),
         ("uploads in progress", s.uploads_in_progress.to_string()),
+        (
+            "chat messages",
+            format!("{} ({} in the last 24 h)", s.messages, s.messages_24h),
+        ),
     ]);
     Ok(())
 }

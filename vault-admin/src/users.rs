@@ -359,6 +359,9 @@ fn delete(ctx: &Ctx, conn: &mut DbConn, name: &str, yes: bool) -> anyhow::Result
                 ),
             )?;
         }
+        // Its contacts, profile and message deliveries go; messages no one else can
+        // read any more go with them.
+        db::chat::delete_user(c, user.id)?;
         // The files go with the account: their blobs are queued for gc.
         let files = purge_user_files(c, user.id, output::now())?;
         db::users::delete(c, user.id)?;

@@ -171,6 +171,73 @@ pub enum KeyCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ContactCommand {
+    /// Ask USER to become your contact (if they asked you first, you are contacts at once).
+    Add { user: String },
+    /// Accept USER's contact request.
+    Accept { user: String },
+    /// Reject USER's contact request.
+    Reject { user: String },
+    /// End the contact with USER, or withdraw your request (on both sides).
+    Remove { user: String },
+    /// List your contacts and requests, with online state and when they were last seen.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChatCommand {
+    /// Send a message to a contact (USER) or a group (@GROUP), end-to-end encrypted.
+    ///
+    /// Without TEXT the message is read from standard input (all of it, one trailing line
+    /// break removed).
+    Send {
+        #[arg(value_name = "TARGET")]
+        target: String,
+        text: Option<String>,
+    },
+    /// Print messages, contact requests and presence changes as they arrive (one line each);
+    /// reconnects after the connection is lost, stops when the session ends.
+    Listen {
+        /// Print one JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the newest messages with USER or in @GROUP, oldest first, and mark them read.
+    History {
+        #[arg(value_name = "TARGET")]
+        target: String,
+        /// How many messages (1 to 500).
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        limit: u32,
+        /// Only messages older than message ID (to page back).
+        #[arg(long, value_name = "ID")]
+        before: Option<i64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List your conversations with their unread counts, newest first.
+    Inbox {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Set the name your contacts see next to your username (an empty NAME clears it).
+    Set {
+        #[arg(long, value_name = "NAME")]
+        display_name: String,
+    },
+}
+
 /// The legacy netdisk's cipher modes.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum LegacyModeArg {
@@ -369,6 +436,21 @@ pub enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Contacts: ask, accept, reject, remove, list.
+    Contact {
+        #[command(subcommand)]
+        command: ContactCommand,
+    },
+    /// End-to-end encrypted messages to contacts and groups.
+    Chat {
+        #[command(subcommand)]
+        command: ChatCommand,
+    },
+    /// Your profile: the display name your contacts see.
+    Profile {
+        #[command(subcommand)]
+        command: ProfileCommand,
+    },
     /// Decrypt a file of the legacy DES netdisk and store it as a normal vault file.
     ImportLegacy {
         /// The DES key as 16 hex digits.
@@ -397,6 +479,14 @@ impl Command {
     /// Whether this is a group or key command (handled by `groups`).
     pub fn is_groups(&self) -> bool {
         matches!(self, Command::Group { .. } | Command::Key { .. })
+    }
+
+    /// Whether this is a contact, chat or profile command (handled by `chat`).
+    pub fn is_chat(&self) -> bool {
+        matches!(
+            self,
+            Command::Contact { .. } | Command::Chat { .. } | Command::Profile { .. }
+        )
     }
 
     /// Whether this is a file command (handled by `files`).

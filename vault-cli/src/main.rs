@@ -4,6 +4,7 @@
 
 mod account;
 mod args;
+mod chat;
 mod files;
 mod groups;
 mod listing;
@@ -43,6 +44,8 @@ fn main() -> ExitCode {
         runtime.block_on(files::run(cli.command))
     } else if cli.command.is_groups() {
         runtime.block_on(groups::run(cli.command))
+    } else if cli.command.is_chat() {
+        runtime.block_on(chat::run(cli.command))
     } else {
         runtime.block_on(account::run(cli))
     };

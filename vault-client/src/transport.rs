@@ -14,6 +14,16 @@ use vault_core::proto::{self, PROTOCOL_VERSION, Request, Response};
 
 use crate::ClientError;
 
+/// The QUIC application close code with which the server ends the connections of a session
+/// that ended elsewhere (a newer login with `single_session`, an operator's kick, a
+/// password change); the close reason says why. The same value as
+/// `vault_server::live::CLOSE_SESSION_ENDED`.
+pub const CLOSE_SESSION_ENDED: u32 = 0x10;
+
+/// How often an idle connection pings the server (which answers each ping): a connection
+/// that receives nothing for a few of these intervals has lost its server.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
 /// Which certificate to accept.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Pin {
@@ -158,7 +168,7 @@ pub async fn open(server: &str, pin: &Pin) -> Result<Connection, ClientError> {
         quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| setup(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(Duration::from_secs(10)));
+    transport.keep_alive_interval(Some(KEEP_ALIVE));
     transport.max_idle_timeout(Some(
         Duration::from_secs(60)
             .try_into()
@@ -333,6 +343,92 @@ impl Connection {
     /// Closes the connection politely.
     pub fn close(&self) {
         self.conn.close(0u8.into(), b"bye");
+    }
+
+    /// How many UDP datagrams have arrived on this connection so far (the answers to
+    /// keep-alive pings included): a count that stops growing for longer than a few
+    /// [`KEEP_ALIVE`] intervals means the server is gone, long before the idle timeout says so.
+    pub fn datagrams_received(&self) -> u64 {
+        self.conn.stats().udp_rx.datagrams
+    }
+
+    /// Why the server ended the session of this connection, if it closed the connection
+    /// with [`CLOSE_SESSION_ENDED`] (`None` while it is open or when it ended otherwise).
+    pub fn session_ended(&self) -> Option<String> {
+        session_ended(&self.conn)
+    }
+
+    /// Sends `request` (`subscribe`) on a new stream and reads the first answer; the event
+    /// frames that follow are read with [`EventStream::next`]. An error answer becomes
+    /// `ClientError::Api`.
+    pub async fn subscribe(
+        &self,
+        request: &Request,
+    ) -> Result<(Response, EventStream), ClientError> {
+        let frame =
+            proto::encode_frame(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| self.closed(e))?;
+        send.write_all(&frame)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        let _ = send.finish();
+        match read_response(&self.conn, &mut recv).await? {
+            Response::Error(e) => Err(ClientError::Api(e)),
+            response => Ok((
+                response,
+                EventStream {
+                    recv,
+                    conn: self.conn.clone(),
+                },
+            )),
+        }
+    }
+}
+
+fn session_ended(conn: &quinn::Connection) -> Option<String> {
+    match conn.close_reason() {
+        Some(quinn::ConnectionError::ApplicationClosed(close))
+            if close.error_code == quinn::VarInt::from_u32(CLOSE_SESSION_ENDED) =>
+        {
+            Some(String::from_utf8_lossy(&close.reason).into_owned())
+        }
+        _ => None,
+    }
+}
+
+/// The frames the server writes on a `subscribe` stream after its first answer, each a
+/// u32 length + CBOR `Response` (bounded by the frame limit), read one at a time.
+#[derive(Debug)]
+pub struct EventStream {
+    recv: quinn::RecvStream,
+    conn: quinn::Connection,
+}
+
+impl EventStream {
+    /// The next frame; `None` when the server ended the stream between frames. Waits as
+    /// long as it takes: the connection's keep-alive and idle timeout notice a server that
+    /// went away.
+    pub async fn next(&mut self) -> Result<Option<Response>, ClientError> {
+        let mut header = [0u8; 4];
+        match self.recv.read_exact(&mut header).await {
+            Ok(()) => {}
+            Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+            Err(e) => return Err(stream_error(&self.conn, e.to_string())),
+        }
+        let len = proto::parse_header(header).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let mut body = vec![0u8; len];
+        self.recv
+            .read_exact(&mut body)
+            .await
+            .map_err(|e| stream_error(&self.conn, e.to_string()))?;
+        proto::decode_body(&body)
+            .map(Some)
+            .map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// See [`Connection::session_ended`].
+    pub fn session_ended(&self) -> Option<String> {
+        session_ended(&self.conn)
     }
 }
 

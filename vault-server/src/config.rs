@@ -37,6 +37,7 @@ pub struct Config {
     pub limits: Limits,
     pub sessions: SessionConfig,
     pub groups: GroupsConfig,
+    pub chat: ChatConfig,
 }
 
 impl Default for Config {
@@ -64,6 +65,7 @@ impl Default for Config {
             limits: Limits::default(),
             sessions: SessionConfig::default(),
             groups: GroupsConfig::default(),
+            chat: ChatConfig::default(),
         }
     }
 }
@@ -256,6 +258,29 @@ impl Default for GroupsConfig {
     }
 }
 
+/// The chat relay.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    /// The longest message text; the server refuses a ciphertext over this plus
+    /// [`CHAT_SEAL_OVERHEAD`] bytes.
+    pub max_text_bytes: u64,
+    /// Messages one user may send per minute (counted by each server instance).
+    pub messages_per_minute: u32,
+}
+
+/// What sealing adds to a message's text, at most (the body's CBOR framing, nonce, tag).
+pub const CHAT_SEAL_OVERHEAD: u64 = 256;
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            max_text_bytes: 64 * 1024,
+            messages_per_minute: 120,
+        }
+    }
+}
+
 /// A byte count written as a number or with a unit (`"10GiB"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ByteSize(pub u64);
@@ -382,6 +407,16 @@ impl Config {
         {
             return invalid("limits must be at least 1".into());
         }
+        let most_text = vault_core::proto::chat::MAX_MESSAGE_CIPHERTEXT as u64 - CHAT_SEAL_OVERHEAD;
+        if self.chat.max_text_bytes == 0 || self.chat.max_text_bytes > most_text {
+            return invalid(format!(
+                "chat.max_text_bytes = {}: it must be between 1 and {most_text}",
+                self.chat.max_text_bytes
+            ));
+        }
+        if self.chat.messages_per_minute == 0 {
+            return invalid("chat.messages_per_minute must be at least 1".into());
+        }
         if self.throttle.account_failures == 0 || self.throttle.ip_failures == 0 {
             return invalid("throttle failure counts must be at least 1".into());
         }
@@ -463,6 +498,38 @@ mod tests {
         assert_eq!(c.trash_retention, 30);
         assert_eq!(c.kdf, KdfParams::DEFAULT);
         assert_eq!(c.groups.default_quota, ByteSize(10 << 30));
+        assert_eq!(c.chat.max_text_bytes, 65536);
+        assert_eq!(c.chat.messages_per_minute, 120);
+    }
+
+    #[test]
+    fn chat_limits_are_checked() {
+        let c = Config::load(
+            None,
+            env_of(&[
+                ("VAULT_CHAT_MAX_TEXT_BYTES", "1000"),
+                ("VAULT_CHAT_MESSAGES_PER_MINUTE", "5"),
+            ]),
+            &Overrides::default(),
+        )
+        .expect("load");
+        assert_eq!(
+            (c.chat.max_text_bytes, c.chat.messages_per_minute),
+            (1000, 5)
+        );
+        for (var, value, says) in [
+            ("VAULT_CHAT_MAX_TEXT_BYTES", "0", "chat.max_text_bytes"),
+            (
+                "VAULT_CHAT_MAX_TEXT_BYTES",
+                "1000000",
+                "between 1 and 98048",
+            ),
+            ("VAULT_CHAT_MESSAGES_PER_MINUTE", "0", "messages_per_minute"),
+        ] {
+            let err = Config::load(None, env_of(&[(var, value)]), &Overrides::default())
+                .expect_err("refused");
+            assert!(err.to_string().contains(says), "{err}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod blobs;
+pub mod chat;
 pub mod config;
 pub mod db;
 pub mod error;

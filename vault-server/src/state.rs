@@ -1,5 +1,5 @@
 //! `ServerState`: what every connection handler shares (config, database, blob store, mailer, the
-//! live-session registry and the guards that bound expensive work).
+//! live-session registry, the chat hub and the guards that bound expensive work).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
 use crate::blobs::BlobStore;
+use crate::chat::Chat;
 use crate::config::Config;
 use crate::db::Db;
 use crate::live::LiveSessions;
@@ -23,6 +24,8 @@ pub struct ServerState {
     pub blobs: Arc<dyn BlobStore>,
     pub mailer: Mailer,
     pub live: LiveSessions,
+    /// Chat subscriptions of this instance and the per-user message rate limit.
+    pub chat: Chat,
     /// Key for `prelogin`'s stable fake salts, shared by all instances via the database.
     pub fake_salt_key: [u8; 32],
     /// A PHC hash of random bytes, verified against when a username is unknown so that
@@ -47,6 +50,7 @@ impl ServerState {
             .map(|n| n.get())
             .unwrap_or(2);
         ServerState {
+            chat: Chat::new(&config.chat),
             config,
             db,
             blobs,

@@ -23,7 +23,7 @@ pub mod people;
 pub mod pins;
 pub mod seal;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 pub use identity::{Me, Trust};
 pub use keyring::Keyring;

@@ -19,7 +19,7 @@ use crate::net::connection::{ConnCtx, SessionCtx};
 use crate::state::ServerState;
 
 /// Handles every request after `hello`; group and key requests go to [`crate::groups`],
-/// file requests to [`crate::files`].
+/// profile, contact and chat requests to [`crate::chat`], file requests to [`crate::files`].
 pub async fn handle(
     state: &ServerState,
     ctx: &ConnCtx,
@@ -60,6 +60,7 @@ pub async fn handle(
         group if crate::groups::is_group_request(&group) => {
             crate::groups::handle(state, ctx, group).await
         }
+        chat if crate::chat::is_chat_request(&chat) => crate::chat::handle(state, ctx, chat).await,
         files => crate::files::handle(state, ctx, files).await,
     }
 }

@@ -8,6 +8,7 @@
 //! and re-prepares the statement (it was a third of the server's time on small uploads).
 
 pub mod audit;
+pub mod chat;
 pub mod codes;
 pub mod files;
 pub mod groups;

@@ -202,6 +202,47 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    profiles (user_id) {
+        user_id -> BigInt,
+        display_name -> Nullable<Text>,
+        last_seen_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    contacts (user_id, other_id) {
+        user_id -> BigInt,
+        other_id -> BigInt,
+        state -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    chat_messages (id) {
+        id -> BigInt,
+        sender_id -> BigInt,
+        sender_name -> Text,
+        kind -> Text,
+        recipient_id -> Nullable<BigInt>,
+        group_id -> Nullable<BigInt>,
+        body -> Binary,
+        sender_key -> Binary,
+        received_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    chat_deliveries (message_id, user_id) {
+        message_id -> BigInt,
+        user_id -> BigInt,
+        conversation -> Text,
+        delivered -> Bool,
+        read -> Bool,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     sessions,
@@ -214,4 +255,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     group_members,
     group_envelopes,
     group_invites,
+    profiles,
+    contacts,
+    chat_messages,
+    chat_deliveries,
 );

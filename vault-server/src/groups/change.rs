@@ -140,9 +140,10 @@ pub fn set_owner(conn: &mut DbConn, group: &Group, user_id: i64) -> Result<Optio
 }
 
 /// Deletes a locked group with its namespace and every file in it (blobs queued for gc,
-/// like a deleted account's). The caller removes the returned partial blobs once the
-/// transaction has committed.
+/// like a deleted account's), and its chat messages. The caller removes the returned
+/// partial blobs once the transaction has committed.
 pub fn delete(conn: &mut DbConn, group: &Group, now: i64) -> Result<Purged, Failure> {
+    crate::db::chat::delete_group(conn, group.id)?;
     let mut purged = Purged::default();
     if let Some(ns) = groups::namespace(conn, group.id)? {
         // Uploads and other file changes of the group wait for this, and then find no space.

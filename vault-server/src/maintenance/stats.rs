@@ -1,4 +1,4 @@
-//! Counts of the file store for `vault-admin stats` and `user show`.
+//! Counts of the file store and of chat messages for `vault-admin stats` and `user show`.
 
 use diesel::prelude::*;
 use serde::Serialize;
@@ -47,6 +47,20 @@ pub fn file_stats(conn: &mut DbConn, now: i64) -> DbResult<FileStats> {
             .count()
             .get_result(conn)?,
     })
+}
+
+/// How many chat messages are stored (never what they say).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MessageStats {
+    pub total: i64,
+    /// Those that arrived in the 24 hours before `now`.
+    pub last_24h: i64,
+}
+
+/// Message counts at time `now` (Unix seconds).
+pub fn message_stats(conn: &mut DbConn, now: i64) -> DbResult<MessageStats> {
+    let (total, last_24h) = crate::db::chat::count_messages(conn, (now - 24 * 3600) * 1000)?;
+    Ok(MessageStats { total, last_24h })
 }
 
 /// Ciphertext bytes a user's personal space holds (0 before its first upload).

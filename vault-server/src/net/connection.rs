@@ -11,6 +11,7 @@ use vault_core::proto::{ApiError, ErrorCode, PROTOCOL_VERSION, Request, Response
 
 use super::stream::{ReadError, read_request, write_response};
 use crate::accounts;
+use crate::chat;
 use crate::files;
 use crate::state::ServerState;
 
@@ -119,7 +120,7 @@ async fn serve_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
-    let _in_flight = state.in_flight.enter();
+    let mut in_flight = Some(state.in_flight.enter());
     let timeout = Duration::from_secs(state.config.limits.request_timeout_s);
     let response = match read_request(&mut recv, timeout).await {
         Ok(request) => {
@@ -138,6 +139,15 @@ async fn serve_stream(
                         } => {
                             let request = (ns, path, version, from_chunk);
                             match download(state, ctx, request, &mut send).await {
+                                Ok(()) => return None,
+                                Err(e) => Err(e),
+                            }
+                        }
+                        Request::Subscribe => {
+                            // A subscription lasts as long as the connection: it is not a
+                            // request in flight that shutdown should wait for.
+                            drop(in_flight.take());
+                            match subscribe(state, ctx, &mut send).await {
                                 Ok(()) => return None,
                                 Err(e) => Err(e),
                             }
@@ -236,6 +246,41 @@ async fn download(
         }
         Err(e) => {
             tracing::debug!(error = %e, "download interrupted");
+            let _ = send.reset(1u8.into());
+        }
+    }
+    Ok(())
+}
+
+/// Serves `subscribe`: the stream carries `subscribed`, then event frames until the
+/// connection closes, the client stops the stream or the connection's session changes
+/// (the request timeout bounds only the request frame, not the stream). It holds one of
+/// the connection's `limits.concurrent_streams` streams (64 by default), which leaves the
+/// rest for requests. An error before `subscribed` is returned for the caller to answer.
+async fn subscribe(
+    state: &ServerState,
+    ctx: &ConnCtx,
+    send: &mut quinn::SendStream,
+) -> Result<(), ApiError> {
+    check_hello(ctx)?;
+    let session = accounts::require_session(state, ctx).await?;
+    let stopped = send.stopped();
+    let closed = ctx.conn.closed();
+    let ended = async move {
+        tokio::select! {
+            _ = stopped => {}
+            _ = closed => {}
+        }
+    };
+    let live = || {
+        ctx.session()
+            .is_some_and(|s| s.session_id == session.session_id)
+    };
+    match chat::subscribe::serve(state, &session, send, ended, live).await? {
+        chat::subscribe::Ended::Closed => {
+            let _ = send.finish();
+        }
+        chat::subscribe::Ended::Broken(_) => {
             let _ = send.reset(1u8.into());
         }
     }

@@ -1,0 +1,417 @@
+//! End to end: contacts and chat through the real binaries — the contact request flow;
+//! messages to someone offline delivered when they next listen; live delivery to a
+//! running `listen` within a second; a group message to three members; history order,
+//! inbox unread counts and ordering; refusals (non-contacts, unknown users, groups one
+//! has left, oversized messages, floods); plaintext never on the server; a message altered
+//! on the server flagged by the receiver; a listener ended by a newer login says why.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Binary};
+use vault_e2e::{Client, PASSWORD, TestDb, TestServer};
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn users<const N: usize>(server: &TestServer, names: [&str; N]) -> [Client; N] {
+    names.map(|name| {
+        let c = Client::new();
+        c.register(server, name, &format!("{name}@example.org"));
+        c
+    })
+}
+
+/// Makes `a` and `b` mutual contacts.
+fn befriend(a: (&Client, &str), b: (&Client, &str)) {
+    a.0.run(&["contact", "add", b.1]).ok();
+    b.0.run(&["contact", "accept", a.1]).ok();
+}
+
+fn contacts(c: &Client) -> serde_json::Value {
+    json(c.run(&["contact", "list", "--json"]).ok())
+}
+
+fn history(c: &Client, target: &str) -> Vec<serde_json::Value> {
+    json(c.run(&["chat", "history", target, "--json"]).ok())
+        .as_array()
+        .expect("history array")
+        .clone()
+}
+
+fn texts(messages: &[serde_json::Value]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or("<no text>").to_string())
+        .collect()
+}
+
+/// A running `vault chat listen --json`, its lines arriving on a channel.
+struct Listener {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Listener {
+    fn start(c: &Client) -> Listener {
+        let mut child = c.spawn_piped(&["chat", "listen", "--json"]);
+        let stdout: ChildStdout = child.stdout.take().expect("listen stdout");
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Listener { child, lines }
+    }
+
+    /// The next JSON line of type `kind`, within `limit`.
+    fn next(&self, kind: &str, limit: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let value = json(&line);
+                    if value["type"] == kind {
+                        return value;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!("no {kind} line within {limit:?}"),
+                Err(RecvTimeoutError::Disconnected) => panic!("listen ended before a {kind} line"),
+            }
+        }
+    }
+
+    /// Gives the listener time to start and subscribe.
+    fn settle(&self) {
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+
+    fn stop(mut self) -> std::process::Output {
+        let _ = self.child.kill();
+        self.child.wait_with_output().expect("listen output")
+    }
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+fn server_holds(server: &TestServer, needle: &str) -> bool {
+    files_under(server.root.path()).iter().any(|p| {
+        std::fs::read(p)
+            .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+    })
+}
+
+#[test]
+fn contact_requests_are_accepted_rejected_and_removed_on_both_sides() {
+    let server = TestServer::start();
+    let [alice, bob, carol] = users(&server, ["alice", "bob", "carol"]);
+    alice.run(&["contact", "add", "bob"]).ok();
+    assert_eq!(contacts(&alice)[0]["state"], "request_sent");
+    assert_eq!(contacts(&bob)[0]["username"], "alice");
+    assert_eq!(contacts(&bob)[0]["state"], "request_received");
+    // No messages before the request is accepted.
+    alice
+        .run(&["chat", "send", "bob", "too early"])
+        .fails_with("not your contact");
+    bob.run(&["contact", "accept", "alice"]).ok();
+    assert_eq!(contacts(&alice)[0]["state"], "contact");
+    assert_eq!(contacts(&bob)[0]["state"], "contact");
+    alice.run(&["chat", "send", "bob", "now we talk"]).ok();
+
+    carol.run(&["contact", "add", "alice"]).ok();
+    alice.run(&["contact", "reject", "carol"]).ok();
+    assert_eq!(contacts(&carol), serde_json::json!([]));
+    carol
+        .run(&["chat", "send", "alice", "hello?"])
+        .fails_with("not your contact");
+    alice
+        .run(&["contact", "accept", "carol"])
+        .fails_with("no contact request");
+
+    bob.run(&["contact", "remove", "alice"]).ok();
+    assert_eq!(contacts(&alice), serde_json::json!([]));
+    assert_eq!(contacts(&bob), serde_json::json!([]));
+    alice
+        .run(&["chat", "send", "bob", "still there?"])
+        .fails_with("not your contact");
+    // Unknown users and oneself.
+    alice
+        .run(&["chat", "send", "nobody", "hi"])
+        .fails_with("nobody");
+    alice
+        .run(&["contact", "add", "nobody"])
+        .fails_with("nobody");
+
+    // A display name shows in the other's contact list.
+    befriend((&alice, "alice"), (&carol, "carol"));
+    alice
+        .run(&["profile", "set", "--display-name", "Alice A."])
+        .ok();
+    assert_eq!(contacts(&carol)[0]["display_name"], "Alice A.");
+}
+
+#[test]
+fn offline_messages_arrive_at_the_next_listen_and_history_and_inbox_follow() {
+    let server = TestServer::start();
+    let [alice, bob, carol] = users(&server, ["alice", "bob", "carol"]);
+    befriend((&alice, "alice"), (&bob, "bob"));
+    befriend((&carol, "carol"), (&bob, "bob"));
+    alice.run(&["chat", "send", "bob", "one"]).ok();
+    alice.run(&["chat", "send", "bob", "two"]).ok();
+    carol.run(&["chat", "send", "bob", "from carol"]).ok();
+    alice
+        .run_stdin(&["chat", "send", "bob"], "three\nlines\n")
+        .ok();
+
+    // Inbox: newest conversation first, with unread counts.
+    let inbox = json(bob.run(&["chat", "inbox", "--json"]).ok());
+    assert_eq!(inbox[0]["target"], "alice", "{inbox}");
+    assert_eq!(inbox[0]["unread"], 3, "{inbox}");
+    assert_eq!(inbox[1]["target"], "carol", "{inbox}");
+    assert_eq!(inbox[1]["unread"], 1, "{inbox}");
+
+    // Bob was offline: his first listen gets everything, in order, verified.
+    let listener = Listener::start(&bob);
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let m = listener.next("message", Duration::from_secs(10));
+        assert_eq!(m["verified"], true, "{m}");
+        got.push(m["text"].as_str().expect("text").to_string());
+    }
+    assert_eq!(got, ["one", "two", "from carol", "three\nlines"]);
+    listener.stop();
+
+    // History is in order; reading it marks the conversation read.
+    let h = history(&bob, "alice");
+    assert_eq!(texts(&h), ["one", "two", "three\nlines"]);
+    assert!(
+        h.iter()
+            .all(|m| m["from"] == "alice" && m["verified"] == true)
+    );
+    let inbox = json(bob.run(&["chat", "inbox", "--json"]).ok());
+    assert_eq!(inbox[0]["target"], "alice", "{inbox}");
+    assert_eq!(inbox[0]["unread"], 0, "{inbox}");
+    assert_eq!(inbox[1]["unread"], 1, "{inbox}");
+    // The sender reads the same history.
+    assert_eq!(
+        texts(&history(&alice, "bob")),
+        ["one", "two", "three\nlines"]
+    );
+    // Paging back with --before.
+    let last_id = h[2]["id"].as_i64().expect("id").to_string();
+    let older = json(
+        bob.run(&[
+            "chat", "history", "alice", "--before", &last_id, "--limit", "1", "--json",
+        ])
+        .ok(),
+    );
+    assert_eq!(texts(older.as_array().expect("page")), ["two"]);
+    // A new message moves its conversation to the top.
+    carol.run(&["chat", "send", "bob", "again"]).ok();
+    let inbox = json(bob.run(&["chat", "inbox", "--json"]).ok());
+    assert_eq!(inbox[0]["target"], "carol", "{inbox}");
+    assert_eq!(inbox[0]["unread"], 2, "{inbox}");
+
+    // Nothing the users wrote is on the server in the clear.
+    assert!(!server_holds(&server, "from carol"));
+    assert!(!server_holds(&server, "three\nlines"));
+}
+
+#[test]
+fn a_running_listen_gets_a_message_within_a_second() {
+    let server = TestServer::start();
+    let [alice, bob] = users(&server, ["alice", "bob"]);
+    befriend((&alice, "alice"), (&bob, "bob"));
+    let listener = Listener::start(&bob);
+    listener.settle();
+    for text in ["first live", "second live"] {
+        alice.run(&["chat", "send", "bob", text]).ok();
+        let sent = Instant::now();
+        let m = listener.next("message", Duration::from_secs(5));
+        let latency = sent.elapsed();
+        assert_eq!(m["text"], text, "{m}");
+        assert!(
+            latency < Duration::from_secs(1),
+            "delivered {latency:?} after the send finished"
+        );
+    }
+    listener.stop();
+}
+
+#[test]
+fn a_group_message_reaches_every_member_and_only_members() {
+    let server = TestServer::start();
+    let [alice, bob, carol, dave, eve] = users(&server, ["alice", "bob", "carol", "dave", "eve"]);
+    alice.run(&["group", "create", "team"]).ok();
+    for who in ["bob", "carol", "dave"] {
+        alice.run(&["group", "add", "team", who]).ok();
+    }
+    alice.run(&["chat", "send", "@team", "hello team"]).ok();
+    for member in [&bob, &carol, &dave] {
+        let h = history(member, "@team");
+        assert_eq!(texts(&h), ["hello team"]);
+        assert_eq!(h[0]["from"], "alice");
+        assert_eq!(h[0]["verified"], true);
+        let inbox = json(member.run(&["chat", "inbox", "--json"]).ok());
+        assert_eq!(inbox[0]["target"], "@team", "{inbox}");
+    }
+    eve.run(&["chat", "send", "@team", "let me in"])
+        .fails_with("not a member");
+    eve.run(&["chat", "history", "@team"])
+        .fails_with("not a member");
+
+    // Someone who left can neither send nor read; the others can after the rotation.
+    dave.run(&["group", "leave", "team"]).ok();
+    dave.run(&["chat", "send", "@team", "bye"])
+        .fails_with("not a member");
+    bob.run(&["chat", "send", "@team", "after dave left"]).ok();
+    assert_eq!(
+        texts(&history(&carol, "@team")),
+        ["hello team", "after dave left"]
+    );
+    assert!(!server_holds(&server, "hello team"));
+}
+
+#[derive(QueryableByName)]
+struct Stored {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Binary)]
+    body: Vec<u8>,
+}
+
+/// Plays a malicious server: rewrites the newest stored message with `change`.
+fn tamper_with_newest_message(
+    server: &TestServer,
+    change: impl Fn(&mut vault_core::proto::SealedMessage),
+) {
+    let select = "SELECT id, body FROM chat_messages ORDER BY id DESC LIMIT 1";
+    let rewrite = |row: Stored| {
+        let mut message: vault_core::proto::SealedMessage =
+            ciborium::from_reader(row.body.as_slice()).expect("stored message");
+        change(&mut message);
+        let mut body = Vec::new();
+        ciborium::into_writer(&message, &mut body).expect("encode");
+        (row.id, body)
+    };
+    match server.open_database() {
+        TestDb::Sqlite(mut c) => {
+            let row = diesel::sql_query(select)
+                .get_result::<Stored>(&mut c)
+                .expect("newest message");
+            let (id, body) = rewrite(row);
+            diesel::sql_query("UPDATE chat_messages SET body = ? WHERE id = ?")
+                .bind::<Binary, _>(body)
+                .bind::<BigInt, _>(id)
+                .execute(&mut c)
+                .expect("update");
+        }
+        TestDb::Pg(mut c) => {
+            let row = diesel::sql_query(select)
+                .get_result::<Stored>(&mut c)
+                .expect("newest message");
+            let (id, body) = rewrite(row);
+            diesel::sql_query("UPDATE chat_messages SET body = $1 WHERE id = $2")
+                .bind::<Binary, _>(body)
+                .bind::<BigInt, _>(id)
+                .execute(&mut c)
+                .expect("update");
+        }
+    }
+}
+
+#[test]
+fn a_message_altered_on_the_server_is_flagged_and_never_shown_as_normal() {
+    let server = TestServer::start();
+    let [alice, bob] = users(&server, ["alice", "bob"]);
+    befriend((&alice, "alice"), (&bob, "bob"));
+    alice.run(&["chat", "send", "bob", "pay bob 10"]).ok();
+    tamper_with_newest_message(&server, |m| {
+        let mut ct = m.ciphertext.to_vec();
+        ct[20] ^= 1;
+        m.ciphertext = ct.into();
+    });
+    alice.run(&["chat", "send", "bob", "meet at noon"]).ok();
+    tamper_with_newest_message(&server, |m| m.sent_at_ms -= 3_600_000);
+
+    let h = history(&bob, "alice");
+    assert_eq!(h.len(), 2, "{h:?}");
+    for m in &h {
+        assert_eq!(m["verified"], false, "{m}");
+        assert!(m["error"].as_str().is_some_and(|e| !e.is_empty()), "{m}");
+        assert!(m.get("text").is_none_or(serde_json::Value::is_null), "{m}");
+    }
+    let text = bob.run(&["chat", "history", "alice"]).ok().to_string();
+    assert!(
+        !text.contains("pay bob") && !text.contains("noon"),
+        "{text}"
+    );
+    assert!(text.contains("refused"), "{text}");
+}
+
+#[test]
+fn oversized_messages_and_floods_are_refused_with_a_clear_error() {
+    let server = TestServer::start_with("[chat]\nmax_text_bytes = 1024\nmessages_per_minute = 5\n");
+    let [alice, bob] = users(&server, ["alice", "bob"]);
+    befriend((&alice, "alice"), (&bob, "bob"));
+    alice
+        .run_stdin(&["chat", "send", "bob"], &"x".repeat(4096))
+        .fails_with("at most");
+    for i in 0..5 {
+        alice.run(&["chat", "send", "bob", &format!("m{i}")]).ok();
+    }
+    alice
+        .run(&["chat", "send", "bob", "one too many"])
+        .fails_with("too many messages");
+    assert_eq!(history(&bob, "alice").len(), 5);
+}
+
+#[test]
+fn a_listener_ended_by_a_newer_login_says_why() {
+    let server = TestServer::start_with("single_session = true\n");
+    let [alice, bob] = users(&server, ["alice", "bob"]);
+    befriend((&alice, "alice"), (&bob, "bob"));
+    let listener = Listener::start(&bob);
+    listener.settle();
+    let (other, out) = Client::login_to(&server, "bob", PASSWORD);
+    out.ok();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut listener = listener;
+    let status = loop {
+        if let Some(status) = listener.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "listen did not end");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(1));
+    let out = listener.stop();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error: "), "{stderr}");
+    assert!(stderr.contains("session ended"), "{stderr}");
+    // The newer session works.
+    other.run(&["chat", "history", "alice"]).ok();
+}
