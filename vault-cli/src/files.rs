@@ -11,6 +11,7 @@ use serde_json::json;
 use vault_client::files::download::Downloaded;
 use vault_client::files::plan::{plan_get, plan_put};
 use vault_client::files::progress::RateLimit;
+use vault_client::files::remote::Listed;
 use vault_client::files::transfer::{MAX_IN_FLIGHT, Options, get_all, put_all};
 use vault_client::files::upload::Uploaded;
 use vault_client::files::{Files, RemotePath, legacy};
@@ -104,12 +105,9 @@ async fn dispatch(files: &Arc<Files>, state: &StateDir, command: Command) -> any
             json,
         } => {
             let path = remote(path.as_deref().unwrap_or("/"))?;
-            let entry = files.stat_existing(&path).await?;
-            let (entries, depth) = if entry.is_dir() {
-                (files.list(&path, recursive).await?, path.segments.len())
-            } else {
-                let depth = path.segments.len().saturating_sub(1);
-                (vec![entry], depth)
+            let (entries, depth) = match files.list_or_file(&path, recursive).await? {
+                Listed::Dir(entries) => (entries, path.segments.len()),
+                Listed::File(entry) => (vec![*entry], path.segments.len().saturating_sub(1)),
             };
             if json {
                 let list: Vec<_> = entries.iter().map(listing::entry_json).collect();

@@ -15,6 +15,15 @@ use super::{Files, FilesError, RemotePath, unexpected};
 /// At most this many entries are read by one listing (about 100 pages of the server's).
 pub const MAX_LIST_ENTRIES: usize = 1_000_000;
 
+/// The answer to [`Files::list_or_file`].
+#[derive(Debug)]
+pub enum Listed {
+    /// The entries of a directory, sorted by plaintext path.
+    Dir(Vec<Entry>),
+    /// The path named a file.
+    File(Box<Entry>),
+}
+
 /// A live entry, decrypted.
 #[derive(Clone, Debug)]
 pub struct Entry {
@@ -244,6 +253,30 @@ impl Files {
     /// The entries in directory `dir` (with `recursive`, everything under it), sorted by
     /// plaintext path.
     pub async fn list(&self, dir: &RemotePath, recursive: bool) -> Result<Vec<Entry>, FilesError> {
+        match self.list_inner(dir, recursive).await? {
+            Listed::Dir(entries) => Ok(entries),
+            Listed::File(_) => Err(FilesError::Usage(format!(
+                "{dir} is a file, not a directory"
+            ))),
+        }
+    }
+
+    /// What `ls PATH` shows: the entries of directory `path`, or the file `path` itself, in
+    /// one request per page (the server answers a file's listing with the file).
+    pub async fn list_or_file(
+        &self,
+        path: &RemotePath,
+        recursive: bool,
+    ) -> Result<Listed, FilesError> {
+        self.list_inner(path, recursive).await.map_err(|e| match e {
+            FilesError::Usage(m) if m.ends_with(": no such directory") => {
+                FilesError::Usage(format!("{path}: no such file or directory"))
+            }
+            other => other,
+        })
+    }
+
+    async fn list_inner(&self, dir: &RemotePath, recursive: bool) -> Result<Listed, FilesError> {
         let keys = self.keys_for(&dir.ns).await?;
         let encrypted = keys.encrypt_path(&dir.segments)?;
         let mut opener = EntryOpener::new(keys, &dir.ns).knowing(&encrypted, &dir.segments);
@@ -265,6 +298,10 @@ impl Files {
                 None => (None, opener.open_page(infos)),
             };
             for entry in opened? {
+                // `ls FILE`: the server answers with the file alone.
+                if entry.path == *dir && !entry.is_dir() && out.is_empty() && fetched.is_none() {
+                    return Ok(Listed::File(Box::new(entry)));
+                }
                 if !dir.contains(&entry.path) || entry.path == *dir {
                     return Err(FilesError::Integrity(format!(
                         "the listing of {dir} contains {}, which is not under it",
@@ -284,7 +321,7 @@ impl Files {
             }
         }
         out.sort_by(|a, b| a.path.segments.cmp(&b.path.segments));
-        Ok(out)
+        Ok(Listed::Dir(out))
     }
 
     /// Creates `path` and any missing parents.
