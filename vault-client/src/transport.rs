@@ -14,11 +14,7 @@ use vault_core::proto::{self, PROTOCOL_VERSION, Request, Response};
 
 use crate::ClientError;
 
-/// The QUIC application close code with which the server ends the connections of a session
-/// that ended elsewhere (a newer login with `single_session`, an operator's kick, a
-/// password change); the close reason says why. The same value as
-/// `vault_server::live::CLOSE_SESSION_ENDED`.
-pub const CLOSE_SESSION_ENDED: u32 = 0x10;
+pub use vault_core::proto::CLOSE_SESSION_ENDED;
 
 /// How often an idle connection pings the server (which answers each ping): a connection
 /// that receives nothing for a few of these intervals has lost its server.

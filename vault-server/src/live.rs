@@ -9,10 +9,7 @@ use std::time::Duration;
 
 use crate::db::{self, Db};
 
-/// The QUIC application close code for "your session ended"; the reason text says why.
-pub const CLOSE_SESSION_ENDED: u32 = 0x10;
-/// The close code for server shutdown.
-pub const CLOSE_SHUTDOWN: u32 = 0x11;
+pub use vault_core::proto::{CLOSE_SESSION_ENDED, CLOSE_SHUTDOWN};
 
 /// Session id → the connections it is bound to (by quinn's stable id).
 #[derive(Debug, Default)]

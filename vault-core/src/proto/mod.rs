@@ -34,5 +34,11 @@ pub use secret_bytes::SecretBytes;
 /// The protocol version a client announces in `hello`. Bumped on incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// The QUIC application close code for "your session ended" (logout elsewhere, a newer
+/// login with `single_session`, an operator's kick or lock); the reason text says why.
+pub const CLOSE_SESSION_ENDED: u32 = 0x10;
+/// The QUIC application close code for a server shutting down.
+pub const CLOSE_SHUTDOWN: u32 = 0x11;
+
 /// The TLS application protocol name (ALPN) both sides require.
 pub const ALPN: &[u8] = b"vault/1";
