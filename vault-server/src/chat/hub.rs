@@ -20,6 +20,9 @@ use vault_core::proto::Event;
 
 /// Events (other than messages) one subscription may have waiting.
 pub const QUEUE_LEN: usize = 256;
+/// At most this many live subscriptions per user on one instance (each polls the
+/// database), enough for a few machines with a `listen` each.
+pub const MAX_PER_USER: usize = 8;
 
 #[derive(Debug)]
 struct Slot {
@@ -65,14 +68,17 @@ impl Hub {
     }
 
     /// Registers a subscription of `user_id`; the flag says whether it is the user's first
-    /// (they just came online).
-    pub fn subscribe(&self, user_id: i64) -> (Subscription<'_>, bool) {
+    /// (they just came online). `None` when the user has [`MAX_PER_USER`] already.
+    pub fn subscribe(&self, user_id: i64) -> Option<(Subscription<'_>, bool)> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let wake = Arc::new(Notify::new());
         let overflowed = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel(QUEUE_LEN);
         let mut subs = self.lock();
         let slots = subs.entry(user_id).or_default();
+        if slots.len() >= MAX_PER_USER {
+            return None;
+        }
         let first = slots.is_empty();
         slots.push(Slot {
             id,
@@ -89,7 +95,7 @@ impl Hub {
             overflowed,
             joined: true,
         };
-        (sub, first)
+        Some((sub, first))
     }
 
     /// Tells every subscription of these users that there are new messages for them.
@@ -192,20 +198,32 @@ mod tests {
         Event::ContactRequest { from: from.into() }
     }
 
+    #[test]
+    fn a_user_has_at_most_a_few_subscriptions() {
+        let hub = Hub::default();
+        let held: Vec<_> = (0..MAX_PER_USER)
+            .map(|_| hub.subscribe(1).expect("room"))
+            .collect();
+        assert!(hub.subscribe(1).is_none(), "one too many");
+        assert!(hub.subscribe(2).is_some(), "another user has room");
+        drop(held);
+        assert!(hub.subscribe(1).is_some(), "room again once they closed");
+    }
+
     #[tokio::test]
     async fn online_while_a_subscription_is_open() {
         let hub = Hub::default();
         assert!(!hub.is_online(1));
-        let (a, first) = hub.subscribe(1);
+        let (a, first) = hub.subscribe(1).expect("room");
         assert!(first);
-        let (b, first) = hub.subscribe(1);
+        let (b, first) = hub.subscribe(1).expect("room");
         assert!(!first);
         assert!(hub.is_online(1));
         assert!(!a.leave(), "another subscription is still open");
         assert!(hub.is_online(1));
         drop(b);
         assert!(!hub.is_online(1));
-        let (c, first) = hub.subscribe(1);
+        let (c, first) = hub.subscribe(1).expect("room");
         assert!(first);
         assert!(c.leave());
     }
@@ -213,9 +231,9 @@ mod tests {
     #[tokio::test]
     async fn events_reach_every_subscription_of_the_user_only() {
         let hub = Hub::default();
-        let (mut a, _) = hub.subscribe(1);
-        let (mut b, _) = hub.subscribe(1);
-        let (mut other, _) = hub.subscribe(2);
+        let (mut a, _) = hub.subscribe(1).expect("room");
+        let (mut b, _) = hub.subscribe(1).expect("room");
+        let (mut other, _) = hub.subscribe(2).expect("room");
         hub.send(1, &request("x"));
         assert_eq!(a.next_event().await, Some(request("x")));
         assert_eq!(b.next_event().await, Some(request("x")));
@@ -225,7 +243,7 @@ mod tests {
     #[tokio::test]
     async fn wake_ups_coalesce_and_are_not_lost() {
         let hub = Hub::default();
-        let (a, _) = hub.subscribe(1);
+        let (a, _) = hub.subscribe(1).expect("room");
         // Woken before it waits: the wake-up is kept.
         hub.wake(&[1, 1, 1]);
         tokio::time::timeout(std::time::Duration::from_secs(1), a.woken())
@@ -242,7 +260,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_marks_the_subscription_overflowed() {
         let hub = Hub::default();
-        let (a, _) = hub.subscribe(1);
+        let (a, _) = hub.subscribe(1).expect("room");
         for _ in 0..QUEUE_LEN {
             hub.send(1, &request("x"));
         }

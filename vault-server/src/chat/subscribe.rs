@@ -70,7 +70,15 @@ where
     L: Fn() -> bool,
 {
     let user = session.user_id;
-    let (mut sub, first) = state.chat.hub.subscribe(user);
+    let (mut sub, first) = state.chat.hub.subscribe(user).ok_or_else(|| {
+        ApiError::throttled(
+            5,
+            format!(
+                "this account has {} listens open on this server already; stop one first",
+                super::hub::MAX_PER_USER
+            ),
+        )
+    })?;
     if first && let Err(e) = presence::announce(state, user, &session.username, true).await {
         tracing::warn!(code = e.code.as_str(), "could not announce presence");
     }
