@@ -6,7 +6,6 @@
 //! on the server flagged by the receiver; a listener ended by a newer login says why.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
@@ -99,29 +98,6 @@ impl Listener {
         let _ = self.child.kill();
         self.child.wait_with_output().expect("listen output")
     }
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("read_dir").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
-}
-
-fn server_holds(server: &TestServer, needle: &str) -> bool {
-    files_under(server.root.path()).iter().any(|p| {
-        std::fs::read(p)
-            .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
-    })
 }
 
 #[test]
@@ -236,8 +212,8 @@ fn offline_messages_arrive_at_the_next_listen_and_history_and_inbox_follow() {
     assert_eq!(inbox[0]["unread"], 2, "{inbox}");
 
     // Nothing the users wrote is on the server in the clear.
-    assert!(!server_holds(&server, "from carol"));
-    assert!(!server_holds(&server, "three\nlines"));
+    assert!(!server.holds("from carol"));
+    assert!(!server.holds("three\nlines"));
 }
 
 #[test]
@@ -292,7 +268,7 @@ fn a_group_message_reaches_every_member_and_only_members() {
         texts(&history(&carol, "@team")),
         ["hello team", "after dave left"]
     );
-    assert!(!server_holds(&server, "hello team"));
+    assert!(!server.holds("hello team"));
 }
 
 #[derive(QueryableByName)]

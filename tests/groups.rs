@@ -94,30 +94,6 @@ fn invite(c: &Client, group: &str, extra: &[&str]) -> String {
     c.run(&args).ok().trim().to_string()
 }
 
-/// Every file under `dir`, to search for what must never reach the server.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("read_dir").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
-}
-
-fn server_holds(server: &TestServer, needle: &str) -> bool {
-    files_under(server.root.path()).iter().any(|p| {
-        std::fs::read(p)
-            .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
-    })
-}
-
 #[test]
 fn invite_join_and_share_files_both_ways() {
     let server = TestServer::start();
@@ -138,10 +114,7 @@ fn invite_join_and_share_files_both_ways() {
     carol
         .run(&["group", "join", &code])
         .fails_with("invalid, expired or used up");
-    assert!(
-        !server_holds(&server, secret),
-        "the server holds the secret"
-    );
+    assert!(!server.holds(secret), "the server holds the secret");
 
     put(&alice, "@team/docs/hello.txt", "hello from alice");
     assert_eq!(read(&bob, "@team/docs/hello.txt"), "hello from alice");
@@ -152,10 +125,7 @@ fn invite_join_and_share_files_both_ways() {
         listing.contains("hello.txt") && listing.contains("reply.txt"),
         "{listing}"
     );
-    assert!(
-        !server_holds(&server, "hello from"),
-        "plaintext on the server"
-    );
+    assert!(!server.holds("hello from"), "plaintext on the server");
 
     let list = members(&alice, "team");
     assert_eq!(member(&list, "alice")["role"], "owner");

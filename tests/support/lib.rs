@@ -359,6 +359,25 @@ impl TestServer {
         }
     }
 
+    /// Whether any file under the server's directory (database, blobs, logs, outbox)
+    /// contains `needle`: what must never reach the server in the clear.
+    pub fn holds(&self, needle: &str) -> bool {
+        let mut stack = vec![self.root.path().to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).expect("read_dir").flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if std::fs::read(&path)
+                    .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     /// Runs `vault-admin` against this server's configuration.
     pub fn admin(&self, args: &[&str]) -> Out {
         let output = Command::new(bin("vault-admin"))

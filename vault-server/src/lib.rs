@@ -17,6 +17,8 @@ pub mod mail;
 pub mod maintenance;
 pub mod net;
 pub mod state;
+#[cfg(test)]
+mod testing;
 pub mod throttle;
 pub mod tls;
 

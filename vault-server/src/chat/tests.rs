@@ -17,17 +17,15 @@ use vault_core::proto::{
 
 use super::{dispatch, is_chat_request, now_ms, subscribe};
 use crate::accounts::session_refusal;
-use crate::blobs::{BlobId, BlobStore, FsBlobStore};
 use crate::config::Config;
+use crate::db;
 use crate::db::schema::{chat_deliveries, chat_messages, contacts, profiles};
-use crate::db::{self, Db};
 use crate::groups::{self, Caller};
-use crate::mail::Mailer;
 use crate::maintenance::stats::message_stats;
 use crate::net::connection::SessionCtx;
 use crate::state::ServerState;
 
-type R<T> = Result<T, Box<dyn std::error::Error>>;
+use crate::testing::{self, R};
 
 const USERS: &[&str] = &["alice", "bob", "carol", "dave", "erin"];
 
@@ -37,46 +35,13 @@ struct Fixture {
     users: HashMap<String, SessionCtx>,
 }
 
-/// With `VAULT_TEST_POSTGRES_URL` set, a fresh database on that server for one test.
-fn fresh_postgres_database() -> R<Option<String>> {
-    let Ok(url) = std::env::var("VAULT_TEST_POSTGRES_URL") else {
-        return Ok(None);
-    };
-    let name = format!("vault_chat_{}", BlobId::random().as_str());
-    let mut admin = diesel::PgConnection::establish(&url)?;
-    diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin)?;
-    let base = url.split('?').next().unwrap_or(&url);
-    let (server, _) = base
-        .rsplit_once('/')
-        .ok_or("VAULT_TEST_POSTGRES_URL needs a database name")?;
-    Ok(Some(format!("{server}/{name}")))
-}
-
 fn fixture() -> R<Fixture> {
     fixture_with(|_| {})
 }
 
 fn fixture_with(adjust: impl FnOnce(&mut Config)) -> R<Fixture> {
     let dir = tempfile::tempdir()?;
-    let mut cfg = Config {
-        data_dir: dir.path().to_path_buf(),
-        ..Config::default()
-    };
-    if let Some(url) = fresh_postgres_database()? {
-        cfg.database_url = url;
-    }
-    adjust(&mut cfg);
-    let db = Db::open(&cfg.database_url())?;
-    let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir.path().join("blobs"))?);
-    let mailer = Mailer::from_config(&cfg.mail, dir.path().join("outbox"))?;
-    let state = Arc::new(ServerState::new(
-        cfg,
-        db,
-        blobs,
-        mailer,
-        [0; 32],
-        String::new(),
-    ));
+    let state = Arc::new(testing::state(&dir, "chat", adjust, |s| Arc::new(s))?);
     let mut f = Fixture {
         _dir: dir,
         state,
@@ -162,36 +127,8 @@ fn texts(messages: &[ChatMessage]) -> Vec<String> {
 impl Fixture {
     fn add_user(&mut self, name: &str, seed: u8) -> R<()> {
         let mut conn = self.state.db.conn()?;
-        let email = format!("{name}@example.org");
-        let user = db::users::insert(
-            &mut conn,
-            &db::users::NewUser {
-                username: name,
-                email: &email,
-                auth_hash: "x",
-                kdf_salt: &[0; 16],
-                kdf_memory_kib: 8,
-                kdf_iterations: 1,
-                kdf_parallelism: 1,
-                account_key_by_kek: &[],
-                account_key_by_recovery: &[],
-                public_key: &[seed; 24],
-                private_key_sealed: &[],
-                quota_bytes: 100 << 20,
-                locked: false,
-                created_at: db::now(),
-            },
-        )?;
-        let token = format!("token of {name}");
-        let session = db::sessions::insert(&mut conn, user.id, token.as_bytes(), "127.0.0.1")?;
-        self.users.insert(
-            name.to_owned(),
-            SessionCtx {
-                session_id: session.id,
-                user_id: user.id,
-                username: name.to_owned(),
-            },
-        );
+        let session = testing::add_user_with_session(&mut conn, name, &[seed; 24], 100 << 20)?;
+        self.users.insert(name.to_owned(), session);
         Ok(())
     }
 

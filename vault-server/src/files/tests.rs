@@ -19,13 +19,12 @@ use vault_core::proto::{
 use super::{dispatch, download, upload};
 use crate::blobs::{BlobId, BlobReader, BlobStore, FsBlobStore, PartialWriter, StoredBlob};
 use crate::config::Config;
+use crate::db;
 use crate::db::schema::{deleted_blobs, entries, namespaces};
-use crate::db::{self, Db};
-use crate::mail::Mailer;
 use crate::net::connection::SessionCtx;
 use crate::state::ServerState;
 
-type R<T> = Result<T, Box<dyn std::error::Error>>;
+use crate::testing::{self, R};
 
 const P: NsRef = NsRef::Personal;
 
@@ -139,18 +138,7 @@ fn fixture_with(
     store: impl FnOnce(FsBlobStore) -> Arc<dyn BlobStore>,
 ) -> R<Fixture> {
     let dir = tempfile::tempdir()?;
-    let mut cfg = Config {
-        data_dir: dir.path().to_path_buf(),
-        ..Config::default()
-    };
-    config(&mut cfg);
-    if let Some(url) = fresh_postgres_database()? {
-        cfg.database_url = url;
-    }
-    let db = Db::open(&cfg.database_url())?;
-    let blobs = store(FsBlobStore::open(dir.path().join("blobs"))?);
-    let mailer = Mailer::from_config(&cfg.mail, dir.path().join("outbox"))?;
-    let state = ServerState::new(cfg, db, blobs, mailer, [0; 32], String::new());
+    let state = testing::state(&dir, "files", config, store)?;
     let mut conn = state.db.conn()?;
     let alice = add_user(&mut conn, "alice", 100 << 20)?;
     Ok(Fixture {
@@ -160,48 +148,12 @@ fn fixture_with(
     })
 }
 
-/// With `VAULT_TEST_POSTGRES_URL` set (a server where the user may create databases), a
-/// fresh database on it for one test; else `None` (the test uses a temp SQLite file).
-fn fresh_postgres_database() -> R<Option<String>> {
-    use diesel::Connection;
-    let Ok(url) = std::env::var("VAULT_TEST_POSTGRES_URL") else {
-        return Ok(None);
-    };
-    let name = format!("vault_files_{}", BlobId::random().as_str());
-    let mut admin = diesel::PgConnection::establish(&url)?;
-    diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin)?;
-    let base = url.split('?').next().unwrap_or(&url);
-    let (server, _) = base
-        .rsplit_once('/')
-        .ok_or("VAULT_TEST_POSTGRES_URL needs a database name")?;
-    Ok(Some(format!("{server}/{name}")))
-}
-
 fn fixture() -> R<Fixture> {
     fixture_with(|_| {}, |s| Arc::new(s))
 }
 
 fn add_user(conn: &mut db::DbConn, name: &str, quota: i64) -> R<SessionCtx> {
-    let email = format!("{name}@example.org");
-    let user = db::users::insert(
-        conn,
-        &db::users::NewUser {
-            username: name,
-            email: &email,
-            auth_hash: "x",
-            kdf_salt: &[0; 16],
-            kdf_memory_kib: 8,
-            kdf_iterations: 1,
-            kdf_parallelism: 1,
-            account_key_by_kek: &[],
-            account_key_by_recovery: &[],
-            public_key: &[],
-            private_key_sealed: &[],
-            quota_bytes: quota,
-            locked: false,
-            created_at: db::now(),
-        },
-    )?;
+    let user = testing::add_user(conn, name, &[], quota)?;
     Ok(SessionCtx {
         session_id: 0,
         user_id: user.id,

@@ -18,16 +18,12 @@ use vault_core::proto::{
 
 use super::{Caller, change, dispatch, is_group_request};
 use crate::accounts::session_refusal;
-use crate::blobs::{BlobId, BlobStore, FsBlobStore};
-use crate::config::Config;
 use crate::db::schema::{deleted_blobs, group_envelopes, group_invites, namespaces};
-use crate::db::{self, Db, audit, groups};
+use crate::db::{self, audit, groups};
 use crate::files::{self, download, upload};
-use crate::mail::Mailer;
-use crate::net::connection::SessionCtx;
 use crate::state::ServerState;
 
-type R<T> = Result<T, Box<dyn std::error::Error>>;
+use crate::testing::{self, R};
 
 /// Everyone the tests need: the roles of group `team`, outsiders, and spare accounts.
 const USERS: &[&str] = &[
@@ -40,35 +36,9 @@ struct Fixture {
     users: HashMap<String, Caller>,
 }
 
-/// With `VAULT_TEST_POSTGRES_URL` set (a server where the user may create databases), a
-/// fresh database on it for one test; else `None` (the test uses a temp SQLite file).
-fn fresh_postgres_database() -> R<Option<String>> {
-    let Ok(url) = std::env::var("VAULT_TEST_POSTGRES_URL") else {
-        return Ok(None);
-    };
-    let name = format!("vault_groups_{}", BlobId::random().as_str());
-    let mut admin = diesel::PgConnection::establish(&url)?;
-    diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin)?;
-    let base = url.split('?').next().unwrap_or(&url);
-    let (server, _) = base
-        .rsplit_once('/')
-        .ok_or("VAULT_TEST_POSTGRES_URL needs a database name")?;
-    Ok(Some(format!("{server}/{name}")))
-}
-
 fn fixture() -> R<Fixture> {
     let dir = tempfile::tempdir()?;
-    let mut cfg = Config {
-        data_dir: dir.path().to_path_buf(),
-        ..Config::default()
-    };
-    if let Some(url) = fresh_postgres_database()? {
-        cfg.database_url = url;
-    }
-    let db = Db::open(&cfg.database_url())?;
-    let blobs: Arc<dyn BlobStore> = Arc::new(FsBlobStore::open(dir.path().join("blobs"))?);
-    let mailer = Mailer::from_config(&cfg.mail, dir.path().join("outbox"))?;
-    let state = ServerState::new(cfg, db, blobs, mailer, [0; 32], String::new());
+    let state = testing::state(&dir, "groups", |_| {}, |s| Arc::new(s))?;
     let mut f = Fixture {
         _dir: dir,
         state,
@@ -130,36 +100,11 @@ fn err<T: std::fmt::Debug>(r: Result<T, ApiError>) -> ApiError {
 impl Fixture {
     fn add_user(&mut self, name: &str, seed: u8) -> R<()> {
         let mut conn = self.state.db.conn()?;
-        let email = format!("{name}@example.org");
-        let user = db::users::insert(
-            &mut conn,
-            &db::users::NewUser {
-                username: name,
-                email: &email,
-                auth_hash: "x",
-                kdf_salt: &[0; 16],
-                kdf_memory_kib: 8,
-                kdf_iterations: 1,
-                kdf_parallelism: 1,
-                account_key_by_kek: &[],
-                account_key_by_recovery: &[],
-                public_key: &[seed; 24],
-                private_key_sealed: &[],
-                quota_bytes: 100 << 20,
-                locked: false,
-                created_at: db::now(),
-            },
-        )?;
-        let token = format!("token of {name}");
-        let session = db::sessions::insert(&mut conn, user.id, token.as_bytes(), "127.0.0.1")?;
+        let session = testing::add_user_with_session(&mut conn, name, &[seed; 24], 100 << 20)?;
         self.users.insert(
             name.to_owned(),
             Caller {
-                session: SessionCtx {
-                    session_id: session.id,
-                    user_id: user.id,
-                    username: name.to_owned(),
-                },
+                session,
                 ip: "127.0.0.1".into(),
             },
         );
