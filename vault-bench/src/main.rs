@@ -4,6 +4,7 @@
 //! figures, each with its ratio to its ceiling or target.
 
 mod ceiling;
+mod chat;
 mod data;
 mod procs;
 mod report;
@@ -22,7 +23,7 @@ use report::Report;
 #[command(name = "vault-bench", version)]
 struct Args {
     /// Smaller sizes for a smoke run: 64 MiB instead of 1 GiB, 500 files instead of 10,000,
-    /// one run.
+    /// 200 chat messages instead of 2,000, one run.
     #[arg(long)]
     quick: bool,
     /// Runs per timing figure; the table shows the median (default 3, 1 with --quick).
@@ -78,6 +79,7 @@ fn run(args: &Args) -> anyhow::Result<Report> {
         big_bytes: args.size_mib.unwrap_or(if args.quick { 64 } else { 1024 }) << 20,
         small_files: usize::try_from(args.files.unwrap_or(if args.quick { 500 } else { 10_000 }))?,
         changes: 100,
+        chat_messages: if args.quick { 200 } else { 2000 },
         limits: if args.lift_limits {
             scenarios::LIFTED_LIMITS.to_string()
         } else {
@@ -90,6 +92,7 @@ fn run(args: &Args) -> anyhow::Result<Report> {
         runs: plan.runs,
         big_file_bytes: plan.big_bytes,
         small_files: plan.small_files,
+        chat_messages: plan.chat_messages,
         server_limits: if args.lift_limits {
             "request rate lifted (requests_per_second = request_burst = 1000000)".to_string()
         } else {

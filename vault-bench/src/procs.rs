@@ -69,6 +69,11 @@ impl Server {
     /// Starts a server on a free loopback port. `limits` is the `[limits]` table to use
     /// (empty: the product's defaults).
     pub fn start(bins: &Bins, limits: &str) -> anyhow::Result<Server> {
+        Server::start_with(bins, limits, "")
+    }
+
+    /// [`Server::start`] with more configuration tables after `[limits]` (`[chat]\n...`).
+    pub fn start_with(bins: &Bins, limits: &str, tables: &str) -> anyhow::Result<Server> {
         let root = tempfile::tempdir().context("cannot make a temp dir")?;
         let data = root.path().join("data");
         let config = format!(
@@ -76,7 +81,7 @@ impl Server {
              [files]\ngc_interval_s = 0\n\
              [kdf]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n\
              [auth_hash]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n\
-             [limits]\n{limits}\n",
+             [limits]\n{limits}\n{tables}",
             data.display()
         );
         let config_path = root.path().join("vault.toml");
@@ -231,6 +236,11 @@ impl Client {
         Ok(client)
     }
 
+    /// This client's state directory (`VAULT_CONFIG_DIR`).
+    pub fn state_dir(&self) -> &Path {
+        self.state.path()
+    }
+
     /// Whether this `vault` has the `sync` command.
     pub fn has_sync(&self) -> bool {
         self.command(&["sync", "--help"], None)
@@ -243,7 +253,7 @@ impl Client {
 
     /// `vault ARGS` with this client's state directory; under GNU time when `rss_file`
     /// is given.
-    fn command(&self, args: &[&str], rss_file: Option<&Path>) -> Command {
+    pub fn command(&self, args: &[&str], rss_file: Option<&Path>) -> Command {
         let mut cmd = match rss_file {
             Some(file) => {
                 let mut cmd = Command::new(GNU_TIME);

@@ -114,6 +114,7 @@ pub struct Report {
     pub runs: usize,
     pub big_file_bytes: u64,
     pub small_files: usize,
+    pub chat_messages: usize,
     pub server_limits: String,
     pub rows: Vec<Row>,
 }
@@ -154,11 +155,12 @@ impl Report {
             }
         }
         let mut out = format!(
-            "vault-bench ({} mode, median of {} run(s); {} MiB file, {} small files; server limits: {})\n",
+            "vault-bench ({} mode, median of {} run(s); {} MiB file, {} small files, {} chat messages; server limits: {})\n",
             self.mode,
             self.runs,
             self.big_file_bytes >> 20,
             self.small_files,
+            self.chat_messages,
             self.server_limits
         );
         let line = |cells: &[String]| {
@@ -215,6 +217,18 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// The `p` quantile of `values` (`0 < p ≤ 1`) by the nearest rank: the smallest value
+/// that at least `p` of them do not exceed.
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,6 +238,17 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
         assert_eq!(median(&[7.0]), 7.0);
+    }
+
+    #[test]
+    fn percentile_by_nearest_rank() {
+        let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&hundred, 0.99), 99.0);
+        assert_eq!(percentile(&hundred, 0.5), 50.0);
+        assert_eq!(percentile(&hundred, 1.0), 100.0);
+        assert_eq!(percentile(&[3.0, 1.0, 2.0], 0.99), 3.0);
+        assert_eq!(percentile(&[7.0], 0.01), 7.0);
+        assert!(percentile(&[], 0.5).is_nan());
     }
 
     #[test]
@@ -253,6 +278,7 @@ mod tests {
             runs: 1,
             big_file_bytes: 64 << 20,
             small_files: 500,
+            chat_messages: 200,
             server_limits: "defaults".into(),
             rows: vec![
                 Row::info("raw quinn", 812.25, "MB/s", "ceiling"),

@@ -1,12 +1,14 @@
 //! The measured phases, in order: the ceilings; a fresh server for the large `put` and
 //! `get` (its peak RSS covers exactly that phase); a second fresh server for the small
-//! files — `put -r` of a flat directory, `ls` of it, and `vault sync` when the CLI has it.
+//! files — `put -r` of a flat directory, `ls` of it, and `vault sync` when the CLI has it;
+//! a third for the chat relay ([`chat`]).
 
 use std::path::Path;
 
 use anyhow::Context;
 
 use crate::ceiling;
+use crate::chat;
 use crate::data;
 use crate::procs::{Bins, Client, Server};
 use crate::report::{Row, median};
@@ -26,6 +28,8 @@ pub struct Plan {
     pub big_bytes: u64,
     pub small_files: usize,
     pub changes: usize,
+    /// Chat messages sent from one user to another.
+    pub chat_messages: usize,
     /// The server's `[limits]` lines.
     pub limits: String,
 }
@@ -37,6 +41,7 @@ pub fn run_all(bins: &Bins, plan: &Plan) -> anyhow::Result<Vec<Row>> {
     let quinn = ceilings(plan, &mut rows)?;
     big_files(bins, plan, work.path(), quinn, &mut rows)?;
     small_files(bins, plan, work.path(), &mut rows)?;
+    chat::relay(bins, plan, work.path(), &mut rows)?;
     Ok(rows)
 }
 
