@@ -238,6 +238,29 @@ fn a_running_listen_gets_a_message_within_a_second() {
 }
 
 #[test]
+fn listen_reconnects_after_a_server_restart_and_shows_each_message_once() {
+    let mut server = TestServer::start();
+    let [alice, bob] = users(&server, ["alice", "bob"]);
+    befriend((&alice, "alice"), (&bob, "bob"));
+    let listener = Listener::start(&bob);
+    listener.settle();
+    alice.run(&["chat", "send", "bob", "before the restart"]).ok();
+    assert_eq!(
+        listener.next("message", Duration::from_secs(5))["text"],
+        "before the restart"
+    );
+    server.restart(|_| {});
+    // Sent while the listener is still reconnecting: it arrives from the backlog.
+    alice.run(&["chat", "send", "bob", "after the restart"]).ok();
+    let m = listener.next("message", Duration::from_secs(30));
+    assert_eq!(m["text"], "after the restart", "{m}");
+    alice.run(&["chat", "send", "bob", "and live again"]).ok();
+    let m = listener.next("message", Duration::from_secs(10));
+    assert_eq!(m["text"], "and live again", "{m}");
+    listener.stop();
+}
+
+#[test]
 fn a_group_message_reaches_every_member_and_only_members() {
     let server = TestServer::start();
     let [alice, bob, carol, dave, eve] = users(&server, ["alice", "bob", "carol", "dave", "eve"]);
@@ -390,4 +413,99 @@ fn a_listener_ended_by_a_newer_login_says_why() {
     assert!(stderr.contains("session ended"), "{stderr}");
     // The newer session works.
     other.run(&["chat", "history", "alice"]).ok();
+}
+
+#[test]
+fn a_file_sent_in_a_message_is_fetched_by_its_recipient_only() {
+    let server = TestServer::start();
+    let [alice, bob, carol] = users(&server, ["alice", "bob", "carol"]);
+    befriend((&alice, "alice"), (&bob, "bob"));
+    befriend((&carol, "carol"), (&bob, "bob"));
+    let dir = tempfile::tempdir().expect("tmp");
+    // A plaintext marker that must never reach the server, in more than one chunk.
+    let marker = "PLAINTEXT-MARKER-of-the-sent-file";
+    let mut contents = marker.repeat(40_000).into_bytes();
+    contents.extend_from_slice(b"the end");
+    let sent = dir.path().join("report.txt");
+    std::fs::write(&sent, &contents).expect("write");
+    let sent_path = sent.to_str().expect("utf-8 path");
+    alice
+        .run(&["chat", "send", "bob", "--file", sent_path, "here"])
+        .ok();
+
+    // Bob's history shows the text and the file (never its key).
+    let h = history(&bob, "alice");
+    assert_eq!(texts(&h), ["here"]);
+    assert_eq!(h[0]["verified"], true, "{}", h[0]);
+    assert_eq!(
+        h[0]["file"],
+        serde_json::json!({"name": "report.txt", "size": contents.len()})
+    );
+    let id = h[0]["id"].as_i64().expect("id").to_string();
+    let line = bob.run(&["chat", "history", "alice"]).ok().to_string();
+    assert!(
+        line.contains(&format!(
+            "here [file report.txt, 1.3 MiB: vault chat fetch {id}]"
+        )),
+        "{line}"
+    );
+
+    // Bob fetches the same bytes; the file is not overwritten by a second fetch.
+    let out = dir.path().join("got.txt");
+    let out_path = out.to_str().expect("utf-8 path");
+    bob.run(&["chat", "fetch", &id, out_path]).ok();
+    assert_eq!(std::fs::read(&out).expect("fetched"), contents);
+    bob.run(&["chat", "fetch", &id, out_path])
+        .fails_with("exists; name another path");
+    // The sender can fetch it too; carol, who has no such message, cannot.
+    let again = dir.path().join("alice-copy.txt");
+    alice
+        .run(&["chat", "fetch", &id, again.to_str().expect("utf-8")])
+        .ok();
+    assert_eq!(std::fs::read(&again).expect("fetched"), contents);
+    let carols = dir.path().join("carol.txt");
+    carol
+        .run(&["chat", "fetch", &id, carols.to_str().expect("utf-8")])
+        .fails_with("you have no message");
+    assert!(!carols.exists());
+
+    // A group message with a file and no text.
+    alice.run(&["group", "create", "team"]).ok();
+    alice.run(&["group", "add", "team", "bob"]).ok();
+    let small = dir.path().join("small.bin");
+    std::fs::write(&small, b"small file for the team").expect("write");
+    alice
+        .run(&[
+            "chat",
+            "send",
+            "@team",
+            "--file",
+            small.to_str().expect("utf-8"),
+        ])
+        .ok();
+    let g = history(&bob, "@team");
+    assert_eq!(g[0]["text"], "", "{}", g[0]);
+    assert_eq!(g[0]["file"]["name"], "small.bin", "{}", g[0]);
+    let gid = g[0]["id"].as_i64().expect("id").to_string();
+    let team_copy = dir.path().join("team.bin");
+    bob.run(&["chat", "fetch", &gid, team_copy.to_str().expect("utf-8")])
+        .ok();
+    assert_eq!(
+        std::fs::read(&team_copy).expect("fetched"),
+        b"small file for the team"
+    );
+
+    // Once alice removes the file, the message stays and the file is gone.
+    let ls = alice.run(&["ls", "-R", "/.vault-chat"]).ok().to_string();
+    assert!(ls.contains("report.txt"), "{ls}");
+    alice.run(&["rm", "-r", "/.vault-chat"]).ok();
+    let gone = dir.path().join("gone.txt");
+    bob.run(&["chat", "fetch", &id, gone.to_str().expect("utf-8")])
+        .fails_with("the sender has removed this file");
+    assert!(!gone.exists());
+
+    // Nothing of the file's contents or name reached the server in the clear.
+    assert!(!server.holds(marker));
+    assert!(!server.holds("report.txt"));
+    assert!(!server.holds("small file for the team"));
 }

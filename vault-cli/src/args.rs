@@ -194,11 +194,23 @@ pub enum ChatCommand {
     /// Send a message to a contact (USER) or a group (@GROUP), end-to-end encrypted.
     ///
     /// Without TEXT the message is read from standard input (all of it, one trailing line
-    /// break removed).
+    /// break removed); with --file, TEXT may be left out.
     Send {
         #[arg(value_name = "TARGET")]
         target: String,
         text: Option<String>,
+        /// Send this file with the message: it is uploaded into your space under
+        /// /.vault-chat/ and its key travels inside the message (`vault chat fetch ID`).
+        #[arg(long, value_name = "PATH")]
+        file: Option<std::path::PathBuf>,
+    },
+    /// Save the file message ID carries to LOCAL (default: the file's name in the current
+    /// directory), checked against the message; an existing file is never overwritten.
+    Fetch {
+        #[arg(value_name = "ID")]
+        id: i64,
+        #[arg(value_name = "LOCAL")]
+        local: Option<std::path::PathBuf>,
     },
     /// Print messages, contact requests and presence changes as they arrive (one line each);
     /// reconnects after the connection is lost, stops when the session ends.

@@ -7,19 +7,22 @@
 mod output;
 
 use std::io::{IsTerminal, Read, Write};
+use std::path::Path;
 
 use anyhow::{Context, bail};
 use serde_json::Value;
 use vault_client::chat::history::{self, check_limit};
-use vault_client::chat::send::{self, MAX_TEXT_BYTES, check_text, now_ms};
+use vault_client::chat::send::{self, MAX_TEXT_BYTES, check_length, check_text, now_ms};
 use vault_client::chat::target::{self, show};
-use vault_client::chat::{ListenEvent, Listener, contacts};
+use vault_client::chat::{ListenEvent, Listener, attach, contacts, fetch};
 use vault_client::files::Files;
+use vault_client::files::upload::LocalFile;
 use vault_client::state::StateDir;
 use vault_core::proto::chat::ContactState;
+use vault_core::units::format_size;
 
 use crate::args::{ChatCommand, Command, ContactCommand, ProfileCommand};
-use crate::warnings;
+use crate::{progress, warnings};
 
 /// Reads a message from `input`: all of it, with one trailing line break removed; it must
 /// be UTF-8, not empty, and not longer than any server accepts.
@@ -54,15 +57,24 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     let mut message = None;
     match &command {
         Command::Chat {
-            command: ChatCommand::Send { target, text },
+            command: ChatCommand::Send { target, text, file },
         } => {
             target::parse(target)?;
-            message = Some(match text {
-                Some(text) => {
+            if let Some(file) = file {
+                LocalFile::stat(file)?;
+                attach::file_name(file)?;
+            }
+            message = Some(match (text, file) {
+                (Some(text), Some(_)) => {
+                    check_length(text)?;
+                    text.clone()
+                }
+                (Some(text), None) => {
                     check_text(text)?;
                     text.clone()
                 }
-                None => {
+                (None, Some(_)) => String::new(),
+                (None, None) => {
                     if std::io::stdin().is_terminal() {
                         eprintln!("Type the message, then press Ctrl-D on a line of its own.");
                     }
@@ -88,8 +100,16 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     let result = match command {
         Command::Contact { command } => contact(&files, command).await,
         Command::Chat {
-            command: ChatCommand::Send { target, .. },
-        } => send_message(&files, &target, message.unwrap_or_default()).await,
+            command: ChatCommand::Send { target, file, .. },
+        } => {
+            send_message(
+                &files,
+                &target,
+                message.unwrap_or_default(),
+                file.as_deref(),
+            )
+            .await
+        }
         Command::Chat { command } => chat(&files, command).await,
         Command::Profile {
             command: ProfileCommand::Set { display_name },
@@ -143,16 +163,43 @@ async fn contact(files: &Files, command: ContactCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn send_message(files: &Files, raw_target: &str, text: String) -> anyhow::Result<()> {
+async fn send_message(
+    files: &Files,
+    raw_target: &str,
+    text: String,
+    file: Option<&Path>,
+) -> anyhow::Result<()> {
     let target = target::parse(raw_target)?;
-    let sent = send::send(files, &target, &text).await?;
+    let sent = match file {
+        Some(file) => {
+            let progress = progress::for_transfer();
+            progress.begin(1, LocalFile::stat(file)?.size);
+            attach::send_file(files, &target, &text, file, progress.as_ref()).await?
+        }
+        None => send::send(files, &target, &text).await?,
+    };
     println!("Sent to {} (message {}).", show(&sent.target), sent.id);
+    Ok(())
+}
+
+async fn fetch_file(files: &Files, id: i64, local: Option<&Path>) -> anyhow::Result<()> {
+    let progress = progress::for_transfer();
+    let fetched = fetch::fetch(files, id, local, progress.as_ref()).await?;
+    drop(progress);
+    println!(
+        "Saved {} ({}) from {} as {}.",
+        output::clean(&fetched.name),
+        format_size(fetched.bytes),
+        output::clean(&fetched.from),
+        fetched.local.display()
+    );
     Ok(())
 }
 
 async fn chat(files: &Files, command: ChatCommand) -> anyhow::Result<()> {
     match command {
         ChatCommand::Send { .. } => bail!("chat send is handled before"),
+        ChatCommand::Fetch { id, local } => fetch_file(files, id, local.as_deref()).await,
         ChatCommand::Listen { json } => listen(files, json).await,
         ChatCommand::History {
             target,

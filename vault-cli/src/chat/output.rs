@@ -8,6 +8,7 @@ use vault_client::chat::target::show;
 use vault_client::chat::{Content, ListenEvent, Received};
 use vault_core::calendar::civil_from_days;
 use vault_core::proto::chat::{ChatTarget, ContactInfo, ContactState, Conversation};
+use vault_core::units::format_size;
 
 /// Unix milliseconds as `YYYY-MM-DD HH:MM:SS` UTC.
 pub fn time_ms(ms: i64) -> String {
@@ -52,14 +53,28 @@ fn who(user: &str, me: &str) -> String {
 }
 
 /// `2026-12-02 01:02:03 alice → you: text` or `2026-12-02 01:02:03 @team alice: text`; a
-/// message that failed its checks shows why in place of the text.
+/// message that failed its checks shows why in place of the text. A file the message
+/// carries follows the text: `[file NAME, SIZE: vault chat fetch ID]`.
 pub fn message_line(m: &Received, me: &str) -> String {
     let when = time_ms(m.received_at_ms);
     let from = who(&m.from, me);
-    let said = match &m.content {
+    let mut said = match &m.content {
         Content::Text(text) => clean(text),
         Content::Refused(reason) => format!("[refused: {}]", clean(reason)),
     };
+    if let Some(file) = &m.file {
+        let shown = format!(
+            "[file {}, {}: vault chat fetch {}]",
+            clean(&file.name),
+            format_size(file.size),
+            m.id
+        );
+        said = if said.is_empty() {
+            shown
+        } else {
+            format!("{said} {shown}")
+        };
+    }
     match &m.target {
         ChatTarget::User { username } => format!("{when} {from} → {}: {said}", who(username, me)),
         ChatTarget::Group { name } => format!("{when} @{} {from}: {said}", clean(name)),
@@ -86,6 +101,9 @@ pub fn message_json(m: &Received) -> Value {
             Content::Text(text) => {
                 fields.insert("text".into(), json!(text));
                 fields.insert("verified".into(), json!(true));
+                if let Some(file) = &m.file {
+                    fields.insert("file".into(), json!({"name": file.name, "size": file.size}));
+                }
             }
             Content::Refused(reason) => {
                 fields.insert("verified".into(), json!(false));
@@ -230,7 +248,8 @@ pub fn conversation_line(c: &Conversation) -> String {
 mod tests {
     use std::time::Duration;
 
-    use vault_core::proto::ByteBuf;
+    use vault_core::format::chat::FileRef;
+    use vault_core::proto::{ByteBuf, SecretBytes};
 
     use super::*;
 
@@ -245,6 +264,7 @@ mod tests {
             sent_at_ms: AT - 5,
             received_at_ms: AT,
             content,
+            file: None,
         }
     }
 
@@ -293,6 +313,32 @@ mod tests {
             message_line(&received("alice", to("bob"), nasty), "bob"),
             "2026-12-02 01:02:03 alice → you: two\\nlines \\u{1b}[2J\\u{202e}gnp.exe"
         );
+    }
+
+    #[test]
+    fn a_file_follows_the_text_with_how_to_fetch_it() {
+        let mut m = received("alice", to("bob"), Content::Text("here".into()));
+        m.file = Some(FileRef {
+            name: "re\nport.pdf".into(),
+            size: 2048,
+            file_id: 7,
+            version: 1,
+            key: SecretBytes::new(vec![1; 32]),
+            blake3: ByteBuf::from(vec![2; 32]),
+        });
+        assert_eq!(
+            message_line(&m, "bob"),
+            "2026-12-02 01:02:03 alice → you: here [file re\\nport.pdf, 2.0 KiB: vault chat \
+             fetch 42]"
+        );
+        let json = message_json(&m);
+        assert_eq!(json["file"], json!({"name": "re\nport.pdf", "size": 2048}));
+        assert!(!json.to_string().contains("key"), "{json}");
+        m.content = Content::Text(String::new());
+        assert!(message_line(&m, "bob").ends_with(
+            "alice → you: [file re\\nport.pdf, 2.0 KiB: vault \
+             chat fetch 42]"
+        ));
     }
 
     #[test]

@@ -11,12 +11,13 @@
 //!    again once when the keys held lack it ([`Reader`]).
 //!
 //! A message that fails any step becomes [`Content::Refused`] with the reason: it is shown
-//! as refused, never with text.
+//! as refused, never with text. A message that passes may carry a file ([`Received::file`],
+//! fetched with [`super::fetch`]).
 
 use std::collections::{HashMap, HashSet};
 
 use vault_core::crypto::Key32;
-use vault_core::format::chat;
+use vault_core::format::chat::{self, FileRef, MessageBody};
 use vault_core::proto::chat::{ChatMessage, ChatTarget, SealedMessage};
 
 use crate::files::{Files, FilesError};
@@ -45,6 +46,8 @@ pub struct Received {
     /// When the server stored it, Unix milliseconds.
     pub received_at_ms: i64,
     pub content: Content,
+    /// The file the message carries (only when the content is text: checked and opened).
+    pub file: Option<FileRef>,
 }
 
 impl Received {
@@ -76,7 +79,7 @@ pub fn check(trust: &Trust<'_>, message: &ChatMessage) -> Result<(), String> {
 }
 
 /// Step 3 for a direct message (checked first): it must be to or from `me`.
-pub fn open_direct(me: &Me, sealed: &SealedMessage) -> Result<String, String> {
+pub fn open_direct(me: &Me, sealed: &SealedMessage) -> Result<MessageBody, String> {
     let ChatTarget::User { username } = &sealed.target else {
         return Err("it is not a direct message".into());
     };
@@ -86,17 +89,13 @@ pub fn open_direct(me: &Me, sealed: &SealedMessage) -> Result<String, String> {
             sealed.sender
         ));
     }
-    chat::open_direct(sealed, me.username(), me.pair())
-        .map(|body| body.text)
-        .map_err(|e| e.to_string())
+    chat::open_direct(sealed, me.username(), me.pair()).map_err(|e| e.to_string())
 }
 
 /// Step 3 for a group message (checked first), with the generation of the group key it
 /// names.
-pub fn open_group(sealed: &SealedMessage, group_key: &Key32) -> Result<String, String> {
-    chat::open_group(sealed, group_key)
-        .map(|body| body.text)
-        .map_err(|e| e.to_string())
+pub fn open_group(sealed: &SealedMessage, group_key: &Key32) -> Result<MessageBody, String> {
+    chat::open_group(sealed, group_key).map_err(|e| e.to_string())
 }
 
 /// Where a [`Reader`] gets a group's keys: the server (`&Files`), or a fixed set in tests.
@@ -154,9 +153,9 @@ impl<'a, S: KeySource> Reader<'a, S> {
     /// for, which is current even if the message was sent before a rename) instead of the
     /// name in the message.
     pub async fn read_in(&mut self, message: &ChatMessage, group: Option<&str>) -> Received {
-        let content = match self.open(message, group).await {
-            Ok(text) => Content::Text(text),
-            Err(reason) => Content::Refused(reason),
+        let (content, file) = match self.open(message, group).await {
+            Ok(body) => (Content::Text(body.text), body.file),
+            Err(reason) => (Content::Refused(reason), None),
         };
         let sealed = &message.message;
         Received {
@@ -166,10 +165,15 @@ impl<'a, S: KeySource> Reader<'a, S> {
             sent_at_ms: sealed.sent_at_ms,
             received_at_ms: message.received_at_ms,
             content,
+            file,
         }
     }
 
-    async fn open(&mut self, message: &ChatMessage, group: Option<&str>) -> Result<String, String> {
+    async fn open(
+        &mut self,
+        message: &ChatMessage,
+        group: Option<&str>,
+    ) -> Result<MessageBody, String> {
         check(&self.trust, message)?;
         let sealed = &message.message;
         let (name, group_id, generation) =
@@ -253,7 +257,7 @@ mod tests {
     }
 
     fn body(text: &str) -> MessageBody {
-        MessageBody { text: text.into() }
+        MessageBody::text(text)
     }
 
     /// A message as the server hands it out, with `signer`'s key as the sender key.
@@ -281,7 +285,7 @@ mod tests {
     /// Checks and opens `message` for bob as the reader does for a direct message.
     fn read(trust: &Trust<'_>, message: &ChatMessage) -> Result<String, String> {
         check(trust, message)?;
-        open_direct(trust.me, &message.message)
+        open_direct(trust.me, &message.message).map(|body| body.text)
     }
 
     #[test]
@@ -439,7 +443,7 @@ mod tests {
         .expect("seal");
         for (message, key, text) in [(&old, &gk0, "old"), (&new, &gk1, "new")] {
             check(&trust, &stored(message.clone(), ALICE)).expect("verifies");
-            assert_eq!(open_group(message, key), Ok(text.into()));
+            assert_eq!(open_group(message, key), Ok(MessageBody::text(text)));
         }
         let reason = open_group(&old, &gk1).expect_err("another generation");
         assert!(reason.contains("does not decrypt"), "{reason}");

@@ -12,7 +12,7 @@ use vault_core::format::chat::{MessageBody, seal_direct, seal_group};
 use vault_core::proto::chat::{
     ChatTarget, ContactInfo, ContactState, MAX_MESSAGE_CIPHERTEXT, SealedMessage,
 };
-use vault_core::proto::{Request, Response, UserKey};
+use vault_core::proto::{Attachment, Request, Response, UserKey};
 
 use super::contacts;
 use super::target::show;
@@ -35,6 +35,20 @@ pub fn check_text(text: &str) -> Result<(), FilesError> {
             "the message is empty: give the text as an argument or on standard input".into(),
         ));
     }
+    check_length(text)
+}
+
+/// Checks a message's body: its text as [`check_text`] does, except that a message that
+/// carries a file may have no text.
+pub fn check_body(body: &MessageBody) -> Result<(), FilesError> {
+    match body.file {
+        Some(_) => check_length(&body.text),
+        None => check_text(&body.text),
+    }
+}
+
+/// Checks that a text is not larger than any server accepts.
+pub fn check_length(text: &str) -> Result<(), FilesError> {
     if text.len() > MAX_TEXT_BYTES {
         return Err(FilesError::Usage(format!(
             "the message has {} bytes of text; a message has at most {MAX_TEXT_BYTES} (send a \
@@ -103,14 +117,25 @@ pub fn not_a_contact(user: &str, state: Option<ContactState>) -> FilesError {
     })
 }
 
-/// A direct message to `contact` (their entry of `contact_list`), sealed and signed.
+/// A direct message with `text` to `contact` (their entry of `contact_list`), sealed and
+/// signed.
 pub fn direct(
     trust: &Trust<'_>,
     contact: &ContactInfo,
     text: &str,
     sent_at_ms: i64,
 ) -> Result<SealedMessage, FilesError> {
-    check_text(text)?;
+    direct_body(trust, contact, &MessageBody::text(text), sent_at_ms)
+}
+
+/// A direct message with `body` to `contact`, sealed and signed.
+pub fn direct_body(
+    trust: &Trust<'_>,
+    contact: &ContactInfo,
+    body: &MessageBody,
+    sent_at_ms: i64,
+) -> Result<SealedMessage, FilesError> {
+    check_body(body)?;
     if contact.state != ContactState::Contact {
         return Err(not_a_contact(&contact.username, Some(contact.state)));
     }
@@ -122,18 +147,28 @@ pub fn direct(
         &contact.username,
         &contact.public_key,
         sent_at_ms,
-        &MessageBody { text: text.into() },
+        body,
     )?)
 }
 
-/// A message to the group of `ring`, sealed under the generation in force.
+/// A message with `text` to the group of `ring`, sealed under the generation in force.
 pub fn group(
     me: &Me,
     ring: &Keyring,
     text: &str,
     sent_at_ms: i64,
 ) -> Result<SealedMessage, FilesError> {
-    check_text(text)?;
+    group_body(me, ring, &MessageBody::text(text), sent_at_ms)
+}
+
+/// A message with `body` to the group of `ring`, sealed under the generation in force.
+pub fn group_body(
+    me: &Me,
+    ring: &Keyring,
+    body: &MessageBody,
+    sent_at_ms: i64,
+) -> Result<SealedMessage, FilesError> {
+    check_body(body)?;
     let Some(current) = ring.current else {
         return Err(FilesError::Usage(format!(
             "@{} has no key yet; it is made when a member's vault client next connects",
@@ -150,7 +185,7 @@ pub fn group(
         (&ring.group, ring.group_id),
         (current, key),
         sent_at_ms,
-        &MessageBody { text: text.into() },
+        body,
     )?)
 }
 
@@ -174,6 +209,18 @@ async fn submit(files: &Files, message: SealedMessage) -> Result<(i64, i64), Fil
 /// Makes and sends a message with `text` to `target`.
 pub async fn send(files: &Files, target: &ChatTarget, text: &str) -> Result<Sent, FilesError> {
     check_text(text)?;
+    send_body(files, target, &MessageBody::text(text), None).await
+}
+
+/// Makes and sends a message with `body` to `target`; `attachment` names the file the body
+/// refers to in the sender's space (see [`super::attach`]).
+pub async fn send_body(
+    files: &Files,
+    target: &ChatTarget,
+    body: &MessageBody,
+    attachment: Option<&Attachment>,
+) -> Result<Sent, FilesError> {
+    check_body(body)?;
     let (id, received_at_ms) = match target {
         ChatTarget::User { username } => {
             if username == files.user() {
@@ -188,13 +235,16 @@ pub async fn send(files: &Files, target: &ChatTarget, text: &str) -> Result<Sent
                 me: files.me()?,
                 pins: files.pins(),
             };
-            submit(files, direct(&trust, contact, text, now_ms())?).await?
+            let mut message = direct_body(&trust, contact, body, now_ms())?;
+            message.attachment = attachment.cloned();
+            submit(files, message).await?
         }
         ChatTarget::Group { name } => {
             let mut attempt = 1;
             loop {
                 let ring = keyring::fetch(files, name).await?;
-                let message = group(files.me()?, &ring, text, now_ms())?;
+                let mut message = group_body(files.me()?, &ring, body, now_ms())?;
+                message.attachment = attachment.cloned();
                 match submit(files, message).await {
                     Err(e) if e.api_code() == Some("conflict") && attempt < ATTEMPTS => {
                         files.forget_group_keys(name);

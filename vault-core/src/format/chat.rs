@@ -26,11 +26,65 @@ use crate::crypto::rsa::{UserKeyPair, encrypt_oaep, verify_pss};
 use crate::crypto::{Key32, derive_subkey, seal};
 use crate::proto::ByteBuf;
 use crate::proto::chat::{ChatTarget, SealedMessage, WrappedMessageKey};
+use crate::proto::secret_bytes::SecretBytes;
 
 /// What a message says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageBody {
+    /// May be empty when the message carries a file.
     pub text: String,
+    /// A file sent with the message (`vault chat send --file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileRef>,
+}
+
+impl MessageBody {
+    /// A message with text only.
+    pub fn text(text: impl Into<String>) -> Self {
+        MessageBody {
+            text: text.into(),
+            file: None,
+        }
+    }
+}
+
+/// A file a message carries, as its readers see it: what it is, where the server keeps
+/// it (the sender's file id and version; the server serves it by message id), and the key
+/// and BLAKE3 that open and check its sealed contents. The key is a secret: wiped on drop
+/// and redacted by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    /// The file's name (no directory).
+    pub name: String,
+    /// Plaintext bytes.
+    pub size: u64,
+    pub file_id: i64,
+    pub version: u64,
+    /// The file key (32 bytes) of that version.
+    pub key: SecretBytes,
+    /// BLAKE3 of the plaintext (32 bytes).
+    pub blake3: ByteBuf,
+}
+
+impl FileRef {
+    /// The file key; an error if the message carries one that is not 32 bytes.
+    pub fn file_key(&self) -> Result<Key32> {
+        Key32::from_slice(self.key.dangerously_leak_secret())
+            .map_err(|_| FormatError::Chat("the file key in the message is malformed".into()))
+    }
+}
+
+impl std::fmt::Debug for FileRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileRef")
+            .field("name", &self.name)
+            .field("size", &self.size)
+            .field("file_id", &self.file_id)
+            .field("version", &self.version)
+            .field("key", &"<redacted>")
+            .field("blake3", &hex::encode(&self.blake3))
+            .finish()
+    }
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -112,6 +166,7 @@ pub fn seal_direct(
         ciphertext: ByteBuf::new(),
         keys: Vec::new(),
         signature: ByteBuf::new(),
+        attachment: None,
     };
     let header = header(&msg)?;
     let message_key = Key32::generate()?;
@@ -154,6 +209,7 @@ pub fn seal_group(
         ciphertext: ByteBuf::new(),
         keys: Vec::new(),
         signature: ByteBuf::new(),
+        attachment: None,
     };
     let header = header(&msg)?;
     let key = derive_subkey(group_key, LABEL_CHAT)?;
@@ -215,7 +271,7 @@ mod tests {
     }
 
     fn body(text: &str) -> MessageBody {
-        MessageBody { text: text.into() }
+        MessageBody::text(text)
     }
 
     #[test]
@@ -289,5 +345,62 @@ mod tests {
         let mut mixed = msg;
         mixed.group_id = None;
         assert!(header(&mixed).is_err());
+    }
+
+    fn file_ref() -> FileRef {
+        FileRef {
+            name: "report.pdf".into(),
+            size: 1234,
+            file_id: 42,
+            version: 3,
+            key: SecretBytes::new(vec![0xAB; 32]),
+            blake3: ByteBuf::from(vec![0xCD; 32]),
+        }
+    }
+
+    #[test]
+    fn a_file_ref_travels_in_the_sealed_body() {
+        let (alice, bob) = (pair(0), pair(1));
+        let bob_pk = bob.public_key_der().expect("pk");
+        let sent = MessageBody {
+            text: String::new(),
+            file: Some(file_ref()),
+        };
+        let msg = seal_direct("alice", alice, "bob", &bob_pk, 9, &sent).expect("seal");
+        let got = open_direct(&msg, "bob", bob).expect("open");
+        assert_eq!(got, sent);
+        let file = got.file.expect("file");
+        assert_eq!(
+            file.file_key().expect("key").dangerously_leak_secret(),
+            &[0xAB; 32]
+        );
+        // A body without a file encodes as before (no `file` field).
+        let plain = encode_body(&MessageBody::text("hi")).expect("encode");
+        let old: std::collections::BTreeMap<String, String> =
+            ciborium::from_reader(plain.as_slice()).expect("map");
+        assert_eq!(old.keys().collect::<Vec<_>>(), ["text"]);
+    }
+
+    #[test]
+    fn a_file_ref_debug_never_shows_the_key() {
+        let shown = format!(
+            "{:?}",
+            MessageBody {
+                text: "x".into(),
+                file: Some(file_ref()),
+            }
+        );
+        assert!(
+            shown.contains("report.pdf") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+        assert!(!shown.to_lowercase().contains("abab"), "{shown}");
+        assert!(
+            !shown.contains("171"),
+            "the key's bytes in decimal: {shown}"
+        );
+        let mut short = file_ref();
+        short.key = SecretBytes::new(vec![1; 31]);
+        assert!(short.file_key().is_err());
     }
 }

@@ -86,6 +86,20 @@ pub struct SealedMessage {
     pub keys: Vec<WrappedMessageKey>,
     /// RSA-PSS-SHA256 by the sender over ciphertext, recipients and timestamp.
     pub signature: ByteBuf,
+    /// A file sent with the message (`vault chat send --file`): where it is kept in the
+    /// sender's space. Not covered by the signature: the file's key and BLAKE3 travel in
+    /// the signed, sealed body, which authenticates the contents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Attachment>,
+}
+
+/// The file a message carries, as the server sees it: the encrypted path of a file in the
+/// sender's personal space and the version sent. The server keeps the version readable to
+/// the message's readers (`chat_file_download`) while the sender keeps the file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub path: String,
+    pub version: u64,
 }
 
 /// A stored message as the server hands it out.

@@ -290,6 +290,17 @@ pub enum Request {
     },
     /// Conversations with their unread counts, newest first.
     ChatInbox,
+    /// One message the caller has a delivery of (as sender or reader), answered by
+    /// `chat_messages` with that one message.
+    ChatGet {
+        id: i64,
+    },
+    /// The sealed contents of the file message `message_id` carries, from chunk
+    /// `from_chunk`: answered like `download` (a `download` header, then the bytes).
+    ChatFileDownload {
+        message_id: i64,
+        from_chunk: u64,
+    },
     /// Turns this stream into an event stream (`subscribed`, then `event` frames).
     Subscribe,
 }
@@ -357,6 +368,8 @@ impl Request {
             Self::ChatSend { .. } => "chat_send",
             Self::ChatHistory { .. } => "chat_history",
             Self::ChatInbox => "chat_inbox",
+            Self::ChatGet { .. } => "chat_get",
+            Self::ChatFileDownload { .. } => "chat_file_download",
             Self::Subscribe => "subscribe",
         }
     }

@@ -14,8 +14,8 @@ pub mod names;
 pub mod secret_bytes;
 
 pub use chat::{
-    ChatMessage, ChatTarget, ContactInfo, ContactState, Conversation, Event, SealedMessage,
-    WrappedMessageKey,
+    Attachment, ChatMessage, ChatTarget, ContactInfo, ContactState, Conversation, Event,
+    SealedMessage, WrappedMessageKey,
 };
 pub use error::{ApiError, ErrorCode};
 pub use files::{

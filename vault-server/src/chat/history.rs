@@ -1,4 +1,4 @@
-//! `chat_history` and `chat_inbox`, both over the caller's own delivery rows: a reader sees
+//! `chat_history`, `chat_get` and `chat_inbox`, all over the caller's own delivery rows: a reader sees
 //! exactly the messages that were delivered to them (a direct conversation stays readable
 //! after the contact ends; a group's only while they are a member), and read state is
 //! theirs alone.
@@ -52,6 +52,23 @@ pub async fn history(
         .map(chat_message)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Response::ChatMessages { messages })
+}
+
+/// Serves `chat_get`: one message the caller has a delivery of (it does not mark it read).
+pub async fn get(state: &ServerState, session: &SessionCtx, id: i64) -> Result<Response, ApiError> {
+    let me = session.user_id;
+    let found = state
+        .db
+        .run(move |c| rows::deliveries_by_id(c, me, &[id]))
+        .await?;
+    let Some(row) = found.into_iter().next() else {
+        return Err(ApiError::not_found(format!(
+            "you have no message {id}; `vault chat history` lists yours"
+        )));
+    };
+    Ok(Response::ChatMessages {
+        messages: vec![chat_message(row)?],
+    })
 }
 
 pub async fn inbox(state: &ServerState, session: &SessionCtx) -> Result<Response, ApiError> {

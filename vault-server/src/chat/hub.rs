@@ -37,8 +37,8 @@ struct Slot {
 pub enum Signal {
     /// New messages may be waiting in the database.
     Messages,
-    /// A queued event.
-    Event(Event),
+    /// A queued event (boxed: a message event is far larger than the other signals).
+    Event(Box<Event>),
     /// The subscription is no longer registered.
     Gone,
 }
@@ -162,7 +162,7 @@ impl Subscription<'_> {
         tokio::select! {
             biased;
             event = self.events.recv() => match event {
-                Some(event) => Signal::Event(event),
+                Some(event) => Signal::Event(Box::new(event)),
                 None => Signal::Gone,
             },
             () = self.wake.notified() => Signal::Messages,

@@ -6,7 +6,9 @@
 //! - [`contacts`]: `profile_set`, `contact_add|accept|reject|remove|list`;
 //! - [`send`]: `chat_send`, its checks (sender, clock, sizes, keys, contact or membership)
 //!   and storing the message with one delivery row per reader;
-//! - [`history`]: `chat_history` (marks what it returns read) and `chat_inbox`;
+//! - [`history`]: `chat_history` (marks what it returns read), `chat_get` and `chat_inbox`;
+//! - [`files`]: the file a message carries (`chat_send`'s attachment check and
+//!   `chat_file_download`);
 //! - [`subscribe`]: the event stream: undelivered messages first, then new ones and other
 //!   events as they come;
 //! - [`hub`]: who is subscribed on this instance, wake-ups and queued events;
@@ -16,6 +18,7 @@
 //! Contact and profile changes are not audited: they are not security changes.
 
 pub mod contacts;
+pub mod files;
 pub mod history;
 pub mod hub;
 pub mod limit;
@@ -60,6 +63,8 @@ pub fn is_chat_request(request: &Request) -> bool {
             | Request::ChatSend { .. }
             | Request::ChatHistory { .. }
             | Request::ChatInbox
+            | Request::ChatGet { .. }
+            | Request::ChatFileDownload { .. }
             | Request::Subscribe
     )
 }
@@ -96,6 +101,10 @@ pub async fn dispatch(
             before,
         } => history::history(state, session, target, limit, before).await,
         Request::ChatInbox => history::inbox(state, session).await,
+        Request::ChatGet { id } => history::get(state, session, id).await,
+        Request::ChatFileDownload { .. } => Err(ApiError::bad_request(
+            "chat_file_download carries bytes on its stream and cannot be sent here",
+        )),
         Request::Subscribe => Err(ApiError::bad_request(
             "subscribe turns its own stream into an event stream; open a new stream for it",
         )),

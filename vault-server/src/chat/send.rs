@@ -4,14 +4,17 @@
 //! server's, the sizes are within limits, a direct message carries exactly its two wrapped
 //! keys and a group message none. Then, in one transaction: a direct message's recipient
 //! exists and is a mutual contact; a group message's sender is a member, and the message
-//! names the group's id and the key generation in force. A refused message leaves nothing
-//! behind. Each reader's subscriptions are woken once the transaction has committed.
+//! names the group's id and the key generation in force; a message that carries a file
+//! names a live file of the sender's personal space ([`files::attach`]). A refused message
+//! leaves nothing behind. Each reader's subscriptions are woken once the transaction has committed.
 
 use std::time::Instant;
 
-use vault_core::proto::{ApiError, ChatTarget, ErrorCode, Response, SealedMessage, names};
+use vault_core::proto::{
+    ApiError, Attachment, ChatTarget, ErrorCode, Response, SealedMessage, names,
+};
 
-use super::{no_such_user, now_ms};
+use super::{files, no_such_user, now_ms};
 use crate::config::{CHAT_SEAL_OVERHEAD, ChatConfig};
 use crate::db::chat::{self as rows, KIND_GROUP, KIND_USER, NewDelivery, NewMessage};
 use crate::db::{self, DbConn, groups, users};
@@ -171,20 +174,23 @@ pub async fn send(
         .map_err(|wait| ApiError::throttled(wait, format!("too many messages: wait {wait} s")))?;
     let body = super::encode_body(&message)?;
     let session = session.clone();
+    let attachment = message.attachment;
     let (id, received_at_ms, readers) = state
         .db
-        .run(move |c| store(c, &session, &target, &body))
+        .run(move |c| store(c, &session, &target, &body, attachment.as_ref()))
         .await?;
     state.chat.hub.wake(&readers);
     Ok(Response::ChatSent { id, received_at_ms })
 }
 
-/// Stores a checked message; returns its id, arrival time and the readers' user ids.
+/// Stores a checked message (and the row of the file it carries); returns its id, arrival
+/// time and the readers' user ids.
 fn store(
     conn: &mut DbConn,
     session: &SessionCtx,
     target: &Checked,
     body: &[u8],
+    attachment: Option<&Attachment>,
 ) -> Result<(i64, i64, Vec<i64>), Failure> {
     let me = session.user_id;
     match target {
@@ -217,6 +223,9 @@ fn store(
                         received_at_ms: at,
                     },
                 )?;
+                if let Some(attachment) = attachment {
+                    files::attach(c, me, id, attachment)?;
+                }
                 let theirs = rows::conversation_with_user(me);
                 let mine = rows::conversation_with_user(recipient.id);
                 rows::insert_deliveries(
@@ -275,6 +284,9 @@ fn store(
                     received_at_ms: at,
                 },
             )?;
+            if let Some(attachment) = attachment {
+                files::attach(c, me, id, attachment)?;
+            }
             let conversation = rows::conversation_of_group(a.group.id);
             let readers: Vec<i64> = groups::members(c, a.group.id)?
                 .iter()
@@ -338,6 +350,7 @@ mod tests {
             ciphertext: ByteBuf::from(vec![9; 100]),
             keys: vec![key("bob", 384), key("alice", 384)],
             signature: ByteBuf::from(vec![5; 384]),
+            attachment: None,
         }
     }
 

@@ -132,7 +132,7 @@ where
             tokio::select! {
                 signal = sub.next() => match signal {
                     Signal::Messages => catch_up(state, user, &mut cursor, &mut writer).await?,
-                    Signal::Event(event) => writer.event(event).await?,
+                    Signal::Event(event) => writer.event(*event).await?,
                     Signal::Gone => return Ok(()),
                 },
                 _ = tick.tick() => catch_up(state, user, &mut cursor, &mut writer).await?,

@@ -3,7 +3,8 @@
 //! relationship), `chat_messages` (each message as its sender's client sealed it, CBOR,
 //! with the sender's public key at arrival) and `chat_deliveries` (one row per reader of a
 //! message: which conversation it belongs to for them, whether a subscription has carried
-//! it, whether they have read it).
+//! it, whether they have read it). `chat_attachments` (migration
+//! `2026-12-02-000006_chat_files`) names the file entry and version a message carries.
 //!
 //! A transaction that changes a contact relationship starts with [`lock_users`] of both
 //! sides (a no-op update that takes SQLite's write lock and PostgreSQL's row locks before
@@ -11,7 +12,7 @@
 
 use diesel::prelude::*;
 
-use super::schema::{chat_deliveries, chat_messages, contacts, profiles, users};
+use super::schema::{chat_attachments, chat_deliveries, chat_messages, contacts, profiles, users};
 use super::{DbConn, DbResult};
 
 /// `contacts.state`: both accepted.
@@ -306,6 +307,53 @@ pub fn insert_deliveries(conn: &mut DbConn, rows: &[NewDelivery<'_>]) -> DbResul
     Ok(())
 }
 
+/// Records that message `message_id` carries version `version` of entry `entry_id`.
+pub fn insert_attachment(
+    conn: &mut DbConn,
+    message_id: i64,
+    entry_id: i64,
+    version: i64,
+) -> DbResult<()> {
+    diesel::insert_into(chat_attachments::table)
+        .values((
+            chat_attachments::message_id.eq(message_id),
+            chat_attachments::entry_id.eq(entry_id),
+            chat_attachments::version.eq(version),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The entry id and version message `message_id` carries, if it carries a file.
+pub fn attachment(conn: &mut DbConn, message_id: i64) -> DbResult<Option<(i64, i64)>> {
+    Ok(chat_attachments::table
+        .find(message_id)
+        .select((chat_attachments::entry_id, chat_attachments::version))
+        .get_result(conn)
+        .optional()?)
+}
+
+/// The group message `message_id` was sent to (`None` for a direct message, or no such
+/// message).
+pub fn group_of_message(conn: &mut DbConn, message_id: i64) -> DbResult<Option<i64>> {
+    Ok(chat_messages::table
+        .find(message_id)
+        .select(chat_messages::group_id)
+        .get_result::<Option<i64>>(conn)
+        .optional()?
+        .flatten())
+}
+
+/// Whether `user_id` has a delivery of message `message_id` (as its sender or a reader).
+pub fn has_delivery(conn: &mut DbConn, user_id: i64, message_id: i64) -> DbResult<bool> {
+    let n: i64 = chat_deliveries::table
+        .filter(chat_deliveries::message_id.eq(message_id))
+        .filter(chat_deliveries::user_id.eq(user_id))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}
+
 type DeliveredRow = (i64, i64, Vec<u8>, Vec<u8>, bool);
 
 fn delivered(rows: Vec<DeliveredRow>) -> Vec<Delivered> {
@@ -526,6 +574,10 @@ fn delete_orphans(conn: &mut DbConn, ids: &[i64]) -> DbResult<usize> {
             .filter(|id| !kept.contains(id))
             .collect();
         if !gone.is_empty() {
+            diesel::delete(
+                chat_attachments::table.filter(chat_attachments::message_id.eq_any(&gone)),
+            )
+            .execute(conn)?;
             n += diesel::delete(chat_messages::table.filter(chat_messages::id.eq_any(&gone)))
                 .execute(conn)?;
         }
@@ -560,13 +612,22 @@ pub fn delete_user(conn: &mut DbConn, user_id: i64) -> DbResult<Removed> {
     })
 }
 
-/// For a deleted group: every delivery and message of its conversation.
+/// For a deleted group: every delivery, message and attachment row of its conversation.
 pub fn delete_group(conn: &mut DbConn, group_id: i64) -> DbResult<Removed> {
     let deliveries = diesel::delete(
         chat_deliveries::table
             .filter(chat_deliveries::conversation.eq(conversation_of_group(group_id))),
     )
     .execute(conn)?;
+    let ids: Vec<i64> = chat_messages::table
+        .filter(chat_messages::kind.eq(KIND_GROUP))
+        .filter(chat_messages::group_id.eq(group_id))
+        .select(chat_messages::id)
+        .load(conn)?;
+    for chunk in ids.chunks(CHUNK) {
+        diesel::delete(chat_attachments::table.filter(chat_attachments::message_id.eq_any(chunk)))
+            .execute(conn)?;
+    }
     let messages = diesel::delete(
         chat_messages::table
             .filter(chat_messages::kind.eq(KIND_GROUP))

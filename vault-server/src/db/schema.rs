@@ -243,6 +243,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    chat_attachments (message_id) {
+        message_id -> BigInt,
+        entry_id -> BigInt,
+        version -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     sessions,
@@ -259,4 +267,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     contacts,
     chat_messages,
     chat_deliveries,
+    chat_attachments,
 );

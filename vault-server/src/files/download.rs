@@ -1,5 +1,5 @@
-//! Downloads: [`prepare`] finds the version and opens its blob at the requested chunk,
-//! answering with the header; [`send`] then streams the sealed bytes from a blocking
+//! Downloads: [`prepare`] finds the version, [`open`] opens its blob at the requested
+//! chunk and makes the header; [`send`] then streams the sealed bytes from a blocking
 //! reader through a small bounded queue, so memory stays bounded whatever the size.
 
 use std::io::{Read, Seek, SeekFrom};
@@ -60,6 +60,18 @@ pub async fn prepare(
         Ok((entry.id, row))
     })
     .await?;
+    open(state, file_id, &row, from_chunk).await
+}
+
+/// Opens version `row` of file `file_id` at chunk `from_chunk`: the `Response::Download`
+/// header and the body from that chunk. Shared by `download` and `chat_file_download`; the
+/// blob is found by its id in the database, never by a path from the client.
+pub async fn open(
+    state: &ServerState,
+    file_id: i64,
+    row: &versions::Version,
+    from_chunk: u64,
+) -> Result<(Response, Body), ApiError> {
     let size = row.sealed_size.max(0) as u64;
     let chunks = plaintext_len(size).map_or(0, chunk_count);
     if from_chunk >= chunks {
@@ -93,7 +105,7 @@ pub async fn prepare(
     })?;
     let header = Response::Download {
         file_id,
-        version: info::version_info(&row),
+        version: info::version_info(row),
         offset,
     };
     Ok((

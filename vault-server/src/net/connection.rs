@@ -143,6 +143,16 @@ async fn serve_stream(
                                 Err(e) => Err(e),
                             }
                         }
+                        Request::ChatFileDownload {
+                            message_id,
+                            from_chunk,
+                        } => {
+                            let request = (message_id, from_chunk);
+                            match chat_file_download(state, ctx, request, &mut send).await {
+                                Ok(()) => return None,
+                                Err(e) => Err(e),
+                            }
+                        }
                         Request::Subscribe => {
                             // A subscription lasts as long as the connection: it is not a
                             // request in flight that shutdown should wait for.
@@ -233,6 +243,30 @@ async fn download(
     let session = accounts::require_session(state, ctx).await?;
     let (header, body) =
         files::download::prepare(state, &session, &ns, path, version, from_chunk).await?;
+    stream_download(header, body, send).await
+}
+
+/// Serves `chat_file_download` like `download`: the file a message carries, for a reader
+/// of the message (see `chat::files`).
+async fn chat_file_download(
+    state: &ServerState,
+    ctx: &ConnCtx,
+    (message_id, from_chunk): (i64, u64),
+    send: &mut quinn::SendStream,
+) -> Result<(), ApiError> {
+    check_hello(ctx)?;
+    let session = accounts::require_session(state, ctx).await?;
+    let (header, body) = chat::files::prepare(state, &session, message_id, from_chunk).await?;
+    stream_download(header, body, send).await
+}
+
+/// Writes a download's header frame and body, then ends the stream (or resets it if the
+/// bytes could not all be sent).
+async fn stream_download(
+    header: Response,
+    body: files::download::Body,
+    send: &mut quinn::SendStream,
+) -> Result<(), ApiError> {
     let frame = vault_core::proto::encode_frame(&header)
         .map_err(|e| crate::error::internal("download header could not be encoded", e))?;
     let sent = async {
