@@ -10,14 +10,15 @@ use crate::db::files::entries::Entry;
 use crate::db::files::versions::{self, Version};
 use crate::files::Failure;
 
-/// Roughly how many bytes one `EntryInfo` takes in CBOR besides its path.
-pub const ENTRY_OVERHEAD: usize = 320;
+/// At most how many bytes one `EntryInfo` takes in CBOR besides its path (the widest
+/// numbers, a wrapped key and sealed metadata; a test holds it to that).
+pub const ENTRY_OVERHEAD: usize = 360;
 
 /// At most this many bytes of entries in one response (well under the 1 MiB frame).
 pub const PAGE_BUDGET: usize = 768 * 1024;
 
-/// At most this many entries in one page.
-pub const PAGE_ENTRIES: usize = 1000;
+/// At most this many entries in one page ([`PAGE_BUDGET`] may make it fewer).
+pub const PAGE_ENTRIES: usize = 2000;
 
 pub fn version_info(v: &Version) -> VersionInfo {
     VersionInfo {
@@ -89,4 +90,54 @@ pub fn page_len<'a>(paths: impl Iterator<Item = &'a str>) -> usize {
         n += 1;
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use vault_core::format::filekey::WRAPPED_FILE_KEY_LEN;
+    use vault_core::format::meta::SEALED_META_LEN;
+    use vault_core::proto::{MAX_FRAME_LEN, Response, encode_frame};
+
+    use super::*;
+
+    /// The largest `EntryInfo` of a file whose encrypted path is `path`: every number at
+    /// its widest.
+    fn widest_file(path: String) -> EntryInfo {
+        EntryInfo {
+            id: i64::MAX,
+            path,
+            kind: EntryKind::File,
+            current: Some(VersionInfo {
+                version: u64::MAX,
+                sealed_size: u64::MAX,
+                wrapped_key: vec![0xff; WRAPPED_FILE_KEY_LEN].into(),
+                sealed_meta: vec![0xff; SEALED_META_LEN].into(),
+                generation: u32::MAX,
+                created_at: i64::MAX,
+            }),
+            version_count: u64::MAX,
+            revision: u64::MAX,
+            updated_at: i64::MAX,
+        }
+    }
+
+    #[test]
+    fn the_overhead_estimate_covers_the_widest_entry_and_a_full_page_fits_a_frame() {
+        let path = "a".repeat(120);
+        let one = encode_frame(&widest_file(path.clone())).expect("encode");
+        assert!(
+            one.len() <= path.len() + ENTRY_OVERHEAD,
+            "an entry takes {} bytes, the estimate {}",
+            one.len(),
+            path.len() + ENTRY_OVERHEAD
+        );
+        // As many of the widest entries as a page takes, with the longest cursor.
+        let n = page_len(std::iter::repeat_n(path.as_str(), PAGE_ENTRIES + 1));
+        let page = Response::Listing {
+            entries: (0..n).map(|_| widest_file(path.clone())).collect(),
+            next: Some("a".repeat(4096)),
+        };
+        let frame = encode_frame(&page).expect("a full page encodes under the frame limit");
+        assert!(frame.len() <= MAX_FRAME_LEN, "{} bytes", frame.len());
+    }
 }
