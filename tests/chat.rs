@@ -244,14 +244,18 @@ fn listen_reconnects_after_a_server_restart_and_shows_each_message_once() {
     befriend((&alice, "alice"), (&bob, "bob"));
     let listener = Listener::start(&bob);
     listener.settle();
-    alice.run(&["chat", "send", "bob", "before the restart"]).ok();
+    alice
+        .run(&["chat", "send", "bob", "before the restart"])
+        .ok();
     assert_eq!(
         listener.next("message", Duration::from_secs(5))["text"],
         "before the restart"
     );
     server.restart(|_| {});
     // Sent while the listener is still reconnecting: it arrives from the backlog.
-    alice.run(&["chat", "send", "bob", "after the restart"]).ok();
+    alice
+        .run(&["chat", "send", "bob", "after the restart"])
+        .ok();
     let m = listener.next("message", Duration::from_secs(30));
     assert_eq!(m["text"], "after the restart", "{m}");
     alice.run(&["chat", "send", "bob", "and live again"]).ok();
