@@ -17,8 +17,10 @@ pub const ENTRY_OVERHEAD: usize = 360;
 /// At most this many bytes of entries in one response (well under the 1 MiB frame).
 pub const PAGE_BUDGET: usize = 768 * 1024;
 
-/// At most this many entries in one page ([`PAGE_BUDGET`] may make it fewer).
-pub const PAGE_ENTRIES: usize = 2000;
+/// At most this many entries in one page ([`PAGE_BUDGET`] may make it fewer). Pages of 2000
+/// measured no faster for a 10,000-entry folder: the client decrypts one page while the
+/// server reads the next, and a bigger first page is a longer wait.
+pub const PAGE_ENTRIES: usize = 1000;
 
 pub fn version_info(v: &Version) -> VersionInfo {
     VersionInfo {
