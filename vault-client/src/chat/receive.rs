@@ -237,24 +237,12 @@ mod tests {
 
     use super::*;
     use crate::chat::testing::ring;
-    use crate::groups::PinStore;
-    use crate::groups::testing::{me, pair};
-    use crate::state::StateDir;
+    use crate::groups::testing::{me, pair, public, store};
 
     // Key pairs: 0 = bob (the caller), 1 = alice, 2 = mallory.
     const BOB: usize = 0;
     const ALICE: usize = 1;
     const MALLORY: usize = 2;
-
-    fn store() -> (tempfile::TempDir, PinStore) {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let pins = PinStore::new(&StateDir::at(tmp.path().join("state")));
-        (tmp, pins)
-    }
-
-    fn public(i: usize) -> Vec<u8> {
-        pair(i).public_key_der().expect("pk")
-    }
 
     fn body(text: &str) -> MessageBody {
         MessageBody::text(text)

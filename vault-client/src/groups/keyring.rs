@@ -123,9 +123,7 @@ mod tests {
     use vault_core::proto::ByteBuf;
 
     use super::*;
-    use crate::groups::pins::PinStore;
-    use crate::groups::testing::{me, pair};
-    use crate::state::StateDir;
+    use crate::groups::testing::{me, pair, store};
 
     /// An envelope of `gk` for `member` in `(group_id, generation)`, signed by `signer`
     /// (who uses key pair `signer_pair`).
@@ -152,12 +150,6 @@ mod tests {
             signer: signer.into(),
             signer_key: ByteBuf::from(pair(signer_pair).public_key_der().expect("pk")),
         }
-    }
-
-    fn store() -> (tempfile::TempDir, PinStore) {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let pins = PinStore::new(&StateDir::at(tmp.path().join("state")));
-        (tmp, pins)
     }
 
     // Key pairs: 0 = bob (the caller), 1 = alice, 2 = mallory.

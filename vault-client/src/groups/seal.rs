@@ -89,15 +89,8 @@ mod tests {
 
     use super::*;
     use crate::groups::keyring::Keyring;
-    use crate::groups::pins::{PinStore, Seen};
-    use crate::groups::testing::{me, pair};
-    use crate::state::StateDir;
-
-    fn store() -> (tempfile::TempDir, PinStore) {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let pins = PinStore::new(&StateDir::at(tmp.path().join("state")));
-        (tmp, pins)
-    }
+    use crate::groups::pins::Seen;
+    use crate::groups::testing::{me, pair, store};
 
     fn user(name: &str, i: usize) -> UserKey {
         UserKey {
