@@ -264,6 +264,17 @@ impl Connection {
         &self,
         request: &Request,
     ) -> Result<(Response, RawDownload), ClientError> {
+        let (response, recv) = self.call_keeping_stream(request).await?;
+        let conn = self.conn.clone();
+        Ok((response, RawDownload { recv, conn }))
+    }
+
+    /// Sends `request` on a new stream and reads the answer frame, keeping the stream for
+    /// what follows it; an error answer becomes `ClientError::Api`.
+    async fn call_keeping_stream(
+        &self,
+        request: &Request,
+    ) -> Result<(Response, quinn::RecvStream), ClientError> {
         let frame =
             proto::encode_frame(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
         let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| self.closed(e))?;
@@ -273,13 +284,7 @@ impl Connection {
         let _ = send.finish();
         match read_response(&self.conn, &mut recv).await? {
             Response::Error(e) => Err(ClientError::Api(e)),
-            response => Ok((
-                response,
-                RawDownload {
-                    recv,
-                    conn: self.conn.clone(),
-                },
-            )),
+            response => Ok((response, recv)),
         }
     }
 
@@ -361,23 +366,9 @@ impl Connection {
         &self,
         request: &Request,
     ) -> Result<(Response, EventStream), ClientError> {
-        let frame =
-            proto::encode_frame(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| self.closed(e))?;
-        send.write_all(&frame)
-            .await
-            .map_err(|e| self.write_error(e))?;
-        let _ = send.finish();
-        match read_response(&self.conn, &mut recv).await? {
-            Response::Error(e) => Err(ClientError::Api(e)),
-            response => Ok((
-                response,
-                EventStream {
-                    recv,
-                    conn: self.conn.clone(),
-                },
-            )),
-        }
+        let (response, recv) = self.call_keeping_stream(request).await?;
+        let conn = self.conn.clone();
+        Ok((response, EventStream { recv, conn }))
     }
 }
 

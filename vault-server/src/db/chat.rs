@@ -354,6 +354,21 @@ pub fn has_delivery(conn: &mut DbConn, user_id: i64, message_id: i64) -> DbResul
     Ok(n > 0)
 }
 
+/// The columns of a [`Delivered`], from deliveries joined with their messages.
+const DELIVERED: (
+    chat_messages::id,
+    chat_messages::received_at_ms,
+    chat_messages::body,
+    chat_messages::sender_key,
+    chat_deliveries::delivered,
+) = (
+    chat_messages::id,
+    chat_messages::received_at_ms,
+    chat_messages::body,
+    chat_messages::sender_key,
+    chat_deliveries::delivered,
+);
+
 type DeliveredRow = (i64, i64, Vec<u8>, Vec<u8>, bool);
 
 fn delivered(rows: Vec<DeliveredRow>) -> Vec<Delivered> {
@@ -389,13 +404,7 @@ pub fn history(
     let rows = q
         .order(chat_deliveries::message_id.desc())
         .limit(limit)
-        .select((
-            chat_messages::id,
-            chat_messages::received_at_ms,
-            chat_messages::body,
-            chat_messages::sender_key,
-            chat_deliveries::delivered,
-        ))
+        .select(DELIVERED)
         .load(conn)?;
     Ok(delivered(rows))
 }
@@ -463,13 +472,7 @@ pub fn deliveries_between(
     let rows = q
         .order(chat_deliveries::message_id.asc())
         .limit(limit)
-        .select((
-            chat_messages::id,
-            chat_messages::received_at_ms,
-            chat_messages::body,
-            chat_messages::sender_key,
-            chat_deliveries::delivered,
-        ))
+        .select(DELIVERED)
         .load(conn)?;
     Ok(delivered(rows))
 }
@@ -500,13 +503,7 @@ pub fn deliveries_by_id(conn: &mut DbConn, user_id: i64, ids: &[i64]) -> DbResul
             .filter(chat_deliveries::user_id.eq(user_id))
             .filter(chat_deliveries::message_id.eq_any(chunk))
             .order(chat_deliveries::message_id.asc())
-            .select((
-                chat_messages::id,
-                chat_messages::received_at_ms,
-                chat_messages::body,
-                chat_messages::sender_key,
-                chat_deliveries::delivered,
-            ))
+            .select(DELIVERED)
             .load(conn)?;
         out.extend(delivered(rows));
     }
