@@ -196,8 +196,10 @@ pub enum ChatCommand {
     /// Without TEXT the message is read from standard input (all of it, one trailing line
     /// break removed); with --file, TEXT may be left out.
     Send {
+        /// A contact's username, or @GROUP.
         #[arg(value_name = "TARGET")]
         target: String,
+        /// The message (default: standard input).
         text: Option<String>,
         /// Send this file with the message: it is uploaded into your space under
         /// /.vault-chat/ and its key travels inside the message (`vault chat fetch ID`).
@@ -207,8 +209,10 @@ pub enum ChatCommand {
     /// Save the file message ID carries to LOCAL (default: the file's name in the current
     /// directory), checked against the message; an existing file is never overwritten.
     Fetch {
+        /// The message's id, as `listen`, `history` and `inbox` show it.
         #[arg(value_name = "ID")]
         id: i64,
+        /// Where to save the file (default: its name, in the current directory).
         #[arg(value_name = "LOCAL")]
         local: Option<std::path::PathBuf>,
     },
@@ -221,6 +225,7 @@ pub enum ChatCommand {
     },
     /// Show the newest messages with USER or in @GROUP, oldest first, and mark them read.
     History {
+        /// A contact's username, or @GROUP.
         #[arg(value_name = "TARGET")]
         target: String,
         /// How many messages (1 to 500).
