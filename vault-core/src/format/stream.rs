@@ -96,27 +96,46 @@ impl StreamSealer {
     /// tag, [`TAG_LEN`] bytes longer than `plaintext`. A refused chunk leaves the sealer as
     /// it was.
     pub fn seal_chunk(&mut self, plaintext: &[u8], last: bool) -> Result<Vec<u8>> {
+        // Exact capacity, so no reallocation leaves plaintext behind; wiped if sealing fails.
+        let mut out = Zeroizing::new(Vec::with_capacity(plaintext.len() + TAG_LEN));
+        out.extend_from_slice(plaintext);
+        self.seal_chunk_in_place(&mut out, last)?;
+        Ok(std::mem::take(&mut *out))
+    }
+
+    /// [`StreamSealer::seal_chunk`] without a copy: `buf` holds the plaintext chunk and
+    /// becomes ciphertext ‖ tag. Its capacity must already have room for the tag (so no
+    /// reallocation can leave plaintext behind); the caller wipes it if this fails.
+    pub fn seal_chunk_in_place(&mut self, buf: &mut Vec<u8>, last: bool) -> Result<()> {
         if self.finished {
             return Err(FormatError::ChunkAfterLast);
         }
         let index = self.next;
         let chunk_len = self.chunk_len;
-        if !last && plaintext.len() != chunk_len {
+        let len = buf.len();
+        if !last && len != chunk_len {
             return Err(size_error(
                 index,
-                plaintext.len(),
+                len,
                 format!("every chunk but the last must be exactly {chunk_len} bytes"),
             ));
         }
-        if plaintext.len() > chunk_len {
+        if len > chunk_len {
             return Err(size_error(
                 index,
-                plaintext.len(),
+                len,
                 format!("a chunk holds at most {chunk_len} bytes"),
             ));
         }
-        if last && plaintext.is_empty() && index > 0 {
+        if last && len == 0 && index > 0 {
             return Err(FormatError::EmptyTrailingChunk);
+        }
+        if buf.capacity() - len < TAG_LEN {
+            return Err(size_error(
+                index,
+                len,
+                format!("the buffer needs room for the {TAG_LEN}-byte tag"),
+            ));
         }
         let next = if last {
             index
@@ -124,20 +143,17 @@ impl StreamSealer {
             index.checked_add(1).ok_or(FormatError::TooManyChunks)?
         };
         let aead = aead_key(&self.key).ok_or(FormatError::Encrypt)?;
-        // Exact capacity, so no reallocation leaves plaintext behind; wiped if sealing fails.
-        let mut out = Zeroizing::new(Vec::with_capacity(plaintext.len() + TAG_LEN));
-        out.extend_from_slice(plaintext);
         let tag = aead
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(chunk_nonce(index, last)),
                 Aad::empty(),
-                out.as_mut_slice(),
+                buf.as_mut_slice(),
             )
             .map_err(|_| FormatError::Encrypt)?;
-        out.extend_from_slice(tag.as_ref());
+        buf.extend_from_slice(tag.as_ref());
         self.next = next;
         self.finished = last;
-        Ok(std::mem::take(&mut *out))
+        Ok(())
     }
 }
 
@@ -190,6 +206,16 @@ impl StreamOpener {
         sealed: &[u8],
         last: bool,
     ) -> Result<Zeroizing<Vec<u8>>> {
+        let mut buf = Zeroizing::new(sealed.to_vec());
+        let plain_len = self.open_chunk_in_place(index, &mut buf, last)?;
+        buf.truncate(plain_len);
+        Ok(buf)
+    }
+
+    /// [`StreamOpener::open_chunk`] without a copy: `buf` holds the sealed chunk and its
+    /// first `n` bytes become the plaintext, `n` returned. After a failure `buf` holds
+    /// nothing to use.
+    pub fn open_chunk_in_place(&mut self, index: u64, buf: &mut [u8], last: bool) -> Result<usize> {
         if self.finished {
             return Err(FormatError::ChunkAfterLast);
         }
@@ -202,21 +228,22 @@ impl StreamOpener {
             });
         }
         let full = self.chunk_len + TAG_LEN;
-        if !last && sealed.len() != full {
+        let len = buf.len();
+        if !last && len != full {
             return Err(size_error(
                 index,
-                sealed.len(),
+                len,
                 format!("every sealed chunk but the last must be exactly {full} bytes"),
             ));
         }
-        if sealed.len() < TAG_LEN || sealed.len() > full {
+        if len < TAG_LEN || len > full {
             return Err(size_error(
                 index,
-                sealed.len(),
+                len,
                 format!("a sealed chunk has {TAG_LEN} to {full} bytes"),
             ));
         }
-        if last && sealed.len() == TAG_LEN && index > 0 {
+        if last && len == TAG_LEN && index > 0 {
             return Err(FormatError::EmptyTrailingChunk);
         }
         let next = if last {
@@ -225,19 +252,17 @@ impl StreamOpener {
             Some(index.checked_add(1).ok_or(FormatError::TooManyChunks)?)
         };
         let aead = aead_key(&self.key).ok_or(FormatError::ChunkDecrypt { index })?;
-        let mut buf = Zeroizing::new(sealed.to_vec());
         let plain_len = aead
             .open_in_place(
                 Nonce::assume_unique_for_key(chunk_nonce(index, last)),
                 Aad::empty(),
-                buf.as_mut_slice(),
+                buf,
             )
             .map_err(|_| FormatError::ChunkDecrypt { index })?
             .len();
-        buf.truncate(plain_len);
         self.next = next;
         self.finished = last;
-        Ok(buf)
+        Ok(plain_len)
     }
 
     /// Ends the stream: an error unless the chunk flagged last was opened, so a download
@@ -622,6 +647,50 @@ mod tests {
         );
         let last = sealer.seal_chunk(b"x", true)?;
         assert_eq!(last.len(), 1 + TAG_LEN);
+        Ok(())
+    }
+
+    #[test]
+    fn in_place_sealing_and_opening_match_the_copying_ones() -> Result<()> {
+        let k = key(9);
+        let data: Vec<u8> = (0..CHUNK_LEN + 5).map(|i| (i % 253) as u8).collect();
+        let mut copying = StreamSealer::new(&k);
+        let mut in_place = StreamSealer::new(&k);
+        let mut sealed = Vec::new();
+        for (i, piece) in data.chunks(CHUNK_LEN).enumerate() {
+            let last = i == 1;
+            let mut buf = Vec::with_capacity(piece.len() + TAG_LEN);
+            buf.extend_from_slice(piece);
+            in_place.seal_chunk_in_place(&mut buf, last)?;
+            assert_eq!(buf, copying.seal_chunk(piece, last)?);
+            sealed.push(buf);
+        }
+        // No room for the tag: refused, and the sealer stays where it was.
+        let mut tight = b"abc".to_vec();
+        tight.shrink_to_fit();
+        let mut fresh = StreamSealer::new(&k);
+        if tight.capacity() - tight.len() < TAG_LEN {
+            assert!(fresh.seal_chunk_in_place(&mut tight, true).is_err());
+            assert_eq!(fresh.next_index(), 0);
+        }
+
+        let mut opener = StreamOpener::new(&k);
+        let mut back = Vec::new();
+        for (i, chunk) in sealed.iter_mut().enumerate() {
+            let n = opener.open_chunk_in_place(i as u64, chunk, i == 1)?;
+            back.extend_from_slice(&chunk[..n]);
+        }
+        opener.finish()?;
+        assert_eq!(back, data);
+        // A flipped byte fails in place too, and the opener does not advance.
+        let mut bad = StreamSealer::new(&k).seal_chunk(b"hello", true)?;
+        bad[0] ^= 1;
+        let mut opener = StreamOpener::new(&k);
+        assert_eq!(
+            opener.open_chunk_in_place(0, &mut bad, true),
+            Err(FormatError::ChunkDecrypt { index: 0 })
+        );
+        assert!(!opener.is_finished());
         Ok(())
     }
 
