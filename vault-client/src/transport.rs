@@ -458,10 +458,10 @@ pub struct RawUpload {
 }
 
 impl RawUpload {
-    /// Writes raw bytes. If the server stopped reading (it refused the request), its answer
-    /// is returned as the error.
-    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        match self.send.write_all(bytes).await {
+    /// Writes raw bytes (handed to QUIC as they are, without a copy). If the server
+    /// stopped reading (it refused the request), its answer is returned as the error.
+    pub async fn write(&mut self, bytes: bytes::Bytes) -> Result<(), ClientError> {
+        match self.send.write_chunk(bytes).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 let failure = stream_error(&self.conn, e.to_string());

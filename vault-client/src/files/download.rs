@@ -3,7 +3,9 @@
 //! pins the file id and version. At the end the BLAKE3 of the plaintext is checked
 //! against the metadata, the part file is synced, its mtime and mode are set from the
 //! metadata, and it is renamed into place. A later attempt continues from the whole
-//! chunks already in the part file (the prefix is read again only to hash it). Nothing
+//! chunks already in the part file (the prefix is read again only to hash it). Chunks are
+//! opened, hashed and written on a blocking thread a few chunks behind the network, and the
+//! part file is written behind ([`WriteBehind`]), so the final sync is short. Nothing
 //! that failed to open or to match is ever renamed into place.
 
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -12,9 +14,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use vault_core::format::stream::SEALED_CHUNK_LEN;
+use vault_core::format::stream::{SEALED_CHUNK_LEN, TAG_LEN};
 use vault_core::format::{CHUNK_LEN, ContentHasher, FileMeta, StreamOpener, chunk_count};
 use vault_core::proto::{Request, Response};
+use vault_fsio::WriteBehind;
 use zeroize::Zeroizing;
 
 use super::progress::{Progress, RateLimit, pace};
@@ -183,10 +186,24 @@ pub async fn download_file(
     let mut hasher = ContentHasher::new();
     hash_prefix(&mut out, keep, &mut hasher).map_err(|e| FilesError::io("read", &part, e))?;
     progress.advance(keep);
+    let out = WriteBehind::new(out, keep);
 
     let chunks = chunk_count(meta.size);
-    let mut opener = StreamOpener::new(&key);
-    let mut buf = vec![0u8; SEALED_CHUNK_LEN];
+    let (full_tx, full_rx) = tokio::sync::mpsc::channel::<SealedChunk>(OPEN_QUEUE);
+    let (spare_tx, mut spare_rx) = tokio::sync::mpsc::unbounded_channel();
+    let writing = {
+        let opened = Opened {
+            opener: StreamOpener::new(&key),
+            hasher,
+            out,
+        };
+        let (part, what) = (part.clone(), format!("{remote}: "));
+        let nothing = format!("; nothing was written to {}", target.display());
+        tokio::task::spawn_blocking(move || {
+            opened.write_all(full_rx, &spare_tx, chunks, &part, (&what, &nothing))
+        })
+    };
+    let mut cut_short = None;
     for index in start..chunks {
         let last = index + 1 == chunks;
         let len = if last {
@@ -194,28 +211,49 @@ pub async fn download_file(
         } else {
             SEALED_CHUNK_LEN
         };
-        let got = stream.read_full(&mut buf[..len]).await?;
-        if got < len {
-            out.sync_all().ok();
-            if conn.is_closed() {
-                return Err(crate::ClientError::Closed("the download was cut off".into()).into());
+        let mut buf = spare_rx
+            .try_recv()
+            .unwrap_or_else(|_| Zeroizing::new(vec![0u8; SEALED_CHUNK_LEN]));
+        let got = match stream.read_full(&mut buf[..len]).await {
+            Ok(got) => got,
+            Err(e) => {
+                cut_short = Some(e.into());
+                break;
             }
-            return Err(FilesError::Integrity(format!(
-                "{remote}: the server sent only part of chunk {index}; run the command again to resume"
-            )));
+        };
+        if got < len {
+            cut_short = Some(if conn.is_closed() {
+                crate::ClientError::Closed("the download was cut off".into()).into()
+            } else {
+                FilesError::Integrity(format!(
+                    "{remote}: the server sent only part of chunk {index}; run the command again to resume"
+                ))
+            });
+            break;
         }
-        let plain = opener.open_chunk(index, &buf[..len], last).map_err(|e| {
-            FilesError::Integrity(format!(
-                "{remote}: {e}; nothing was written to {}",
-                target.display()
-            ))
-        })?;
-        hasher.update(&plain);
-        out.write_all(&plain)
-            .map_err(|e| FilesError::io("write", &part, e))?;
-        pace(limit, plain.len() as u64).await;
-        progress.advance(plain.len() as u64);
+        if full_tx.send((index, buf, len)).await.is_err() {
+            break; // the writing thread failed: its error is read below
+        }
+        let plain_len = (len - TAG_LEN) as u64;
+        pace(limit, plain_len).await;
+        progress.advance(plain_len);
     }
+    drop(full_tx);
+    let written = writing
+        .await
+        .map_err(|e| FilesError::Usage(format!("writing {} failed: {e}", part.display())))?;
+    if let Some(e) = cut_short {
+        // Keep the whole chunks written so far for the next attempt.
+        if let Ok(opened) = &written {
+            opened.out.get_ref().sync_all().ok();
+        }
+        return Err(e);
+    }
+    let Opened {
+        opener,
+        hasher,
+        out,
+    } = written?;
     stream.expect_end().await?;
     opener.finish()?;
     if hasher.finalize() != meta.blake3 {
@@ -225,7 +263,7 @@ pub async fn download_file(
             target.display()
         )));
     }
-    finish(out, &part, target, &meta)?;
+    finish(out.into_inner(), &part, target, &meta)?;
     let _ = std::fs::remove_file(&side);
     Ok(Downloaded {
         local: target.to_path_buf(),
@@ -233,6 +271,48 @@ pub async fn download_file(
         version: version.version,
         resumed_at: keep,
     })
+}
+
+/// Sealed chunks queued between the network and the writing thread (each 1 MiB).
+const OPEN_QUEUE: usize = 4;
+
+/// A received sealed chunk: its index, and a buffer whose first `len` bytes hold it.
+type SealedChunk = (u64, Zeroizing<Vec<u8>>, usize);
+
+/// The writing side of a download: opens chunks in place, hashes the plaintext and writes
+/// it to the part file, on a blocking thread ([`Opened::write_all`]).
+struct Opened {
+    opener: StreamOpener,
+    hasher: ContentHasher,
+    out: WriteBehind,
+}
+
+impl Opened {
+    /// Takes the chunks `queue` brings until it closes, handing each emptied buffer back
+    /// on `spare`. A chunk that fails to open stops it: the part file keeps only the whole
+    /// chunks before it. `messages` prefix and suffix an integrity error.
+    fn write_all(
+        mut self,
+        mut queue: tokio::sync::mpsc::Receiver<SealedChunk>,
+        spare: &tokio::sync::mpsc::UnboundedSender<Zeroizing<Vec<u8>>>,
+        chunks: u64,
+        part: &Path,
+        (prefix, suffix): (&str, &str),
+    ) -> Result<Opened, FilesError> {
+        while let Some((index, mut buf, len)) = queue.blocking_recv() {
+            let last = index + 1 == chunks;
+            let n = self
+                .opener
+                .open_chunk_in_place(index, &mut buf[..len], last)
+                .map_err(|e| FilesError::Integrity(format!("{prefix}{e}{suffix}")))?;
+            self.hasher.update(&buf[..n]);
+            self.out
+                .write_all(&buf[..n])
+                .map_err(|e| FilesError::io("write", part, e))?;
+            let _ = spare.send(buf);
+        }
+        Ok(self)
+    }
 }
 
 fn hash_prefix(

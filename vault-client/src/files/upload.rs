@@ -1,5 +1,6 @@
 //! One file's upload (SPEC 6.2, §7): the local file is read in 1 MiB chunks, sealed with
-//! STREAM under a fresh file key and streamed after an `upload_data` frame; BLAKE3 of the
+//! STREAM under a fresh file key (on a blocking thread, a few chunks ahead) and streamed
+//! after an `upload_data` frame; BLAKE3 of the
 //! plaintext, size, mtime and mode are sealed into the metadata sent with `upload_commit`.
 //! A resume record (see [`super::resume`]) lets a later attempt ask `upload_status` and
 //! continue at the last whole chunk the server holds; the prefix is read again only to hash
@@ -8,9 +9,11 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use tokio::io::AsyncReadExt;
+use std::io::Read;
+
+use bytes::Bytes;
 use vault_core::crypto::Key32;
-use vault_core::format::stream::SEALED_CHUNK_LEN;
+use vault_core::format::stream::{SEALED_CHUNK_LEN, TAG_LEN};
 use vault_core::format::{
     CHUNK_LEN, ContentHasher, FileMeta, StreamSealer, chunk_count, generate_file_key, seal_meta,
     sealed_len,
@@ -299,8 +302,17 @@ async fn open_upload(
     Ok((record, key))
 }
 
+/// Sealed chunks queued between the reading thread and the network (each up to 1 MiB).
+const SEALED_QUEUE: usize = 4;
+
+/// What the reading thread hands the network: a chunk's plaintext length, and its sealed
+/// bytes when they are to be sent (chunks the server already holds are only hashed).
+type SealedChunk = (usize, Option<Bytes>);
+
 /// Reads, hashes and seals the whole file; sends the chunks from `received` on. Returns
-/// the BLAKE3 of the plaintext.
+/// the BLAKE3 of the plaintext. Reading, hashing and sealing run on a blocking thread
+/// ([`read_and_seal`]) a few chunks ahead of the network, which takes the sealed buffers
+/// without copying them.
 #[allow(clippy::too_many_arguments)]
 async fn send_contents(
     files: &Files,
@@ -318,9 +330,7 @@ async fn send_contents(
     } else {
         received / SEALED_CHUNK_LEN as u64
     };
-    let mut file = tokio::fs::File::open(local)
-        .await
-        .map_err(|e| FilesError::io("open", local, e))?;
+    let file = std::fs::File::open(local).map_err(|e| FilesError::io("open", local, e))?;
     let mut upload = if start < chunks {
         let request = Request::UploadData {
             upload_id: record.upload_id,
@@ -330,40 +340,29 @@ async fn send_contents(
     } else {
         None
     };
-    let mut sealer = StreamSealer::new(key);
-    let mut hasher = ContentHasher::new();
-    let mut buf = Zeroizing::new(vec![0u8; CHUNK_LEN]);
-    for index in 0..chunks {
-        let last = index + 1 == chunks;
-        let len = if last {
-            (info.size - index * CHUNK_LEN as u64) as usize
-        } else {
-            CHUNK_LEN
-        };
-        file.read_exact(&mut buf[..len]).await.map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                changed(local)
-            } else {
-                FilesError::io("read", local, e)
-            }
-        })?;
-        hasher.update(&buf[..len]);
-        let sealed = Zeroizing::new(sealer.seal_chunk(&buf[..len], last)?);
-        if let (Some(upload), true) = (upload.as_mut(), index >= start) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<SealedChunk>(SEALED_QUEUE);
+    let reading = {
+        let (local, info, key) = (local.to_path_buf(), *info, key.clone());
+        tokio::task::spawn_blocking(move || read_and_seal(file, &local, &info, &key, start, &tx))
+    };
+    let mut sent: Result<(), FilesError> = Ok(());
+    while let Some((len, sealed)) = rx.recv().await {
+        if let (Some(upload), Some(sealed)) = (upload.as_mut(), sealed) {
             pace(limit, len as u64).await;
-            upload.write(&sealed).await?;
+            if let Err(e) = upload.write(sealed).await {
+                sent = Err(e.into());
+                break;
+            }
         }
         progress.advance(len as u64);
     }
-    let mut probe = [0u8; 1];
-    if file
-        .read(&mut probe)
+    // Dropping the queue stops the reading thread if the network failed first.
+    drop(rx);
+    let read = reading
         .await
-        .map_err(|e| FilesError::io("read", local, e))?
-        != 0
-    {
-        return Err(changed(local));
-    }
+        .map_err(|e| FilesError::Usage(format!("reading {} failed: {e}", local.display())))?;
+    sent?;
+    let hash = read?;
     if let Some(upload) = upload {
         match upload.finish().await? {
             Response::UploadStatus { received, .. } if received == record.sealed_size => {}
@@ -375,6 +374,56 @@ async fn send_contents(
             }
             other => return Err(unexpected("upload_data", &other)),
         }
+    }
+    Ok(hash)
+}
+
+/// The reading thread of [`send_contents`]: reads `local` chunk by chunk into a buffer
+/// with room for the tag, hashes it, seals it in place and queues it (the chunks before
+/// `start` are sealed only to advance the sealer, and not queued for sending). Returns the
+/// BLAKE3 of the plaintext; fails if the file is not `info.size` bytes long after all.
+fn read_and_seal(
+    mut file: std::fs::File,
+    local: &Path,
+    info: &LocalFile,
+    key: &Key32,
+    start: u64,
+    queue: &tokio::sync::mpsc::Sender<SealedChunk>,
+) -> Result<[u8; 32], FilesError> {
+    let chunks = chunk_count(info.size);
+    let mut sealer = StreamSealer::new(key);
+    let mut hasher = ContentHasher::new();
+    for index in 0..chunks {
+        let last = index + 1 == chunks;
+        let len = if last {
+            (info.size - index * CHUNK_LEN as u64) as usize
+        } else {
+            CHUNK_LEN
+        };
+        let mut buf = Zeroizing::new(Vec::with_capacity(len + TAG_LEN));
+        let got = (&mut file)
+            .take(len as u64)
+            .read_to_end(&mut buf)
+            .map_err(|e| FilesError::io("read", local, e))?;
+        if got < len {
+            return Err(changed(local));
+        }
+        hasher.update(&buf);
+        sealer.seal_chunk_in_place(&mut buf, last)?;
+        // Ciphertext from here on: nothing to wipe.
+        let sealed = (index >= start).then(|| Bytes::from(std::mem::take(&mut *buf)));
+        if queue.blocking_send((len, sealed)).is_err() {
+            // The network side gave up; its error is the one to report.
+            return Ok(hasher.finalize());
+        }
+    }
+    let mut probe = [0u8; 1];
+    if file
+        .read(&mut probe)
+        .map_err(|e| FilesError::io("read", local, e))?
+        != 0
+    {
+        return Err(changed(local));
     }
     Ok(hasher.finalize())
 }

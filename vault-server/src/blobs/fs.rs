@@ -5,6 +5,10 @@
 //! <root>/partial/<blob id>                 uploads in progress
 //! ```
 //!
+//! A partial is written behind ([`WriteBehind`]: durable and out of the page cache a window
+//! at a time as it grows) and a blob is read with [`DropBehind`], so a large transfer
+//! neither fills the cache nor ends in one long fsync.
+//!
 //! Sealing is fsync of the partial, rename into place, fsync of both directories. Every
 //! path is the configured root joined with a [`BlobId`], which is always 32 hex chars.
 //!
@@ -19,6 +23,8 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
+
+use vault_fsio::{DropBehind, WriteBehind};
 
 use super::{BlobId, BlobReader, BlobStore, PartialWriter, StoredBlob};
 
@@ -51,7 +57,8 @@ impl FsBlobStore {
     }
 }
 
-struct FsPartial(File);
+/// A partial blob, flushed as it grows so that sealing it ends in a short sync.
+struct FsPartial(WriteBehind);
 
 impl io::Write for FsPartial {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -64,7 +71,7 @@ impl io::Write for FsPartial {
 
 impl PartialWriter for FsPartial {
     fn sync(&mut self) -> io::Result<()> {
-        self.0.sync_data()
+        self.0.get_ref().sync_data()
     }
 }
 
@@ -155,7 +162,7 @@ impl BlobStore for FsBlobStore {
             file
         };
         file.seek(SeekFrom::Start(offset))?;
-        Ok(Box::new(FsPartial(file)))
+        Ok(Box::new(FsPartial(WriteBehind::new(file, offset))))
     }
 
     fn partial_len(&self, id: &BlobId) -> io::Result<Option<u64>> {
@@ -187,7 +194,8 @@ impl BlobStore for FsBlobStore {
     }
 
     fn open(&self, id: &BlobId) -> io::Result<Box<dyn BlobReader>> {
-        Ok(Box::new(File::open(Self::sealed_path(&self.root, id))?))
+        let file = File::open(Self::sealed_path(&self.root, id))?;
+        Ok(Box::new(DropBehind::new(file)))
     }
 
     fn size(&self, id: &BlobId) -> io::Result<Option<u64>> {

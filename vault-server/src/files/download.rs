@@ -1,11 +1,12 @@
 //! Downloads: [`prepare`] finds the version, [`open`] opens its blob at the requested
 //! chunk and makes the header; [`send`] then streams the sealed bytes from a blocking
-//! reader through a small bounded queue, so memory stays bounded whatever the size.
+//! reader through a small bounded queue, so memory stays bounded whatever the size; the
+//! buffers read go to the stream as they are ([`BodySink`]), without a copy.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use bytes::Bytes;
 use vault_core::format::stream::{chunk_count, plaintext_len, sealed_chunk_offset};
 use vault_core::proto::{ApiError, NsRef, Response};
 
@@ -117,31 +118,62 @@ pub async fn open(
     ))
 }
 
+/// Where a download's bytes go: whole buffers, which a QUIC stream takes without a copy.
+pub trait BodySink: Send {
+    fn put(&mut self, bytes: Bytes) -> impl Future<Output = std::io::Result<()>> + Send;
+}
+
+impl BodySink for quinn::SendStream {
+    async fn put(&mut self, bytes: Bytes) -> std::io::Result<()> {
+        Ok(self.write_chunk(bytes).await?)
+    }
+}
+
+/// For tests: the body collected in memory.
+impl BodySink for Vec<u8> {
+    async fn put(&mut self, bytes: Bytes) -> std::io::Result<()> {
+        self.extend_from_slice(&bytes);
+        Ok(())
+    }
+}
+
 /// Streams the body to `out`. An error means the stream must be reset, not finished, so
 /// the client sees an incomplete download.
-pub async fn send<W: AsyncWrite + Unpin>(body: Body, out: &mut W) -> std::io::Result<()> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(QUEUE_LEN);
+pub async fn send<S: BodySink>(body: Body, out: &mut S) -> std::io::Result<()> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(QUEUE_LEN);
     let Body {
         mut reader,
         mut remaining,
     } = body;
     let reading = tokio::task::spawn_blocking(move || {
         while remaining > 0 {
-            let want = remaining.min(READ_BUF_LEN as u64) as usize;
-            let mut buf = vec![0u8; want];
-            let result = reader.read_exact(&mut buf).map(|()| buf);
+            let want = remaining.min(READ_BUF_LEN as u64);
+            let result = read_piece(&mut reader, want);
             let failed = result.is_err();
             if tx.blocking_send(result).is_err() || failed {
                 return;
             }
-            remaining -= want as u64;
+            remaining -= want;
         }
     });
     while let Some(item) = rx.recv().await {
-        out.write_all(&item?).await?;
+        out.put(item?).await?;
     }
     reading
         .await
-        .map_err(|e| std::io::Error::other(format!("blob reader failed: {e}")))?;
-    out.flush().await
+        .map_err(|e| std::io::Error::other(format!("blob reader failed: {e}")))
+}
+
+/// The next `len` bytes of `reader`, read into a fresh buffer (never zeroed first: the
+/// bytes are read into its spare capacity).
+fn read_piece(reader: &mut Box<dyn BlobReader>, len: u64) -> std::io::Result<Bytes> {
+    let mut buf = Vec::with_capacity(len as usize);
+    reader.take(len).read_to_end(&mut buf)?;
+    if (buf.len() as u64) < len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the blob is shorter than the database says",
+        ));
+    }
+    Ok(Bytes::from(buf))
 }

@@ -368,24 +368,24 @@ pub async fn receive<R: AsyncRead + Unpin>(
     let mut over = false;
     let mut broken = false;
     loop {
-        let mut buf = vec![0u8; READ_BUF_LEN];
-        let n = match body.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => n,
+        let (buf, ended) = match fill(body).await {
+            Ok(filled) => filled,
             Err(e) => {
                 tracing::debug!(error = %e, "upload stream broke");
                 broken = true;
                 break;
             }
         };
-        if pos + n as u64 > size {
+        if pos + buf.len() as u64 > size {
             over = true;
             break;
         }
-        buf.truncate(n);
-        pos += n as u64;
-        if tx.send(buf).await.is_err() {
+        pos += buf.len() as u64;
+        if !buf.is_empty() && tx.send(buf).await.is_err() {
             break; // the writer stopped: its error is read below
+        }
+        if ended {
+            break;
         }
     }
     drop(tx);
@@ -411,6 +411,18 @@ pub async fn receive<R: AsyncRead + Unpin>(
             sealed_size: size,
         }),
     }
+}
+
+/// Reads up to [`READ_BUF_LEN`] bytes into a fresh buffer (its spare capacity: never
+/// zeroed first), as many reads as it takes; `true` when the stream ended.
+async fn fill<R: AsyncRead + Unpin>(body: &mut R) -> std::io::Result<(Vec<u8>, bool)> {
+    let mut buf = Vec::with_capacity(READ_BUF_LEN);
+    while buf.len() < READ_BUF_LEN {
+        if body.read_buf(&mut buf).await? == 0 {
+            return Ok((buf, true));
+        }
+    }
+    Ok((buf, false))
 }
 
 fn too_many(size: u64) -> ApiError {
