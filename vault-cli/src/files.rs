@@ -113,7 +113,7 @@ async fn dispatch(files: &Arc<Files>, state: &StateDir, command: Command) -> any
                 let list: Vec<_> = entries.iter().map(listing::entry_json).collect();
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                listing::print_ls(&entries, depth, long);
+                listing::print_ls(&entries, depth, long)?;
             }
         }
         Command::Du { path, json } => {

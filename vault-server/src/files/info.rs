@@ -7,6 +7,7 @@ use vault_core::proto::{EntryInfo, EntryKind, VersionInfo};
 
 use crate::db::DbConn;
 use crate::db::files::entries::Entry;
+use crate::db::files::listing::Listed;
 use crate::db::files::versions::{self, Version};
 use crate::files::Failure;
 
@@ -69,6 +70,19 @@ pub fn entry_infos(conn: &mut DbConn, rows: &[Entry]) -> Result<Vec<EntryInfo>, 
             }
         })
         .collect())
+}
+
+/// The `EntryInfo` of a listed row (see [`crate::db::files::listing::page`]).
+pub fn listed_info((entry, current, version_count): Listed) -> EntryInfo {
+    EntryInfo {
+        id: entry.id,
+        kind: kind(&entry),
+        current: current.as_ref().map(version_info),
+        version_count: version_count.max(0) as u64,
+        revision: entry.revision.max(0) as u64,
+        updated_at: entry.updated_at,
+        path: entry.path,
+    }
 }
 
 /// One entry's `EntryInfo`.

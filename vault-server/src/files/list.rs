@@ -5,6 +5,7 @@ use vault_core::proto::{ApiError, EntryInfo, EntryKind, NsRef, Response};
 
 use super::{info, paths};
 use crate::db::files::entries;
+use crate::db::files::listing::{self, Scope};
 use crate::net::connection::SessionCtx;
 use crate::state::ServerState;
 
@@ -39,17 +40,20 @@ pub async fn list(
             }
         }
         let limit = info::PAGE_ENTRIES as i64 + 1;
-        let rows = if recursive {
-            entries::subtree_page(c, ns.id, &dir, after.as_deref(), limit)?
+        let scope = if recursive {
+            Scope::Subtree(&dir)
         } else {
-            entries::children_page(c, ns.id, &dir, after.as_deref(), limit)?
+            Scope::Children(&dir)
         };
-        let take = info::page_len(rows.iter().map(|e| e.path.as_str()));
+        let mut rows = listing::page(c, ns.id, scope, after.as_deref(), limit)?;
+        let take = info::page_len(rows.iter().map(|(e, _, _)| e.path.as_str()));
         let more = rows.len() > take;
-        let page = &rows[..take];
-        let next = more.then(|| page.last().map(|e| e.path.clone())).flatten();
+        rows.truncate(take);
+        let next = more
+            .then(|| rows.last().map(|(e, _, _)| e.path.clone()))
+            .flatten();
         Ok(Response::Listing {
-            entries: info::entry_infos(c, page)?,
+            entries: rows.into_iter().map(info::listed_info).collect(),
             next,
         })
     })

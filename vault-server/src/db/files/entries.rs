@@ -229,32 +229,6 @@ pub fn children_page(
         .load(conn)?)
 }
 
-/// One page of every visible entry under `dir` (all of them for the root), by path.
-pub fn subtree_page(
-    conn: &mut DbConn,
-    ns: i64,
-    dir: &str,
-    after: Option<&str>,
-    limit: i64,
-) -> DbResult<Vec<Entry>> {
-    let mut query = entries::table
-        .filter(entries::namespace_id.eq(ns))
-        .filter(entries::trash_id.is_null())
-        .filter(visible!())
-        .into_boxed();
-    if !dir.is_empty() {
-        query = query.filter(entries::path.like(subtree_pattern(dir)));
-    }
-    if let Some(after) = after {
-        query = query.filter(entries::path.gt(after.to_owned()));
-    }
-    Ok(query
-        .order(entries::path.asc())
-        .limit(limit)
-        .select(Entry::as_select())
-        .load(conn)?)
-}
-
 /// Whether `dir` has any visible child.
 pub fn has_visible_children(conn: &mut DbConn, ns: i64, dir: &str) -> DbResult<bool> {
     Ok(!children_page(conn, ns, dir, None, 1)?.is_empty())

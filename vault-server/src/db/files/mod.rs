@@ -8,6 +8,7 @@
 //! never removed here: a deleted version's blob id goes to `deleted_blobs` for `gc`.
 
 pub mod entries;
+pub mod listing;
 pub mod namespaces;
 pub mod trash;
 pub mod uploads;
