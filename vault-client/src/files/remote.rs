@@ -65,11 +65,30 @@ pub struct Versions {
     pub versions: Vec<(VersionInfo, FileMeta)>,
 }
 
+/// Where a listing of the folder whose encrypted path is `encrypted` is cut in two halves:
+/// before its children whose names start with `k`. Encrypted names are base32 of AES-SIV
+/// output, so their first letters are uniform over `2`–`7`, `a`–`z` (in byte order), and
+/// the cut is no path (a segment is never one letter long) nor inside a subtree.
+fn lane_split(encrypted: &str) -> String {
+    if encrypted.is_empty() {
+        "k".to_owned()
+    } else {
+        format!("{encrypted}/k")
+    }
+}
+
+fn too_many_entries(dir: &RemotePath) -> FilesError {
+    FilesError::Usage(format!(
+        "{dir} has more than {MAX_LIST_ENTRIES} entries; list a subdirectory"
+    ))
+}
+
 /// Listings at least this long are decrypted on two threads.
 const PARALLEL_DECRYPT_MIN: usize = 256;
 
 /// Decrypts entries the server returned, decrypting each parent folder's name once (not
 /// once per child): `parents` maps encrypted folder paths to their plaintext segments.
+#[derive(Clone)]
 struct EntryOpener {
     keys: Arc<SpaceKeys>,
     ns: NsRef,
@@ -160,11 +179,7 @@ impl EntryOpener {
             return self.open_all(infos);
         }
         let second = infos.split_off(infos.len() / 2);
-        let mut other = EntryOpener {
-            keys: Arc::clone(&self.keys),
-            ns: self.ns.clone(),
-            parents: self.parents.clone(),
-        };
+        let mut other = self.clone();
         let (first, second) = std::thread::scope(|scope| {
             let helper = scope.spawn(move || other.open_all(second));
             let first = self.open_all(infos);
@@ -193,13 +208,14 @@ impl Files {
         dir: &RemotePath,
         encrypted: &str,
         recursive: bool,
-        after: Option<String>,
+        (after, before): (Option<String>, Option<String>),
     ) -> Result<(Vec<EntryInfo>, Option<String>), FilesError> {
         let request = Request::List {
             ns: dir.ns.clone(),
             dir: encrypted.to_owned(),
             recursive,
             after,
+            before,
         };
         match self.call(&request).await {
             Ok(Response::Listing { entries, next }) => Ok((entries, next)),
@@ -279,49 +295,74 @@ impl Files {
     async fn list_inner(&self, dir: &RemotePath, recursive: bool) -> Result<Listed, FilesError> {
         let keys = self.keys_for(&dir.ns).await?;
         let encrypted = keys.encrypt_path(&dir.segments)?;
-        let mut opener = EntryOpener::new(keys, &dir.ns).knowing(&encrypted, &dir.segments);
+        let opener = EntryOpener::new(keys, &dir.ns).knowing(&encrypted, &dir.segments);
+        // Two halves of the listing at once, so that the server reads one while it sends
+        // the other and this side decrypts both.
+        let split = lane_split(&encrypted);
+        let lanes = [(None, Some(split.clone())), (Some(split), None)];
+        let [low, high] = lanes.map(|range| {
+            let opener = opener.clone();
+            self.list_range(dir, &encrypted, recursive, opener, range)
+        });
+        let (low, high) = tokio::try_join!(low, high)?;
+        // `ls FILE`: the server answers with the file alone.
+        if let ([entry], []) = (low.as_slice(), high.as_slice())
+            && entry.path == *dir
+            && !entry.is_dir()
+        {
+            return Ok(Listed::File(Box::new(entry.clone())));
+        }
+        let mut out = low;
+        out.extend(high);
+        for entry in &out {
+            if !dir.contains(&entry.path) || entry.path == *dir {
+                return Err(FilesError::Integrity(format!(
+                    "the listing of {dir} contains {}, which is not under it",
+                    entry.path
+                )));
+            }
+        }
+        if out.len() > MAX_LIST_ENTRIES {
+            return Err(too_many_entries(dir));
+        }
+        out.sort_by(|a, b| a.path.segments.cmp(&b.path.segments));
+        Ok(Listed::Dir(out))
+    }
+
+    /// The entries of a listing whose encrypted paths sort between the two bounds, page
+    /// by page; the next page is asked for while this one is decrypted.
+    async fn list_range(
+        &self,
+        dir: &RemotePath,
+        encrypted: &str,
+        recursive: bool,
+        mut opener: EntryOpener,
+        (after, before): (Option<String>, Option<String>),
+    ) -> Result<Vec<Entry>, FilesError> {
         let mut out = Vec::new();
-        let mut page = self.list_page(dir, &encrypted, recursive, None).await?;
+        let page_after = |after| self.list_page(dir, encrypted, recursive, (after, before.clone()));
+        let mut page = page_after(after).await?;
         loop {
             let (infos, next) = page;
             // Versions under a generation the cached keys lack: the key was rotated.
             opener.keys = self.keys_with(&dir.ns, generations(&infos)).await?;
-            // The next page is asked for while this one is decrypted.
             let (fetched, opened) = match next {
                 Some(after) => {
-                    let (fetched, opened) = tokio::join!(
-                        self.list_page(dir, &encrypted, recursive, Some(after)),
-                        async { opener.open_page(infos) }
-                    );
+                    let (fetched, opened) =
+                        tokio::join!(page_after(Some(after)), async { opener.open_page(infos) });
                     (Some(fetched), opened)
                 }
                 None => (None, opener.open_page(infos)),
             };
-            for entry in opened? {
-                // `ls FILE`: the server answers with the file alone.
-                if entry.path == *dir && !entry.is_dir() && out.is_empty() && fetched.is_none() {
-                    return Ok(Listed::File(Box::new(entry)));
-                }
-                if !dir.contains(&entry.path) || entry.path == *dir {
-                    return Err(FilesError::Integrity(format!(
-                        "the listing of {dir} contains {}, which is not under it",
-                        entry.path
-                    )));
-                }
-                out.push(entry);
-            }
+            out.extend(opened?);
             if out.len() > MAX_LIST_ENTRIES {
-                return Err(FilesError::Usage(format!(
-                    "{dir} has more than {MAX_LIST_ENTRIES} entries; list a subdirectory"
-                )));
+                return Err(too_many_entries(dir));
             }
             match fetched {
                 Some(fetched) => page = fetched?,
-                None => break,
+                None => return Ok(out),
             }
         }
-        out.sort_by(|a, b| a.path.segments.cmp(&b.path.segments));
-        Ok(Listed::Dir(out))
     }
 
     /// Creates `path` and any missing parents.
@@ -535,6 +576,29 @@ mod tests {
                 want.push("sub".into());
             }
             assert_eq!(entry.path.segments, want);
+        }
+    }
+
+    /// The cut between the two halves of a listing: no path falls on it, a folder and
+    /// everything under it fall on one side, and real names fall on both sides.
+    #[test]
+    fn the_listing_cut_keeps_subtrees_whole_and_splits_names() {
+        let keys = SpaceKeys::personal("alice", &Key32::from_bytes([4; 32])).expect("keys");
+        for folder in [Vec::new(), vec!["top".to_owned()]] {
+            let encrypted = keys.encrypt_path(&folder).expect("encrypt");
+            let cut = lane_split(&encrypted);
+            let mut below = 0;
+            for i in 0..64 {
+                let mut path = folder.clone();
+                path.push(format!("name {i}"));
+                let child = keys.encrypt_path(&path).expect("encrypt");
+                path.push("inner".into());
+                let grandchild = keys.encrypt_path(&path).expect("encrypt");
+                assert_ne!(child, cut);
+                assert_eq!(child < cut, grandchild < cut, "{child} and its subtree split");
+                below += usize::from(child < cut);
+            }
+            assert!((8..=56).contains(&below), "{below} of 64 names below the cut");
         }
     }
 

@@ -71,12 +71,15 @@ pub enum Request {
         reset: ResetMaterial,
     },
     /// Lists a directory (`dir` = encrypted path, `""` = root), sorted by encrypted path,
-    /// in pages: pass the previous page's `next` as `after`.
+    /// in pages: pass the previous page's `next` as `after`. With `before`, only paths
+    /// that sort before it: a client lists two ranges at once to have both cores busy.
     List {
         ns: NsRef,
         dir: String,
         recursive: bool,
         after: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<String>,
     },
     /// One live entry by encrypted path.
     Stat {

@@ -24,11 +24,16 @@ pub const PAGE_BUDGET: usize = 768 * 1024;
 pub const PAGE_ENTRIES: usize = 1000;
 
 pub fn version_info(v: &Version) -> VersionInfo {
+    into_version_info(v.clone())
+}
+
+/// [`version_info`] without copying the key and metadata.
+pub fn into_version_info(v: Version) -> VersionInfo {
     VersionInfo {
         version: v.version.max(0) as u64,
         sealed_size: v.sealed_size.max(0) as u64,
-        wrapped_key: v.wrapped_key.clone().into(),
-        sealed_meta: v.sealed_meta.clone().into(),
+        wrapped_key: v.wrapped_key.into(),
+        sealed_meta: v.sealed_meta.into(),
         generation: u32::try_from(v.generation).unwrap_or(0),
         created_at: v.created_at,
     }
@@ -77,7 +82,7 @@ pub fn listed_info((entry, current, version_count): Listed) -> EntryInfo {
     EntryInfo {
         id: entry.id,
         kind: kind(&entry),
-        current: current.as_ref().map(version_info),
+        current: current.map(into_version_info),
         version_count: version_count.max(0) as u64,
         revision: entry.revision.max(0) as u64,
         updated_at: entry.updated_at,

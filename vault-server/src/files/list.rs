@@ -1,5 +1,5 @@
 //! `list` (a directory, or with `recursive` everything under it, in pages sorted by
-//! encrypted path) and `stat` (one entry; the root is a directory that always exists).
+//! encrypted path, between two optional bounds) and `stat` (one entry; the root is a directory that always exists).
 
 use vault_core::proto::{ApiError, EntryInfo, EntryKind, NsRef, Response};
 
@@ -15,11 +15,11 @@ pub async fn list(
     ns: &NsRef,
     dir: String,
     recursive: bool,
-    after: Option<String>,
+    (after, before): (Option<String>, Option<String>),
 ) -> Result<Response, ApiError> {
     paths::check(&dir)?;
-    if let Some(a) = &after {
-        paths::check(a)?;
+    for bound in after.iter().chain(&before) {
+        paths::check(bound)?;
     }
     let ns = super::namespace(state, session, ns).await?;
     super::read(state, move |c| {
@@ -45,7 +45,8 @@ pub async fn list(
         } else {
             Scope::Children(&dir)
         };
-        let mut rows = listing::page(c, ns.id, scope, after.as_deref(), limit)?;
+        let range = (after.as_deref(), before.as_deref());
+        let mut rows = listing::page(c, ns.id, scope, range, limit)?;
         let take = info::page_len(rows.iter().map(|(e, _, _)| e.path.as_str()));
         let more = rows.len() > take;
         rows.truncate(take);

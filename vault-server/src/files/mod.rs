@@ -86,7 +86,8 @@ pub async fn dispatch(
             dir,
             recursive,
             after,
-        } => list::list(state, session, &ns, dir, recursive, after).await,
+            before,
+        } => list::list(state, session, &ns, dir, recursive, (after, before)).await,
         Request::Stat { ns, path } => list::stat(state, session, &ns, path).await,
         Request::Mkdir { ns, path } => tree::mkdir(state, session, &ns, path).await,
         Request::UploadOpen {

@@ -255,6 +255,7 @@ impl Fixture {
                     dir: dir.into(),
                     recursive,
                     after: after.clone(),
+                    before: None,
                 })
                 .await?
             {
@@ -879,6 +880,52 @@ async fn changes_since_a_revision_and_resync_after_a_purge() -> R<()> {
 }
 
 #[tokio::test]
+async fn a_listing_can_be_bounded_on_both_sides() -> R<()> {
+    let f = fixture()?;
+    {
+        let mut c = f.state.db.conn()?;
+        let ns = crate::db::files::namespaces::personal_or_create(&mut c, f.alice.user_id)?;
+        for (i, path) in ["aa", "bb", "bb/xx", "cc", "dd"].into_iter().enumerate() {
+            crate::db::files::entries::insert(&mut c, ns.id, path, "dir", 1 + i as i64, 0)?;
+        }
+    }
+    let list = |recursive: bool, after: Option<&str>, before: Option<&str>| Request::List {
+        ns: P,
+        dir: "".into(),
+        recursive,
+        after: after.map(str::to_owned),
+        before: before.map(str::to_owned),
+    };
+    let paths = |r: Response| match r {
+        Response::Listing { entries, next } => {
+            assert_eq!(next, None);
+            entries.into_iter().map(|e| e.path).collect::<Vec<_>>()
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        paths(f.call(list(false, None, Some("k"))).await?),
+        ["aa", "bb", "cc", "dd"]
+    );
+    assert_eq!(
+        paths(f.call(list(false, Some("aa"), Some("cc"))).await?),
+        ["bb"]
+    );
+    assert_eq!(paths(f.call(list(false, None, Some("bb"))).await?), ["aa"]);
+    assert_eq!(
+        paths(f.call(list(true, Some("bb"), Some("cc"))).await?),
+        ["bb/xx"]
+    );
+    assert_eq!(
+        paths(f.call(list(true, Some("k"), None)).await?),
+        Vec::<String>::new()
+    );
+    let bad = f.call(list(false, None, Some("A"))).await;
+    assert_eq!(bad.err().map(|e| e.code), Some(ErrorCode::BadRequest));
+    Ok(())
+}
+
+#[tokio::test]
 async fn listings_and_changes_come_in_pages() -> R<()> {
     let f = fixture()?;
     let n = super::info::PAGE_ENTRIES + 5;
@@ -904,6 +951,7 @@ async fn listings_and_changes_come_in_pages() -> R<()> {
             dir: "".into(),
             recursive: false,
             after: None,
+            before: None,
         })
         .await?
     {

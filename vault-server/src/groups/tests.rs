@@ -367,6 +367,7 @@ impl Fixture {
                     dir: String::new(),
                     recursive: true,
                     after: None,
+                    before: None,
                 },
             )
             .await?

@@ -25,12 +25,13 @@ pub enum Scope<'a> {
     Subtree(&'a str),
 }
 
-/// Up to `limit` visible entries of `scope` after `after`, by path.
+/// Up to `limit` visible entries of `scope` whose paths sort strictly between `after` and
+/// `before` (either may be open), by path.
 pub fn page(
     conn: &mut DbConn,
     ns: i64,
     scope: Scope<'_>,
-    after: Option<&str>,
+    (after, before): (Option<&str>, Option<&str>),
     limit: i64,
 ) -> DbResult<Vec<Listed>> {
     let version_count =
@@ -55,6 +56,9 @@ pub fn page(
     }
     if let Some(after) = after {
         query = query.filter(entries::path.gt(after.to_owned()));
+    }
+    if let Some(before) = before {
+        query = query.filter(entries::path.lt(before.to_owned()));
     }
     Ok(query
         .order(entries::path.asc())
