@@ -595,10 +595,17 @@ mod tests {
                 path.push("inner".into());
                 let grandchild = keys.encrypt_path(&path).expect("encrypt");
                 assert_ne!(child, cut);
-                assert_eq!(child < cut, grandchild < cut, "{child} and its subtree split");
+                assert_eq!(
+                    child < cut,
+                    grandchild < cut,
+                    "{child} and its subtree split"
+                );
                 below += usize::from(child < cut);
             }
-            assert!((8..=56).contains(&below), "{below} of 64 names below the cut");
+            assert!(
+                (8..=56).contains(&below),
+                "{below} of 64 names below the cut"
+            );
         }
     }
 

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use vault_core::proto::{EntryInfo, EntryKind, VersionInfo};
 
 use crate::db::DbConn;
+use crate::db::files::KIND_DIR;
 use crate::db::files::entries::Entry;
 use crate::db::files::listing::Listed;
 use crate::db::files::versions::{self, Version};
@@ -24,16 +25,11 @@ pub const PAGE_BUDGET: usize = 768 * 1024;
 pub const PAGE_ENTRIES: usize = 1000;
 
 pub fn version_info(v: &Version) -> VersionInfo {
-    into_version_info(v.clone())
-}
-
-/// [`version_info`] without copying the key and metadata.
-pub fn into_version_info(v: Version) -> VersionInfo {
     VersionInfo {
         version: v.version.max(0) as u64,
         sealed_size: v.sealed_size.max(0) as u64,
-        wrapped_key: v.wrapped_key.into(),
-        sealed_meta: v.sealed_meta.into(),
+        wrapped_key: v.wrapped_key.clone().into(),
+        sealed_meta: v.sealed_meta.clone().into(),
         generation: u32::try_from(v.generation).unwrap_or(0),
         created_at: v.created_at,
     }
@@ -81,8 +77,19 @@ pub fn entry_infos(conn: &mut DbConn, rows: &[Entry]) -> Result<Vec<EntryInfo>, 
 pub fn listed_info((entry, current, version_count): Listed) -> EntryInfo {
     EntryInfo {
         id: entry.id,
-        kind: kind(&entry),
-        current: current.map(into_version_info),
+        kind: if entry.kind == KIND_DIR {
+            EntryKind::Dir
+        } else {
+            EntryKind::File
+        },
+        current: current.map(|v| VersionInfo {
+            version: v.version.max(0) as u64,
+            sealed_size: v.sealed_size.max(0) as u64,
+            wrapped_key: v.wrapped_key.into(),
+            sealed_meta: v.sealed_meta.into(),
+            generation: u32::try_from(v.generation).unwrap_or(0),
+            created_at: v.created_at,
+        }),
         version_count: version_count.max(0) as u64,
         revision: entry.revision.max(0) as u64,
         updated_at: entry.updated_at,

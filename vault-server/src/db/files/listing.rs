@@ -6,15 +6,36 @@ use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 
-use super::entries::Entry;
-use super::versions::Version;
 use super::{KIND_DIR, subtree_pattern};
 use crate::db::schema::{entries, versions};
 use crate::db::{DbConn, DbResult};
 
-/// A listed entry: its row, its current version (files only), and how many versions of it
-/// are kept.
-pub type Listed = (Entry, Option<Version>, i64);
+/// The columns of an entry a listing shows.
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = entries)]
+pub struct ListedEntry {
+    pub id: i64,
+    pub path: String,
+    pub kind: String,
+    pub revision: i64,
+    pub updated_at: i64,
+}
+
+/// The columns of a current version a listing shows.
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = versions)]
+pub struct ListedVersion {
+    pub version: i64,
+    pub sealed_size: i64,
+    pub wrapped_key: Vec<u8>,
+    pub sealed_meta: Vec<u8>,
+    pub generation: i64,
+    pub created_at: i64,
+}
+
+/// A listed entry: its columns, its current version (files only), and how many versions
+/// of it are kept. Only what the listing shows is read (no parent, no blob id).
+pub type Listed = (ListedEntry, Option<ListedVersion>, i64);
 
 /// Which entries a page is taken from.
 #[derive(Clone, Copy, Debug)]
@@ -64,8 +85,8 @@ pub fn page(
         .order(entries::path.asc())
         .limit(limit)
         .select((
-            Entry::as_select(),
-            Option::<Version>::as_select(),
+            ListedEntry::as_select(),
+            Option::<ListedVersion>::as_select(),
             version_count,
         ))
         .load(conn)?)
