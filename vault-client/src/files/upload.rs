@@ -1,15 +1,14 @@
 //! One file's upload (SPEC 6.2, §7): the local file is read in 1 MiB chunks, sealed with
 //! STREAM under a fresh file key (on a blocking thread, a few chunks ahead) and streamed
-//! after an `upload_data` frame; BLAKE3 of the
-//! plaintext, size, mtime and mode are sealed into the metadata sent with `upload_commit`.
+//! after an `upload_data` frame; BLAKE3 of the plaintext, size, mtime and mode are sealed
+//! into the metadata sent with `upload_commit`.
 //! A resume record (see [`super::resume`]) lets a later attempt ask `upload_status` and
 //! continue at the last whole chunk the server holds; the prefix is read again only to hash
 //! it (and to advance the sealer: nothing of it is sent again).
 
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-
-use std::io::Read;
 
 use bytes::Bytes;
 use vault_core::crypto::Key32;

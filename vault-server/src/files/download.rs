@@ -130,6 +130,7 @@ impl BodySink for quinn::SendStream {
 }
 
 /// For tests: the body collected in memory.
+#[cfg(test)]
 impl BodySink for Vec<u8> {
     async fn put(&mut self, bytes: Bytes) -> std::io::Result<()> {
         self.extend_from_slice(&bytes);
