@@ -290,7 +290,7 @@ struct Opened {
 impl Opened {
     /// Takes the chunks `queue` brings until it closes, handing each emptied buffer back
     /// on `spare`. A chunk that fails to open stops it: the part file keeps only the whole
-    /// chunks before it. `messages` prefix and suffix an integrity error.
+    /// chunks before it, and the error is `prefix`, the reason, then `suffix`.
     fn write_all(
         mut self,
         mut queue: tokio::sync::mpsc::Receiver<SealedChunk>,
