@@ -17,6 +17,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// How long the runtime keeps running after a command, for the connection close to go out.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_millis(3);
+
 fn main() -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = args::Cli::parse();
@@ -49,6 +52,11 @@ fn main() -> ExitCode {
     } else {
         runtime.block_on(account::run(cli))
     };
+    // A closed QUIC connection tells the server only when its driver next runs: give it
+    // that moment, or the server keeps the connection (and one of the address's
+    // `connections_per_ip` slots) until the idle timeout, and a script that runs many
+    // commands a minute gets refused.
+    runtime.block_on(async { tokio::time::sleep(CLOSE_GRACE).await });
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
