@@ -36,7 +36,12 @@ pub fn version_info(v: &Version) -> VersionInfo {
 }
 
 pub fn kind(entry: &Entry) -> EntryKind {
-    if entry.is_dir() {
+    kind_of(&entry.kind)
+}
+
+/// The wire kind of an `entries.kind` value.
+fn kind_of(kind: &str) -> EntryKind {
+    if kind == KIND_DIR {
         EntryKind::Dir
     } else {
         EntryKind::File
@@ -77,11 +82,7 @@ pub fn entry_infos(conn: &mut DbConn, rows: &[Entry]) -> Result<Vec<EntryInfo>, 
 pub fn listed_info((entry, current, version_count): Listed) -> EntryInfo {
     EntryInfo {
         id: entry.id,
-        kind: if entry.kind == KIND_DIR {
-            EntryKind::Dir
-        } else {
-            EntryKind::File
-        },
+        kind: kind_of(&entry.kind),
         current: current.map(|v| VersionInfo {
             version: v.version.max(0) as u64,
             sealed_size: v.sealed_size.max(0) as u64,
