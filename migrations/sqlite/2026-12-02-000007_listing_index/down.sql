@@ -1,0 +1,2 @@
+DROP INDEX entries_by_parent;
+CREATE INDEX entries_by_parent ON entries (namespace_id, parent, path);
