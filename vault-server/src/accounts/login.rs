@@ -157,6 +157,11 @@ pub async fn login(
     )))
 }
 
+/// A session's `last_seen_at` is rewritten at most this often (seconds). A write makes every
+/// pooled SQLite connection drop its page cache, and one `vault` command is one resume: a
+/// burst of short commands would otherwise write once each.
+const TOUCH_EVERY_S: i64 = 60;
+
 pub async fn resume(
     state: &ServerState,
     ctx: &ConnCtx,
@@ -181,7 +186,9 @@ pub async fn resume(
             if user.locked {
                 return Err(ApiError::forbidden("this account is locked by the operator; contact them"));
             }
-            db::sessions::touch(c, row.id, at)?;
+            if at - row.last_seen_at >= TOUCH_EVERY_S {
+                db::sessions::touch(c, row.id, at)?;
+            }
             let session = SessionCtx { session_id: row.id, user_id: user.id, username: user.username.clone() };
             let tasks = crate::groups::key_task_count(c, user.id)?;
             Ok((user, session, tasks))
