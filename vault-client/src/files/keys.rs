@@ -10,8 +10,10 @@
 use std::collections::BTreeMap;
 
 use vault_core::crypto::Key32;
+use vault_core::crypto::seal::Opener;
 use vault_core::format::{
-    self, FileKeyAd, FileMeta, NameKey, Namespace, unwrap_file_key, wrap_file_key, wrapping_key_for,
+    self, FileKeyAd, FileMeta, NameKey, Namespace, unwrap_file_key_with, wrap_file_key,
+    wrapping_key_for,
 };
 use vault_core::proto::VersionInfo;
 
@@ -31,7 +33,23 @@ pub struct SpaceKeys {
     space: Space,
     names: NameKey,
     /// Wrapping key per key generation (only generation 0 in a personal space).
-    wrapping: BTreeMap<u32, Key32>,
+    wrapping: BTreeMap<u32, WrappingKey>,
+}
+
+/// A wrapping key, and the same key made ready for the many unwraps of a listing.
+#[derive(Debug)]
+struct WrappingKey {
+    key: Key32,
+    unwrapper: Opener,
+}
+
+impl WrappingKey {
+    /// `HKDF(account or group key, "vault/v1/filekeys")`.
+    fn derive(account_or_group_key: &Key32) -> Result<Self, FilesError> {
+        let key = wrapping_key_for(account_or_group_key)?;
+        let unwrapper = Opener::new(&key).map_err(format::FormatError::from)?;
+        Ok(WrappingKey { key, unwrapper })
+    }
 }
 
 /// The error for a group member who holds none (or not enough) of the group's key.
@@ -50,7 +68,7 @@ impl SpaceKeys {
                 user: user.to_owned(),
             },
             names: NameKey::derive(account_key)?,
-            wrapping: BTreeMap::from([(0, wrapping_key_for(account_key)?)]),
+            wrapping: BTreeMap::from([(0, WrappingKey::derive(account_key)?)]),
         })
     }
 
@@ -65,7 +83,7 @@ impl SpaceKeys {
         let first = generations.get(&0).ok_or_else(|| no_group_key(name))?;
         let wrapping = generations
             .iter()
-            .map(|(g, gk)| Ok((*g, wrapping_key_for(gk)?)))
+            .map(|(g, gk)| Ok((*g, WrappingKey::derive(gk)?)))
             .collect::<Result<_, FilesError>>()?;
         Ok(SpaceKeys {
             space: Space::Group {
@@ -162,7 +180,7 @@ impl SpaceKeys {
     }
 
     /// The wrapping key of `generation`, or an error that says why it is not held.
-    fn wrapping(&self, generation: u32) -> Result<&Key32, FilesError> {
+    fn wrapping(&self, generation: u32) -> Result<&WrappingKey, FilesError> {
         if let Some(key) = self.wrapping.get(&generation) {
             return Ok(key);
         }
@@ -206,7 +224,7 @@ impl SpaceKeys {
             )));
         }
         Ok(wrap_file_key(
-            key,
+            &key.key,
             &self.ad(generation, file_id, version),
             file_key,
         )?)
@@ -221,7 +239,8 @@ impl SpaceKeys {
         wrapped: &[u8],
     ) -> Result<Key32, FilesError> {
         let key = self.wrapping(generation)?;
-        unwrap_file_key(key, &self.ad(generation, file_id, version), wrapped).map_err(|e| {
+        let ad = self.ad(generation, file_id, version);
+        unwrap_file_key_with(&key.unwrapper, &ad, wrapped).map_err(|e| {
             FilesError::Integrity(format!(
                 "version {version} of file {file_id} in {}: {e}; the server may have returned \
                  another file's key",

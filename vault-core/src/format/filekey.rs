@@ -129,9 +129,20 @@ pub fn wrap_file_key_with_nonce(
 /// wrapping key, a key wrapped for another namespace, file, version or generation, or
 /// altered bytes.
 pub fn unwrap_file_key(wrapping_key: &Key32, ad: &FileKeyAd, wrapped: &[u8]) -> Result<Key32> {
+    let opener = seal::Opener::new(wrapping_key).map_err(|_| FormatError::FileKeyDecrypt)?;
+    unwrap_file_key_with(&opener, ad, wrapped)
+}
+
+/// [`unwrap_file_key`] with the wrapping key made ready once for many unwraps.
+pub fn unwrap_file_key_with(
+    wrapping_key: &seal::Opener,
+    ad: &FileKeyAd,
+    wrapped: &[u8],
+) -> Result<Key32> {
     let ad = ad.to_bytes()?;
-    let plain: Zeroizing<Vec<u8>> =
-        seal::open(wrapping_key, &ad, wrapped).map_err(|_| FormatError::FileKeyDecrypt)?;
+    let plain: Zeroizing<Vec<u8>> = wrapping_key
+        .open(&ad, wrapped)
+        .map_err(|_| FormatError::FileKeyDecrypt)?;
     Key32::from_slice(&plain).map_err(|_| FormatError::FileKeyDecrypt)
 }
 

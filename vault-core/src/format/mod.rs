@@ -26,7 +26,8 @@ pub mod stream;
 
 pub use error::FormatError;
 pub use filekey::{
-    FileKeyAd, Namespace, generate_file_key, unwrap_file_key, wrap_file_key, wrapping_key_for,
+    FileKeyAd, Namespace, generate_file_key, unwrap_file_key, unwrap_file_key_with, wrap_file_key,
+    wrapping_key_for,
 };
 pub use groupkey::{EnvelopeSlot, InviteSecret, SignedEnvelope, open_envelope, seal_envelope};
 pub use legacy::{LegacyDecryptor, LegacyMode, decrypt_legacy, parse_des_key};
