@@ -77,14 +77,24 @@ fn lane_split(encrypted: &str) -> String {
     }
 }
 
-/// `entries` in plaintext path order. The order is found on indices and the entries moved
-/// once: an entry is a few hundred bytes, and sorting them in place moves each one about
-/// log2(n) times.
-fn sorted_by_path(entries: Vec<Entry>) -> Vec<Entry> {
+/// `entries` in plaintext path order. The order is found on indices, then the entries are
+/// put in place cycle by cycle, each swapped into its slot once: an entry is a few hundred
+/// bytes, and sorting the entries themselves moves each one about log2(n) times.
+fn sorted_by_path(mut entries: Vec<Entry>) -> Vec<Entry> {
+    // order[i] is the index of the entry that belongs at i.
     let mut order: Vec<usize> = (0..entries.len()).collect();
     order.sort_by(|&a, &b| entries[a].path.segments.cmp(&entries[b].path.segments));
-    let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
-    order.into_iter().filter_map(|i| slots[i].take()).collect()
+    for start in 0..order.len() {
+        let mut at = start;
+        while order[at] != start {
+            let from = order[at];
+            entries.swap(at, from);
+            order[at] = at;
+            at = from;
+        }
+        order[at] = at;
+    }
+    entries
 }
 
 fn too_many_entries(dir: &RemotePath) -> FilesError {
@@ -594,16 +604,23 @@ mod tests {
     fn entries_are_sorted_by_plaintext_path() {
         let keys =
             Arc::new(SpaceKeys::personal("alice", &Key32::from_bytes([5; 32])).expect("keys"));
-        let paths: [&[&str]; 5] = [&["b"], &["a", "z"], &["a"], &["c"], &["a", "b"]];
-        let infos = paths
-            .iter()
-            .enumerate()
-            .map(|(id, p)| dir_info(&keys, id as i64, p))
-            .collect();
-        let mut opener = EntryOpener::new(Arc::clone(&keys), &NsRef::Personal);
-        let sorted = sorted_by_path(opener.open_all(infos).expect("open"));
-        let got: Vec<String> = sorted.iter().map(|e| e.path.segments.join("/")).collect();
-        assert_eq!(got, ["a", "a/b", "a/z", "b", "c"]);
+        // One cycle of five; then a fixed point and two swaps.
+        let cases: [[&[&str]; 5]; 2] = [
+            [&["b"], &["a", "z"], &["a"], &["c"], &["a", "b"]],
+            [&["a"], &["c"], &["b"], &["e"], &["d"]],
+        ];
+        let wants = [["a", "a/b", "a/z", "b", "c"], ["a", "b", "c", "d", "e"]];
+        for (paths, want) in cases.iter().zip(wants) {
+            let infos = paths
+                .iter()
+                .enumerate()
+                .map(|(id, p)| dir_info(&keys, id as i64, p))
+                .collect();
+            let mut opener = EntryOpener::new(Arc::clone(&keys), &NsRef::Personal);
+            let sorted = sorted_by_path(opener.open_all(infos).expect("open"));
+            let got: Vec<String> = sorted.iter().map(|e| e.path.segments.join("/")).collect();
+            assert_eq!(got, want);
+        }
     }
 
     /// The cut between the two halves of a listing: no path falls on it, a folder and
