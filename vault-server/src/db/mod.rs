@@ -85,9 +85,10 @@ pub enum Backend {
 /// default is less than one 10,000-entry listing touches, so its pages were read again from
 /// the file for every page of the listing). (Reading the database through `mmap_size` took
 /// a fifth off a 10,000-entry listing, but every mapped page counts in the server's RSS:
-/// the small-files benchmark went from 60 to 98 MiB.) WAL (readers never block the writer) is a property of
-/// the database file, set once by [`sqlite_use_wal`] before the pool opens its
-/// connections in parallel (switching the journal mode needs the file to itself).
+/// the small-files benchmark went from 60 to 98 MiB.) WAL (readers never block the
+/// writer) is a property of the database file, set once by [`sqlite_use_wal`] before the
+/// pool opens its connections in parallel (switching the journal mode needs the file to
+/// itself).
 #[derive(Debug)]
 struct SqlitePragmas;
 
