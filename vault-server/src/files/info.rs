@@ -8,7 +8,7 @@ use vault_core::proto::{EntryInfo, EntryKind, VersionInfo};
 use crate::db::DbConn;
 use crate::db::files::KIND_DIR;
 use crate::db::files::entries::Entry;
-use crate::db::files::listing::Listed;
+use crate::db::files::listing::{Listed, ListedVersion};
 use crate::db::files::versions::{self, Version};
 use crate::files::Failure;
 
@@ -25,11 +25,23 @@ pub const PAGE_BUDGET: usize = 768 * 1024;
 pub const PAGE_ENTRIES: usize = 1000;
 
 pub fn version_info(v: &Version) -> VersionInfo {
+    wire_version(ListedVersion {
+        version: v.version,
+        sealed_size: v.sealed_size,
+        wrapped_key: v.wrapped_key.clone(),
+        sealed_meta: v.sealed_meta.clone(),
+        generation: v.generation,
+        created_at: v.created_at,
+    })
+}
+
+/// The `VersionInfo` of the columns of a version that the wire carries.
+fn wire_version(v: ListedVersion) -> VersionInfo {
     VersionInfo {
         version: v.version.max(0) as u64,
         sealed_size: v.sealed_size.max(0) as u64,
-        wrapped_key: v.wrapped_key.clone().into(),
-        sealed_meta: v.sealed_meta.clone().into(),
+        wrapped_key: v.wrapped_key.into(),
+        sealed_meta: v.sealed_meta.into(),
         generation: u32::try_from(v.generation).unwrap_or(0),
         created_at: v.created_at,
     }
@@ -83,14 +95,7 @@ pub fn listed_info((entry, current, version_count): Listed) -> EntryInfo {
     EntryInfo {
         id: entry.id,
         kind: kind_of(&entry.kind),
-        current: current.map(|v| VersionInfo {
-            version: v.version.max(0) as u64,
-            sealed_size: v.sealed_size.max(0) as u64,
-            wrapped_key: v.wrapped_key.into(),
-            sealed_meta: v.sealed_meta.into(),
-            generation: u32::try_from(v.generation).unwrap_or(0),
-            created_at: v.created_at,
-        }),
+        current: current.map(wire_version),
         version_count: version_count.max(0) as u64,
         revision: entry.revision.max(0) as u64,
         updated_at: entry.updated_at,

@@ -1,5 +1,6 @@
 //! `list` (a directory, or with `recursive` everything under it, in pages sorted by
-//! encrypted path, between two optional bounds) and `stat` (one entry; the root is a directory that always exists).
+//! encrypted path, between two optional bounds) and `stat` (one entry; the root is a
+//! directory that always exists).
 
 use vault_core::proto::{ApiError, EntryInfo, EntryKind, NsRef, Response};
 

@@ -37,15 +37,6 @@ impl Entry {
     }
 }
 
-/// Visible rows: directories, and files with a current version.
-macro_rules! visible {
-    () => {
-        entries::kind
-            .eq(KIND_DIR)
-            .or(entries::current_version.is_not_null())
-    };
-}
-
 pub fn by_id(conn: &mut DbConn, id: i64) -> DbResult<Option<Entry>> {
     Ok(entries::table
         .find(id)
@@ -205,33 +196,17 @@ pub fn set_current(
     Ok(())
 }
 
-/// One page of the visible children of `dir`, by path, after `after`.
-pub fn children_page(
-    conn: &mut DbConn,
-    ns: i64,
-    dir: &str,
-    after: Option<&str>,
-    limit: i64,
-) -> DbResult<Vec<Entry>> {
-    let mut query = entries::table
+/// Whether `dir` has any visible child.
+pub fn has_visible_children(conn: &mut DbConn, ns: i64, dir: &str) -> DbResult<bool> {
+    let child = entries::table
         .filter(entries::namespace_id.eq(ns))
         .filter(entries::parent.eq(dir))
         .filter(entries::trash_id.is_null())
         .filter(visible!())
-        .into_boxed();
-    if let Some(after) = after {
-        query = query.filter(entries::path.gt(after.to_owned()));
-    }
-    Ok(query
-        .order(entries::path.asc())
-        .limit(limit)
-        .select(Entry::as_select())
-        .load(conn)?)
-}
-
-/// Whether `dir` has any visible child.
-pub fn has_visible_children(conn: &mut DbConn, ns: i64, dir: &str) -> DbResult<bool> {
-    Ok(!children_page(conn, ns, dir, None, 1)?.is_empty())
+        .select(entries::id)
+        .first::<i64>(conn)
+        .optional()?;
+    Ok(child.is_some())
 }
 
 /// Every live row (visible or not) strictly under `prefix`.

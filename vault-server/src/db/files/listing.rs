@@ -64,11 +64,7 @@ pub fn page(
         .left_join(versions::table.on(current))
         .filter(entries::namespace_id.eq(ns))
         .filter(entries::trash_id.is_null())
-        .filter(
-            entries::kind
-                .eq(KIND_DIR)
-                .or(entries::current_version.is_not_null()),
-        )
+        .filter(visible!())
         .into_boxed();
     match scope {
         Scope::Children(dir) => query = query.filter(entries::parent.eq(dir.to_owned())),

@@ -7,6 +7,16 @@
 //! [`namespaces::bump`] and stamps every row it changes with that revision. Blob files are
 //! never removed here: a deleted version's blob id goes to `deleted_blobs` for `gc`.
 
+/// Visible `entries` rows: directories, and files with a current version. (A macro: the
+/// boxed and unboxed queries that use it need the expression, not a function's type.)
+macro_rules! visible {
+    () => {
+        entries::kind
+            .eq(KIND_DIR)
+            .or(entries::current_version.is_not_null())
+    };
+}
+
 pub mod entries;
 pub mod listing;
 pub mod namespaces;
