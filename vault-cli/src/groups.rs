@@ -16,7 +16,7 @@ use vault_core::proto::{GroupDetails, GroupSummary};
 use vault_core::units::format_size;
 
 use crate::args::{Command, GroupCommand, KeyCommand};
-use crate::listing::short_time;
+use crate::listing::{plural, short_time};
 use crate::warnings;
 
 /// Parses a lifetime as people write it: a whole number and a unit, `s`, `m`, `h` or `d`
@@ -143,10 +143,6 @@ fn key_state(g: &GroupSummary) -> String {
         (Some(n), true) => format!("key generation {n}"),
         (Some(_), false) => "waiting for the key".into(),
     }
-}
-
-fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 async fn group(files: &Files, command: GroupCommand, expires_s: Option<u64>) -> anyhow::Result<()> {

@@ -86,6 +86,11 @@ pub fn print_ls(entries: &[Entry], depth: usize, long: bool) -> std::io::Result<
     out.flush()
 }
 
+/// `n` and the noun for that many (`1 file`, `2 files`).
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Totals under a path, for `du`.
 #[derive(Debug, Default)]
 pub struct Totals {
@@ -120,10 +125,10 @@ pub fn print_du(path: &str, t: &Totals, json_out: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         println!(
-            "{}  {path}  ({} files, {} directories; {} stored, current versions only)",
+            "{}  {path}  ({}, {}; {} stored, current versions only)",
             format_size(t.bytes),
-            t.files,
-            t.dirs,
+            plural(t.files, "file", "files"),
+            plural(t.dirs, "directory", "directories"),
             format_size(t.sealed_bytes)
         );
     }
@@ -150,8 +155,11 @@ pub fn print_quota(u: &Usage, json_out: bool) -> anyhow::Result<()> {
             format_size(u.quota_bytes)
         );
         println!(
-            "{} files, {} directories, {} versions, {} in the trash",
-            u.files, u.dirs, u.versions, u.trash_items
+            "{}, {}, {}, {} in the trash",
+            plural(u.files, "file", "files"),
+            plural(u.dirs, "directory", "directories"),
+            plural(u.versions, "version", "versions"),
+            u.trash_items
         );
     }
     Ok(())
