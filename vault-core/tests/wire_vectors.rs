@@ -5,9 +5,9 @@
 
 use vault_core::crypto::KdfParams;
 use vault_core::proto::{
-    AccountKeys, ApiError, BatchResult, ByteBuf, CommittedFile, ErrorCode, LoggedIn, NewAccount,
-    NewEnvelope, NsRef, OpenFile, OpenedUpload, PasswordMaterial, PutFile, Request, Response,
-    SecretBytes, decode_body, encode_frame, parse_header,
+    AccountKeys, ApiError, BatchResult, ByteBuf, CommittedFile, EntryInfo, EntryKind, ErrorCode,
+    LoggedIn, NewAccount, NewEnvelope, NsRef, OpenFile, OpenedUpload, PasswordMaterial, PutFile,
+    Request, Response, SecretBytes, VersionInfo, decode_body, encode_frame, parse_header,
 };
 
 fn check<T>(name: &str, message: T)
@@ -219,6 +219,44 @@ fn uploads_committed() {
                 }),
                 BatchResult::Error(ApiError::not_found("no such upload")),
             ],
+        },
+    );
+}
+
+/// Listed entries are arrays of their fields in order, not maps (protocol version 2).
+#[test]
+fn listing_entries_are_arrays() {
+    check(
+        "response_listing",
+        Response::Listing {
+            entries: vec![
+                EntryInfo {
+                    id: 7,
+                    path: "ab/cd".into(),
+                    kind: EntryKind::File,
+                    current: Some(VersionInfo {
+                        version: 2,
+                        sealed_size: 300,
+                        wrapped_key: bytes(4, 3),
+                        sealed_meta: bytes(5, 2),
+                        generation: 1,
+                        created_at: 1_700_000_000,
+                    }),
+                    version_count: 2,
+                    revision: 42,
+                    updated_at: -1,
+                },
+                EntryInfo {
+                    id: 8,
+                    path: "ef".into(),
+                    kind: EntryKind::Dir,
+                    current: None,
+                    version_count: 0,
+                    revision: 43,
+                    updated_at: 1_700_000_001,
+                },
+            ],
+            next: Some("ef".into()),
         },
     );
 }

@@ -59,8 +59,9 @@ pub enum EntryKind {
     Dir,
 }
 
-/// One version of a file, with what the client needs to open it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One version of a file, with what the client needs to open it. On the wire a CBOR array
+/// of its fields in this order (see [`EntryInfo`]).
+#[derive(Clone, Debug, PartialEq)]
 pub struct VersionInfo {
     /// The version number (1, 2, …), bound into the wrapped key's associated data.
     pub version: u64,
@@ -76,8 +77,10 @@ pub struct VersionInfo {
     pub created_at: i64,
 }
 
-/// A live entry of a namespace.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A live entry of a namespace. On the wire a CBOR array of its fields in this order, not
+/// a map: a listing carries thousands of them, and the field names were a third of its
+/// bytes and most of the work of decoding it. A new field needs a new protocol version.
+#[derive(Clone, Debug, PartialEq)]
 pub struct EntryInfo {
     /// Server-assigned, stable across renames; bound into wrapped file keys.
     pub id: i64,
@@ -92,6 +95,66 @@ pub struct EntryInfo {
     pub revision: u64,
     /// Unix seconds of the entry's last change.
     pub updated_at: i64,
+}
+
+impl Serialize for VersionInfo {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (
+            self.version,
+            self.sealed_size,
+            &self.wrapped_key,
+            &self.sealed_meta,
+            self.generation,
+            self.created_at,
+        )
+            .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for VersionInfo {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (version, sealed_size, wrapped_key, sealed_meta, generation, created_at) =
+            Deserialize::deserialize(d)?;
+        Ok(VersionInfo {
+            version,
+            sealed_size,
+            wrapped_key,
+            sealed_meta,
+            generation,
+            created_at,
+        })
+    }
+}
+
+impl Serialize for EntryInfo {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (
+            self.id,
+            &self.path,
+            self.kind,
+            &self.current,
+            self.version_count,
+            self.revision,
+            self.updated_at,
+        )
+            .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for EntryInfo {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (id, path, kind, current, version_count, revision, updated_at) =
+            Deserialize::deserialize(d)?;
+        Ok(EntryInfo {
+            id,
+            path,
+            kind,
+            current,
+            version_count,
+            revision,
+            updated_at,
+        })
+    }
 }
 
 /// One deletion that can be undone.

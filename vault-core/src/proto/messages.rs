@@ -1,6 +1,7 @@
 //! Request and response messages. Encoded as CBOR with serde's external tagging:
 //! a unit variant is a text string (`"logout"`), any other a one-entry map
-//! (`{"hello": {"protocol_version": 1}}`). Byte fields are CBOR byte strings.
+//! (`{"hello": {"protocol_version": 2}}`). Byte fields are CBOR byte strings. `EntryInfo`
+//! and `VersionInfo` are arrays of their fields (see their docs).
 //! `tests/vectors/wire/` pins the encoding; change it only with a protocol version bump.
 
 use serde::{Deserialize, Serialize};

@@ -32,7 +32,7 @@ pub use messages::*;
 pub use secret_bytes::SecretBytes;
 
 /// The protocol version a client announces in `hello`. Bumped on incompatible change.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The QUIC application close code for "your session ended" (logout elsewhere, a newer
 /// login with `single_session`, an operator's kick or lock); the reason text says why.
