@@ -104,6 +104,20 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Each command's connection close reaches the server before the command exits, so a
+/// script of commands never finds the server still holding the previous one: with one
+/// connection allowed per address, commands run back to back all get in.
+#[test]
+fn commands_back_to_back_each_free_their_connection() {
+    let server = TestServer::start_with("[limits]\nconnections_per_ip = 1\n");
+    let client = alice(&server);
+    for i in 0..10 {
+        client.run(&["mkdir", &format!("/d{i}")]).ok();
+    }
+    let listing = client.run(&["ls", "/"]).ok().to_owned();
+    assert_eq!(listing.lines().count(), 10, "{listing}");
+}
+
 #[test]
 fn files_at_the_chunk_boundaries_and_a_tree_round_trip_exactly() {
     let server = TestServer::start();

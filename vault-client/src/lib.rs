@@ -6,6 +6,7 @@
 
 pub mod account;
 pub mod chat;
+pub mod closing;
 pub mod error;
 pub mod files;
 pub mod groups;

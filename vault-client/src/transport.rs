@@ -228,6 +228,12 @@ pub async fn open(server: &str, pin: &Pin) -> Result<Connection, ClientError> {
     })
 }
 
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 impl Connection {
     /// Sends one request on a new stream and returns the answer; an error answer becomes
     /// `ClientError::Api`.
@@ -341,9 +347,10 @@ impl Connection {
         }
     }
 
-    /// Closes the connection politely.
+    /// Closes the connection politely; [`crate::closing::seen_out`] waits for the close to
+    /// leave. Dropping the last handle does the same.
     pub fn close(&self) {
-        self.conn.close(0u8.into(), b"bye");
+        crate::closing::close(&self.conn, &self._endpoint, b"bye");
     }
 
     /// How many UDP datagrams have arrived on this connection so far (the answers to

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::blobs::BlobStore;
 use crate::chat::Chat;
@@ -35,6 +35,8 @@ pub struct ServerState {
     pub hashing: Semaphore,
     pub in_flight: InFlight,
     connections_per_ip: Mutex<HashMap<IpAddr, u32>>,
+    /// Woken whenever a connection slot is freed.
+    slot_freed: Notify,
 }
 
 impl ServerState {
@@ -61,6 +63,7 @@ impl ServerState {
             hashing: Semaphore::new(permits),
             in_flight: InFlight::default(),
             connections_per_ip: Mutex::new(HashMap::new()),
+            slot_freed: Notify::new(),
         }
     }
 
@@ -79,6 +82,27 @@ impl ServerState {
             state: Arc::clone(self),
             ip,
         })
+    }
+
+    /// [`ServerState::connection_slot`], waiting up to `wait` for one to be freed: a client
+    /// that closes a connection and opens the next at once (a script running commands back
+    /// to back) knocks a moment before the server has seen the close.
+    pub async fn connection_slot_within(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        wait: std::time::Duration,
+    ) -> Option<ConnectionSlot> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let freed = self.slot_freed.notified();
+            tokio::pin!(freed);
+            // Registered before the check, so a slot freed in between is not missed.
+            freed.as_mut().enable();
+            if let Some(slot) = self.connection_slot(ip) {
+                return Some(slot);
+            }
+            tokio::time::timeout_at(deadline, freed).await.ok()?;
+        }
     }
 }
 
@@ -102,6 +126,8 @@ impl Drop for ConnectionSlot {
                 map.remove(&self.ip);
             }
         }
+        drop(map);
+        self.state.slot_freed.notify_waiters();
     }
 }
 

@@ -43,6 +43,10 @@ pub fn endpoint(
         .with_context(|| format!("cannot listen on {listen} (UDP)"))
 }
 
+/// How long a connection over the per-address limit waits for a slot before it is refused:
+/// the close of the same client's previous connection may be a moment behind it.
+const SLOT_WAIT: Duration = Duration::from_millis(20);
+
 /// Accepts connections until `shutdown` resolves, then stops accepting, lets requests in
 /// flight finish (up to `limits.shutdown_grace_s`), and closes the endpoint.
 pub async fn serve(
@@ -58,15 +62,15 @@ pub async fn serve(
         };
         let Some(incoming) = incoming else { break };
         let remote = incoming.remote_address();
-        let Some(slot) = state.connection_slot(remote.ip()) else {
-            tracing::warn!(%remote, "refusing connection: too many connections from this address");
-            incoming.refuse();
-            continue;
-        };
         let state = Arc::clone(&state);
         let span = tracing::info_span!("connection", %remote);
         tokio::spawn(
             async move {
+                let Some(slot) = state.connection_slot_within(remote.ip(), SLOT_WAIT).await else {
+                    tracing::warn!("refusing connection: too many connections from this address");
+                    incoming.refuse();
+                    return;
+                };
                 match incoming.await {
                     Ok(conn) => connection::run(state, conn).await,
                     Err(e) => tracing::debug!(error = %e, "handshake failed"),
