@@ -72,6 +72,8 @@ pub async fn connect(
         (None, None) => Pin::Unpinned,
     };
     let conn = transport::connect(&server, &pin).await?;
+    // Written only when it changes: every command connects, and a rewrite is an fsync.
+    let changed = !same_server || config.fingerprint.as_ref() != Some(&conn.fingerprint);
     if !same_server {
         if config.server.is_some() {
             state.forget_known_keys()?;
@@ -80,7 +82,9 @@ pub async fn connect(
     }
     config.server = Some(server);
     config.fingerprint = Some(conn.fingerprint.clone());
-    state.save_config(&config)?;
+    if changed {
+        state.save_config(&config)?;
+    }
     Ok((conn, config))
 }
 
