@@ -79,7 +79,9 @@ fn lane_split(encrypted: &str) -> String {
 
 /// `entries` in plaintext path order. The order is found on indices, then the entries are
 /// put in place cycle by cycle, each swapped into its slot once: an entry is a few hundred
-/// bytes, and sorting the entries themselves moves each one about log2(n) times.
+/// bytes, and sorting the entries themselves moves each one about log2(n) times. The sort
+/// is the standard library's stable one, which finds runs already in order and merges
+/// them: a listing is sorted page by page while later pages are still on their way.
 fn sorted_by_path(mut entries: Vec<Entry>) -> Vec<Entry> {
     // order[i] is the index of the entry that belongs at i.
     let mut order: Vec<usize> = (0..entries.len()).collect();
@@ -189,11 +191,18 @@ impl EntryOpener {
         })
     }
 
+    /// Opens `infos` and sorts them by plaintext path: a listing's pages arrive as sorted
+    /// runs, which the final sort of the whole listing merges instead of sorting again.
     fn open_all(&mut self, infos: Vec<EntryInfo>) -> Result<Vec<Entry>, FilesError> {
-        infos.into_iter().map(|info| self.open(info)).collect()
+        let opened = infos
+            .into_iter()
+            .map(|info| self.open(info))
+            .collect::<Result<_, _>>()?;
+        Ok(sorted_by_path(opened))
     }
 
-    /// Opens a page of entries, on two threads when it is long (each with its own cache).
+    /// Opens a page of entries, on two threads when it is long (each with its own cache),
+    /// each half sorted by plaintext path.
     fn open_page(&mut self, mut infos: Vec<EntryInfo>) -> Result<Vec<Entry>, FilesError> {
         if infos.len() < PARALLEL_DECRYPT_MIN {
             return self.open_all(infos);
