@@ -82,21 +82,67 @@ fn lane_split(encrypted: &str) -> String {
 /// bytes, and sorting the entries themselves moves each one about log2(n) times. The sort
 /// is the standard library's stable one, which finds runs already in order and merges
 /// them: a listing is sorted page by page while later pages are still on their way.
+///
+/// Most comparisons are settled by the first 8 bytes of the part of the paths the entries
+/// do not share (see [`leading_bytes`]), kept next to the indices, without following the
+/// pointers to the names.
 fn sorted_by_path(mut entries: Vec<Entry>) -> Vec<Entry> {
-    // order[i] is the index of the entry that belongs at i.
-    let mut order: Vec<usize> = (0..entries.len()).collect();
-    order.sort_by(|&a, &b| entries[a].path.segments.cmp(&entries[b].path.segments));
+    let shared = shared_depth(&entries);
+    let tails = || entries.iter().map(|e| &e.path.segments[shared..]);
+    // The shortcut orders paths like their segments only when no name holds a NUL.
+    let nul = tails().flatten().any(|s| s.contains('\0'));
+    // order[i] is (the leading bytes of, the index of) the entry that belongs at i.
+    let mut order: Vec<(u64, usize)> = tails()
+        .map(|tail| if nul { 0 } else { leading_bytes(tail) })
+        .zip(0..)
+        .collect();
+    order.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| entries[a.1].path.segments.cmp(&entries[b.1].path.segments))
+    });
     for start in 0..order.len() {
         let mut at = start;
-        while order[at] != start {
-            let from = order[at];
+        while order[at].1 != start {
+            let from = order[at].1;
             entries.swap(at, from);
-            order[at] = at;
+            order[at].1 = at;
             at = from;
         }
-        order[at] = at;
+        order[at].1 = at;
     }
     entries
+}
+
+/// How many leading segments every entry's path has in common (the listed folder's).
+fn shared_depth(entries: &[Entry]) -> usize {
+    let Some((first, rest)) = entries.split_first() else {
+        return 0;
+    };
+    let first = &first.path.segments;
+    let mut depth = first.len();
+    for entry in rest {
+        let segments = &entry.path.segments;
+        depth = depth.min(segments.len());
+        while segments[..depth] != first[..depth] {
+            depth -= 1;
+        }
+    }
+    depth
+}
+
+/// The first 8 bytes of `segments` joined by NUL, zero-padded, as a big-endian number.
+/// Without NULs in the names, two paths whose numbers differ sort as the numbers do: a NUL
+/// sorts below every other byte, just as a path sorts before the longer paths it starts.
+fn leading_bytes(segments: &[String]) -> u64 {
+    let mut out = [0u8; 8];
+    let joined = segments
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| (i > 0).then_some(0u8).into_iter().chain(s.bytes()));
+    for (slot, byte) in out.iter_mut().zip(joined) {
+        *slot = byte;
+    }
+    u64::from_be_bytes(out)
 }
 
 fn too_many_entries(dir: &RemotePath) -> FilesError {
@@ -630,6 +676,56 @@ mod tests {
             let got: Vec<String> = sorted.iter().map(|e| e.path.segments.join("/")).collect();
             assert_eq!(got, want);
         }
+    }
+
+    /// The shortcut on the leading bytes of the paths orders like the segments: names alike
+    /// in their first 8 bytes, a folder before its contents and before a longer name that
+    /// starts with its own, a shared first segment, and names with a NUL (which the name
+    /// format refuses, so only a plain comparison can be trusted with them).
+    #[test]
+    fn the_sorting_shortcut_orders_like_the_segments() {
+        let entry = |id: i64, path: &str| Entry {
+            path: RemotePath {
+                ns: NsRef::Personal,
+                segments: path.split('/').map(str::to_owned).collect(),
+                dir_hint: false,
+            },
+            encrypted: String::new(),
+            id,
+            kind: EntryKind::Dir,
+            current: None,
+            version_count: 0,
+            revision: 0,
+            updated_at: 0,
+        };
+        let cases: [&[&str]; 4] = [
+            &["p/b", "p-x", "p/a", "p", "o", "p/a/d"],
+            &[
+                "photos-2026/b",
+                "photos-2026-x",
+                "photos-2026/a",
+                "photos-2026",
+                "photos-2025",
+                "photos-2026/a/deeper-and-longer",
+            ],
+            &["top/b", "top/a", "top/ab", "top/a/b"],
+            &["a\0b", "a/c", "a", "a\u{1}", "a/b"],
+        ];
+        for paths in cases {
+            let entries: Vec<Entry> = (0..)
+                .zip(paths.iter())
+                .map(|(id, p)| entry(id, p))
+                .collect();
+            let mut want: Vec<Vec<String>> =
+                entries.iter().map(|e| e.path.segments.clone()).collect();
+            want.sort();
+            let got: Vec<Vec<String>> = sorted_by_path(entries)
+                .into_iter()
+                .map(|e| e.path.segments)
+                .collect();
+            assert_eq!(got, want);
+        }
+        assert!(leading_bytes(&["a".into(), "b".into()]) < leading_bytes(&["a\u{1}".into()]));
     }
 
     /// The cut between the two halves of a listing: no path falls on it, a folder and
