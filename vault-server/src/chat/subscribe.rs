@@ -110,7 +110,10 @@ where
     // Registered in the hub first, then the newest id read: nothing stored in between
     // is missed.
     let start = state.db.run(move |c| rows::last_delivery(c, user)).await?;
-    let mut writer = Writer { out };
+    let mut writer = Writer {
+        out,
+        unmarked: Vec::new(),
+    };
     if let Err(e) = writer.frame(&Response::Subscribed).await {
         return Ok(Ended::Broken(e));
     }
@@ -139,19 +142,25 @@ where
             }
         }
     };
-    tokio::select! {
+    let ended = tokio::select! {
         biased;
-        () = &mut ended => Ok(Ended::Closed),
-        done = run => Ok(match done {
+        () = &mut ended => Ended::Closed,
+        done = run => match done {
             Ok(()) => Ended::Closed,
             Err(why) => Ended::Broken(why),
-        }),
-    }
+        },
+    };
+    // Messages written just before the end are marked even so, or the next subscription
+    // would carry them again.
+    let _ = writer.mark_delivered(state, user).await;
+    Ok(ended)
 }
 
-/// Writes frames, each within [`WRITE_TIMEOUT`].
+/// Writes frames, each within [`WRITE_TIMEOUT`], and remembers which messages it wrote
+/// until they are marked delivered.
 struct Writer<'a, W> {
     out: &'a mut W,
+    unmarked: Vec<i64>,
 }
 
 impl<W: AsyncWrite + Unpin> Writer<'_, W> {
@@ -178,27 +187,32 @@ impl<W: AsyncWrite + Unpin> Writer<'_, W> {
                 Ok(message) => self.event(Event::Message(message)).await?,
                 Err(_) => tracing::warn!(message = id, "skipping a damaged chat message"),
             }
+            self.unmarked.push(id);
             ids.push(id);
         }
         Ok(ids)
+    }
+
+    /// Marks the messages written so far delivered. Safe to stop at any await: what is
+    /// not known to be marked stays remembered (marking twice changes nothing).
+    async fn mark_delivered(&mut self, state: &ServerState, user: i64) -> Result<(), String> {
+        if self.unmarked.is_empty() {
+            return Ok(());
+        }
+        let ids = self.unmarked.clone();
+        state
+            .db
+            .run(move |c| rows::mark_delivered(c, user, &ids))
+            .await
+            .map_err(db_failed)?;
+        self.unmarked.clear();
+        Ok(())
     }
 }
 
 fn db_failed(e: DbError) -> String {
     tracing::error!(error = %e, "database error in a subscription");
     "a database request failed".to_owned()
-}
-
-/// Marks what was written delivered.
-async fn delivered(state: &ServerState, user: i64, ids: Vec<i64>) -> Result<(), String> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    state
-        .db
-        .run(move |c| rows::mark_delivered(c, user, &ids))
-        .await
-        .map_err(db_failed)
 }
 
 /// Writes every undelivered message with an id up to `start`, oldest first.
@@ -220,8 +234,8 @@ async fn backlog<W: AsyncWrite + Unpin>(
         };
         let full = page.len() as i64 == BODY_PAGE;
         after = last;
-        let ids = writer.messages(page).await?;
-        delivered(state, user, ids).await?;
+        writer.messages(page).await?;
+        writer.mark_delivered(state, user).await?;
         if !full {
             return Ok(());
         }
@@ -297,7 +311,7 @@ async fn catch_up<W: AsyncWrite + Unpin>(
                 .map_err(db_failed)?;
             let ids = writer.messages(found).await?;
             cursor.sent.extend(ids.iter().copied());
-            delivered(state, user, ids).await?;
+            writer.mark_delivered(state, user).await?;
         }
         if (states.len() as i64) < STATE_PAGE {
             break;
