@@ -45,7 +45,7 @@ pub(crate) fn close(conn: &quinn::Connection, endpoint: &quinn::Endpoint, reason
 /// passed. Call it at the end of a command, on the runtime that drives the connections.
 pub async fn seen_out(limit: Duration) {
     let deadline = Instant::now() + limit;
-    loop {
+    for round in 0.. {
         let pending = {
             let mut closing = CLOSING.lock().unwrap_or_else(|e| e.into_inner());
             closing.retain(|c| !c.is_out());
@@ -54,6 +54,15 @@ pub async fn seen_out(limit: Duration) {
         if pending == 0 || Instant::now() >= deadline {
             return;
         }
-        tokio::task::yield_now().await;
+        // A few quick looks (the driver usually runs within microseconds), then a
+        // millisecond at a time, leaving the cores to the driver's thread.
+        if round < QUICK_LOOKS {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 }
+
+/// How many times [`seen_out`] looks again at once before it starts sleeping between looks.
+const QUICK_LOOKS: u32 = 32;
