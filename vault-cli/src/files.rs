@@ -338,8 +338,8 @@ async fn put(
                 one.version
             ),
             _ => println!(
-                "Uploaded {} files, {}{note}, to {target}.",
-                done.len(),
+                "Uploaded {}, {}{note}, to {target}.",
+                crate::listing::plural(done.len() as u64, "file", "files"),
                 format_size(bytes)
             ),
         }
@@ -396,8 +396,8 @@ async fn get(
                 one.version
             ),
             _ => println!(
-                "Downloaded {} files, {}, to {}.",
-                done.len(),
+                "Downloaded {}, {}, to {}.",
+                crate::listing::plural(done.len() as u64, "file", "files"),
                 format_size(bytes),
                 target.display()
             ),
