@@ -68,7 +68,7 @@ impl ServerState {
     }
 
     /// Takes a connection slot for `ip`, or `None` when it already has the maximum.
-    pub fn connection_slot(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot> {
+    fn connection_slot(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot> {
         let mut map = self
             .connections_per_ip
             .lock()
