@@ -11,7 +11,7 @@ use serde_json::json;
 use vault_client::files::download::Downloaded;
 use vault_client::files::plan::{plan_get, plan_put};
 use vault_client::files::progress::RateLimit;
-use vault_client::files::remote::Listed;
+use vault_client::files::remote::{Detail, Listed};
 use vault_client::files::transfer::{MAX_IN_FLIGHT, Options, get_all, put_all};
 use vault_client::files::upload::Uploaded;
 use vault_client::files::{Files, RemotePath, legacy};
@@ -105,7 +105,13 @@ async fn dispatch(files: &Arc<Files>, state: &StateDir, command: Command) -> any
             json,
         } => {
             let path = remote(path.as_deref().unwrap_or("/"))?;
-            let (entries, depth) = match files.list_or_file(&path, recursive).await? {
+            // Sizes, times and versions only where they are shown.
+            let detail = if long || json {
+                Detail::Full
+            } else {
+                Detail::Names
+            };
+            let (entries, depth) = match files.list_or_file(&path, recursive, detail).await? {
                 Listed::Dir(entries) => (entries, path.segments.len()),
                 Listed::File(entry) => (vec![*entry], path.segments.len().saturating_sub(1)),
             };

@@ -32,8 +32,10 @@ pub struct Entry {
     pub encrypted: String,
     pub id: i64,
     pub kind: EntryKind,
-    /// The current version and its opened metadata (files only).
+    /// The current version and its opened metadata (files only, and not in a listing of
+    /// [`Detail::Names`]).
     pub current: Option<(VersionInfo, FileMeta)>,
+    /// How many versions are kept (0 in a listing of [`Detail::Names`]).
     pub version_count: u64,
     pub revision: u64,
     pub updated_at: i64,
@@ -151,6 +153,17 @@ fn too_many_entries(dir: &RemotePath) -> FilesError {
     ))
 }
 
+/// How much of each entry a listing brings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detail {
+    /// Paths and kinds, what `ls` shows without `-l`: files come without their current
+    /// version (`current` is `None`, `version_count` 0), so neither the server reads
+    /// versions nor this side unwraps keys and opens metadata.
+    Names,
+    /// Everything, each file with its current version opened and checked.
+    Full,
+}
+
 /// Listings at least this long are decrypted on two threads.
 const PARALLEL_DECRYPT_MIN: usize = 256;
 
@@ -160,6 +173,7 @@ const PARALLEL_DECRYPT_MIN: usize = 256;
 struct EntryOpener {
     keys: Arc<SpaceKeys>,
     ns: NsRef,
+    detail: Detail,
     parents: HashMap<String, Vec<String>>,
 }
 
@@ -175,10 +189,11 @@ fn generations(infos: &[EntryInfo]) -> Vec<u32> {
 }
 
 impl EntryOpener {
-    fn new(keys: Arc<SpaceKeys>, ns: &NsRef) -> Self {
+    fn new(keys: Arc<SpaceKeys>, ns: &NsRef, detail: Detail) -> Self {
         EntryOpener {
             keys,
             ns: ns.clone(),
+            detail,
             parents: HashMap::new(),
         }
     }
@@ -206,6 +221,8 @@ impl EntryOpener {
     fn open(&mut self, info: EntryInfo) -> Result<Entry, FilesError> {
         let segments = self.segments(&info.path)?;
         let current = match (&info.kind, info.current) {
+            // A server that predates listings of names sends the versions anyway.
+            (EntryKind::File, _) if self.detail == Detail::Names => None,
             (EntryKind::File, Some(v)) => {
                 let (_, meta) = self.keys.open_version(info.id, &v)?;
                 Some((v, meta))
@@ -274,7 +291,7 @@ impl Files {
         let keys = self
             .keys_with(ns, generations(std::slice::from_ref(&info)))
             .await?;
-        EntryOpener::new(keys, ns).open(info)
+        EntryOpener::new(keys, ns, Detail::Full).open(info)
     }
 
     /// One page of a listing: the raw entries and the cursor of the next page.
@@ -282,7 +299,7 @@ impl Files {
         &self,
         dir: &RemotePath,
         encrypted: &str,
-        recursive: bool,
+        (recursive, detail): (bool, Detail),
         (after, before): (Option<String>, Option<String>),
     ) -> Result<(Vec<EntryInfo>, Option<String>), FilesError> {
         let request = Request::List {
@@ -291,6 +308,7 @@ impl Files {
             recursive,
             after,
             before,
+            names_only: detail == Detail::Names,
         };
         match self.call(&request).await {
             Ok(Response::Listing { entries, next }) => Ok((entries, next)),
@@ -344,7 +362,7 @@ impl Files {
     /// The entries in directory `dir` (with `recursive`, everything under it), sorted by
     /// plaintext path.
     pub async fn list(&self, dir: &RemotePath, recursive: bool) -> Result<Vec<Entry>, FilesError> {
-        match self.list_inner(dir, recursive).await? {
+        match self.list_inner(dir, recursive, Detail::Full).await? {
             Listed::Dir(entries) => Ok(entries),
             Listed::File(_) => Err(FilesError::Usage(format!(
                 "{dir} is a file, not a directory"
@@ -358,19 +376,27 @@ impl Files {
         &self,
         path: &RemotePath,
         recursive: bool,
+        detail: Detail,
     ) -> Result<Listed, FilesError> {
-        self.list_inner(path, recursive).await.map_err(|e| match e {
-            FilesError::Usage(m) if m.ends_with(": no such directory") => {
-                FilesError::Usage(format!("{path}: no such file or directory"))
-            }
-            other => other,
-        })
+        self.list_inner(path, recursive, detail)
+            .await
+            .map_err(|e| match e {
+                FilesError::Usage(m) if m.ends_with(": no such directory") => {
+                    FilesError::Usage(format!("{path}: no such file or directory"))
+                }
+                other => other,
+            })
     }
 
-    async fn list_inner(&self, dir: &RemotePath, recursive: bool) -> Result<Listed, FilesError> {
+    async fn list_inner(
+        &self,
+        dir: &RemotePath,
+        recursive: bool,
+        detail: Detail,
+    ) -> Result<Listed, FilesError> {
         let keys = self.keys_for(&dir.ns).await?;
         let encrypted = keys.encrypt_path(&dir.segments)?;
-        let opener = EntryOpener::new(keys, &dir.ns).knowing(&encrypted, &dir.segments);
+        let opener = EntryOpener::new(keys, &dir.ns, detail).knowing(&encrypted, &dir.segments);
         // Two halves of the listing at once, so that the server reads one while it sends
         // the other and this side decrypts both.
         let split = lane_split(&encrypted);
@@ -414,7 +440,8 @@ impl Files {
         (after, before): (Option<String>, Option<String>),
     ) -> Result<Vec<Entry>, FilesError> {
         let mut out = Vec::new();
-        let page_after = |after| self.list_page(dir, encrypted, recursive, (after, before.clone()));
+        let what = (recursive, opener.detail);
+        let page_after = |after| self.list_page(dir, encrypted, what, (after, before.clone()));
         let mut page = page_after(after).await?;
         loop {
             let (infos, next) = page;
@@ -639,8 +666,8 @@ mod tests {
         }
         infos.sort_by(|a, b| a.path.cmp(&b.path));
         let root = keys.encrypt_path(&["top".to_owned()]).expect("encrypt");
-        let mut opener =
-            EntryOpener::new(Arc::clone(&keys), &NsRef::Personal).knowing(&root, &["top".into()]);
+        let mut opener = EntryOpener::new(Arc::clone(&keys), &NsRef::Personal, Detail::Full)
+            .knowing(&root, &["top".into()]);
         let opened = opener.open_page(infos).expect("open");
         assert_eq!(opened.len(), 2 * PARALLEL_DECRYPT_MIN);
         for entry in opened {
@@ -671,7 +698,7 @@ mod tests {
                 .enumerate()
                 .map(|(id, p)| dir_info(&keys, id as i64, p))
                 .collect();
-            let mut opener = EntryOpener::new(Arc::clone(&keys), &NsRef::Personal);
+            let mut opener = EntryOpener::new(Arc::clone(&keys), &NsRef::Personal, Detail::Full);
             let sorted = sorted_by_path(opener.open_all(infos).expect("open"));
             let got: Vec<String> = sorted.iter().map(|e| e.path.segments.join("/")).collect();
             assert_eq!(got, want);
@@ -770,9 +797,38 @@ mod tests {
             path: format!("{}/{name}", b.path),
             ..a
         };
-        let err = EntryOpener::new(keys, &NsRef::Personal)
+        let err = EntryOpener::new(keys, &NsRef::Personal, Detail::Full)
             .open_page(vec![b, moved])
             .expect_err("moved name");
         assert!(err.to_string().contains("does not decrypt"), "{err}");
+    }
+
+    /// A listing of names leaves versions unopened, even from a server that sends them
+    /// (one that predates listings of names); a full listing opens and checks them.
+    #[test]
+    fn a_listing_of_names_does_not_open_versions() {
+        let keys =
+            Arc::new(SpaceKeys::personal("alice", &Key32::from_bytes([3; 32])).expect("keys"));
+        let file = EntryInfo {
+            kind: EntryKind::File,
+            current: Some(VersionInfo {
+                version: 1,
+                sealed_size: 100,
+                wrapped_key: vec![7; 61].into(),
+                sealed_meta: vec![8; 86].into(),
+                generation: 0,
+                created_at: 0,
+            }),
+            version_count: 1,
+            ..dir_info(&keys, 1, &["a.txt"])
+        };
+        let opened = EntryOpener::new(Arc::clone(&keys), &NsRef::Personal, Detail::Names)
+            .open(file.clone())
+            .expect("a name");
+        assert_eq!(opened.path.segments, ["a.txt"]);
+        assert!(!opened.is_dir());
+        assert!(opened.current.is_none());
+        let full = EntryOpener::new(keys, &NsRef::Personal, Detail::Full).open(file);
+        assert!(matches!(full, Err(FilesError::Integrity(_))), "{full:?}");
     }
 }

@@ -74,6 +74,8 @@ pub enum Request {
     /// Lists a directory (`dir` = encrypted path, `""` = root), sorted by encrypted path,
     /// in pages: pass the previous page's `next` as `after`. With `before`, only paths
     /// that sort before it: a client lists two ranges at once to have both cores busy.
+    /// With `names_only`, files come without `current` and with `version_count` 0: what
+    /// `ls` shows without `-l` (a server that predates the field sends everything).
     List {
         ns: NsRef,
         dir: String,
@@ -81,6 +83,8 @@ pub enum Request {
         after: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         before: Option<String>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        names_only: bool,
     },
     /// One live entry by encrypted path.
     Stat {
@@ -573,6 +577,10 @@ pub struct LoggedIn {
     /// a group without a key, a rotation after a removal, members without envelopes.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub key_tasks: u32,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -8,7 +8,7 @@ use vault_core::proto::{EntryInfo, EntryKind, VersionInfo};
 use crate::db::DbConn;
 use crate::db::files::KIND_DIR;
 use crate::db::files::entries::Entry;
-use crate::db::files::listing::{Listed, ListedVersion};
+use crate::db::files::listing::{Listed, ListedEntry, ListedVersion};
 use crate::db::files::versions::{self, Version};
 use crate::files::Failure;
 
@@ -93,10 +93,20 @@ pub fn entry_infos(conn: &mut DbConn, rows: &[Entry]) -> Result<Vec<EntryInfo>, 
 /// The `EntryInfo` of a listed row (see [`crate::db::files::listing::page`]).
 pub fn listed_info((entry, current, version_count): Listed) -> EntryInfo {
     EntryInfo {
-        id: entry.id,
-        kind: kind_of(&entry.kind),
         current: current.map(wire_version),
         version_count: version_count.max(0) as u64,
+        ..named_info(entry)
+    }
+}
+
+/// The `EntryInfo` of a row of a listing of names (see
+/// [`crate::db::files::listing::names_page`]): no version, and a version count of 0.
+pub fn named_info(entry: ListedEntry) -> EntryInfo {
+    EntryInfo {
+        id: entry.id,
+        kind: kind_of(&entry.kind),
+        current: None,
+        version_count: 0,
         revision: entry.revision.max(0) as u64,
         updated_at: entry.updated_at,
         path: entry.path,

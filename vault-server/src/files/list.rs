@@ -10,14 +10,33 @@ use crate::db::files::listing::{self, Scope};
 use crate::net::connection::SessionCtx;
 use crate::state::ServerState;
 
+/// What a `list` request asks for.
+pub struct ListRequest {
+    /// The encrypted path of the directory (`""`: the root).
+    pub dir: String,
+    /// Everything under `dir`, not only its children.
+    pub recursive: bool,
+    /// Only paths that sort after this one (the previous page's `next`).
+    pub after: Option<String>,
+    /// Only paths that sort before this one.
+    pub before: Option<String>,
+    /// The entries without their versions (files without `current`).
+    pub names_only: bool,
+}
+
 pub async fn list(
     state: &ServerState,
     session: &SessionCtx,
     ns: &NsRef,
-    dir: String,
-    recursive: bool,
-    (after, before): (Option<String>, Option<String>),
+    request: ListRequest,
 ) -> Result<Response, ApiError> {
+    let ListRequest {
+        dir,
+        recursive,
+        after,
+        before,
+        names_only,
+    } = request;
     paths::check(&dir)?;
     for bound in after.iter().chain(&before) {
         paths::check(bound)?;
@@ -47,19 +66,28 @@ pub async fn list(
             Scope::Children(&dir)
         };
         let range = (after.as_deref(), before.as_deref());
-        let mut rows = listing::page(c, ns.id, scope, range, limit)?;
-        let take = info::page_len(rows.iter().map(|(e, _, _)| e.path.as_str()));
-        let more = rows.len() > take;
-        rows.truncate(take);
-        let next = more
-            .then(|| rows.last().map(|(e, _, _)| e.path.clone()))
-            .flatten();
-        Ok(Response::Listing {
-            entries: rows.into_iter().map(info::listed_info).collect(),
-            next,
-        })
+        let (entries, next) = if names_only {
+            let rows = listing::names_page(c, ns.id, scope, range, limit)?;
+            let (rows, next) = one_page(rows, |e| &e.path);
+            (rows.into_iter().map(info::named_info).collect(), next)
+        } else {
+            let rows = listing::page(c, ns.id, scope, range, limit)?;
+            let (rows, next) = one_page(rows, |(e, _, _)| &e.path);
+            (rows.into_iter().map(info::listed_info).collect(), next)
+        };
+        Ok(Response::Listing { entries, next })
     })
     .await
+}
+
+/// The rows of `rows` that fit in one page, and the cursor of the next page if some are
+/// left over (`rows` holds one more than a page can, when there are more).
+fn one_page<T>(mut rows: Vec<T>, path: impl Fn(&T) -> &String) -> (Vec<T>, Option<String>) {
+    let take = info::page_len(rows.iter().map(|r| path(r).as_str()));
+    let more = rows.len() > take;
+    rows.truncate(take);
+    let next = more.then(|| rows.last().map(|r| path(r).clone())).flatten();
+    (rows, next)
 }
 
 pub async fn stat(

@@ -87,7 +87,17 @@ pub async fn dispatch(
             recursive,
             after,
             before,
-        } => list::list(state, session, &ns, dir, recursive, (after, before)).await,
+            names_only,
+        } => {
+            let request = list::ListRequest {
+                dir,
+                recursive,
+                after,
+                before,
+                names_only,
+            };
+            list::list(state, session, &ns, request).await
+        }
         Request::Stat { ns, path } => list::stat(state, session, &ns, path).await,
         Request::Mkdir { ns, path } => tree::mkdir(state, session, &ns, path).await,
         Request::UploadOpen {

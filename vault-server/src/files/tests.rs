@@ -246,6 +246,10 @@ impl Fixture {
     }
 
     async fn ls(&self, dir: &str, recursive: bool) -> R<Vec<EntryInfo>> {
+        self.list_all(dir, recursive, false).await
+    }
+
+    async fn list_all(&self, dir: &str, recursive: bool, names_only: bool) -> R<Vec<EntryInfo>> {
         let mut all = Vec::new();
         let mut after = None;
         loop {
@@ -256,6 +260,7 @@ impl Fixture {
                     recursive,
                     after: after.clone(),
                     before: None,
+                    names_only,
                 })
                 .await?
             {
@@ -880,6 +885,48 @@ async fn changes_since_a_revision_and_resync_after_a_purge() -> R<()> {
 }
 
 #[tokio::test]
+async fn a_listing_of_names_has_the_entries_without_their_versions() -> R<()> {
+    let f = fixture()?;
+    f.put("aaaa", &sealed_bytes(3, 1)).await?;
+    f.put("aaaa", &sealed_bytes(3, 2)).await?;
+    f.call(Request::Mkdir {
+        ns: P,
+        path: "bbbb/cccc".into(),
+    })
+    .await?;
+    f.put("bbbb/cccc/dddd", &sealed_bytes(5, 3)).await?;
+    f.open("eeee", sealed_len(5)).await?; // unfinished: not listed either way
+    for recursive in [false, true] {
+        let full = f.ls("", recursive).await?;
+        let names = f.list_all("", recursive, true).await?;
+        let shown = |entries: &[EntryInfo]| {
+            entries
+                .iter()
+                .map(|e| (e.id, e.path.clone(), e.kind, e.revision, e.updated_at))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(shown(&names), shown(&full));
+        assert!(
+            names
+                .iter()
+                .all(|e| e.current.is_none() && e.version_count == 0)
+        );
+    }
+    let paths: Vec<String> = f
+        .list_all("", true, true)
+        .await?
+        .into_iter()
+        .map(|e| e.path)
+        .collect();
+    assert_eq!(paths, ["aaaa", "bbbb", "bbbb/cccc", "bbbb/cccc/dddd"]);
+    // A file's listing is the file itself, with its version either way.
+    let file = f.list_all("aaaa", false, true).await?;
+    assert_eq!(file.len(), 1);
+    assert_eq!(file[0].version_count, 2);
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_listing_can_be_bounded_on_both_sides() -> R<()> {
     let f = fixture()?;
     {
@@ -895,6 +942,7 @@ async fn a_listing_can_be_bounded_on_both_sides() -> R<()> {
         recursive,
         after: after.map(str::to_owned),
         before: before.map(str::to_owned),
+        names_only: false,
     };
     let paths = |r: Response| match r {
         Response::Listing { entries, next } => {
@@ -952,6 +1000,7 @@ async fn listings_and_changes_come_in_pages() -> R<()> {
             recursive: false,
             after: None,
             before: None,
+            names_only: false,
         })
         .await?
     {

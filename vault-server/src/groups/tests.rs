@@ -368,6 +368,7 @@ impl Fixture {
                     recursive: true,
                     after: None,
                     before: None,
+                    names_only: false,
                 },
             )
             .await?

@@ -1,6 +1,7 @@
 //! Listing pages: visible entries with their current version and their number of kept
 //! versions, in one query per page (per entry: a seek for the current version and a
-//! count over the versions index, no second query with an `IN` list).
+//! count over the versions index, no second query with an `IN` list); or, for a listing
+//! of names, the entries alone.
 
 use diesel::dsl::sql;
 use diesel::prelude::*;
@@ -46,6 +47,29 @@ pub enum Scope<'a> {
     Subtree(&'a str),
 }
 
+/// Narrows a boxed `entries` query to the entries of `scope` whose paths sort strictly
+/// between the two bounds (either may be open). (A macro: the joined and the plain queries
+/// are different types.)
+macro_rules! in_scope {
+    ($query:expr, $scope:expr, ($after:expr, $before:expr)) => {{
+        let mut query = $query
+            .filter(entries::trash_id.is_null())
+            .filter(visible!());
+        match $scope {
+            Scope::Children(dir) => query = query.filter(entries::parent.eq(dir.to_owned())),
+            Scope::Subtree("") => {}
+            Scope::Subtree(dir) => query = query.filter(entries::path.like(subtree_pattern(dir))),
+        }
+        if let Some(after) = $after {
+            query = query.filter(entries::path.gt(after.to_owned()));
+        }
+        if let Some(before) = $before {
+            query = query.filter(entries::path.lt(before.to_owned()));
+        }
+        query.order(entries::path.asc())
+    }};
+}
+
 /// Up to `limit` visible entries of `scope` whose paths sort strictly between `after` and
 /// `before` (either may be open), by path.
 pub fn page(
@@ -60,30 +84,34 @@ pub fn page(
     let current = versions::entry_id
         .eq(entries::id)
         .and(versions::version.nullable().eq(entries::current_version));
-    let mut query = entries::table
+    let query = entries::table
         .left_join(versions::table.on(current))
         .filter(entries::namespace_id.eq(ns))
-        .filter(entries::trash_id.is_null())
-        .filter(visible!())
         .into_boxed();
-    match scope {
-        Scope::Children(dir) => query = query.filter(entries::parent.eq(dir.to_owned())),
-        Scope::Subtree("") => {}
-        Scope::Subtree(dir) => query = query.filter(entries::path.like(subtree_pattern(dir))),
-    }
-    if let Some(after) = after {
-        query = query.filter(entries::path.gt(after.to_owned()));
-    }
-    if let Some(before) = before {
-        query = query.filter(entries::path.lt(before.to_owned()));
-    }
-    Ok(query
-        .order(entries::path.asc())
+    Ok(in_scope!(query, scope, (after, before))
         .limit(limit)
         .select((
             ListedEntry::as_select(),
             Option::<ListedVersion>::as_select(),
             version_count,
         ))
+        .load(conn)?)
+}
+
+/// [`page`] without the versions: the entries alone, read from the listing index (for
+/// children) without a look at the versions table.
+pub fn names_page(
+    conn: &mut DbConn,
+    ns: i64,
+    scope: Scope<'_>,
+    (after, before): (Option<&str>, Option<&str>),
+    limit: i64,
+) -> DbResult<Vec<ListedEntry>> {
+    let query = entries::table
+        .filter(entries::namespace_id.eq(ns))
+        .into_boxed();
+    Ok(in_scope!(query, scope, (after, before))
+        .limit(limit)
+        .select(ListedEntry::as_select())
         .load(conn)?)
 }
