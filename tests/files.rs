@@ -173,6 +173,17 @@ fn files_at_the_chunk_boundaries_and_a_tree_round_trip_exactly() {
     for want in ["a/", "a/b/c/deep.txt", "empty/", "top.txt"] {
         assert!(names.lines().any(|l| l == want), "{want} in {names}");
     }
+    // `ls` asks for names alone, `ls -l` for versions too: the same entries either way.
+    let long = client.run(&["ls", "-l", "-R", "/tree"]).ok().to_string();
+    assert_eq!(long.lines().count(), names.lines().count(), "{long}");
+    for (long, name) in long.lines().zip(names.lines()) {
+        assert!(long.ends_with(&format!("  {name}")), "{long} for {name}");
+    }
+    assert!(
+        long.lines()
+            .any(|l| l.starts_with("       4 B") && l.ends_with("v1  a/b/c/deep.txt")),
+        "{long}"
+    );
     let back = client.dir.path().join("back/");
     client.run(&["get", "-r", "/tree", s(&back)]).ok();
     assert_same_tree(&tree, &back.join("tree"));
