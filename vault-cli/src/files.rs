@@ -121,6 +121,9 @@ async fn dispatch(files: &Arc<Files>, state: &StateDir, command: Command) -> any
             } else {
                 listing::print_ls(&entries, depth, long)?;
             }
+            // The process ends with this command: freeing a long listing entry by entry
+            // (several allocations each) is work the exit does at once.
+            std::mem::forget(entries);
         }
         Command::Du { path, json } => {
             let path = remote(path.as_deref().unwrap_or("/"))?;

@@ -27,13 +27,30 @@ fn kind(k: EntryKind) -> &'static str {
     }
 }
 
-/// The name shown for `entry` below the listed directory of `depth` segments.
-fn shown_name(entry: &Entry, depth: usize) -> String {
-    let mut name = entry.path.segments[depth.min(entry.path.segments.len())..].join("/");
-    if entry.is_dir() {
-        name.push('/');
+/// The name shown for an entry below the listed directory of `depth` segments (a folder's
+/// with a trailing `/`), written straight into the output.
+struct ShownName<'a> {
+    entry: &'a Entry,
+    depth: usize,
+}
+
+impl std::fmt::Display for ShownName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let segments = &self.entry.path.segments;
+        for (i, segment) in segments[self.depth.min(segments.len())..]
+            .iter()
+            .enumerate()
+        {
+            if i > 0 {
+                f.write_str("/")?;
+            }
+            f.write_str(segment)?;
+        }
+        if self.entry.is_dir() {
+            f.write_str("/")?;
+        }
+        Ok(())
     }
-    name
 }
 
 fn mtime(entry: &Entry) -> i64 {
@@ -62,7 +79,7 @@ pub fn entry_json(entry: &Entry) -> Value {
 pub fn print_ls(entries: &[Entry], depth: usize, long: bool) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for entry in entries {
-        let name = shown_name(entry, depth);
+        let name = ShownName { entry, depth };
         if long {
             let size = if entry.is_dir() {
                 "-".to_string()

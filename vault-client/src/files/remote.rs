@@ -164,6 +164,19 @@ pub enum Detail {
     Full,
 }
 
+/// Opened entries as runs, each sorted by plaintext path.
+type Runs = Vec<Vec<Entry>>;
+
+/// The entries of `runs` in one vector, each moved once.
+fn concat(runs: impl IntoIterator<Item = Vec<Entry>>) -> Vec<Entry> {
+    let runs: Vec<Vec<Entry>> = runs.into_iter().collect();
+    let mut out = Vec::with_capacity(runs.iter().map(Vec::len).sum());
+    for run in runs {
+        out.extend(run);
+    }
+    out
+}
+
 /// Listings at least this long are decrypted on two threads.
 const PARALLEL_DECRYPT_MIN: usize = 256;
 
@@ -257,18 +270,20 @@ impl EntryOpener {
     /// Opens `infos` and sorts them by plaintext path: a listing's pages arrive as sorted
     /// runs, which the final sort of the whole listing merges instead of sorting again.
     fn open_all(&mut self, infos: Vec<EntryInfo>) -> Result<Vec<Entry>, FilesError> {
-        let opened = infos
-            .into_iter()
-            .map(|info| self.open(info))
-            .collect::<Result<_, _>>()?;
+        // Room for all at once: an entry is a few hundred bytes, and a vector grown by
+        // doubling moves them again at every step.
+        let mut opened = Vec::with_capacity(infos.len());
+        for info in infos {
+            opened.push(self.open(info)?);
+        }
         Ok(sorted_by_path(opened))
     }
 
     /// Opens a page of entries, on two threads when it is long (each with its own cache),
-    /// each half sorted by plaintext path.
-    fn open_page(&mut self, mut infos: Vec<EntryInfo>) -> Result<Vec<Entry>, FilesError> {
+    /// as one or two runs sorted by plaintext path.
+    fn open_page(&mut self, mut infos: Vec<EntryInfo>) -> Result<Runs, FilesError> {
         if infos.len() < PARALLEL_DECRYPT_MIN {
-            return self.open_all(infos);
+            return Ok(vec![self.open_all(infos)?]);
         }
         let second = infos.split_off(infos.len() / 2);
         let mut other = self.clone();
@@ -280,9 +295,7 @@ impl EntryOpener {
                 .unwrap_or_else(|_| Err(FilesError::Usage("decrypting a listing failed".into())));
             (first, second)
         });
-        let mut out = first?;
-        out.extend(second?);
-        Ok(out)
+        Ok(vec![first?, second?])
     }
 }
 
@@ -406,15 +419,14 @@ impl Files {
             self.list_range(dir, &encrypted, recursive, opener, range)
         });
         let (low, high) = tokio::try_join!(low, high)?;
+        let out = concat(low.into_iter().chain(high));
         // `ls FILE`: the server answers with the file alone.
-        if let ([entry], []) = (low.as_slice(), high.as_slice())
+        if let [entry] = out.as_slice()
             && entry.path == *dir
             && !entry.is_dir()
         {
             return Ok(Listed::File(Box::new(entry.clone())));
         }
-        let mut out = low;
-        out.extend(high);
         for entry in &out {
             if !dir.contains(&entry.path) || entry.path == *dir {
                 return Err(FilesError::Integrity(format!(
@@ -438,8 +450,8 @@ impl Files {
         recursive: bool,
         mut opener: EntryOpener,
         (after, before): (Option<String>, Option<String>),
-    ) -> Result<Vec<Entry>, FilesError> {
-        let mut out = Vec::new();
+    ) -> Result<Runs, FilesError> {
+        let (mut out, mut count) = (Runs::new(), 0);
         let what = (recursive, opener.detail);
         let page_after = |after| self.list_page(dir, encrypted, what, (after, before.clone()));
         let mut page = page_after(after).await?;
@@ -455,8 +467,11 @@ impl Files {
                 }
                 None => (None, opener.open_page(infos)),
             };
-            out.extend(opened?);
-            if out.len() > MAX_LIST_ENTRIES {
+            for run in opened? {
+                count += run.len();
+                out.push(run);
+            }
+            if count > MAX_LIST_ENTRIES {
                 return Err(too_many_entries(dir));
             }
             match fetched {
@@ -668,7 +683,7 @@ mod tests {
         let root = keys.encrypt_path(&["top".to_owned()]).expect("encrypt");
         let mut opener = EntryOpener::new(Arc::clone(&keys), &NsRef::Personal, Detail::Full)
             .knowing(&root, &["top".into()]);
-        let opened = opener.open_page(infos).expect("open");
+        let opened = concat(opener.open_page(infos).expect("open"));
         assert_eq!(opened.len(), 2 * PARALLEL_DECRYPT_MIN);
         for entry in opened {
             let i = entry.id / 2;
