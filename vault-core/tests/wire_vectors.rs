@@ -260,3 +260,19 @@ fn listing_entries_are_arrays() {
         },
     );
 }
+
+/// A listing of names is one more field; without it, the encoding is the one servers
+/// before listings of names read.
+#[test]
+fn list_with_and_without_names_only() {
+    let list = |names_only| Request::List {
+        ns: NsRef::Personal,
+        dir: "ab".into(),
+        recursive: false,
+        after: None,
+        before: Some("ab/k".into()),
+        names_only,
+    };
+    check("request_list", list(false));
+    check("request_list_names_only", list(true));
+}
