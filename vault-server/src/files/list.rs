@@ -6,7 +6,7 @@ use vault_core::proto::{ApiError, EntryInfo, EntryKind, NsRef, Response};
 
 use super::{info, paths};
 use crate::db::files::entries;
-use crate::db::files::listing::{self, Scope};
+use crate::db::files::listing::{self, PageQuery, Scope};
 use crate::net::connection::SessionCtx;
 use crate::state::ServerState;
 
@@ -59,19 +59,23 @@ pub async fn list(
                 });
             }
         }
-        let limit = info::PAGE_ENTRIES as i64 + 1;
-        let scope = if recursive {
-            Scope::Subtree(&dir)
-        } else {
-            Scope::Children(&dir)
+        let page = PageQuery {
+            ns: ns.id,
+            scope: if recursive {
+                Scope::Subtree(&dir)
+            } else {
+                Scope::Children(&dir)
+            },
+            after: after.as_deref(),
+            before: before.as_deref(),
+            limit: info::PAGE_ENTRIES as i64 + 1,
         };
-        let range = (after.as_deref(), before.as_deref());
         let (entries, next) = if names_only {
-            let rows = listing::names_page(c, ns.id, scope, range, limit)?;
+            let rows = listing::names_page(c, &page)?;
             let (rows, next) = one_page(rows, |e| &e.path);
             (rows.into_iter().map(info::named_info).collect(), next)
         } else {
-            let rows = listing::page(c, ns.id, scope, range, limit)?;
+            let rows = listing::page(c, &page)?;
             let (rows, next) = one_page(rows, |(e, _, _)| &e.path);
             (rows.into_iter().map(info::listed_info).collect(), next)
         };

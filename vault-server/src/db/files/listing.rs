@@ -47,49 +47,51 @@ pub enum Scope<'a> {
     Subtree(&'a str),
 }
 
-/// Narrows a boxed `entries` query to the entries of `scope` whose paths sort strictly
-/// between the two bounds (either may be open). (A macro: the joined and the plain queries
-/// are different types.)
-macro_rules! in_scope {
-    ($query:expr, $scope:expr, ($after:expr, $before:expr)) => {{
-        let mut query = $query
+/// Which page of a listing to read: up to `limit` visible entries of `scope` whose paths
+/// sort strictly between `after` and `before` (either may be open), by path.
+#[derive(Clone, Copy, Debug)]
+pub struct PageQuery<'a> {
+    pub ns: i64,
+    pub scope: Scope<'a>,
+    pub after: Option<&'a str>,
+    pub before: Option<&'a str>,
+    pub limit: i64,
+}
+
+/// `$from` (`entries` or a join of it) narrowed to the rows of the [`PageQuery`] `$page`,
+/// boxed, in path order. (A macro: the joined and the plain queries are different types.)
+macro_rules! page_of {
+    ($from:expr, $page:expr) => {{
+        let page: &PageQuery<'_> = $page;
+        let mut query = $from
+            .filter(entries::namespace_id.eq(page.ns))
             .filter(entries::trash_id.is_null())
-            .filter(visible!());
-        match $scope {
+            .filter(visible!())
+            .into_boxed();
+        match page.scope {
             Scope::Children(dir) => query = query.filter(entries::parent.eq(dir.to_owned())),
             Scope::Subtree("") => {}
             Scope::Subtree(dir) => query = query.filter(entries::path.like(subtree_pattern(dir))),
         }
-        if let Some(after) = $after {
+        if let Some(after) = page.after {
             query = query.filter(entries::path.gt(after.to_owned()));
         }
-        if let Some(before) = $before {
+        if let Some(before) = page.before {
             query = query.filter(entries::path.lt(before.to_owned()));
         }
-        query.order(entries::path.asc())
+        query.order(entries::path.asc()).limit(page.limit)
     }};
 }
 
-/// Up to `limit` visible entries of `scope` whose paths sort strictly between `after` and
-/// `before` (either may be open), by path.
-pub fn page(
-    conn: &mut DbConn,
-    ns: i64,
-    scope: Scope<'_>,
-    (after, before): (Option<&str>, Option<&str>),
-    limit: i64,
-) -> DbResult<Vec<Listed>> {
+/// The entries of a page with their current versions and version counts.
+pub fn page(conn: &mut DbConn, page: &PageQuery<'_>) -> DbResult<Vec<Listed>> {
     let version_count =
         sql::<BigInt>("(SELECT COUNT(*) FROM versions AS kept WHERE kept.entry_id = entries.id)");
     let current = versions::entry_id
         .eq(entries::id)
         .and(versions::version.nullable().eq(entries::current_version));
-    let query = entries::table
-        .left_join(versions::table.on(current))
-        .filter(entries::namespace_id.eq(ns))
-        .into_boxed();
-    Ok(in_scope!(query, scope, (after, before))
-        .limit(limit)
+    let from = entries::table.left_join(versions::table.on(current));
+    Ok(page_of!(from, page)
         .select((
             ListedEntry::as_select(),
             Option::<ListedVersion>::as_select(),
@@ -100,18 +102,8 @@ pub fn page(
 
 /// [`page`] without the versions: the entries alone, read from the listing index (for
 /// children) without a look at the versions table.
-pub fn names_page(
-    conn: &mut DbConn,
-    ns: i64,
-    scope: Scope<'_>,
-    (after, before): (Option<&str>, Option<&str>),
-    limit: i64,
-) -> DbResult<Vec<ListedEntry>> {
-    let query = entries::table
-        .filter(entries::namespace_id.eq(ns))
-        .into_boxed();
-    Ok(in_scope!(query, scope, (after, before))
-        .limit(limit)
+pub fn names_page(conn: &mut DbConn, page: &PageQuery<'_>) -> DbResult<Vec<ListedEntry>> {
+    Ok(page_of!(entries::table, page)
         .select(ListedEntry::as_select())
         .load(conn)?)
 }
