@@ -451,7 +451,7 @@ impl Files {
         mut opener: EntryOpener,
         (after, before): (Option<String>, Option<String>),
     ) -> Result<Runs, FilesError> {
-        let (mut out, mut count) = (Runs::new(), 0);
+        let mut out = Runs::new();
         let what = (recursive, opener.detail);
         let page_after = |after| self.list_page(dir, encrypted, what, (after, before.clone()));
         let mut page = page_after(after).await?;
@@ -467,11 +467,8 @@ impl Files {
                 }
                 None => (None, opener.open_page(infos)),
             };
-            for run in opened? {
-                count += run.len();
-                out.push(run);
-            }
-            if count > MAX_LIST_ENTRIES {
+            out.extend(opened?);
+            if out.iter().map(Vec::len).sum::<usize>() > MAX_LIST_ENTRIES {
                 return Err(too_many_entries(dir));
             }
             match fetched {
