@@ -335,7 +335,7 @@ pub enum Command {
         #[command(flatten)]
         password: PasswordArgs,
     },
-    /// List a remote directory (default: /) with size, mtime and version count.
+    /// List a remote directory (default: /): names; with -l also size, mtime and version count.
     Ls {
         /// A remote path: /a/b (your space) or @group/a/b.
         path: Option<String>,
