@@ -11,6 +11,8 @@ use anyhow::Context;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use zeroize::Zeroizing;
 
+use crate::cpu;
+
 /// The chunk size of both ceilings: the client's plaintext chunk (SPEC §6.2).
 pub const CHUNK: usize = 1 << 20;
 
@@ -41,15 +43,28 @@ pub fn aead_seal(total: u64) -> anyhow::Result<f64> {
     Ok(rate(chunks * CHUNK as u64, start.elapsed()))
 }
 
+/// A raw transfer: its rate and what it cost.
+#[derive(Clone, Copy, Debug)]
+pub struct Transfer {
+    /// Bytes per second.
+    pub rate: f64,
+    /// CPU time of both endpoints (this whole process) per byte sent, in seconds.
+    pub cpu_per_byte: f64,
+    /// That CPU time as a share of every core's time while the transfer ran.
+    pub busy: f64,
+}
+
 /// Sends `total` bytes on one bidirectional stream from a client endpoint to a server
 /// endpoint, both on loopback in this process; the clock runs from opening the stream to
-/// the receiver's acknowledgement that it read everything. Returns bytes per second.
-pub fn quinn_bulk(total: u64) -> anyhow::Result<f64> {
+/// the receiver's acknowledgement that it read everything. The sender hands quinn the same
+/// 1 MiB buffer again and again without copying it, the receiver takes quinn's buffers as
+/// they are: nothing but the transport.
+pub fn quinn_bulk(total: u64) -> anyhow::Result<Transfer> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start a tokio runtime")?;
     runtime.block_on(quinn_bulk_async(total))
 }
 
-async fn quinn_bulk_async(total: u64) -> anyhow::Result<f64> {
+async fn quinn_bulk_async(total: u64) -> anyhow::Result<Transfer> {
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
     let cert = certified.cert.der().clone();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
@@ -112,20 +127,22 @@ async fn quinn_bulk_async(total: u64) -> anyhow::Result<f64> {
     });
 
     let conn = client.connect(server_addr, "localhost")?.await?;
-    let buffer = vec![0x5au8; CHUNK];
+    let buffer = bytes::Bytes::from(vec![0x5au8; CHUNK]);
+    let cpu_before = cpu::of_this_process();
     let start = Instant::now();
     let (mut send, mut recv) = conn.open_bi().await?;
     let mut sent = 0u64;
     while sent < total {
         let n = (total - sent).min(CHUNK as u64);
-        let n_usize = usize::try_from(n)?;
-        send.write_all(&buffer[..n_usize]).await?;
+        send.write_chunk(buffer.slice(..usize::try_from(n)?))
+            .await?;
         sent += n;
     }
     send.finish()?;
     let mut ack = [0u8; 8];
     recv.read_exact(&mut ack).await?;
     let elapsed = start.elapsed();
+    let cpu = cpu::of_this_process().saturating_sub(cpu_before);
     anyhow::ensure!(
         u64::from_be_bytes(ack) == total,
         "the receiver counted {} bytes, {total} were sent",
@@ -134,7 +151,12 @@ async fn quinn_bulk_async(total: u64) -> anyhow::Result<f64> {
     conn.close(0u8.into(), b"done");
     receiver.await.context("the receiver task failed")??;
     client.wait_idle().await;
-    Ok(rate(total, elapsed))
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    Ok(Transfer {
+        rate: rate(total, elapsed),
+        cpu_per_byte: cpu.as_secs_f64() / total as f64,
+        busy: cpu.as_secs_f64() / (elapsed.as_secs_f64().max(1e-9) * cores as f64),
+    })
 }
 
 /// Bytes per second.
@@ -149,8 +171,9 @@ mod tests {
     #[test]
     fn quinn_bulk_moves_every_byte() {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let rate = quinn_bulk(3 * CHUNK as u64 + 17).expect("transfer");
-        assert!(rate > 0.0);
+        let transfer = quinn_bulk(3 * CHUNK as u64 + 17).expect("transfer");
+        assert!(transfer.rate > 0.0);
+        assert!(transfer.busy >= 0.0 && transfer.cpu_per_byte >= 0.0);
     }
 
     #[test]

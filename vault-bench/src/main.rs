@@ -5,10 +5,12 @@
 
 mod ceiling;
 mod chat;
+mod cpu;
 mod data;
 mod procs;
 mod report;
 mod scenarios;
+mod stages;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -10,7 +10,8 @@ use anyhow::{Context, bail};
 
 /// The password of the benchmark user.
 const PASSWORD: &str = "correct horse battery staple";
-/// GNU time, which reports a child's peak RSS (`%M`, KiB) from `wait4`.
+/// GNU time, which reports a child's peak RSS (`%M`, KiB) and user and system CPU time
+/// (`%U`, `%S`, seconds) from `wait4`.
 const GNU_TIME: &str = "/usr/bin/time";
 
 /// Where the release binaries are.
@@ -53,6 +54,8 @@ pub struct Run {
     pub elapsed: Duration,
     /// Peak resident set size in bytes.
     pub peak_rss: u64,
+    /// User + system CPU time (only with GNU time).
+    pub cpu: Option<Duration>,
     pub stdout: String,
 }
 
@@ -134,6 +137,11 @@ impl Server {
     /// The server's peak RSS so far (`VmHWM`), in bytes.
     pub fn peak_rss(&self) -> anyhow::Result<u64> {
         vm_hwm(self.child.id()).context("cannot read the server's peak RSS from /proc")
+    }
+
+    /// The server's CPU time so far (user + system, every thread).
+    pub fn cpu(&self) -> anyhow::Result<Duration> {
+        crate::cpu::of_process(self.child.id())
     }
 
     /// Stops the server with SIGTERM and waits for it to exit.
@@ -257,7 +265,7 @@ impl Client {
         let mut cmd = match rss_file {
             Some(file) => {
                 let mut cmd = Command::new(GNU_TIME);
-                cmd.args(["-f", "%M", "-o"])
+                cmd.args(["-f", "%M %U %S", "-o"])
                     .arg(file)
                     .arg(self.bins.path("vault"));
                 cmd
@@ -318,25 +326,29 @@ impl Client {
                 stderr.trim()
             );
         }
-        let peak_rss = if gnu_time {
+        let (peak_rss, cpu) = if gnu_time {
             let text = std::fs::read_to_string(rss_file.path())?;
-            let kib: u64 = text
-                .lines()
-                .last()
-                .unwrap_or_default()
-                .trim()
-                .parse()
-                .with_context(|| format!("unexpected output of {GNU_TIME}: {text:?}"))?;
-            kib * 1024
+            gnu_time_figures(&text)
+                .with_context(|| format!("unexpected output of {GNU_TIME}: {text:?}"))?
         } else {
-            sampled
+            (sampled, None)
         };
         Ok(Run {
             elapsed,
             peak_rss,
+            cpu,
             stdout,
         })
     }
+}
+
+/// Peak RSS in bytes and CPU time from the last line GNU time wrote (`%M %U %S`).
+fn gnu_time_figures(text: &str) -> Option<(u64, Option<Duration>)> {
+    let mut fields = text.lines().last()?.split_whitespace();
+    let kib: u64 = fields.next()?.parse().ok()?;
+    let user: f64 = fields.next()?.parse().ok()?;
+    let system: f64 = fields.next()?.parse().ok()?;
+    Some((kib * 1024, Duration::try_from_secs_f64(user + system).ok()))
 }
 
 fn read_all(stream: Option<impl std::io::Read>) -> String {

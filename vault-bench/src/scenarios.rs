@@ -1,5 +1,6 @@
-//! The measured phases, in order: the ceilings; a fresh server for the large `put` and
-//! `get` (its peak RSS covers exactly that phase); a second fresh server for the small
+//! The measured phases, in order: the ceilings; the stages of a large `put` and `get` on
+//! their own ([`stages`]); a fresh server for the large `put` and `get` (its peak RSS
+//! covers exactly that phase, its CPU time is read around each run); a second fresh server for the small
 //! files — `put -r` of a flat directory, `ls` of it, and `vault sync` when the CLI has it;
 //! a third for the chat relay ([`chat`]).
 
@@ -12,6 +13,7 @@ use crate::chat;
 use crate::data;
 use crate::procs::{Bins, Client, Server};
 use crate::report::{Row, median};
+use crate::stages;
 
 /// The `[limits]` lines that lift the per-connection request rate limit.
 pub const LIFTED_LIMITS: &str = "requests_per_second = 1000000\nrequest_burst = 1000000\n";
@@ -20,6 +22,7 @@ pub const LIFTED_LIMITS: &str = "requests_per_second = 1000000\nrequest_burst = 
 const RSS_LIMIT_MIB: f64 = 64.0;
 const MB: f64 = 1e6;
 const MIB: f64 = 1024.0 * 1024.0;
+const GIB: f64 = 1024.0 * MIB;
 
 /// What to measure.
 #[derive(Debug)]
@@ -49,8 +52,17 @@ fn note(what: &str) {
     eprintln!("vault-bench: {what}");
 }
 
-/// The raw quinn and AEAD ceilings; returns the quinn figure in bytes per second.
-fn ceilings(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<f64> {
+/// The raw quinn ceiling as the other phases use it: rate, and CPU per byte with the
+/// share of the cores it kept busy (medians over the runs).
+#[derive(Clone, Copy, Debug)]
+struct Quinn {
+    rate: f64,
+    cpu_per_byte: f64,
+    busy: f64,
+}
+
+/// The raw quinn and AEAD ceilings.
+fn ceilings(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<Quinn> {
     let size = plan.big_bytes;
     let mut quinn = Vec::new();
     let mut aead = Vec::new();
@@ -63,12 +75,27 @@ fn ceilings(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<f64> {
         note(&format!("raw AES-256-GCM, {} MiB (run {run})", size >> 20));
         aead.push(ceiling::aead_seal(size)?);
     }
-    let quinn = median(&quinn);
+    let of = |f: fn(&ceiling::Transfer) -> f64| median(&quinn.iter().map(f).collect::<Vec<_>>());
+    let quinn = Quinn {
+        rate: of(|t| t.rate),
+        cpu_per_byte: of(|t| t.cpu_per_byte),
+        busy: of(|t| t.busy),
+    };
     rows.push(Row::info(
         "raw quinn bulk transfer (ceiling)",
-        quinn / MB,
+        quinn.rate / MB,
         "MB/s",
         "loopback, one stream",
+    ));
+    rows.push(Row::info(
+        "raw quinn CPU",
+        quinn.cpu_per_byte * GIB,
+        "CPU-s/GiB",
+        &format!(
+            "both endpoints; {:.0} % of {} cores busy",
+            quinn.busy * 100.0,
+            cores()
+        ),
     ));
     rows.push(Row::info(
         "raw AES-256-GCM seal (ceiling)",
@@ -79,12 +106,44 @@ fn ceilings(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<f64> {
     Ok(quinn)
 }
 
-/// `put` and `get` of one large file on a fresh server, and the peak RSS of each process.
+/// What one `put` or `get` cost: wall time, peak RSS of the client, CPU of each side.
+#[derive(Debug, Default)]
+struct Transfers {
+    rates: Vec<f64>,
+    peak_rss: u64,
+    client_cpu: Vec<f64>,
+    server_cpu: Vec<f64>,
+}
+
+impl Transfers {
+    /// Runs `vault ARGS` and notes what it cost.
+    fn run(
+        &mut self,
+        server: &Server,
+        client: &Client,
+        args: &[&str],
+        size: u64,
+    ) -> anyhow::Result<()> {
+        let before = server.cpu()?;
+        let done = server.explain(client.run(args, None))?;
+        let server_cpu = server.cpu()?.saturating_sub(before);
+        self.rates.push(ceiling::rate(size, done.elapsed));
+        self.peak_rss = self.peak_rss.max(done.peak_rss);
+        if let Some(cpu) = done.cpu {
+            self.client_cpu.push(cpu.as_secs_f64() / size as f64);
+        }
+        self.server_cpu.push(server_cpu.as_secs_f64() / size as f64);
+        Ok(())
+    }
+}
+
+/// `put` and `get` of one large file on a fresh server, and the peak RSS of each process;
+/// the CPU each took, and the stages they add to the transport measured on their own.
 fn big_files(
     bins: &Bins,
     plan: &Plan,
     work: &Path,
-    quinn: f64,
+    quinn: Quinn,
     rows: &mut Vec<Row>,
 ) -> anyhow::Result<()> {
     let size = plan.big_bytes;
@@ -92,25 +151,28 @@ fn big_files(
     let source = work.join("big.bin");
     note(&format!("writing a {label} file"));
     data::big_file(&source, size)?;
+    let mut measured = Vec::new();
+    for run in 1..=plan.runs {
+        note(&format!(
+            "the stages of put and get on their own (run {run})"
+        ));
+        measured.push(stages::measure(&source, work)?);
+    }
     let server = Server::start(bins, &plan.limits)?;
     let client = server.explain(Client::register(bins, &server, "bench"))?;
     let source_arg = source.to_str().context("temp dir path is not UTF-8")?;
-    let (mut put_rates, mut put_rss) = (Vec::new(), 0);
+    let mut put = Transfers::default();
     for run in 1..=plan.runs {
         note(&format!("put {label} (run {run})"));
-        let done = server.explain(client.run(&["put", source_arg, "/big.bin"], None))?;
-        put_rates.push(ceiling::rate(size, done.elapsed));
-        put_rss = put_rss.max(done.peak_rss);
+        put.run(&server, &client, &["put", source_arg, "/big.bin"], size)?;
     }
     let target = work.join("big.out");
     let target_arg = target.to_str().context("temp dir path is not UTF-8")?;
-    let (mut get_rates, mut get_rss) = (Vec::new(), 0);
+    let mut get = Transfers::default();
     for run in 1..=plan.runs {
         note(&format!("get {label} (run {run})"));
         let _ = std::fs::remove_file(&target);
-        let done = server.explain(client.run(&["get", "/big.bin", target_arg], None))?;
-        get_rates.push(ceiling::rate(size, done.elapsed));
-        get_rss = get_rss.max(done.peak_rss);
+        get.run(&server, &client, &["get", "/big.bin", target_arg], size)?;
         if run == 1 {
             same_contents(&source, &target)?;
         }
@@ -120,31 +182,106 @@ fn big_files(
     let _ = std::fs::remove_file(&target);
     let _ = std::fs::remove_file(&source);
 
-    let quinn_ref = format!("≥ 0.9 × raw quinn ({:.0} MB/s)", quinn / MB);
-    rows.push(Row::at_least(
-        &format!("put {label}"),
-        median(&put_rates) / MB,
-        "MB/s",
-        quinn / MB,
-        0.9,
-        &quinn_ref,
-    ));
-    rows.push(Row::at_least(
-        &format!("get {label}"),
-        median(&get_rates) / MB,
-        "MB/s",
-        quinn / MB,
-        0.9,
-        &quinn_ref,
-    ));
+    let quinn_ref = format!("≥ 0.9 × raw quinn ({:.0} MB/s)", quinn.rate / MB);
+    for (what, transfers) in [("put", &put), ("get", &get)] {
+        rows.push(Row::at_least(
+            &format!("{what} {label}"),
+            median(&transfers.rates) / MB,
+            "MB/s",
+            quinn.rate / MB,
+            0.9,
+            &quinn_ref,
+        ));
+    }
+    let per_gib = |f: fn(&stages::Stages) -> std::time::Duration| {
+        median(
+            &measured
+                .iter()
+                .map(|s| f(s).as_secs_f64() / size as f64)
+                .collect::<Vec<_>>(),
+        )
+    };
+    cpu_rows(
+        "put",
+        &put,
+        [per_gib(|s| s.put_client), per_gib(|s| s.put_server)],
+        quinn,
+        rows,
+    );
+    cpu_rows(
+        "get",
+        &get,
+        [per_gib(|s| s.get_client), per_gib(|s| s.get_server)],
+        quinn,
+        rows,
+    );
     for (figure, bytes) in [
-        (format!("client peak RSS, put {label}"), put_rss),
-        (format!("client peak RSS, get {label}"), get_rss),
+        (format!("client peak RSS, put {label}"), put.peak_rss),
+        (format!("client peak RSS, get {label}"), get.peak_rss),
         (format!("server peak RSS, put+get {label}"), server_rss),
     ] {
         rows.push(rss_row(&figure, bytes));
     }
     Ok(())
+}
+
+/// The CPU a transfer took on each side, the CPU its stages took on their own
+/// (`[client, server]`, seconds per byte), and the highest ratio to the raw quinn rate
+/// those stages leave room for: the transfer needs at least the ceiling's CPU for the
+/// transport plus its stages, and can at best keep every core busy where the ceiling kept
+/// `quinn.busy` of them, so its rate is at most
+/// `raw quinn rate × quinn CPU ÷ (quinn.busy × (quinn CPU + stages CPU))`.
+fn cpu_rows(
+    what: &str,
+    transfers: &Transfers,
+    [client_stages, server_stages]: [f64; 2],
+    quinn: Quinn,
+    rows: &mut Vec<Row>,
+) {
+    let stages = client_stages + server_stages;
+    if transfers.client_cpu.is_empty() {
+        rows.push(Row::not_available(
+            &format!("{what} CPU"),
+            "CPU-s/GiB",
+            "client + server",
+            "no /usr/bin/time",
+        ));
+    } else {
+        let (client, server) = (median(&transfers.client_cpu), median(&transfers.server_cpu));
+        rows.push(Row::info(
+            &format!("{what} CPU"),
+            (client + server) * GIB,
+            "CPU-s/GiB",
+            &format!(
+                "client {:.2} + server {:.2}; less the stages: {:.2}",
+                client * GIB,
+                server * GIB,
+                (client + server - stages) * GIB
+            ),
+        ));
+    }
+    rows.push(Row::info(
+        &format!("{what} stages alone"),
+        stages * GIB,
+        "CPU-s/GiB",
+        &format!(
+            "client {:.2} + server {:.2}, one thread, no network",
+            client_stages * GIB,
+            server_stages * GIB
+        ),
+    ));
+    let bound = quinn.cpu_per_byte / (quinn.busy * (quinn.cpu_per_byte + stages));
+    rows.push(Row::info(
+        &format!("{what}: best ratio possible here"),
+        bound,
+        "× quinn",
+        "raw quinn CPU ÷ (its busy share × (raw quinn CPU + stages))",
+    ));
+}
+
+/// The cores this process may run on.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// Small files on a fresh server: `put -r` of a flat directory, `ls` of it, and the
