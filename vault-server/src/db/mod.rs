@@ -1,6 +1,7 @@
 //! The database: one code path for SQLite (embedded default) and PostgreSQL, through
 //! diesel's `MultiConnection`. `Db` is a connection pool whose `run` moves blocking
-//! diesel work off the async runtime. Migrations for both backends are embedded.
+//! diesel work off the async runtime, onto one thread per connection (`workers`).
+//! Migrations for both backends are embedded.
 //!
 //! Point lookups by a unique key use `get_result`, not `first`: `first` adds a bound
 //! `LIMIT ?`, and the bundled SQLite (built with STAT4) marks such a parameter as one
@@ -17,6 +18,7 @@ pub mod sessions;
 pub mod settings;
 pub mod throttle;
 pub mod users;
+mod workers;
 
 use std::time::Duration;
 
@@ -60,11 +62,12 @@ pub enum DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
-/// A pool of database connections, cheap to clone.
+/// A pool of database connections and the threads that use them, cheap to clone.
 #[derive(Clone)]
 pub struct Db {
     pool: Pool<ConnectionManager<DbConn>>,
     backend: Backend,
+    workers: workers::Workers,
 }
 
 impl std::fmt::Debug for Db {
@@ -141,8 +144,9 @@ impl Db {
             })?;
         }
         let manager = ConnectionManager::<DbConn>::new(conn_url);
+        let connections = if backend == Backend::Sqlite { 4 } else { 8 };
         let pool = Pool::builder()
-            .max_size(if backend == Backend::Sqlite { 4 } else { 8 })
+            .max_size(connections)
             .connection_timeout(Duration::from_secs(10))
             .connection_customizer(Box::new(SqlitePragmas))
             .build(manager)
@@ -150,7 +154,16 @@ impl Db {
                 url: redact_url(url),
                 reason: e.to_string(),
             })?;
-        Ok(Db { pool, backend })
+        let workers =
+            workers::Workers::start(connections as usize, "db").map_err(|e| DbError::Open {
+                url: redact_url(url),
+                reason: format!("cannot start the database threads: {e}"),
+            })?;
+        Ok(Db {
+            pool,
+            backend,
+            workers,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -174,8 +187,9 @@ impl Db {
         Ok(self.pool.get()?)
     }
 
-    /// Runs blocking database work on tokio's blocking pool. The closure may return any
-    /// error type that a `DbError` converts into (`DbError` itself, or a wire `ApiError`).
+    /// Runs blocking database work on one of the database threads. The closure may
+    /// return any error type that a `DbError` converts into (`DbError` itself, or a wire
+    /// `ApiError`).
     pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>
     where
         T: Send + 'static,
@@ -183,12 +197,13 @@ impl Db {
         F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
     {
         let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(DbError::from)?;
-            work(&mut conn)
-        })
-        .await
-        .map_err(|_| E::from(DbError::Worker))?
+        self.workers
+            .run(move || {
+                let mut conn = pool.get().map_err(DbError::from)?;
+                work(&mut conn)
+            })
+            .await
+            .ok_or_else(|| E::from(DbError::Worker))?
     }
 }
 
