@@ -372,3 +372,18 @@ fn vm_hwm(pid: u32) -> Option<u64> {
         .ok()?;
     Some(kib * 1024)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gnu_time_figures_come_from_the_last_line() {
+        // GNU time puts a note about a failed command on a line of its own before them.
+        let text = "Command exited with non-zero status 1\n20480 1.52 0.25\n";
+        let (rss, cpu) = gnu_time_figures(text).expect("figures");
+        assert_eq!(rss, 20480 * 1024);
+        assert_eq!(cpu, Some(Duration::from_millis(1770)));
+        assert_eq!(gnu_time_figures("20480\n"), None);
+    }
+}

@@ -1,8 +1,8 @@
 //! The measured phases, in order: the ceilings; the stages of a large `put` and `get` on
 //! their own ([`stages`]); a fresh server for the large `put` and `get` (its peak RSS
-//! covers exactly that phase, its CPU time is read around each run); a second fresh server for the small
-//! files — `put -r` of a flat directory, `ls` of it, and `vault sync` when the CLI has it;
-//! a third for the chat relay ([`chat`]).
+//! covers exactly that phase, its CPU time is read around each run); a second fresh
+//! server for the small files — `put -r` of a flat directory, `ls` of it, and `vault sync`
+//! when the CLI has it; a third for the chat relay ([`chat`]).
 
 use std::path::Path;
 
