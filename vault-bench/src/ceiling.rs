@@ -1,14 +1,18 @@
 //! The ceilings every figure is a fraction of, measured in this process on this machine:
 //! a bare quinn bulk transfer over loopback (rustls with aws-lc-rs, the transport settings
 //! of `vault-server` and `vault`), and single-threaded AES-256-GCM sealing of 1 MiB chunks
-//! with aws-lc-rs, as the client seals file contents.
+//! with aws-lc-rs, as the client seals file contents. Also the same quinn transfer into a
+//! second process, which is not a ceiling but shows what the separation costs.
 
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use rustls::pki_types::CertificateDer;
 use zeroize::Zeroizing;
 
 use crate::cpu;
@@ -48,10 +52,21 @@ pub fn aead_seal(total: u64) -> anyhow::Result<f64> {
 pub struct Transfer {
     /// Bytes per second.
     pub rate: f64,
-    /// CPU time of both endpoints (this whole process) per byte sent, in seconds.
+    /// CPU time of both endpoints per byte sent, in seconds.
     pub cpu_per_byte: f64,
     /// That CPU time as a share of every core's time while the transfer ran.
     pub busy: f64,
+}
+
+impl Transfer {
+    fn new(total: u64, elapsed: Duration, cpu: Duration) -> Transfer {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Transfer {
+            rate: rate(total, elapsed),
+            cpu_per_byte: cpu.as_secs_f64() / total as f64,
+            busy: cpu.as_secs_f64() / (elapsed.as_secs_f64().max(1e-9) * cores as f64),
+        }
+    }
 }
 
 /// Sends `total` bytes on one bidirectional stream from a client endpoint to a server
@@ -61,74 +76,162 @@ pub struct Transfer {
 /// they are: nothing but the transport.
 pub fn quinn_bulk(total: u64) -> anyhow::Result<Transfer> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start a tokio runtime")?;
-    runtime.block_on(quinn_bulk_async(total))
+    runtime.block_on(async {
+        let (server, cert) = receiving_endpoint()?;
+        let server_addr = server.local_addr()?;
+        let receiver = tokio::spawn(receive_one(server));
+        let client = sending_endpoint(cert)?;
+        let conn = client.connect(server_addr, "localhost")?.await?;
+        let cpu_before = cpu::of_this_process();
+        let elapsed = send_all(&conn, total).await?;
+        let cpu = cpu::of_this_process().saturating_sub(cpu_before);
+        conn.close(0u8.into(), b"done");
+        receiver.await.context("the receiver task failed")??;
+        client.wait_idle().await;
+        Ok(Transfer::new(total, elapsed, cpu))
+    })
 }
 
-async fn quinn_bulk_async(total: u64) -> anyhow::Result<Transfer> {
+/// The flag that makes `vault-bench` the receiving process of [`quinn_bulk_two_processes`].
+pub const RECEIVER_FLAG: &str = "--quinn-receiver";
+
+/// [`quinn_bulk`] with the receiver in a second process (this executable with
+/// [`RECEIVER_FLAG`]), as a client and a server are; the CPU time is both processes'.
+/// Not a ceiling: it shows what the separation alone costs the transport.
+pub fn quinn_bulk_two_processes(total: u64) -> anyhow::Result<Transfer> {
+    let mut child = Command::new(std::env::current_exe().context("cannot find this executable")?)
+        .arg(RECEIVER_FLAG)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start the receiving process")?;
+    let result = send_to_child(&mut child, total);
+    if result.is_err() {
+        let _ = child.kill();
+    }
+    let status = child.wait().context("the receiving process was lost")?;
+    let transfer = result?;
+    anyhow::ensure!(status.success(), "the receiving process failed ({status})");
+    Ok(transfer)
+}
+
+fn send_to_child(child: &mut std::process::Child, total: u64) -> anyhow::Result<Transfer> {
+    let mut line = String::new();
+    BufReader::new(
+        child
+            .stdout
+            .take()
+            .context("no stdout of the receiving process")?,
+    )
+    .read_line(&mut line)?;
+    let (addr, cert) = line
+        .trim()
+        .split_once(' ')
+        .with_context(|| format!("the receiving process said {line:?}"))?;
+    let addr: SocketAddr = addr.parse()?;
+    let cert = from_hex(cert).context("the receiving process sent a bad certificate")?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start a tokio runtime")?;
+    runtime.block_on(async {
+        let client = sending_endpoint(cert.into())?;
+        let conn = client.connect(addr, "localhost")?.await?;
+        let (mine, theirs) = (cpu::of_this_process(), cpu::of_process(child.id())?);
+        let elapsed = send_all(&conn, total).await?;
+        // The receiver waits for this side to close, so it is still there to be read.
+        let cpu = cpu::of_this_process().saturating_sub(mine)
+            + cpu::of_process(child.id())?.saturating_sub(theirs);
+        conn.close(0u8.into(), b"done");
+        client.wait_idle().await;
+        Ok(Transfer::new(total, elapsed, cpu))
+    })
+}
+
+/// The receiving process of [`quinn_bulk_two_processes`]: prints its address and
+/// certificate (hex DER) on one line, takes one connection's stream, answers with the byte
+/// count and waits for the sender to close.
+pub fn serve_one_transfer() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start a tokio runtime")?;
+    runtime.block_on(async {
+        let (server, cert) = receiving_endpoint()?;
+        let mut out = std::io::stdout();
+        writeln!(out, "{} {}", server.local_addr()?, to_hex(&cert))?;
+        out.flush()?;
+        receive_one(server).await
+    })
+}
+
+/// A server endpoint on a free loopback port with a fresh self-signed certificate and the
+/// transport settings of `vault-server/src/net/mod.rs` (with the default limits).
+fn receiving_endpoint() -> anyhow::Result<(quinn::Endpoint, CertificateDer<'static>)> {
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
     let cert = certified.cert.der().clone();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-
-    let mut server_tls = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_single_cert(vec![cert.clone()], key)?;
-    server_tls.alpn_protocols = vec![b"bench".to_vec()];
-    let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(
-        quinn::crypto::rustls::QuicServerConfig::try_from(server_tls)?,
+    tls.alpn_protocols = vec![b"bench".to_vec()];
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(
+        quinn::crypto::rustls::QuicServerConfig::try_from(tls)?,
     ));
-    // As `vault-server/src/net/mod.rs` sets them (with the default limits).
     let mut transport = quinn::TransportConfig::default();
     transport
         .max_concurrent_bidi_streams(64u8.into())
         .max_concurrent_uni_streams(0u8.into())
         .max_idle_timeout(Some(Duration::from_secs(60).try_into()?));
-    server_config.transport_config(Arc::new(transport));
+    config.transport_config(Arc::new(transport));
     let loopback: SocketAddr = "127.0.0.1:0".parse()?;
-    let server = quinn::Endpoint::server(server_config, loopback)?;
-    let server_addr = server.local_addr()?;
+    Ok((quinn::Endpoint::server(config, loopback)?, cert))
+}
 
+/// A client endpoint on loopback that trusts `cert`, with the transport settings of
+/// `vault-client/src/transport.rs`.
+fn sending_endpoint(cert: CertificateDer<'static>) -> anyhow::Result<quinn::Endpoint> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert)?;
-    let mut client_tls = rustls::ClientConfig::builder_with_provider(provider)
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    client_tls.alpn_protocols = vec![b"bench".to_vec()];
-    let mut client_config = quinn::ClientConfig::new(Arc::new(
-        quinn::crypto::rustls::QuicClientConfig::try_from(client_tls)?,
+    tls.alpn_protocols = vec![b"bench".to_vec()];
+    let mut config = quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls)?,
     ));
-    // As `vault-client/src/transport.rs` sets them.
     let mut transport = quinn::TransportConfig::default();
     transport
         .keep_alive_interval(Some(Duration::from_secs(10)))
         .max_idle_timeout(Some(Duration::from_secs(60).try_into()?));
-    client_config.transport_config(Arc::new(transport));
-    let mut client = quinn::Endpoint::client(loopback)?;
-    client.set_default_client_config(client_config);
+    config.transport_config(Arc::new(transport));
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+    endpoint.set_default_client_config(config);
+    Ok(endpoint)
+}
 
-    let receiver = tokio::spawn(async move {
-        let incoming = server
-            .accept()
-            .await
-            .context("the server endpoint closed")?;
-        let conn = incoming.await?;
-        let (mut send, mut recv) = conn.accept_bi().await?;
-        let mut received = 0u64;
-        while let Some(chunk) = recv.read_chunk(usize::MAX, true).await? {
-            received += chunk.bytes.len() as u64;
-        }
-        send.write_all(&received.to_be_bytes()).await?;
-        send.finish()?;
-        // Keep the connection until the sender has read the acknowledgement.
-        conn.closed().await;
-        anyhow::Ok(())
-    });
+/// Takes one connection's first stream to its end, answers with the byte count, and keeps
+/// the connection until the sender has read the answer and closed it.
+async fn receive_one(server: quinn::Endpoint) -> anyhow::Result<()> {
+    let incoming = server
+        .accept()
+        .await
+        .context("the server endpoint closed")?;
+    let conn = incoming.await?;
+    let (mut send, mut recv) = conn.accept_bi().await?;
+    let mut received = 0u64;
+    while let Some(chunk) = recv.read_chunk(usize::MAX, true).await? {
+        received += chunk.bytes.len() as u64;
+    }
+    send.write_all(&received.to_be_bytes()).await?;
+    send.finish()?;
+    conn.closed().await;
+    Ok(())
+}
 
-    let conn = client.connect(server_addr, "localhost")?.await?;
+/// Sends `total` bytes on a new stream, one 1 MiB buffer again and again without a copy,
+/// and waits for the receiver's count; returns the time from opening the stream to the
+/// count.
+async fn send_all(conn: &quinn::Connection, total: u64) -> anyhow::Result<Duration> {
     let buffer = bytes::Bytes::from(vec![0x5au8; CHUNK]);
-    let cpu_before = cpu::of_this_process();
     let start = Instant::now();
     let (mut send, mut recv) = conn.open_bi().await?;
     let mut sent = 0u64;
@@ -142,21 +245,26 @@ async fn quinn_bulk_async(total: u64) -> anyhow::Result<Transfer> {
     let mut ack = [0u8; 8];
     recv.read_exact(&mut ack).await?;
     let elapsed = start.elapsed();
-    let cpu = cpu::of_this_process().saturating_sub(cpu_before);
     anyhow::ensure!(
         u64::from_be_bytes(ack) == total,
         "the receiver counted {} bytes, {total} were sent",
         u64::from_be_bytes(ack)
     );
-    conn.close(0u8.into(), b"done");
-    receiver.await.context("the receiver task failed")??;
-    client.wait_idle().await;
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    Ok(Transfer {
-        rate: rate(total, elapsed),
-        cpu_per_byte: cpu.as_secs_f64() / total as f64,
-        busy: cpu.as_secs_f64() / (elapsed.as_secs_f64().max(1e-9) * cores as f64),
-    })
+    Ok(elapsed)
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Bytes per second.
@@ -174,6 +282,15 @@ mod tests {
         let transfer = quinn_bulk(3 * CHUNK as u64 + 17).expect("transfer");
         assert!(transfer.rate > 0.0);
         assert!(transfer.busy >= 0.0 && transfer.cpu_per_byte >= 0.0);
+    }
+
+    #[test]
+    fn certificates_cross_the_process_boundary_as_hex() {
+        let der = [0x00, 0x5a, 0xff, 0x10];
+        assert_eq!(to_hex(&der), "005aff10");
+        assert_eq!(from_hex("005aff10").as_deref(), Some(&der[..]));
+        assert_eq!(from_hex("005"), None);
+        assert_eq!(from_hex("zz"), None);
     }
 
     #[test]

@@ -64,23 +64,27 @@ struct Quinn {
 /// The raw quinn and AEAD ceilings.
 fn ceilings(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<Quinn> {
     let size = plan.big_bytes;
-    let mut quinn = Vec::new();
-    let mut aead = Vec::new();
+    let (mut quinn, mut apart, mut aead) = (Vec::new(), Vec::new(), Vec::new());
     for run in 1..=plan.runs {
         note(&format!(
             "raw quinn, {} MiB on one stream (run {run})",
             size >> 20
         ));
         quinn.push(ceiling::quinn_bulk(size)?);
+        note(&format!(
+            "raw quinn into a second process, {} MiB (run {run})",
+            size >> 20
+        ));
+        apart.push(ceiling::quinn_bulk_two_processes(size)?);
         note(&format!("raw AES-256-GCM, {} MiB (run {run})", size >> 20));
         aead.push(ceiling::aead_seal(size)?);
     }
-    let of = |f: fn(&ceiling::Transfer) -> f64| median(&quinn.iter().map(f).collect::<Vec<_>>());
-    let quinn = Quinn {
-        rate: of(|t| t.rate),
-        cpu_per_byte: of(|t| t.cpu_per_byte),
-        busy: of(|t| t.busy),
+    let of = |transfers: &[ceiling::Transfer]| Quinn {
+        rate: median(&transfers.iter().map(|t| t.rate).collect::<Vec<_>>()),
+        cpu_per_byte: median(&transfers.iter().map(|t| t.cpu_per_byte).collect::<Vec<_>>()),
+        busy: median(&transfers.iter().map(|t| t.busy).collect::<Vec<_>>()),
     };
+    let (quinn, apart) = (of(&quinn), of(&apart));
     rows.push(Row::info(
         "raw quinn bulk transfer (ceiling)",
         quinn.rate / MB,
@@ -95,6 +99,16 @@ fn ceilings(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<Quinn> {
             "both endpoints; {:.0} % of {} cores busy",
             quinn.busy * 100.0,
             cores()
+        ),
+    ));
+    rows.push(Row::info(
+        "raw quinn into a second process",
+        apart.rate / MB,
+        "MB/s",
+        &format!(
+            "not a ceiling: the receiver in its own process; {:.2} CPU-s/GiB, {:.0} % busy",
+            apart.cpu_per_byte * GIB,
+            apart.busy * 100.0
         ),
     ));
     rows.push(Row::info(
