@@ -35,6 +35,11 @@ fn clock(id: ClockId) -> Duration {
     )
 }
 
+/// The cores this process may run on.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// `utime + stime` (fields 14 and 15) of a `/proc/PID/stat` line. The command name (field
 /// 2) is in parentheses and may hold spaces and parentheses, so the fields are counted
 /// from the last `)`.

@@ -98,7 +98,7 @@ fn ceilings(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<Quinn> {
         &format!(
             "both endpoints; {:.0} % of {} cores busy",
             quinn.busy * 100.0,
-            cores()
+            crate::cpu::cores()
         ),
     ));
     rows.push(Row::info(
@@ -291,11 +291,6 @@ fn cpu_rows(
         "× quinn",
         "raw quinn CPU ÷ (its busy share × (raw quinn CPU + stages))",
     ));
-}
-
-/// The cores this process may run on.
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// Small files on a fresh server: `put -r` of a flat directory, `ls` of it, and the
