@@ -1,5 +1,6 @@
 //! `ServerState`: what every connection handler shares (config, database, blob store, mailer, the
-//! live-session registry, the chat hub and the guards that bound expensive work).
+//! live-session registry, the chat hub, the hashes of uploads in progress and the guards that
+//! bound expensive work).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -12,6 +13,7 @@ use crate::blobs::BlobStore;
 use crate::chat::Chat;
 use crate::config::Config;
 use crate::db::Db;
+use crate::files::upload_hash::UploadHashes;
 use crate::live::LiveSessions;
 use crate::mail::Mailer;
 
@@ -34,6 +36,8 @@ pub struct ServerState {
     /// Bounds concurrent Argon2 work (memory-hard: each run takes `auth_hash.memory_kib`).
     pub hashing: Semaphore,
     pub in_flight: InFlight,
+    /// BLAKE3 of the large uploads being received, as their bytes arrive.
+    pub upload_hashes: UploadHashes,
     connections_per_ip: Mutex<HashMap<IpAddr, u32>>,
     /// Woken whenever a connection slot is freed.
     slot_freed: Notify,
@@ -51,8 +55,10 @@ impl ServerState {
         let permits = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
+        let upload_expiry = std::time::Duration::from_secs(config.files.upload_expiry_s);
         ServerState {
             chat: Chat::new(&config.chat),
+            upload_hashes: UploadHashes::new(upload_expiry),
             config,
             db,
             blobs,

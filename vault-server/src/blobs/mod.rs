@@ -8,15 +8,20 @@
 //! [`BlobStore::put_many`] writes many whole blobs at once, each atomically, durable when
 //! it returns, with as few syncs as the backend allows.
 //!
+//! The BLAKE3 of each blob's bytes is recorded with its version ([`hash`]), so that
+//! `fsck --read-data` and the server's scrub can tell when stored bytes changed.
+//!
 //! [`FsBlobStore`] is the local filesystem backend (the embedded default). The calls are
 //! blocking; async callers run them in `spawn_blocking`.
 
 mod fs;
+pub mod hash;
 
 use std::fmt;
 use std::io::{self, Read, Seek, Write};
 
 pub use fs::FsBlobStore;
+pub use hash::BlobHash;
 
 /// A server-chosen blob id: 32 lowercase hex characters (128 random bits).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

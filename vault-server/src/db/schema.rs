@@ -132,6 +132,7 @@ diesel::table! {
         sealed_meta -> Binary,
         generation -> BigInt,
         created_at -> BigInt,
+        blob_blake3 -> Nullable<Binary>,
     }
 }
 

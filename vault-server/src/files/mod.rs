@@ -24,6 +24,7 @@ pub mod small;
 mod trash;
 mod tree;
 pub mod upload;
+pub mod upload_hash;
 mod usage;
 mod versions;
 

@@ -21,7 +21,8 @@
 //! two requests leaves them behind, and expired uploads hold neither quota nor a place
 //! under the open-upload limit.
 //!
-//! `upload_put_many` makes every blob durable before its transaction. After a crash in
+//! `upload_put_many` makes every blob durable before its transaction, and hashes each
+//! (BLAKE3, recorded with its version) from the bytes it holds in memory. After a crash in
 //! between, the uploads are still open with their blobs sealed, exactly as after a crash
 //! inside `upload_commit`: `upload_status` reports them complete and `upload_commit`
 //! would finish them; otherwise `gc` drops the rows when they expire and then the blobs
@@ -37,7 +38,7 @@ use vault_core::units::format_size;
 
 use super::upload::{self, KnownPaths, blocking, gone, store_error};
 use super::{Failure, Stamp};
-use crate::blobs::BlobId;
+use crate::blobs::{BlobHash, BlobId, hash};
 use crate::db::files::entries::{self, Entry};
 use crate::db::files::namespaces::{self, Namespace};
 use crate::db::files::uploads::{self, Upload};
@@ -149,6 +150,8 @@ struct Accepted {
     upload_id: i64,
     wrapped_key: Vec<u8>,
     sealed_meta: Vec<u8>,
+    /// BLAKE3 of the sealed bytes, filled in when they are stored.
+    blob_hash: BlobHash,
 }
 
 /// Serves `upload_put_many`: stores the blobs of every upload that is in order, durably,
@@ -215,6 +218,7 @@ pub async fn put_many(
                     upload_id: file.upload_id,
                     wrapped_key: file.wrapped_key.into_vec(),
                     sealed_meta: file.sealed_meta.into_vec(),
+                    blob_hash: [0; 32],
                 });
             }
             Err(e) => results[index] = Some(Err(e)),
@@ -222,12 +226,16 @@ pub async fn put_many(
     }
 
     if let Some(ns_id) = ns_id.filter(|_| !accepted.is_empty()) {
-        blocking(state, move |b| {
+        let hashes = blocking(state, move |b| {
             let batch: Vec<(BlobId, &[u8])> = blobs
                 .iter()
                 .map(|(id, bytes)| (id.clone(), bytes.as_slice()))
                 .collect();
-            b.put_many(&batch)
+            b.put_many(&batch)?;
+            Ok(blobs
+                .iter()
+                .map(|(_, bytes)| hash::of_bytes(bytes))
+                .collect::<Vec<BlobHash>>())
         })
         .await
         .map_err(|e| {
@@ -239,6 +247,9 @@ pub async fn put_many(
                 store_error("writing a batch of small files failed", &e)
             }
         })?;
+        for (file, blob_hash) in accepted.iter_mut().zip(hashes) {
+            file.blob_hash = blob_hash;
+        }
 
         let retention = upload::retention(state);
         let committed = super::write(state, ns_id, move |c, ns| {
@@ -326,7 +337,8 @@ fn commit(
                 Err(failure) => return Err(failure),
             }
         }
-        upload::insert_version(c, upload, &file.wrapped_key, &file.sealed_meta, stamp.now)?;
+        let keys = (file.wrapped_key.as_slice(), file.sealed_meta.as_slice());
+        upload::insert_version(c, upload, keys, &file.blob_hash, stamp.now)?;
         added += upload.sealed_size;
         committed.push(upload.id);
         current.insert(entry.id, (upload.version, entry));

@@ -1,8 +1,8 @@
 //! Uploads: `upload_open` (quota checked, version reserved, the file's row created
-//! invisible if new) → `upload_data` (raw sealed bytes appended to the partial blob, whole
-//! chunks acknowledged, resumable) → `upload_commit` (blob sealed, then one transaction
-//! makes the version current). Nothing is visible before the commit; `upload_abort`
-//! drops the upload.
+//! invisible if new) → `upload_data` (raw sealed bytes appended to the partial blob and
+//! hashed as they arrive, whole chunks acknowledged, resumable) → `upload_commit` (blob
+//! sealed, then one transaction makes the version current and records the blob's BLAKE3).
+//! Nothing is visible before the commit; `upload_abort` drops the upload.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -14,8 +14,9 @@ use vault_core::format::meta::SEALED_META_LEN;
 use vault_core::format::stream::{SEALED_CHUNK_LEN, plaintext_len};
 use vault_core::proto::{ApiError, ErrorCode, NsRef, OpenedUpload, Response, parent_of};
 
+use super::upload_hash::ArrivalHasher;
 use super::{Failure, Stamp, info, paths, tree};
-use crate::blobs::{BlobId, BlobStore};
+use crate::blobs::{BlobHash, BlobId, BlobStore, hash};
 use crate::db::files::entries::{self, Entry};
 use crate::db::files::namespaces::{self, Namespace};
 use crate::db::files::uploads::{self, NewUpload, Upload};
@@ -315,9 +316,10 @@ pub async fn status(
 }
 
 /// Serves `upload_data`: appends the raw bytes that follow the request on `body` to the
-/// upload's partial blob, from `offset` (which must be what `upload_status` reports).
-/// Memory stays bounded whatever the size. Bytes beyond the declared size and write
-/// errors cut the partial back to whole chunks.
+/// upload's partial blob, from `offset` (which must be what `upload_status` reports), and
+/// hashes them on the way ([`super::upload_hash`]). Memory stays bounded whatever the
+/// size. Bytes beyond the declared size and write errors cut the partial back to whole
+/// chunks.
 pub async fn receive<R: AsyncRead + Unpin>(
     state: &ServerState,
     session: &SessionCtx,
@@ -347,20 +349,25 @@ pub async fn receive<R: AsyncRead + Unpin>(
         };
     }
 
+    let mut hashing = state.upload_hashes.begin(&id, offset);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(QUEUE_LEN);
     let writer = {
         let blobs = Arc::clone(&state.blobs);
         let id = id.clone();
-        tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+        let mut hasher = hashing.take_hasher();
+        tokio::task::spawn_blocking(move || -> std::io::Result<(u64, Option<ArrivalHasher>)> {
             let mut out = blobs.write_partial(&id, offset)?;
             let mut written = 0u64;
             while let Some(buf) = rx.blocking_recv() {
                 out.write_all(&buf)?;
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&buf);
+                }
                 written += buf.len() as u64;
             }
             out.flush()?;
             out.sync()?;
-            Ok(written)
+            Ok((written, hasher))
         })
     };
 
@@ -397,19 +404,27 @@ pub async fn receive<R: AsyncRead + Unpin>(
     match written {
         Err(e) => {
             cut_back(state, &id, size).await;
+            drop(hashing);
             Err(store_error("writing an upload failed", &e))
         }
-        Ok(_) if over => {
+        Ok((_, hasher)) if over => {
             cut_back(state, &id, size).await;
+            hashing.finish(hasher, size);
             Err(too_many(size))
         }
-        Ok(_) if broken => Err(ApiError::bad_request(
-            "the upload stream broke; ask upload_status and resume",
-        )),
-        Ok(written) => Ok(Response::UploadStatus {
-            received: acknowledged(offset + written, size),
-            sealed_size: size,
-        }),
+        Ok((_, hasher)) if broken => {
+            hashing.finish(hasher, size);
+            Err(ApiError::bad_request(
+                "the upload stream broke; ask upload_status and resume",
+            ))
+        }
+        Ok((written, hasher)) => {
+            hashing.finish(hasher, size);
+            Ok(Response::UploadStatus {
+                received: acknowledged(offset + written, size),
+                sealed_size: size,
+            })
+        }
     }
 }
 
@@ -500,14 +515,15 @@ pub(super) fn ensure_parent(
 }
 
 /// The heart of `upload_commit` inside the namespace's write transaction, for an upload
-/// whose blob is sealed and whose parents exist ([`ensure_parent`]): inserts the version.
-/// The caller then makes it current (`entries::set_current`), prunes ([`prune`]), adds
-/// the bytes to `used_bytes` and drops the upload row.
+/// whose blob is sealed (and hashed: `blob_hash`) and whose parents exist
+/// ([`ensure_parent`]): inserts the version. The caller then makes it current
+/// (`entries::set_current`), prunes ([`prune`]), adds the bytes to `used_bytes` and drops
+/// the upload row.
 pub(super) fn insert_version(
     c: &mut DbConn,
     upload: &Upload,
-    wrapped_key: &[u8],
-    sealed_meta: &[u8],
+    (wrapped_key, sealed_meta): (&[u8], &[u8]),
+    blob_hash: &BlobHash,
     now: i64,
 ) -> Result<(), Failure> {
     versions::insert(
@@ -521,6 +537,7 @@ pub(super) fn insert_version(
             sealed_meta,
             generation: upload.generation,
             created_at: now,
+            blob_blake3: Some(blob_hash.as_slice()),
         },
     )?;
     Ok(())
@@ -576,11 +593,20 @@ pub async fn commit(
     .await?;
 
     let id = blob_id(&upload)?;
-    let sealed = blocking(state, move |b| {
-        if b.size(&id)? == Some(size) {
-            return Ok(size);
-        }
-        b.seal_partial(&id)
+    let arrived = state.upload_hashes.complete(&id, size);
+    let sealing = id.clone();
+    let (sealed, blob_hash) = blocking(state, move |b| {
+        let sealed = if b.size(&sealing)? == Some(size) {
+            size
+        } else {
+            b.seal_partial(&sealing)?
+        };
+        let blob_hash = match arrived {
+            Some(h) => h,
+            // Not every byte was hashed here as it arrived: read the blob once.
+            None => hash::of_blob(b, &sealing, &mut |_| Ok(()))?.hash,
+        };
+        Ok((sealed, blob_hash))
     })
     .await
     .map_err(|e| store_error("sealing an upload failed", &e))?;
@@ -592,7 +618,7 @@ pub async fn commit(
     }
 
     let retention = retention(state);
-    super::write(state, ns_id, move |c, ns| {
+    let committed = super::write(state, ns_id, move |c, ns| {
         let upload = uploads::get(c, upload_id)?.ok_or_else(gone)?;
         crate::groups::files::check_commit(c, ns, &upload)?;
         let entry = entries::by_id(c, upload.entry_id)?.ok_or_else(gone)?;
@@ -607,7 +633,8 @@ pub async fn commit(
             &mut KnownPaths::default(),
         )?;
         let revision = stamp.revision(c)?;
-        insert_version(c, &upload, &wrapped_key, &sealed_meta, stamp.now)?;
+        let keys = (wrapped_key.as_slice(), sealed_meta.as_slice());
+        insert_version(c, &upload, keys, &blob_hash, stamp.now)?;
         entries::set_current(c, entry.id, upload.version, revision, stamp.now)?;
         let freed = prune(c, &entry, upload.version, retention, stamp.now)?;
         namespaces::add_used(c, ns.id, upload.sealed_size - freed)?;
@@ -615,7 +642,11 @@ pub async fn commit(
         let row = entries::by_id(c, entry.id)?.ok_or_else(ApiError::internal)?;
         Ok(Response::Entry(info::entry_info(c, &row)?))
     })
-    .await
+    .await;
+    if committed.is_ok() {
+        state.upload_hashes.forget(&id);
+    }
+    committed
 }
 
 pub async fn abort(
@@ -647,6 +678,7 @@ pub async fn abort(
         Ok::<_, Failure>(())
     })
     .await?;
+    state.upload_hashes.forget(&id);
     tree::remove_partials(state, vec![upload.blob_id]).await;
     Ok(Response::Ok)
 }

@@ -1,5 +1,5 @@
-//! The `versions` table (immutable file versions, each with its own blob) and
-//! `deleted_blobs` (blob ids of deleted versions, removed from disk later by `gc`).
+//! The `versions` table (immutable file versions, each with its own blob and that blob's
+//! BLAKE3) and `deleted_blobs` (blob ids of deleted versions, removed from disk later by `gc`).
 
 use diesel::dsl::count_star;
 use diesel::prelude::*;
@@ -34,6 +34,8 @@ pub struct NewVersion<'a> {
     pub sealed_meta: &'a [u8],
     pub generation: i64,
     pub created_at: i64,
+    /// BLAKE3 of the sealed blob as stored (32 bytes).
+    pub blob_blake3: Option<&'a [u8]>,
 }
 
 pub fn insert(conn: &mut DbConn, new: &NewVersion<'_>) -> DbResult<()> {
