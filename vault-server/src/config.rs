@@ -211,7 +211,16 @@ pub struct FilesConfig {
     /// How long a blob whose version was deleted (or an orphan) stays on disk before gc
     /// removes it, so a backup that copied the database just before still finds it.
     pub blob_grace_s: u64,
+    /// How often the server starts a scrub: every stored blob read back and compared
+    /// with the BLAKE3 recorded when it was stored (0 = never; `vault-admin fsck
+    /// --read-data` still does it). A pass goes on where it stopped after a restart.
+    pub scrub_interval_s: u64,
+    /// The most the scrub reads per second, so that it never starves requests.
+    pub scrub_rate: ByteSize,
 }
+
+/// The least `files.scrub_rate` accepted: a slower scrub would sleep long between reads.
+pub const SCRUB_RATE_MIN: u64 = 1 << 20;
 
 impl Default for FilesConfig {
     fn default() -> Self {
@@ -219,6 +228,10 @@ impl Default for FilesConfig {
             upload_expiry_s: 24 * 3600,
             gc_interval_s: 3600,
             blob_grace_s: 3600,
+            // Weekly at 16 MiB/s: a few per cent of a disk's bandwidth and well under 1 %
+            // of a core for BLAKE3, which still reads about 9 TiB in a week.
+            scrub_interval_s: 7 * 24 * 3600,
+            scrub_rate: ByteSize(16 << 20),
         }
     }
 }
@@ -417,6 +430,13 @@ impl Config {
         if self.chat.messages_per_minute == 0 {
             return invalid("chat.messages_per_minute must be at least 1".into());
         }
+        if self.files.scrub_interval_s > 0 && self.files.scrub_rate.0 < SCRUB_RATE_MIN {
+            return invalid(format!(
+                "files.scrub_rate = {}: it must be at least 1MiB (bytes per second), or turn \
+                 the scrub off with files.scrub_interval_s = 0",
+                self.files.scrub_rate.0
+            ));
+        }
         if self.throttle.account_failures == 0 || self.throttle.ip_failures == 0 {
             return invalid("throttle failure counts must be at least 1".into());
         }
@@ -500,6 +520,36 @@ mod tests {
         assert_eq!(c.groups.default_quota, ByteSize(10 << 30));
         assert_eq!(c.chat.max_text_bytes, 65536);
         assert_eq!(c.chat.messages_per_minute, 120);
+        assert_eq!(c.files.scrub_interval_s, 7 * 24 * 3600);
+        assert_eq!(c.files.scrub_rate, ByteSize(16 << 20));
+    }
+
+    #[test]
+    fn the_scrub_rate_is_checked_unless_the_scrub_is_off() {
+        let c = Config::load(
+            None,
+            env_of(&[("VAULT_FILES_SCRUB_RATE", "64MiB")]),
+            &Overrides::default(),
+        )
+        .expect("load");
+        assert_eq!(c.files.scrub_rate, ByteSize(64 << 20));
+        let err = Config::load(
+            None,
+            env_of(&[("VAULT_FILES_SCRUB_RATE", "1000")]),
+            &Overrides::default(),
+        )
+        .expect_err("too slow");
+        assert!(err.to_string().contains("files.scrub_rate"), "{err}");
+        let off = Config::load(
+            None,
+            env_of(&[
+                ("VAULT_FILES_SCRUB_RATE", "0"),
+                ("VAULT_FILES_SCRUB_INTERVAL_S", "0"),
+            ]),
+            &Overrides::default(),
+        )
+        .expect("off");
+        assert_eq!(off.files.scrub_interval_s, 0);
     }
 
     #[test]

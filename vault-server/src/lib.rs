@@ -149,10 +149,12 @@ impl Server {
         };
         let housekeeping = tokio::spawn(housekeeping(Arc::clone(&state)));
         let gc = tokio::spawn(maintenance::run_periodic(Arc::clone(&state)));
+        let scrub = tokio::spawn(maintenance::scrub::run_periodic(Arc::clone(&state)));
         net::serve(self.endpoint, state, shutdown).await;
         watcher.abort();
         housekeeping.abort();
         gc.abort();
+        scrub.abort();
         Ok(())
     }
 }

@@ -29,3 +29,31 @@ pub fn get_or_create(
         .select(settings::value)
         .first(conn)?)
 }
+
+/// The value under `name`, if any.
+pub fn get(conn: &mut DbConn, name: &str) -> DbResult<Option<Vec<u8>>> {
+    Ok(settings::table
+        .find(name)
+        .select(settings::value)
+        .get_result(conn)
+        .optional()?)
+}
+
+/// Sets the value under `name` (last writer wins).
+pub fn put(conn: &mut DbConn, name: &str, value: &[u8]) -> DbResult<()> {
+    let updated = diesel::update(settings::table.find(name))
+        .set(settings::value.eq(value))
+        .execute(conn)?;
+    if updated == 0 {
+        let inserted = diesel::insert_into(settings::table)
+            .values((settings::name.eq(name), settings::value.eq(value)))
+            .execute(conn);
+        if inserted.is_err() {
+            // Another instance inserted it first: overwrite theirs.
+            diesel::update(settings::table.find(name))
+                .set(settings::value.eq(value))
+                .execute(conn)?;
+        }
+    }
+    Ok(())
+}

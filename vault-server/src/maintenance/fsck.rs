@@ -8,6 +8,15 @@
 //! orphan partials removed, dangling uploads dropped, missing parent directories created
 //! and `used_bytes` recomputed.
 //!
+//! With `read_data` it also reads every version's blob and compares it with the BLAKE3
+//! recorded when it was stored ([`super::scrub::check_blob`]): a version whose bytes
+//! changed is damaged, and the repair treats it exactly as one whose blob is missing. A
+//! version stored before hashes were recorded is reported as having none; the repair
+//! records the hash of its bytes as they are now (from then on a change is caught; whether
+//! they were already damaged, no hash can tell). A blob that cannot be read (an I/O error
+//! other than its absence) is reported and left alone: the cause may be the disk or the
+//! permissions of whoever runs the check.
+//!
 //! An upload without a partial is not a problem: the server creates the partial with the
 //! first bytes, so it is an upload at byte 0 (`upload_status` answers 0 and the client
 //! sends everything).
@@ -22,6 +31,7 @@ use serde::Serialize;
 
 use super::purge;
 use super::rows::{self, EntryRow, UploadRow, VersionRow};
+use super::scrub::{self, Verdict};
 use super::{MaintenanceError, MaintenanceResult};
 use crate::blobs::{BlobId, BlobStore};
 use crate::db::schema::{entries, namespaces, trash, uploads, versions};
@@ -46,6 +56,31 @@ pub enum Problem {
         blob_id: String,
         expected: i64,
         actual: u64,
+    },
+    /// The blob has the right size but not the bytes stored (`read_data`).
+    HashMismatch {
+        owner: String,
+        entry_id: i64,
+        path: String,
+        version: i64,
+        blob_id: String,
+    },
+    /// The blob could not be read (`read_data`).
+    UnreadableBlob {
+        owner: String,
+        entry_id: i64,
+        path: String,
+        version: i64,
+        blob_id: String,
+        error: String,
+    },
+    /// The version was stored before blob hashes were recorded (`read_data`).
+    NoRecordedHash {
+        owner: String,
+        entry_id: i64,
+        path: String,
+        version: i64,
+        blob_id: String,
     },
     OrphanBlob {
         blob_id: String,
@@ -106,6 +141,40 @@ impl fmt::Display for Problem {
                 f,
                 "{owner}: file #{entry_id} version {version}: blob {blob_id} holds {actual} \
                  bytes, the database says {expected}"
+            ),
+            Problem::HashMismatch {
+                owner,
+                entry_id,
+                version,
+                blob_id,
+                ..
+            } => write!(
+                f,
+                "{owner}: file #{entry_id} version {version}: blob {blob_id} does not hold the \
+                 bytes stored (its BLAKE3 differs)"
+            ),
+            Problem::UnreadableBlob {
+                owner,
+                entry_id,
+                version,
+                blob_id,
+                error,
+                ..
+            } => write!(
+                f,
+                "{owner}: file #{entry_id} version {version}: blob {blob_id} cannot be read: \
+                 {error}"
+            ),
+            Problem::NoRecordedHash {
+                owner,
+                entry_id,
+                version,
+                blob_id,
+                ..
+            } => write!(
+                f,
+                "{owner}: file #{entry_id} version {version}: blob {blob_id} has no recorded \
+                 hash (stored before hashes were recorded)"
             ),
             Problem::OrphanBlob { blob_id, size } => {
                 write!(f, "blob {blob_id} ({size} bytes) belongs to no version")
@@ -171,6 +240,9 @@ pub struct Checked {
     pub uploads: u64,
     pub blobs: u64,
     pub partials: u64,
+    /// Blobs read back and compared with their recorded hash (`read_data`).
+    pub blobs_read: u64,
+    pub bytes_read: u64,
 }
 
 /// The result of a check (and repair).
@@ -200,6 +272,15 @@ impl FsckReport {
     }
 }
 
+/// What an fsck run does besides its checks of sizes and rows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FsckOptions {
+    /// Fix what can be fixed without guessing.
+    pub repair: bool,
+    /// Read every version's blob and compare it with its recorded BLAKE3.
+    pub read_data: bool,
+}
+
 /// Checks the database against the blob store; with `repair`, fixes what it safely can.
 pub fn fsck(
     conn: &mut DbConn,
@@ -207,10 +288,25 @@ pub fn fsck(
     repair: bool,
     now: i64,
 ) -> MaintenanceResult<FsckReport> {
+    let options = FsckOptions {
+        repair,
+        read_data: false,
+    };
+    fsck_with(conn, store, options, now)
+}
+
+/// [`fsck`] with the blobs' contents read too when `options.read_data`.
+pub fn fsck_with(
+    conn: &mut DbConn,
+    store: &dyn BlobStore,
+    options: FsckOptions,
+    now: i64,
+) -> MaintenanceResult<FsckReport> {
     let mut run = Run {
         conn,
         store,
-        repair,
+        repair: options.repair,
+        read_data: options.read_data,
         now,
         labels: HashMap::new(),
         report: FsckReport::default(),
@@ -235,6 +331,7 @@ struct Run<'a> {
     conn: &'a mut DbConn,
     store: &'a dyn BlobStore,
     repair: bool,
+    read_data: bool,
     now: i64,
     labels: HashMap<i64, String>,
     report: FsckReport,
@@ -328,71 +425,147 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Versions whose blob is missing or of the wrong size; the repair deletes them.
+    /// Versions whose blob is missing or of the wrong size, and with `read_data` those
+    /// whose bytes changed; the repair deletes them. With `read_data` also versions
+    /// without a recorded hash (the repair records it) and blobs that cannot be read.
     fn check_versions(
         &mut self,
         entries: &HashMap<i64, EntryRow>,
         versions: &[VersionRow],
         sizes: &HashMap<&str, u64>,
     ) -> MaintenanceResult<()> {
-        let mut broken: BTreeMap<i64, Vec<(VersionRow, Option<u64>)>> = BTreeMap::new();
+        let mut broken: BTreeMap<i64, Vec<(VersionRow, Verdict)>> = BTreeMap::new();
+        let mut unhashed = Vec::new();
+        let mut unreadable = Vec::new();
         for v in versions {
             let listed = sizes.get(v.blob_id.as_str()).copied();
-            if listed == u64::try_from(v.sealed_size).ok() {
+            let verdict = if listed == u64::try_from(v.sealed_size).ok() {
+                if !self.read_data {
+                    continue;
+                }
+                match scrub::check_blob(self.store, v, &mut |_| Ok(())) {
+                    Ok((verdict, read)) => {
+                        self.report.checked.blobs_read += 1;
+                        self.report.checked.bytes_read += read;
+                        verdict
+                    }
+                    Err(e) => {
+                        unreadable.push((v.clone(), e.to_string()));
+                        continue;
+                    }
+                }
+            } else {
+                // Check again: the listing may have raced a change.
+                let Some(id) = rows::blob_id(&v.blob_id) else {
+                    broken
+                        .entry(v.entry_id)
+                        .or_default()
+                        .push((v.clone(), Verdict::Missing));
+                    continue;
+                };
+                let actual = self
+                    .store
+                    .size(&id)
+                    .map_err(|e| MaintenanceError::io(format!("cannot stat blob {id}"), e))?;
+                match actual {
+                    None => Verdict::Missing,
+                    Some(a) if Some(a) == u64::try_from(v.sealed_size).ok() => continue,
+                    Some(a) => Verdict::Size(a),
+                }
+            };
+            if verdict == Verdict::Intact {
                 continue;
             }
-            // Check again: the version may have gone, or the listing raced a change.
-            let Some(id) = rows::blob_id(&v.blob_id) else {
-                broken
+            // Check again: the version may have gone meanwhile (a prune, trash empty).
+            let still: i64 = versions::table.find(v.id).count().get_result(self.conn)?;
+            if still == 0 {
+                continue;
+            }
+            match verdict {
+                Verdict::Unrecorded(hash) => unhashed.push((v.clone(), hash)),
+                damage => broken
                     .entry(v.entry_id)
                     .or_default()
-                    .push((v.clone(), None));
-                continue;
-            };
-            let actual = self
-                .store
-                .size(&id)
-                .map_err(|e| MaintenanceError::io(format!("cannot stat blob {id}"), e))?;
-            let still: i64 = versions::table.find(v.id).count().get_result(self.conn)?;
-            if still == 0 || actual == u64::try_from(v.sealed_size).ok() {
-                continue;
+                    .push((v.clone(), damage)),
             }
-            broken
-                .entry(v.entry_id)
-                .or_default()
-                .push((v.clone(), actual));
         }
-        for (entry_id, bad) in broken {
+        let place = |entry_id: i64| {
             let entry = entries.get(&entry_id);
-            let ns = entry.map_or(0, |e| e.namespace_id);
-            let path = entry.map(|e| e.path.clone()).unwrap_or_default();
+            (
+                entry.map_or(0, |e| e.namespace_id),
+                entry.map(|e| e.path.clone()).unwrap_or_default(),
+            )
+        };
+        for (entry_id, bad) in broken {
+            let (ns, path) = place(entry_id);
             let repaired = if self.repair {
                 Some(self.drop_versions(entry_id, &bad)?)
             } else {
                 None
             };
-            for (v, actual) in bad {
+            for (v, verdict) in bad {
                 let owner = self.owner(ns);
-                let problem = match actual {
-                    None => Problem::MissingBlob {
+                let (path, version, blob_id) = (path.clone(), v.version, v.blob_id);
+                let problem = match verdict {
+                    Verdict::Size(actual) => Problem::SizeMismatch {
                         owner,
                         entry_id,
-                        path: path.clone(),
-                        version: v.version,
-                        blob_id: v.blob_id,
-                    },
-                    Some(actual) => Problem::SizeMismatch {
-                        owner,
-                        entry_id,
-                        path: path.clone(),
-                        version: v.version,
-                        blob_id: v.blob_id,
+                        path,
+                        version,
+                        blob_id,
                         expected: v.sealed_size,
                         actual,
+                    },
+                    Verdict::Changed => Problem::HashMismatch {
+                        owner,
+                        entry_id,
+                        path,
+                        version,
+                        blob_id,
+                    },
+                    _ => Problem::MissingBlob {
+                        owner,
+                        entry_id,
+                        path,
+                        version,
+                        blob_id,
                     },
                 };
                 self.push(problem, repaired.clone());
             }
+        }
+        for (v, hash) in unhashed {
+            let (ns, path) = place(v.entry_id);
+            let repaired = if self.repair {
+                rows::record_blob_hash(self.conn, v.id, &hash)?;
+                Some("recorded the BLAKE3 of its bytes as they are now".to_string())
+            } else {
+                None
+            };
+            self.push(
+                Problem::NoRecordedHash {
+                    owner: self.owner(ns),
+                    entry_id: v.entry_id,
+                    path,
+                    version: v.version,
+                    blob_id: v.blob_id,
+                },
+                repaired,
+            );
+        }
+        for (v, error) in unreadable {
+            let (ns, path) = place(v.entry_id);
+            self.push(
+                Problem::UnreadableBlob {
+                    owner: self.owner(ns),
+                    entry_id: v.entry_id,
+                    path,
+                    version: v.version,
+                    blob_id: v.blob_id,
+                    error,
+                },
+                None,
+            );
         }
         Ok(())
     }
@@ -402,14 +575,14 @@ impl Run<'_> {
     fn drop_versions(
         &mut self,
         entry_id: i64,
-        bad: &[(VersionRow, Option<u64>)],
+        bad: &[(VersionRow, Verdict)],
     ) -> MaintenanceResult<String> {
         let now = self.now;
         let ids: Vec<i64> = bad.iter().map(|(v, _)| v.id).collect();
-        // A blob of the wrong size stays on disk for the grace period, for inspection.
+        // A damaged blob stays on disk for the grace period, for inspection.
         let present: Vec<String> = bad
             .iter()
-            .filter(|(_, actual)| actual.is_some())
+            .filter(|(_, verdict)| *verdict != Verdict::Missing)
             .map(|(v, _)| v.blob_id.clone())
             .collect();
         let numbers: Vec<String> = bad.iter().map(|(v, _)| v.version.to_string()).collect();
@@ -787,6 +960,9 @@ mod tests {
             .map(|f| match f.problem {
                 Problem::MissingBlob { .. } => "missing_blob",
                 Problem::SizeMismatch { .. } => "size_mismatch",
+                Problem::HashMismatch { .. } => "hash_mismatch",
+                Problem::UnreadableBlob { .. } => "unreadable_blob",
+                Problem::NoRecordedHash { .. } => "no_recorded_hash",
                 Problem::OrphanBlob { .. } => "orphan_blob",
                 Problem::OrphanPartial { .. } => "orphan_partial",
                 Problem::DanglingUpload { .. } => "dangling_upload",
@@ -797,6 +973,203 @@ mod tests {
             .collect();
         k.sort_unstable();
         k
+    }
+
+    const READ_DATA: FsckOptions = FsckOptions {
+        repair: false,
+        read_data: true,
+    };
+    const REPAIR_DATA: FsckOptions = FsckOptions {
+        repair: true,
+        read_data: true,
+    };
+
+    /// Changes the bytes of blob `id` on disk behind the store's back.
+    fn damage(t: &Fixture, id: &BlobId, change: impl FnOnce(&mut Vec<u8>)) -> TestResult {
+        let path = t.blob_path(id);
+        let mut bytes = std::fs::read(&path)?;
+        change(&mut bytes);
+        std::fs::write(&path, bytes)?;
+        Ok(())
+    }
+
+    /// Swaps the files of two blobs.
+    fn swap(t: &Fixture, a: &BlobId, b: &BlobId) -> TestResult {
+        let (pa, pb) = (t.blob_path(a), t.blob_path(b));
+        let aside = t.dir.path().join("aside");
+        std::fs::rename(&pa, &aside)?;
+        std::fs::rename(&pb, &pa)?;
+        std::fs::rename(&aside, &pb)?;
+        Ok(())
+    }
+
+    fn lost_of<'a>(report: &'a FsckReport, entry: i64) -> Option<&'a String> {
+        report
+            .lost
+            .iter()
+            .find(|l| l.contains(&format!("file #{entry} ")))
+    }
+
+    #[test]
+    fn an_intact_store_read_back_is_clean() -> TestResult {
+        let t = Fixture::new()?;
+        let c = &mut *t.conn()?;
+        let ns = t.namespace(c, 1)?;
+        let f = t.entry(c, ns, "f", Some(2))?;
+        t.version(c, f, 1, 1000)?;
+        t.version(c, f, 2, 3000)?;
+        let g = t.entry(c, ns, "g", Some(1))?;
+        t.version(c, g, 1, 3000)?;
+        let empty = t.entry(c, ns, "empty", Some(1))?;
+        t.version(c, empty, 1, 0)?;
+        t.trashed_file(c, ns, "old", NOW, 500)?;
+        t.set_used(c, ns, 7500)?;
+        let report = fsck_with(c, &t.store, READ_DATA, NOW)?;
+        assert!(report.is_clean(), "{:#?}", report.findings);
+        assert_eq!(report.checked.blobs_read, 5);
+        assert_eq!(report.checked.bytes_read, 7500);
+        // Without read_data nothing is read.
+        assert_eq!(fsck(c, &t.store, false, NOW)?.checked.blobs_read, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn read_data_finds_a_flipped_byte_a_truncation_and_a_swap_and_repair_treats_them_as_lost()
+    -> TestResult {
+        let t = Fixture::new()?;
+        let c = &mut *t.conn()?;
+        let ns = t.namespace(c, 1)?;
+        // One byte of the current version flipped: the file falls back to version 1.
+        let flipped = t.entry(c, ns, "flipped", Some(2))?;
+        t.version(c, flipped, 1, 2000)?;
+        let bytes: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let hash = Some(crate::blobs::hash::of_bytes(&bytes));
+        let (_, flip) = t.version_of(c, flipped, 2, &bytes, hash)?;
+        damage(&t, &flip, |b| b[4321] ^= 0x01)?;
+        // A truncated blob: its only version goes, and the file with it.
+        let short = t.entry(c, ns, "short", Some(1))?;
+        let (_, cut) = t.version(c, short, 1, 4000)?;
+        damage(&t, &cut, |b| b.truncate(3999))?;
+        // Two blobs of equal size swapped: each holds the other's bytes.
+        let a = t.entry(c, ns, "a", Some(1))?;
+        let b = t.entry(c, ns, "b", Some(1))?;
+        let of = crate::blobs::hash::of_bytes;
+        let (_, blob_a) = t.version_of(c, a, 1, &[1; 700], Some(of(&[1; 700])))?;
+        let (_, blob_b) = t.version_of(c, b, 1, &[2; 700], Some(of(&[2; 700])))?;
+        swap(&t, &blob_a, &blob_b)?;
+        // An intact file stays as it is.
+        let intact = t.entry(c, ns, "intact", Some(1))?;
+        t.version(c, intact, 1, 100)?;
+        t.set_used(c, ns, 2000 + 5000 + 4000 + 1400 + 100)?;
+
+        // Sizes alone see the truncation only.
+        assert_eq!(
+            kinds(&fsck(c, &t.store, false, NOW)?),
+            vec!["size_mismatch"]
+        );
+        let report = fsck_with(c, &t.store, READ_DATA, NOW)?;
+        assert_eq!(
+            kinds(&report),
+            vec![
+                "hash_mismatch",
+                "hash_mismatch",
+                "hash_mismatch",
+                "size_mismatch"
+            ]
+        );
+        assert_eq!(report.unrepaired(), 4);
+        let text: Vec<String> = report
+            .findings
+            .iter()
+            .map(|f| f.problem.to_string())
+            .collect();
+        for (entry, version) in [(flipped, 2), (a, 1), (b, 1)] {
+            let expected = format!("namespace {ns}: file #{entry} version {version}: blob");
+            assert!(
+                text.iter()
+                    .any(|t| t.starts_with(&expected) && t.contains("BLAKE3 differs")),
+                "{text:#?}"
+            );
+        }
+        // A check changes nothing.
+        assert_eq!(fsck_with(c, &t.store, READ_DATA, NOW)?.findings.len(), 4);
+
+        let repaired = fsck_with(c, &t.store, REPAIR_DATA, NOW)?;
+        assert_eq!(repaired.unrepaired(), 0, "{repaired:#?}");
+        assert_eq!(repaired.lost.len(), 4, "{:#?}", repaired.lost);
+        let lost = lost_of(&repaired, flipped).ok_or("flipped lost nothing")?;
+        assert!(
+            lost.contains("lost version(s) 2; now at version 1"),
+            "{lost}"
+        );
+        for gone in [short, a, b] {
+            let lost = lost_of(&repaired, gone).ok_or("a damaged file lost nothing")?;
+            assert!(lost.contains("was removed"), "{lost}");
+            assert!(rows::entry(c, gone)?.is_none());
+        }
+        assert_eq!(
+            rows::entry(c, flipped)?.and_then(|e| e.current_version),
+            Some(1)
+        );
+        assert!(rows::entry(c, intact)?.is_some());
+        assert_eq!(t.used(c, ns)?, 2000 + 100);
+        // The damaged blobs wait in deleted_blobs for gc, for inspection.
+        let referenced = rows::referenced_blobs(c)?;
+        for blob in [&flip, &cut, &blob_a, &blob_b] {
+            assert!(t.store.size(blob)?.is_some());
+            assert!(referenced.contains(blob.as_str()));
+        }
+        let after = fsck_with(c, &t.store, READ_DATA, NOW)?;
+        assert!(after.is_clean(), "{:#?}", after.findings);
+        Ok(())
+    }
+
+    #[test]
+    fn a_version_without_a_recorded_hash_is_reported_and_recorded_only_by_repair() -> TestResult {
+        let t = Fixture::new()?;
+        let c = &mut *t.conn()?;
+        let ns = t.namespace(c, 1)?;
+        let old = t.entry(c, ns, "old", Some(1))?;
+        let (_, blob) = t.version_of(c, old, 1, &[9; 300], None)?;
+        t.set_used(c, ns, 300)?;
+        assert!(fsck(c, &t.store, false, NOW)?.is_clean());
+        let report = fsck_with(c, &t.store, READ_DATA, NOW)?;
+        assert_eq!(kinds(&report), vec!["no_recorded_hash"]);
+        assert_eq!(report.unrepaired(), 1);
+        assert_eq!(fsck_with(c, &t.store, READ_DATA, NOW)?.unrepaired(), 1);
+
+        let repaired = fsck_with(c, &t.store, REPAIR_DATA, NOW)?;
+        assert_eq!(kinds(&repaired), vec!["no_recorded_hash"]);
+        assert_eq!(repaired.unrepaired(), 0);
+        assert!(repaired.lost.is_empty());
+        assert!(rows::entry(c, old)?.is_some());
+        assert!(fsck_with(c, &t.store, READ_DATA, NOW)?.is_clean());
+        // From then on a change is caught.
+        damage(&t, &blob, |b| b[0] = 0)?;
+        assert_eq!(
+            kinds(&fsck_with(c, &t.store, READ_DATA, NOW)?),
+            vec!["hash_mismatch"]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn damage_in_a_group_space_names_the_group() -> TestResult {
+        let t = Fixture::new()?;
+        let c = &mut *t.conn()?;
+        let ns = t.group_namespace(c, "team")?;
+        let f = t.entry(c, ns, "f", Some(1))?;
+        let (_, blob) = t.version(c, f, 1, 64)?;
+        t.set_used(c, ns, 64)?;
+        damage(&t, &blob, |b| b[10] ^= 0x80)?;
+        let report = fsck_with(c, &t.store, READ_DATA, NOW)?;
+        let text = report.findings.first().map(|f| f.problem.to_string());
+        let expected = format!("group team: file #{f} version 1: blob {blob} does not hold");
+        assert!(
+            text.as_deref().is_some_and(|t| t.starts_with(&expected)),
+            "{text:?}"
+        );
+        Ok(())
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! Upkeep of the file store, shared by `vault-admin` and the server's periodic task:
+//! Upkeep of the file store, shared by `vault-admin` and the server's periodic tasks:
 //! `gc` (what is past its time), `fsck` (do the database and the blob store agree),
-//! `backup` (a consistent copy while the server runs), plus the hard deletes they and
-//! `vault-admin user delete` need (`purge`) and the counts of `vault-admin stats`.
+//! `scrub` (do the blobs still hold the bytes stored: for `fsck --read-data` and the
+//! server's background scrub), `backup` (a consistent copy while the server runs), plus
+//! the hard deletes they and `vault-admin user delete` need (`purge`) and the counts of
+//! `vault-admin stats`.
 //!
 //! Rules every function here keeps:
 //! - database changes happen in transactions; blob files are removed only after the
@@ -17,6 +19,7 @@ pub mod fsck;
 pub mod gc;
 pub mod purge;
 mod rows;
+pub mod scrub;
 pub mod stats;
 #[cfg(test)]
 mod testutil;
@@ -30,7 +33,7 @@ use crate::db::{self, DbError};
 use crate::state::ServerState;
 
 pub use backup::{BackupReport, backup};
-pub use fsck::{FsckReport, Problem, fsck};
+pub use fsck::{FsckOptions, FsckReport, Problem, fsck, fsck_with};
 pub use gc::{GcReport, gc};
 
 /// Why a maintenance run failed.

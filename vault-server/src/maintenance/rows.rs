@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use diesel::prelude::*;
 
 use crate::blobs::BlobId;
-use crate::db::schema::{deleted_blobs, entries, namespaces, uploads, users, versions};
+use crate::db::schema::{deleted_blobs, entries, groups, namespaces, uploads, users, versions};
 use crate::db::{DbConn, DbResult};
 
 /// At most this many values in one `IN (…)` list.
@@ -35,6 +35,8 @@ pub struct VersionRow {
     pub version: i64,
     pub blob_id: String,
     pub sealed_size: i64,
+    /// BLAKE3 of the blob as stored; `None` for versions stored before it was recorded.
+    pub blob_blake3: Option<Vec<u8>>,
 }
 
 /// An unfinished upload.
@@ -152,23 +154,42 @@ pub fn touch_entry(conn: &mut DbConn, entry_id: i64, revision: i64, now: i64) ->
     Ok(())
 }
 
-/// "user alice" for a personal namespace, "namespace 7" otherwise (or when the owner
-/// is gone), for messages to the operator.
+/// "user alice" for a personal namespace, "group team" for a group's, "namespace 7" when
+/// the owner is gone, for messages to the operator.
 pub fn namespace_label(conn: &mut DbConn, ns: i64) -> DbResult<String> {
-    let owner: Option<Option<i64>> = namespaces::table
+    let owner: Option<(Option<i64>, Option<i64>)> = namespaces::table
         .find(ns)
-        .select(namespaces::owner_user_id)
+        .select((namespaces::owner_user_id, namespaces::group_id))
         .first(conn)
         .optional()?;
-    let name = match owner.flatten() {
-        Some(user) => users::table
+    let label = match owner {
+        Some((Some(user), _)) => users::table
             .find(user)
             .select(users::username)
             .first::<String>(conn)
-            .optional()?,
-        None => None,
+            .optional()?
+            .map(|n| format!("user {n}")),
+        Some((None, Some(group))) => groups::table
+            .find(group)
+            .select(groups::name)
+            .first::<String>(conn)
+            .optional()?
+            .map(|n| format!("group {n}")),
+        _ => None,
     };
-    Ok(name.map_or_else(|| format!("namespace {ns}"), |n| format!("user {n}")))
+    Ok(label.unwrap_or_else(|| format!("namespace {ns}")))
+}
+
+/// Records the BLAKE3 of a version's blob where none was recorded yet.
+pub fn record_blob_hash(conn: &mut DbConn, version_id: i64, hash: &[u8]) -> DbResult<bool> {
+    let n = diesel::update(
+        versions::table
+            .find(version_id)
+            .filter(versions::blob_blake3.is_null()),
+    )
+    .set(versions::blob_blake3.eq(hash))
+    .execute(conn)?;
+    Ok(n == 1)
 }
 
 /// A blob id read from the database, if it has the shape of one this server made.

@@ -1,14 +1,19 @@
-//! Test fixtures for maintenance: a temp SQLite database and `FsBlobStore`, and rows
+//! Test fixtures for maintenance: a temp SQLite database and `FsBlobStore` (or a server
+//! state's, which is on PostgreSQL when `VAULT_TEST_POSTGRES_URL` is set), and rows
 //! inserted directly (no client or server needed).
 
 use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use diesel::prelude::*;
 
 use super::Policy;
-use crate::blobs::{BlobId, BlobStore, FsBlobStore};
-use crate::db::schema::{entries, namespaces, trash, uploads, versions};
+use crate::blobs::{BlobId, BlobStore, FsBlobStore, hash};
+use crate::config::Config;
+use crate::db::schema::{entries, groups, namespaces, trash, uploads, versions};
 use crate::db::{Db, DbConn};
+use crate::state::ServerState;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 pub type R<T> = Result<T, Box<dyn std::error::Error>>;
@@ -29,6 +34,19 @@ impl Fixture {
         let db = Db::open(&dir.path().join("vault.db").display().to_string())?;
         let store = FsBlobStore::open(dir.path().join("blobs"))?;
         Ok(Fixture { dir, db, store })
+    }
+
+    /// A fixture on the database and blob store of a server state made with `config`.
+    pub fn with_state(config: impl FnOnce(&mut Config)) -> R<(Fixture, ServerState)> {
+        let dir = tempfile::tempdir()?;
+        let mut store = None;
+        let state = crate::testing::state(&dir, "maintenance", config, |s| {
+            store = Some(s.clone());
+            Arc::new(s)
+        })?;
+        let store = store.ok_or("the state made no blob store")?;
+        let db = state.db.clone();
+        Ok((Fixture { dir, db, store }, state))
     }
 
     pub fn conn(
@@ -94,6 +112,28 @@ impl Fixture {
         self.insert_entry(c, ns, path, "file", current, None)
     }
 
+    /// A group `name` and its namespace.
+    pub fn group_namespace(&self, c: &mut DbConn, name: &str) -> R<i64> {
+        diesel::insert_into(groups::table)
+            .values((groups::name.eq(name), groups::created_at.eq(NOW)))
+            .execute(c)?;
+        let group: i64 = groups::table
+            .filter(groups::name.eq(name))
+            .select(groups::id)
+            .first(c)?;
+        diesel::insert_into(namespaces::table)
+            .values((
+                namespaces::kind.eq("group"),
+                namespaces::group_id.eq(group),
+                namespaces::created_at.eq(NOW),
+            ))
+            .execute(c)?;
+        Ok(namespaces::table
+            .filter(namespaces::group_id.eq(group))
+            .select(namespaces::id)
+            .first(c)?)
+    }
+
     pub fn dir_entry(&self, c: &mut DbConn, ns: i64, path: &str) -> R<i64> {
         self.insert_entry(c, ns, path, "dir", None, None)
     }
@@ -119,9 +159,25 @@ impl Fixture {
         Ok(())
     }
 
-    /// A version of `size` bytes with its blob; returns the row id and the blob id.
+    /// A version of `size` bytes with its blob and the blob's recorded hash, as every
+    /// upload stores one; returns the row id and the blob id.
     pub fn version(&self, c: &mut DbConn, entry: i64, v: i64, size: usize) -> R<(i64, BlobId)> {
-        let blob = self.blob(&vec![7u8; size])?;
+        let bytes = vec![7u8; size];
+        self.version_of(c, entry, v, &bytes, Some(hash::of_bytes(&bytes)))
+    }
+
+    /// A version holding `bytes`, with `hash` recorded (`None`: stored before hashes
+    /// were recorded).
+    pub fn version_of(
+        &self,
+        c: &mut DbConn,
+        entry: i64,
+        v: i64,
+        bytes: &[u8],
+        hash: Option<hash::BlobHash>,
+    ) -> R<(i64, BlobId)> {
+        let size = bytes.len();
+        let blob = self.blob(bytes)?;
         diesel::insert_into(versions::table)
             .values((
                 versions::entry_id.eq(entry),
@@ -131,6 +187,7 @@ impl Fixture {
                 versions::wrapped_key.eq(vec![1u8; 4]),
                 versions::sealed_meta.eq(vec![2u8; 4]),
                 versions::created_at.eq(NOW),
+                versions::blob_blake3.eq(hash.map(|h| h.to_vec())),
             ))
             .execute(c)?;
         let id = versions::table
@@ -138,6 +195,11 @@ impl Fixture {
             .select(versions::id)
             .first(c)?;
         Ok((id, blob))
+    }
+
+    /// Where the sealed blob `id` is on disk, to damage it behind the store's back.
+    pub fn blob_path(&self, id: &BlobId) -> PathBuf {
+        self.store.root().join(&id.as_str()[..2]).join(id.as_str())
     }
 
     /// An upload with a partial holding `data`; returns the partial's blob id.
