@@ -1,12 +1,14 @@
 //! End to end: the operator's file commands against a running server and real uploads —
-//! `vault-admin fsck [--repair]`, `gc`, `backup` (restored into a second server),
-//! `stats`, `user show`, `user set-quota` applied live and `user delete` taking the
-//! files with it.
+//! `vault-admin fsck [--read-data] [--repair]`, `gc`, `backup` (restored into a second
+//! server), `stats`, `user show`, `user set-quota` applied live and `user delete` taking
+//! the files with it — and the server's own gc and scrub.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use vault_e2e::{Client, PASSWORD, TestServer};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use vault_e2e::{Client, PASSWORD, TestDb, TestServer};
 
 /// Deterministic bytes that do not compress to nothing.
 fn content(len: usize, seed: u8) -> Vec<u8> {
@@ -331,4 +333,229 @@ fn the_server_runs_gc_on_its_own_every_interval() {
         .any(|e| e["actor"] == "server" && e["event"] == "gc");
     assert!(by_server_gc, "{audit}");
     assert!(server.admin(&["fsck"]).ok().starts_with("clean: "));
+}
+
+/// The sealed blob file of `size` bytes (there must be exactly one).
+fn blob_of_size(data: &Path, size: u64) -> PathBuf {
+    let found: Vec<PathBuf> = blob_files(data)
+        .into_iter()
+        .filter(|b| std::fs::metadata(b).map(|m| m.len()).ok() == Some(size))
+        .collect();
+    assert_eq!(found.len(), 1, "blobs of {size} bytes: {found:?}");
+    found.into_iter().next().expect("one blob")
+}
+
+fn blob_id(blob: &Path) -> String {
+    blob.file_name()
+        .and_then(|n| n.to_str())
+        .expect("blob file name")
+        .to_string()
+}
+
+#[derive(QueryableByName)]
+struct FileVersion {
+    #[diesel(sql_type = BigInt)]
+    entry_id: i64,
+    #[diesel(sql_type = BigInt)]
+    version: i64,
+}
+
+/// The file id and version the server's database gives the blob `blob`.
+fn file_of(server: &TestServer, blob: &str) -> (i64, i64) {
+    let row: FileVersion = match server.open_database() {
+        TestDb::Sqlite(mut c) => {
+            diesel::sql_query("SELECT entry_id, version FROM versions WHERE blob_id = ?")
+                .bind::<Text, _>(blob)
+                .get_result(&mut c)
+        }
+        TestDb::Pg(mut c) => {
+            diesel::sql_query("SELECT entry_id, version FROM versions WHERE blob_id = $1")
+                .bind::<Text, _>(blob)
+                .get_result(&mut c)
+        }
+    }
+    .expect("the version of a blob");
+    (row.entry_id, row.version)
+}
+
+fn flip_a_byte(blob: &Path, at: usize) {
+    let mut bytes = std::fs::read(blob).expect("read blob");
+    bytes[at] ^= 0x01;
+    std::fs::write(blob, bytes).expect("write blob");
+}
+
+#[test]
+fn fsck_read_data_finds_flipped_truncated_and_swapped_blobs_and_repair_treats_them_as_lost() {
+    let server = TestServer::start();
+    let alice = alice(&server);
+    // Large files go up streamed (hashed as they arrive), small ones in a batch.
+    let (v1, v2) = (content(150_000, 1), content(200_000, 2));
+    let local = write(&alice, "flip.bin", &v1);
+    put(&alice, &local, "/flip.bin");
+    std::fs::write(&local, &v2).expect("rewrite");
+    put(&alice, &local, "/flip.bin");
+    put(
+        &alice,
+        &write(&alice, "cut.bin", &content(100_000, 3)),
+        "/cut.bin",
+    );
+    put(&alice, &write(&alice, "a.txt", &content(3000, 4)), "/a.txt");
+    put(&alice, &write(&alice, "b.txt", &content(3000, 5)), "/b.txt");
+    let kept = content(5000, 6);
+    put(&alice, &write(&alice, "ok.txt", &kept), "/ok.txt");
+    let out = server.admin(&["fsck", "--read-data"]);
+    let text = out.ok();
+    assert!(text.starts_with("clean: "), "{text}");
+    assert!(text.contains("6 blob(s) read"), "{text}");
+
+    // Behind the server's back: one byte flipped, a blob cut short, two swapped.
+    let data = server.data_dir();
+    let flipped = blob_of_size(&data, 200_016);
+    flip_a_byte(&flipped, 123_456);
+    let cut = blob_of_size(&data, 100_016);
+    let bytes = std::fs::read(&cut).expect("read blob");
+    std::fs::write(&cut, &bytes[..50_000]).expect("truncate blob");
+    let (a, b) = {
+        let mut equal: Vec<PathBuf> = blob_files(&data)
+            .into_iter()
+            .filter(|p| std::fs::metadata(p).map(|m| m.len()).ok() == Some(3016))
+            .collect();
+        assert_eq!(equal.len(), 2, "{equal:?}");
+        (equal.remove(0), equal.remove(0))
+    };
+    let aside = data.join("aside");
+    std::fs::rename(&a, &aside).expect("swap");
+    std::fs::rename(&b, &a).expect("swap");
+    std::fs::rename(&aside, &b).expect("swap");
+    // The client refuses what it reads.
+    let refused = alice.run(&[
+        "get",
+        "/flip.bin",
+        alice.dir.path().join("x").to_str().expect("utf-8"),
+    ]);
+    assert_ne!(refused.code, 0, "{refused:?}");
+
+    // Sizes alone see only the truncated blob.
+    let out = server.admin(&["fsck"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout.starts_with("1 problem(s) found"),
+        "{}",
+        out.stdout
+    );
+
+    let out = server.admin(&["fsck", "--read-data"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout.starts_with("4 problem(s) found"),
+        "{}",
+        out.stdout
+    );
+    for (blob, says) in [
+        (&flipped, "BLAKE3 differs"),
+        (&a, "BLAKE3 differs"),
+        (&b, "BLAKE3 differs"),
+        (&cut, "holds 50000 bytes, the database says 100016"),
+    ] {
+        let id = blob_id(blob);
+        let (file, version) = file_of(&server, &id);
+        let line = format!("user alice: file #{file} version {version}: blob {id}");
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with(&line) && l.contains(says)),
+            "no line {line} … {says}:\n{}",
+            out.stdout
+        );
+    }
+    assert!(
+        out.stdout.contains("vault-admin fsck --read-data --repair"),
+        "{}",
+        out.stdout
+    );
+    let out = server.admin(&["fsck", "--read-data", "--json"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let report = json(&out.stdout);
+    let mut kinds: Vec<&str> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter_map(|f| f["kind"].as_str())
+        .collect();
+    kinds.sort_unstable();
+    assert_eq!(
+        kinds,
+        [
+            "hash_mismatch",
+            "hash_mismatch",
+            "hash_mismatch",
+            "size_mismatch"
+        ]
+    );
+    assert_eq!(report["checked"]["blobs_read"], 5, "{report}");
+
+    let out = server.admin(&["fsck", "--read-data", "--repair"]);
+    let text = out.ok();
+    assert!(
+        text.contains("lost version(s) 2; now at version 1"),
+        "{text}"
+    );
+    assert_eq!(text.matches("so the file was removed").count(), 6, "{text}");
+    let out = server.admin(&["fsck", "--read-data"]);
+    assert!(out.ok().starts_with("clean: "), "{}", out.stdout);
+    // As for a lost blob: the file is back at its older version, or gone.
+    assert_eq!(get(&alice, "/flip.bin"), v1);
+    assert_eq!(get(&alice, "/ok.txt"), kept);
+    for gone in ["/cut.bin", "/a.txt", "/b.txt"] {
+        let target = alice.dir.path().join("gone");
+        alice
+            .run(&["get", gone, target.to_str().expect("utf-8")])
+            .fails_with("no such file");
+    }
+    let audit = server.admin(&["audit", "--json"]);
+    assert!(audit.ok().contains("blobs read"), "{}", audit.stdout);
+}
+
+#[test]
+fn the_server_scrubs_on_its_own_and_warns_of_each_damaged_version() {
+    let server = TestServer::start_with("[files]\nscrub_interval_s = 1\n");
+    let alice = alice(&server);
+    put(
+        &alice,
+        &write(&alice, "big.bin", &content(80_000, 7)),
+        "/big.bin",
+    );
+    put(
+        &alice,
+        &write(&alice, "fine.bin", &content(90_000, 8)),
+        "/fine.bin",
+    );
+    let blob = blob_of_size(&server.data_dir(), 80_016);
+    flip_a_byte(&blob, 40_000);
+    let id = blob_id(&blob);
+    let (file, version) = file_of(&server, &id);
+    let warning = format!(
+        "scrub: user alice: file #{file} version {version}: blob {id} does not hold the bytes stored"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !server.log().contains(&warning) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scrub warning {warning}; log:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(server.log().contains("scrub pass done"), "{}", server.log());
+    let audit = json(server.admin(&["audit", "--json"]).ok());
+    let by_server = audit.as_array().expect("entries").iter().any(|e| {
+        e["actor"] == "server"
+            && e["event"] == "scrub"
+            && e["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains(&format!("file #{file} ")))
+    });
+    assert!(by_server, "{audit}");
+    // The scrub only reports: the repair is the operator's.
+    assert_eq!(server.admin(&["fsck", "--read-data"]).code, 1);
 }

@@ -1,11 +1,12 @@
-//! `vault-admin fsck [--repair]`: do the database and the blob store agree? Exit 0 and
+//! `vault-admin fsck [--read-data] [--repair]`: do the database and the blob store agree
+//! (and with `--read-data`, does every blob still hold the bytes stored)? Exit 0 and
 //! "clean" when they do; exit 1 with the list of problems when not. `--repair` fixes what
 //! needs no guessing, says plainly which files lost data, and is audited.
 
 use std::process::ExitCode;
 
 use clap::Args;
-use vault_server::maintenance::{self, FsckReport};
+use vault_server::maintenance::{self, FsckOptions, FsckReport};
 
 use crate::context::{Ctx, record};
 use crate::output;
@@ -17,6 +18,12 @@ pub struct FsckArgs {
     /// recomputed).
     #[arg(long)]
     repair: bool,
+    /// Also read every stored blob and compare it with the BLAKE3 recorded when it was
+    /// stored: versions whose bytes changed are reported (and with --repair treated like
+    /// missing ones); versions stored before hashes were recorded are reported, and with
+    /// --repair get the hash of their bytes as they are now.
+    #[arg(long)]
+    read_data: bool,
     #[arg(long)]
     json: bool,
 }
@@ -25,7 +32,11 @@ pub fn run(ctx: &Ctx, args: FsckArgs) -> anyhow::Result<ExitCode> {
     let db = ctx.db()?;
     let store = ctx.blobs()?;
     let conn = &mut *db.conn()?;
-    let report = maintenance::fsck(conn, &store, args.repair, output::now())?;
+    let options = FsckOptions {
+        repair: args.repair,
+        read_data: args.read_data,
+    };
+    let report = maintenance::fsck_with(conn, &store, options, output::now())?;
     if args.repair && !report.is_clean() {
         let repaired = report.findings.len()
             - report
@@ -38,7 +49,8 @@ pub fn run(ctx: &Ctx, args: FsckArgs) -> anyhow::Result<ExitCode> {
             "fsck_repair",
             None,
             &format!(
-                "{} problem(s) found, {repaired} repaired, {} file(s) lost data{}",
+                "{}{} problem(s) found, {repaired} repaired, {} file(s) lost data{}",
+                if args.read_data { "blobs read; " } else { "" },
                 report.findings.len(),
                 report.lost.len(),
                 report
@@ -52,7 +64,7 @@ pub fn run(ctx: &Ctx, args: FsckArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         output::print_json(&report)?;
     } else {
-        print!("{}", render(&report, args.repair));
+        print!("{}", render(&report, options));
     }
     Ok(if report.unrepaired() == 0 {
         ExitCode::SUCCESS
@@ -62,12 +74,19 @@ pub fn run(ctx: &Ctx, args: FsckArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The report for people.
-fn render(report: &FsckReport, repair: bool) -> String {
+fn render(report: &FsckReport, options: FsckOptions) -> String {
     let c = &report.checked;
-    let checked = format!(
+    let mut checked = format!(
         "{} namespace(s), {} entr(ies), {} version(s), {} upload(s), {} blob(s), {} partial(s) checked",
         c.namespaces, c.entries, c.versions, c.uploads, c.blobs, c.partials
     );
+    if options.read_data {
+        checked.push_str(&format!(
+            "; {} blob(s) read ({})",
+            c.blobs_read,
+            vault_core::units::format_size(c.bytes_read)
+        ));
+    }
     if report.is_clean() && report.errors.is_empty() {
         return format!("clean: {checked}\n");
     }
@@ -87,8 +106,15 @@ fn render(report: &FsckReport, repair: bool) -> String {
     for e in &report.errors {
         out.push_str(&format!("  repair failed: {e}\n"));
     }
-    if !repair {
-        out.push_str("run `vault-admin fsck --repair` to fix what can be fixed\n");
+    if !options.repair {
+        let again = if options.read_data {
+            "fsck --read-data --repair"
+        } else {
+            "fsck --repair"
+        };
+        out.push_str(&format!(
+            "run `vault-admin {again}` to fix what can be fixed\n"
+        ));
     } else if report.unrepaired() == 0 {
         out.push_str("all repaired\n");
     } else {
@@ -108,8 +134,23 @@ mod tests {
 
     #[test]
     fn clean_and_unclean_reports_read_plainly() {
+        let check = FsckOptions::default();
+        let repair = FsckOptions {
+            repair: true,
+            read_data: false,
+        };
         let clean = FsckReport::default();
-        assert!(render(&clean, false).starts_with("clean: 0 namespace(s)"));
+        assert!(render(&clean, check).starts_with("clean: 0 namespace(s)"));
+        let mut read = FsckReport::default();
+        read.checked.blobs_read = 2;
+        read.checked.bytes_read = 3 << 20;
+        let read_data = FsckOptions {
+            repair: false,
+            read_data: true,
+        };
+        let text = render(&read, read_data);
+        assert!(text.starts_with("clean: "), "{text}");
+        assert!(text.contains("2 blob(s) read (3.0 MiB)"), "{text}");
         let mut bad = FsckReport::default();
         bad.findings.push(Finding {
             problem: Problem::OrphanBlob {
@@ -118,12 +159,13 @@ mod tests {
             },
             repaired: None,
         });
-        let text = render(&bad, false);
+        let text = render(&bad, check);
         assert!(text.starts_with("1 problem(s) found"), "{text}");
         assert!(text.contains("belongs to no version"), "{text}");
         assert!(text.contains("fsck --repair"), "{text}");
+        assert!(render(&bad, read_data).contains("fsck --read-data --repair"));
         bad.findings[0].repaired = Some("queued".into());
-        assert!(render(&bad, true).contains("-> repaired: queued"));
-        assert!(render(&bad, true).ends_with("all repaired\n"));
+        assert!(render(&bad, repair).contains("-> repaired: queued"));
+        assert!(render(&bad, repair).ends_with("all repaired\n"));
     }
 }

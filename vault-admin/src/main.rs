@@ -66,7 +66,8 @@ enum Command {
     Mail(mail::MailCommand),
     /// Run pending database migrations and say how many ran.
     Migrate,
-    /// Check that the database and the blob store agree (exit 1 when they do not).
+    /// Check that the database and the blob store agree, with --read-data that every blob
+    /// holds the bytes stored (exit 1 when not).
     Fsck(fsck::FsckArgs),
     /// Remove expired uploads and trash, versions past retention, deleted and orphan blobs.
     Gc(gc::GcArgs),
