@@ -40,8 +40,8 @@ impl ArrivalHasher {
         }
     }
 
-    /// Bytes hashed so far.
-    pub fn len(&self) -> u64 {
+    /// Bytes hashed so far: where the upload stands.
+    pub fn position(&self) -> u64 {
         self.len
     }
 
@@ -56,7 +56,7 @@ impl ArrivalHasher {
             self.hasher.update(&bytes[..take]);
             self.len += take as u64;
             bytes = &bytes[take..];
-            if self.len % chunk == 0 {
+            if self.len.is_multiple_of(chunk) {
                 self.boundary = Some((self.len, self.hasher.clone()));
             }
         }
@@ -292,7 +292,7 @@ mod tests {
         assert_eq!(t.complete(&id, size), None);
         let mut writing = t.begin(&id, CHUNK as u64);
         let mut h = writing.take_hasher().expect("the state at the boundary");
-        assert_eq!(h.len(), CHUNK as u64);
+        assert_eq!(h.position(), CHUNK as u64);
         h.update(&data[CHUNK..]);
         writing.finish(Some(h), size);
         assert_eq!(t.complete(&id, size), Some(of_bytes(&data)));

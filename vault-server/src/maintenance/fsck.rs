@@ -1003,7 +1003,7 @@ mod tests {
         Ok(())
     }
 
-    fn lost_of<'a>(report: &'a FsckReport, entry: i64) -> Option<&'a String> {
+    fn lost_of(report: &FsckReport, entry: i64) -> Option<&String> {
         report
             .lost
             .iter()
@@ -1150,6 +1150,69 @@ mod tests {
             kinds(&fsck_with(c, &t.store, READ_DATA, NOW)?),
             vec!["hash_mismatch"]
         );
+        Ok(())
+    }
+
+    /// A blob store whose sealed blobs cannot be read (a failing disk, or a check run by
+    /// a user without the right to read them).
+    #[derive(Debug)]
+    struct Unreadable(crate::blobs::FsBlobStore);
+
+    impl BlobStore for Unreadable {
+        fn write_partial(
+            &self,
+            id: &BlobId,
+            offset: u64,
+        ) -> std::io::Result<Box<dyn crate::blobs::PartialWriter>> {
+            self.0.write_partial(id, offset)
+        }
+        fn partial_len(&self, id: &BlobId) -> std::io::Result<Option<u64>> {
+            self.0.partial_len(id)
+        }
+        fn truncate_partial(&self, id: &BlobId, len: u64) -> std::io::Result<()> {
+            self.0.truncate_partial(id, len)
+        }
+        fn seal_partial(&self, id: &BlobId) -> std::io::Result<u64> {
+            self.0.seal_partial(id)
+        }
+        fn remove_partial(&self, id: &BlobId) -> std::io::Result<()> {
+            self.0.remove_partial(id)
+        }
+        fn open(&self, _: &BlobId) -> std::io::Result<Box<dyn crate::blobs::BlobReader>> {
+            Err(std::io::ErrorKind::PermissionDenied.into())
+        }
+        fn size(&self, id: &BlobId) -> std::io::Result<Option<u64>> {
+            self.0.size(id)
+        }
+        fn remove(&self, id: &BlobId) -> std::io::Result<()> {
+            self.0.remove(id)
+        }
+        fn list(&self) -> std::io::Result<Vec<crate::blobs::StoredBlob>> {
+            self.0.list()
+        }
+        fn list_partials(&self) -> std::io::Result<Vec<crate::blobs::StoredBlob>> {
+            self.0.list_partials()
+        }
+        fn copy_to(&self, id: &BlobId, dest: &std::path::Path) -> std::io::Result<()> {
+            self.0.copy_to(id, dest)
+        }
+    }
+
+    #[test]
+    fn a_blob_that_cannot_be_read_is_reported_and_never_repaired_away() -> TestResult {
+        let t = Fixture::new()?;
+        let c = &mut *t.conn()?;
+        let ns = t.namespace(c, 1)?;
+        let f = t.entry(c, ns, "f", Some(1))?;
+        t.version(c, f, 1, 50)?;
+        t.set_used(c, ns, 50)?;
+        let store = Unreadable(t.store.clone());
+        let report = fsck_with(c, &store, REPAIR_DATA, NOW)?;
+        assert_eq!(kinds(&report), vec!["unreadable_blob"]);
+        assert_eq!(report.unrepaired(), 1);
+        assert!(report.lost.is_empty());
+        assert_eq!(rows::entry(c, f)?.and_then(|e| e.current_version), Some(1));
+        assert!(fsck_with(c, &t.store, READ_DATA, NOW)?.is_clean());
         Ok(())
     }
 
