@@ -37,7 +37,7 @@ pub struct ServerState {
     pub hashing: Semaphore,
     pub in_flight: InFlight,
     /// BLAKE3 of the large uploads being received, as their bytes arrive.
-    pub upload_hashes: UploadHashes,
+    pub upload_hashes: Arc<UploadHashes>,
     connections_per_ip: Mutex<HashMap<IpAddr, u32>>,
     /// Woken whenever a connection slot is freed.
     slot_freed: Notify,
@@ -58,7 +58,7 @@ impl ServerState {
         let upload_expiry = std::time::Duration::from_secs(config.files.upload_expiry_s);
         ServerState {
             chat: Chat::new(&config.chat),
-            upload_hashes: UploadHashes::new(upload_expiry),
+            upload_hashes: Arc::new(UploadHashes::new(upload_expiry)),
             config,
             db,
             blobs,

@@ -1802,8 +1802,9 @@ async fn after_a_restart_the_commit_hashes_the_blob_from_disk() -> R<()> {
     let (id, _) = f.open("aaaa", bytes.len() as u64).await?;
     f.data(id, 0, &bytes[..SEALED_CHUNK_LEN]).await?;
     // A restarted server has no hash state of the upload.
-    f.state.upload_hashes =
-        crate::files::upload_hash::UploadHashes::new(std::time::Duration::from_secs(3600));
+    f.state.upload_hashes = Arc::new(crate::files::upload_hash::UploadHashes::new(
+        std::time::Duration::from_secs(3600),
+    ));
     f.data(id, SEALED_CHUNK_LEN as u64, &bytes[SEALED_CHUNK_LEN..])
         .await?;
     f.commit(id).await?;

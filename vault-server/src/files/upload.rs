@@ -14,7 +14,6 @@ use vault_core::format::meta::SEALED_META_LEN;
 use vault_core::format::stream::{SEALED_CHUNK_LEN, plaintext_len};
 use vault_core::proto::{ApiError, ErrorCode, NsRef, OpenedUpload, Response, parent_of};
 
-use super::upload_hash::ArrivalHasher;
 use super::{Failure, Stamp, info, paths, tree};
 use crate::blobs::{BlobHash, BlobId, BlobStore, hash};
 use crate::db::files::entries::{self, Entry};
@@ -349,13 +348,15 @@ pub async fn receive<R: AsyncRead + Unpin>(
         };
     }
 
-    let mut hashing = state.upload_hashes.begin(&id, offset);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(QUEUE_LEN);
     let writer = {
         let blobs = Arc::clone(&state.blobs);
         let id = id.clone();
-        let mut hasher = hashing.take_hasher();
-        tokio::task::spawn_blocking(move || -> std::io::Result<(u64, Option<ArrivalHasher>)> {
+        // Held by the writing thread until it stops writing, whatever becomes of this
+        // request: only then does the partial hold what the hasher saw.
+        let mut hashing = state.upload_hashes.begin(&id, offset);
+        tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+            let mut hasher = hashing.take_hasher();
             let mut out = blobs.write_partial(&id, offset)?;
             let mut written = 0u64;
             while let Some(buf) = rx.blocking_recv() {
@@ -367,7 +368,8 @@ pub async fn receive<R: AsyncRead + Unpin>(
             }
             out.flush()?;
             out.sync()?;
-            Ok((written, hasher))
+            hashing.finish(hasher, size);
+            Ok(written)
         })
     };
 
@@ -404,27 +406,19 @@ pub async fn receive<R: AsyncRead + Unpin>(
     match written {
         Err(e) => {
             cut_back(state, &id, size).await;
-            drop(hashing);
             Err(store_error("writing an upload failed", &e))
         }
-        Ok((_, hasher)) if over => {
+        Ok(_) if over => {
             cut_back(state, &id, size).await;
-            hashing.finish(hasher, size);
             Err(too_many(size))
         }
-        Ok((_, hasher)) if broken => {
-            hashing.finish(hasher, size);
-            Err(ApiError::bad_request(
-                "the upload stream broke; ask upload_status and resume",
-            ))
-        }
-        Ok((written, hasher)) => {
-            hashing.finish(hasher, size);
-            Ok(Response::UploadStatus {
-                received: acknowledged(offset + written, size),
-                sealed_size: size,
-            })
-        }
+        Ok(_) if broken => Err(ApiError::bad_request(
+            "the upload stream broke; ask upload_status and resume",
+        )),
+        Ok(written) => Ok(Response::UploadStatus {
+            received: acknowledged(offset + written, size),
+            sealed_size: size,
+        }),
     }
 }
 

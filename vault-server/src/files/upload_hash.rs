@@ -11,7 +11,7 @@
 //! disk instead.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use vault_core::format::stream::SEALED_CHUNK_LEN;
@@ -114,10 +114,10 @@ impl UploadHashes {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A request starts writing the upload `id` at `offset`: returns the hasher to feed
-    /// its bytes to, or `None` when the bytes before `offset` were not all hashed here.
-    /// The caller hands the hasher back with [`Writing::finish`].
-    pub fn begin(&self, id: &BlobId, offset: u64) -> Writing<'_> {
+    /// A writer starts writing the upload `id` at `offset`; it holds the returned
+    /// [`Writing`] (with the hasher to feed its bytes to, or none when the bytes before
+    /// `offset` were not all hashed here) until it has stopped writing.
+    pub fn begin(self: &Arc<Self>, id: &BlobId, offset: u64) -> Writing {
         let mut slots = self.lock();
         let slot = slots.entry(id.clone()).or_insert_with(|| Slot {
             writers: 0,
@@ -142,7 +142,7 @@ impl UploadHashes {
             }
         };
         Writing {
-            table: self,
+            table: Arc::clone(self),
             id: id.clone(),
             hasher,
             ended: false,
@@ -214,32 +214,32 @@ fn make_room(slots: &mut HashMap<BlobId, Slot>, max_age: Duration) {
     }
 }
 
-/// One request writing an upload. Dropped without [`Writing::finish`] (a failed write),
-/// it keeps nothing of that upload.
+/// One writer of an upload's partial. Dropped without [`Writing::finish`] (a failed
+/// write), it keeps nothing of that upload.
 #[derive(Debug)]
-pub struct Writing<'a> {
-    table: &'a UploadHashes,
+pub struct Writing {
+    table: Arc<UploadHashes>,
     id: BlobId,
     hasher: Option<ArrivalHasher>,
     ended: bool,
 }
 
-impl Writing<'_> {
+impl Writing {
     /// The hasher to feed the request's bytes to, in order (`None`: none is kept).
     pub fn take_hasher(&mut self) -> Option<ArrivalHasher> {
         self.hasher.take()
     }
 
-    /// The request wrote its bytes, and the partial now holds exactly what `hasher` saw
-    /// (cut back to a chunk boundary when it ended early): keeps the state an upload of
-    /// `size` bytes resumes from.
+    /// The writer wrote and synced its bytes, and the partial holds exactly what
+    /// `hasher` saw: keeps the state an upload of `size` bytes resumes from (everything
+    /// once complete, else the last chunk boundary, where the partial is cut back to).
     pub fn finish(mut self, hasher: Option<ArrivalHasher>, size: u64) {
         self.ended = true;
         self.table.end(&self.id, hasher, size);
     }
 }
 
-impl Drop for Writing<'_> {
+impl Drop for Writing {
     fn drop(&mut self) {
         if !self.ended {
             self.table.end(&self.id, None, 0);
@@ -258,8 +258,8 @@ mod tests {
         (0..len).map(|i| (i * 13 + i / 251) as u8).collect()
     }
 
-    fn table() -> UploadHashes {
-        UploadHashes::new(Duration::from_secs(3600))
+    fn table() -> Arc<UploadHashes> {
+        Arc::new(UploadHashes::new(Duration::from_secs(3600)))
     }
 
     #[test]
