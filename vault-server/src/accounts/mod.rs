@@ -2,15 +2,20 @@
 //! password change and reset. The server receives only client-made material: an auth key
 //! (which it hashes again with Argon2id) and sealed keys it cannot open.
 
+mod attempts;
 mod auth_hash;
 mod codes;
+mod hash_queue;
 mod login;
+mod login_gate;
 mod material;
 mod password;
 mod register;
 mod sessions;
 
 pub use auth_hash::{hash_auth_key, verify_auth_key};
+pub use hash_queue::HashQueue;
+pub use login_gate::LoginGate;
 pub use sessions::SESSION_ENDED_BY_ADMIN;
 
 use vault_core::proto::{ApiError, Request, Response};

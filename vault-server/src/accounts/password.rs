@@ -46,14 +46,14 @@ pub async fn change(
         })
         .await?;
     let phc = user.auth_hash.clone();
-    let old_ok = auth_hash::verify_bounded(state, old_auth_key, phc).await?;
+    let old_ok = auth_hash::verify_bounded(state, ctx.ip, old_auth_key, phc).await?;
     if !old_ok {
         return Err(ApiError::new(
             ErrorCode::InvalidCredentials,
             "the current password is wrong",
         ));
     }
-    let new_hash = auth_hash::hash_bounded(state, &new.auth_key).await?;
+    let new_hash = auth_hash::hash_bounded(state, ctx.ip, &new.auth_key).await?;
     let ip = ctx.ip.to_string();
     let ended = state
         .db
@@ -193,7 +193,7 @@ pub async fn reset_finish(
             &account.password
         }
     };
-    let new_hash = auth_hash::hash_bounded(state, &password.auth_key).await?;
+    let new_hash = auth_hash::hash_bounded(state, ctx.ip, &password.auth_key).await?;
     let (input, config, ip) = (
         code.to_string(),
         state.config.codes.clone(),

@@ -85,7 +85,7 @@ pub async fn finish(
         .run(move |c| codes::check(c, &config, codes::PURPOSE_REGISTER, &name, &input))
         .await?;
 
-    let auth_hash = auth_hash::hash_bounded(state, &account.password.auth_key).await?;
+    let auth_hash = auth_hash::hash_bounded(state, ctx.ip, &account.password.auth_key).await?;
 
     let (ip, single, quota) = (
         ctx.ip.to_string(),
