@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 
 use diesel::{Connection, RunQueryDsl};
 
+pub mod raw;
+
+/// The `[auth_hash]` section of test servers: cheap, so that tests that log in stay fast.
+const CHEAP_AUTH_HASH: &str = "[auth_hash]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n";
+
 /// A password used by tests (long enough for the client's minimum).
 pub const PASSWORD: &str = "correct horse battery";
 
@@ -186,6 +191,8 @@ pub struct TestServer {
     pub fingerprint: String,
     child: Option<Child>,
     config_text: String,
+    /// The database URL the server was given (shared by [`TestServer::second_instance`]).
+    database_url: String,
     _pg: Option<PgDatabase>,
 }
 
@@ -197,17 +204,39 @@ impl TestServer {
     /// Starts a server whose config has `extra` TOML (top-level keys and tables other
     /// than `kdf`, `auth_hash` and `sessions`) added to the test defaults.
     pub fn start_with(extra: &str) -> TestServer {
+        TestServer::start_full(extra, CHEAP_AUTH_HASH, None)
+    }
+
+    /// [`TestServer::start_with`], hashing auth keys at the server's default (production)
+    /// Argon2 cost: for tests of what hashing load does to other users.
+    pub fn start_with_default_auth_hash(extra: &str) -> TestServer {
+        TestServer::start_full(extra, "", None)
+    }
+
+    /// A second server instance on this server's database, with its own data directory,
+    /// address and certificate, and `extra` config: several instances of one deployment.
+    pub fn second_instance(&self, extra: &str) -> TestServer {
+        TestServer::start_full(extra, CHEAP_AUTH_HASH, Some(self.database_url.clone()))
+    }
+
+    fn start_full(extra: &str, auth_hash: &str, shared_database: Option<String>) -> TestServer {
         let root = tempfile::tempdir().expect("tempdir");
-        let pg = std::env::var("VAULT_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .map(|u| PgDatabase::create(&u));
-        let database_url = pg.as_ref().map(PgDatabase::url).unwrap_or_default();
+        let pg = match shared_database {
+            Some(_) => None,
+            None => std::env::var("VAULT_TEST_POSTGRES_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .map(|u| PgDatabase::create(&u)),
+        };
         let data = root.path().join("data");
+        let database_url = shared_database.unwrap_or_else(|| match &pg {
+            Some(pg) => pg.url(),
+            None => format!("sqlite://{}", data.join("vault.db").display()),
+        });
         let config_text = format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ndatabase_url = \"{database_url}\"\n{extra}\n\
              [kdf]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n\
-             [auth_hash]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n\
+             {auth_hash}\
              [sessions]\ncheck_interval_ms = 200\n",
             data.display()
         );
@@ -217,10 +246,31 @@ impl TestServer {
             fingerprint: String::new(),
             child: None,
             config_text,
+            database_url,
             _pg: pg,
         };
         server.launch();
         server
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(Child::id)
+            .expect("the server is running")
+    }
+
+    /// A `VmRSS`-style line of the server's `/proc/PID/status`, in KiB (`VmRSS` now,
+    /// `VmHWM` the peak so far).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read the server's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
     }
 
     pub fn data_dir(&self) -> PathBuf {
