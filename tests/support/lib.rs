@@ -4,7 +4,7 @@
 //! binaries against it. The binaries are built on first use by the same profile as the
 //! tests, so `cargo test --workspace` on a clean clone needs nothing else.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use diesel::{Connection, RunQueryDsl};
 
 pub mod raw;
+pub mod smtp;
 
 /// The `[auth_hash]` section of test servers: cheap, so that tests that log in stay fast.
 const CHEAP_AUTH_HASH: &str = "[auth_hash]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n";
@@ -51,7 +52,7 @@ fn build_binaries() -> PathBuf {
     };
     let target_dir = profile_dir.parent().expect("target root");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
+    let mut build = Command::new(cargo)
         .args(["build", "--quiet", "--profile", &profile, "--target-dir"])
         .arg(target_dir)
         .args([
@@ -64,9 +65,34 @@ fn build_binaries() -> PathBuf {
             "--bins",
         ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
+        .spawn()
         .expect("run cargo build for the binaries under test");
+    // When the binaries are fresh this takes a second; otherwise say what the wait is,
+    // straight to the terminal (the test harness captures `eprintln!`).
+    let started = Instant::now();
+    let mut told = false;
+    let status = loop {
+        if let Some(status) = build.try_wait().expect("wait for cargo build") {
+            break status;
+        }
+        if !told && started.elapsed() > Duration::from_secs(3) {
+            let _ = writeln!(
+                std::io::stderr(),
+                "vault-e2e: building vault-server, vault and vault-admin for the end-to-end \
+                 tests (a first build on a machine takes a few minutes)"
+            );
+            told = true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(status.success(), "building the binaries under test failed");
+    if told {
+        let _ = writeln!(
+            std::io::stderr(),
+            "vault-e2e: binaries ready after {} s",
+            started.elapsed().as_secs()
+        );
+    }
     profile_dir
 }
 
