@@ -253,7 +253,11 @@ where
 
 /// `AUTH PLAIN [initial]` or `AUTH LOGIN`, with their challenges; whether the credentials
 /// are the server's account.
-async fn authenticate<S>(io: &mut BufReader<S>, line: &str, settings: &Settings) -> std::io::Result<bool>
+async fn authenticate<S>(
+    io: &mut BufReader<S>,
+    line: &str,
+    settings: &Settings,
+) -> std::io::Result<bool>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -293,7 +297,10 @@ where
             let u = read_line(io).await?.unwrap_or_default();
             reply(io, "334 UGFzc3dvcmQ6").await?;
             let p = read_line(io).await?.unwrap_or_default();
-            (decode(&u).unwrap_or_default(), decode(&p).unwrap_or_default())
+            (
+                decode(&u).unwrap_or_default(),
+                decode(&p).unwrap_or_default(),
+            )
         }
         _ => return Ok(false),
     };
@@ -311,7 +318,10 @@ async fn read_line<S: AsyncRead + Unpin>(io: &mut BufReader<S>) -> std::io::Resu
     Ok(Some(line.trim_end_matches(['\r', '\n']).to_string()))
 }
 
-async fn reply<S: AsyncRead + AsyncWrite + Unpin>(io: &mut BufReader<S>, text: &str) -> std::io::Result<()> {
+async fn reply<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut BufReader<S>,
+    text: &str,
+) -> std::io::Result<()> {
     let stream = io.get_mut();
     stream.write_all(text.as_bytes()).await?;
     stream.write_all(b"\r\n").await?;

@@ -75,6 +75,13 @@ pub fn mailer(config: &Config) -> anyhow::Result<Mailer> {
     )?)
 }
 
+/// 32 random bytes, for a server-wide secret kept in the database.
+fn random_secret() -> Vec<u8> {
+    let mut k = vec![0u8; 32];
+    aws_lc_rs::rand::fill(&mut k).expect("the system random source failed");
+    k
+}
+
 /// A bound, not yet serving, server.
 #[derive(Debug)]
 pub struct Server {
@@ -92,17 +99,14 @@ impl Server {
         let db = open_db(&config).await?;
         let mailer = mailer(&config)?;
         let fake_salt_key = db
-            .run(|c| {
-                db::settings::get_or_create(c, "prelogin_fake_salt_key", || {
-                    let mut k = vec![0u8; 32];
-                    aws_lc_rs::rand::fill(&mut k).expect("the system random source failed");
-                    k
-                })
-            })
+            .run(|c| db::settings::get_or_create(c, "prelogin_fake_salt_key", random_secret))
             .await?;
         let fake_salt_key: [u8; 32] = fake_salt_key
             .try_into()
             .map_err(|_| anyhow::anyhow!("bad prelogin key in the database"))?;
+        let reset_key = db
+            .run(|c| db::settings::get_or_create(c, "stateless_reset_key", random_secret))
+            .await?;
         let params = config.auth_hash;
         let dummy_auth_hash = tokio::task::spawn_blocking(move || {
             let mut random = [0u8; 32];
@@ -114,7 +118,7 @@ impl Server {
             Arc::new(blobs::FsBlobStore::open(data.blobs()).with_context(|| {
                 format!("cannot open the blob store {}", data.blobs().display())
             })?);
-        let endpoint = net::endpoint(&identity, config.listen, &config.limits)?;
+        let endpoint = net::endpoint(&identity, config.listen, &config.limits, &reset_key)?;
         let state = Arc::new(ServerState::new(
             config,
             db,

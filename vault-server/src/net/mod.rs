@@ -21,11 +21,15 @@ use crate::live::CLOSE_SHUTDOWN;
 use crate::state::ServerState;
 use crate::tls::Identity;
 
-/// Builds the QUIC endpoint for `identity` on `listen`.
+/// Builds the QUIC endpoint for `identity` on `listen`. `reset_key` (the deployment's
+/// secret, kept in the database) keys the stateless reset tokens the endpoint hands out:
+/// the same on every instance and after every restart, so a restarted server can tell a
+/// client at once that its connection is gone, instead of leaving it to time out.
 pub fn endpoint(
     identity: &Identity,
     listen: SocketAddr,
     limits: &Limits,
+    reset_key: &[u8],
 ) -> anyhow::Result<quinn::Endpoint> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
@@ -46,8 +50,18 @@ pub fn endpoint(
         .max_concurrent_uni_streams(0u8.into())
         .max_idle_timeout(Some(Duration::from_secs(limits.idle_timeout_s).try_into()?));
     config.transport_config(Arc::new(transport));
-    quinn::Endpoint::server(config, listen)
-        .with_context(|| format!("cannot listen on {listen} (UDP)"))
+    let reset_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, reset_key);
+    let socket = std::net::UdpSocket::bind(listen)
+        .with_context(|| format!("cannot listen on {listen} (UDP)"))?;
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| anyhow::anyhow!("no async runtime for the QUIC endpoint"))?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::new(Arc::new(reset_key)),
+        Some(config),
+        socket,
+        runtime,
+    )
+    .with_context(|| format!("cannot listen on {listen} (UDP)"))
 }
 
 /// A QUIC flow-control window of `bytes`.
