@@ -21,7 +21,8 @@ fn register_through_the_outbox_code_then_whoami() {
         "--accept-new-cert",
     ]);
     assert!(
-        out.ok().contains("mailed to alice@example.org"),
+        out.ok()
+            .contains("A verification code is on its way to alice@example.org"),
         "{}",
         out.stdout
     );
@@ -182,7 +183,7 @@ fn an_expired_code_is_refused() {
 }
 
 #[test]
-fn a_second_code_within_the_cooldown_is_refused() {
+fn a_second_request_within_the_cooldown_mails_nothing_new_and_the_first_code_stays() {
     let server = TestServer::start();
     let erin = Client::new();
     let args = [
@@ -195,52 +196,99 @@ fn a_second_code_within_the_cooldown_is_refused() {
         "--fingerprint",
         &server.fingerprint,
     ];
-    erin.run(&args).ok();
-    let out = erin.run(&args);
-    out.fails_with("wait");
-    assert!(out.stderr.contains("before asking again"), "{}", out.stderr);
-    let mails = std::fs::read_dir(server.data_dir().join("outbox"))
-        .expect("outbox")
-        .count();
-    assert_eq!(mails, 1, "no second mail was sent");
+    let first = erin.run(&args).ok().to_string();
+    let second = erin.run(&args);
+    assert_eq!(second.ok(), first, "the same answer, the same words");
+    assert!(first.contains("mails nothing new"), "{first}");
+    let code = server.outbox_code("erin@example.org");
+    let audit = server.admin(&["audit", "--user", "erin", "--json"]);
+    assert!(
+        audit
+            .ok()
+            .contains("within the resend cooldown: nothing mailed"),
+        "{}",
+        audit.stdout
+    );
+    assert_eq!(
+        server.outbox_mails("erin@example.org").len(),
+        1,
+        "no second mail was sent"
+    );
+    erin.run_stdin(
+        &["register", "erin", "--code", &code, "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    )
+    .ok();
 }
 
 #[test]
-fn taken_username_or_email_get_the_same_answer() {
-    let server = TestServer::start();
+fn a_taken_email_is_answered_like_a_fresh_one_and_its_owner_is_told() {
+    // No resend cooldown: frank's own registration a moment ago would hold the notice back.
+    let server = TestServer::start_with("[codes]\nresend_cooldown_s = 0\n");
     Client::new().register(&server, "frank", "frank@example.org");
-    let other = Client::new();
     let base = [
         "--server",
         server.addr.as_str(),
         "--fingerprint",
         server.fingerprint.as_str(),
     ];
-    let by_name = other.run(
-        &[
-            &["register", "frank", "--email", "new@example.org"][..],
-            &base,
-        ]
-        .concat(),
+    let register = |client: &Client, user: &str, email: &str| {
+        client.run(&[&["register", user, "--email", email][..], &base].concat())
+    };
+    let (taker, newcomer) = (Client::new(), Client::new());
+    let taken = register(&taker, "mallory", "frank@example.org");
+    let fresh = register(&newcomer, "nora", "nora@example.org");
+    let said = |out: &vault_e2e::Out, user: &str, email: &str| {
+        out.ok().replace(email, "ADDR").replace(user, "USER")
+    };
+    assert_eq!(
+        said(&taken, "mallory", "frank@example.org"),
+        said(&fresh, "nora", "nora@example.org"),
+        "the same words for a taken and a fresh address"
     );
-    let by_mail = other.run(
-        &[
-            &["register", "frankie", "--email", "FRANK@example.org"][..],
-            &base,
-        ]
-        .concat(),
+    assert_eq!(taken.stderr, fresh.stderr);
+
+    // The owner is told, without a code; the newcomer gets one.
+    let notice = server.wait_for_mail("frank@example.org", |m| {
+        m.contains("Someone asked to register")
+    });
+    assert!(
+        code_in(&notice).is_none(),
+        "no code in the notice: {notice}"
     );
-    by_name.fails_with("already registered");
-    assert_eq!(by_name.stderr, by_mail.stderr);
-    let bad = other.run(&[&["register", "x", "--email", "new@example.org"][..], &base].concat());
+    for says in [
+        "\"mallory\"",
+        "nothing about your account changed",
+        "ignore this mail",
+    ] {
+        assert!(notice.contains(says), "{says:?} in {notice}");
+    }
+    server.outbox_code("nora@example.org");
+
+    // Finishing the attempt fails as a wrong code does.
+    let finish = |client: &Client, user: &str| {
+        client.run_stdin(
+            &["register", user, "--code", "AAAAAAAA", "--password-stdin"],
+            &format!("{PASSWORD}\n"),
+        )
+    };
+    let taken = finish(&taker, "mallory");
+    taken.fails_with("wrong verification code (4 tries left)");
+    assert_eq!(taken.stderr, finish(&newcomer, "nora").stderr);
+
+    let audit = server.admin(&["audit", "--user", "frank", "--json"]);
+    assert!(
+        audit.ok().contains("\"registration_email_taken\""),
+        "{}",
+        audit.stdout
+    );
+
+    // Usernames are public: a taken one is refused.
+    let other = Client::new();
+    register(&other, "frank", "new@example.org").fails_with("username is already taken");
+    let bad = register(&other, "x", "new@example.org");
     bad.fails_with("invalid username");
-    let bad = other.run(
-        &[
-            &["register", "valid_name", "--email", "not-an-address"][..],
-            &base,
-        ]
-        .concat(),
-    );
+    let bad = register(&other, "valid_name", "not-an-address");
     bad.fails_with("invalid email address");
 }
 
@@ -458,10 +506,16 @@ fn reset_without_the_recovery_key_discards_the_old_keys() {
     assert_ne!(ken.account_key_file(), key_before);
     ken.run(&["whoami"]).ok();
     // Unknown users get the same answer to a reset request, and no mail.
+    let known = ken.run(&["reset-password", "ken"]);
+    server.outbox_code("ken@example.org");
     let mails = std::fs::read_dir(server.data_dir().join("outbox"))
         .expect("outbox")
         .count();
-    ken.run(&["reset-password", "nobody"]).ok();
+    let unknown = ken.run(&["reset-password", "nobody"]);
+    assert_eq!(
+        known.ok().replace("ken", "USER"),
+        unknown.ok().replace("nobody", "USER")
+    );
     assert_eq!(
         std::fs::read_dir(server.data_dir().join("outbox"))
             .expect("outbox")

@@ -4,9 +4,11 @@
 //! binaries against it. The binaries are built on first use by the same profile as the
 //! tests, so `cargo test --workspace` on a clean clone needs nothing else.
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -220,6 +222,8 @@ pub struct TestServer {
     /// The database URL the server was given (shared by [`TestServer::second_instance`]).
     database_url: String,
     _pg: Option<PgDatabase>,
+    /// The codes [`TestServer::outbox_code`] has handed out.
+    codes_seen: Mutex<HashSet<String>>,
 }
 
 impl TestServer {
@@ -274,6 +278,7 @@ impl TestServer {
             config_text,
             database_url,
             _pg: pg,
+            codes_seen: Mutex::new(HashSet::new()),
         };
         server.launch();
         server
@@ -393,27 +398,59 @@ impl TestServer {
         self.launch();
     }
 
-    /// The newest verification code mailed to `email` through the outbox.
-    pub fn outbox_code(&self, email: &str) -> String {
-        let mut newest: Option<(std::time::SystemTime, String)> = None;
+    /// The messages in the outbox addressed to `email`, as text, oldest first. The server
+    /// sends mail from a queue after it has answered, so a message may appear a moment
+    /// after the command that caused it has finished.
+    pub fn outbox_mails(&self, email: &str) -> Vec<String> {
         let outbox = self.data_dir().join("outbox");
-        for entry in std::fs::read_dir(&outbox).expect("outbox").flatten() {
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            if !text
-                .lines()
-                .any(|l| l.starts_with("To: ") && l.contains(email))
+        let mut mails: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(&outbox)
+            .expect("outbox")
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            .filter_map(|e| {
+                let text = std::fs::read_to_string(e.path()).ok()?;
+                let to_email = text
+                    .lines()
+                    .any(|l| l.starts_with("To: ") && l.contains(email));
+                let modified = e.metadata().and_then(|m| m.modified()).ok()?;
+                to_email.then_some((modified, text))
+            })
+            .collect();
+        mails.sort_by_key(|(modified, _)| *modified);
+        mails.into_iter().map(|(_, text)| text).collect()
+    }
+
+    /// Waits up to 10 s for a message to `email` that `accept` takes, and returns it.
+    pub fn wait_for_mail(&self, email: &str, accept: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(mail) = self
+                .outbox_mails(email)
+                .into_iter()
+                .rev()
+                .find(|m| accept(m))
             {
-                continue;
+                return mail;
             }
-            let Some(code) = code_in(&text) else { continue };
-            let modified = entry.metadata().and_then(|m| m.modified()).expect("mtime");
-            if newest.as_ref().is_none_or(|(t, _)| modified >= *t) {
-                newest = Some((modified, code));
-            }
+            assert!(
+                Instant::now() < deadline,
+                "no such mail to {email} arrived in the outbox; the server's log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
-        newest
-            .map(|(_, c)| c)
-            .unwrap_or_else(|| panic!("no code for {email} in {}", outbox.display()))
+    }
+
+    /// The newest verification code mailed to `email` through the outbox that this
+    /// function has not returned before, waiting up to 10 s for it: each code is handed
+    /// out once, so after a second request the answer is the second code, never the
+    /// first one again while the second is still on its way.
+    pub fn outbox_code(&self, email: &str) -> String {
+        let mut seen = self.codes_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mail = self.wait_for_mail(email, |m| code_in(m).is_some_and(|c| !seen.contains(&c)));
+        let code = code_in(&mail).expect("a code line");
+        seen.insert(code.clone());
+        code
     }
 
     /// A direct connection to the server's database (its SQLite file, or the test's

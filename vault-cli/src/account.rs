@@ -42,9 +42,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             ..
         } => {
             let ttl = account::register_start(&state, &opts(&server), &user, &email).await?;
+            // True whatever the address: the server answers a taken one as a fresh one.
             println!(
-                "A verification code was mailed to {email}; it is valid for {} minutes.",
+                "A verification code is on its way to {email}, valid for {} minutes, unless the \
+                 address already has an account here: then its owner is told instead.",
                 ttl.div_ceil(60)
+            );
+            println!(
+                "Asking again within the resend cooldown (a minute by default) mails nothing new: use the code already sent."
             );
             if prompt::stdin_is_terminal() && !password.password_stdin {
                 let code = prompt::code()?;
@@ -172,8 +177,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let ttl = account::reset_start(&state, &opts(&server), &user).await?;
             println!(
-                "If {user} has an account here, a reset code was mailed to its address; it is valid for {} minutes.",
+                "If {user} has an account here, a reset code is on its way to its address, valid for {} minutes.",
                 ttl.div_ceil(60)
+            );
+            println!(
+                "Asking again within the resend cooldown (a minute by default) mails nothing new: use the code already sent."
             );
             println!("Then: vault reset-password {user} --code CODE --recovery-key vault-rk-…");
             println!(

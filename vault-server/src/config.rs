@@ -96,6 +96,24 @@ pub struct MailConfig {
     /// besides the public web roots (for a relay with a private CA). Empty: web roots only.
     pub smtp_ca_file: PathBuf,
     pub from: String,
+    /// Messages waiting to be sent, being sent or waiting for a retry, at most. When it is
+    /// full, `register_start` and `reset_start` are answered `throttled`, whatever they
+    /// would have mailed.
+    pub queue_size: u32,
+    /// Tries per message, the first included; then it is given up (and logged).
+    pub attempts: u32,
+    /// Seconds before the second try; each later retry waits four times longer.
+    pub first_retry_s: u64,
+}
+
+impl MailConfig {
+    /// The retry schedule of the mail queue.
+    pub fn retry(&self) -> crate::mail::queue::Retry {
+        crate::mail::queue::Retry {
+            attempts: self.attempts,
+            first_wait: std::time::Duration::from_secs(self.first_retry_s),
+        }
+    }
 }
 
 impl Default for MailConfig {
@@ -105,6 +123,9 @@ impl Default for MailConfig {
             smtp_url: String::new(),
             smtp_ca_file: PathBuf::new(),
             from: "Vault <vault@localhost>".into(),
+            queue_size: 1000,
+            attempts: 4,
+            first_retry_s: 15,
         }
     }
 }
@@ -431,6 +452,9 @@ impl Config {
         }
         if self.mail.transport == MailTransport::Smtp && self.mail.smtp_url.is_empty() {
             return invalid("mail.transport = \"smtp\" needs mail.smtp_url (e.g. smtps://user:pass@mail.example.org)".into());
+        }
+        if self.mail.queue_size == 0 || self.mail.attempts == 0 {
+            return invalid("mail.queue_size and mail.attempts must be at least 1".into());
         }
         self.kdf
             .validate()

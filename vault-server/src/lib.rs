@@ -32,6 +32,7 @@ use anyhow::Context;
 use crate::config::Config;
 use crate::db::Db;
 use crate::mail::Mailer;
+use crate::mail::queue::{MailQueue, MailWorker};
 use crate::state::ServerState;
 
 /// The server's data directory layout (SPEC §2). Every path is built from configuration.
@@ -88,6 +89,8 @@ pub struct Server {
     endpoint: quinn::Endpoint,
     state: Arc<ServerState>,
     fingerprint: String,
+    mailer: Mailer,
+    mail_worker: MailWorker,
 }
 
 impl Server {
@@ -119,11 +122,12 @@ impl Server {
                 format!("cannot open the blob store {}", data.blobs().display())
             })?);
         let endpoint = net::endpoint(&identity, config.listen, &config.limits, &reset_key)?;
+        let (mail, mail_worker) = MailQueue::new(config.mail.queue_size);
         let state = Arc::new(ServerState::new(
             config,
             db,
             blobs,
-            mailer,
+            mail,
             fake_salt_key,
             dummy_auth_hash,
         ));
@@ -131,6 +135,8 @@ impl Server {
             endpoint,
             state,
             fingerprint: identity.fingerprint,
+            mailer,
+            mail_worker,
         })
     }
 
@@ -143,9 +149,12 @@ impl Server {
         &self.fingerprint
     }
 
-    /// Serves until `shutdown` resolves, then shuts down gracefully.
+    /// Serves until `shutdown` resolves, then shuts down gracefully: requests in flight
+    /// finish, and queued mail gets up to `limits.shutdown_grace_s` to go out.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let state = Arc::clone(&self.state);
+        let retry = state.config.mail.retry();
+        let mail = tokio::spawn(self.mail_worker.run(self.mailer, retry));
         let every = Duration::from_millis(state.config.sessions.check_interval_ms.max(50));
         let watcher = {
             let state = Arc::clone(&state);
@@ -153,10 +162,18 @@ impl Server {
         };
         let housekeeping = tokio::spawn(housekeeping(Arc::clone(&state)));
         let gc = tokio::spawn(maintenance::run_periodic(Arc::clone(&state)));
-        net::serve(self.endpoint, state, shutdown).await;
+        net::serve(self.endpoint, Arc::clone(&state), shutdown).await;
         watcher.abort();
         housekeeping.abort();
         gc.abort();
+        let grace = Duration::from_secs(state.config.limits.shutdown_grace_s);
+        if !state.mail.drained(grace).await {
+            tracing::warn!(
+                unsent = state.mail.pending(),
+                "shutting down with mail still queued; it will not be sent"
+            );
+        }
+        mail.abort();
         Ok(())
     }
 }

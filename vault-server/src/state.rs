@@ -1,5 +1,6 @@
-//! `ServerState`: what every connection handler shares (config, database, blob store, mailer, the
-//! live-session registry, the chat hub and the guards that bound expensive work and memory).
+//! `ServerState`: what every connection handler shares (config, database, blob store, the
+//! outgoing mail queue, the live-session registry, the chat hub and the guards that bound
+//! expensive work and memory).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,7 +11,7 @@ use crate::chat::Chat;
 use crate::config::Config;
 use crate::db::Db;
 use crate::live::LiveSessions;
-use crate::mail::Mailer;
+use crate::mail::queue::MailQueue;
 use crate::net::budget::FrameBudget;
 use crate::net::slots::ConnectionSlots;
 
@@ -21,7 +22,8 @@ pub struct ServerState {
     pub db: Db,
     /// Where sealed file contents live.
     pub blobs: Arc<dyn BlobStore>,
-    pub mailer: Mailer,
+    /// Outgoing mail: requests queue it, the worker `Server::run` starts sends it.
+    pub mail: MailQueue,
     pub live: LiveSessions,
     /// Chat subscriptions of this instance and the per-user message rate limit.
     pub chat: Chat,
@@ -47,7 +49,7 @@ impl ServerState {
         config: Config,
         db: Db,
         blobs: Arc<dyn BlobStore>,
-        mailer: Mailer,
+        mail: MailQueue,
         fake_salt_key: [u8; 32],
         dummy_auth_hash: String,
     ) -> Self {
@@ -58,7 +60,7 @@ impl ServerState {
             chat: Chat::new(&config.chat),
             db,
             blobs,
-            mailer,
+            mail,
             live: LiveSessions::default(),
             fake_salt_key,
             dummy_auth_hash,

@@ -12,6 +12,8 @@ mod material;
 mod password;
 mod register;
 mod sessions;
+#[cfg(test)]
+mod tests;
 
 pub use auth_hash::{hash_auth_key, verify_auth_key};
 pub use hash_queue::HashQueue;
@@ -36,7 +38,7 @@ pub async fn handle(
         )),
         Request::Prelogin { username } => login::prelogin(state, &username).await,
         Request::RegisterStart { username, email } => {
-            register::start(state, ctx, &username, &email).await
+            register::start(state, ctx.ip, &username, &email).await
         }
         Request::RegisterFinish {
             username,
@@ -47,7 +49,7 @@ pub async fn handle(
             login::login(state, ctx, &username, auth_key).await
         }
         Request::Resume { token } => login::resume(state, ctx, token).await,
-        Request::ResetStart { username } => password::reset_start(state, ctx, &username).await,
+        Request::ResetStart { username } => password::reset_start(state, ctx.ip, &username).await,
         Request::ResetRecovery { username, code } => {
             password::reset_recovery(state, ctx, &username, &code).await
         }
