@@ -204,7 +204,7 @@ where
                 let answer = if ok {
                     "235 2.7.0 authentication succeeded"
                 } else {
-                    "535 5.7.8 authentication credentials invalid"
+                    "535 5.7.8 Authentication credentials invalid"
                 };
                 reply(&mut io, answer).await?;
             }
