@@ -26,6 +26,10 @@ pub enum ClientError {
     Connect { addr: String, reason: String },
     #[error("the server closed the connection: {0}")]
     Closed(String),
+    /// The connection ended without the server closing it: it restarted (and said so with
+    /// a stateless reset), or it stopped answering.
+    #[error("the connection was lost ({0})")]
+    Lost(String),
     #[error("protocol error: {0}")]
     Protocol(String),
     #[error("{0}")]

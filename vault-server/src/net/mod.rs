@@ -22,9 +22,11 @@ use crate::state::ServerState;
 use crate::tls::Identity;
 
 /// Builds the QUIC endpoint for `identity` on `listen`. `reset_key` (the deployment's
-/// secret, kept in the database) keys the stateless reset tokens the endpoint hands out:
-/// the same on every instance and after every restart, so a restarted server can tell a
-/// client at once that its connection is gone, instead of leaving it to time out.
+/// secret, kept in the database) keys the stateless reset tokens the endpoint hands out and
+/// the hash that marks its connection ids: both the same on every instance and after every
+/// restart, so a restarted server recognises a client's old connection id as one of its own
+/// and answers it with a stateless reset, telling the client at once that its connection
+/// is gone, instead of leaving it to time out.
 pub fn endpoint(
     identity: &Identity,
     listen: SocketAddr,
@@ -51,17 +53,22 @@ pub fn endpoint(
         .max_idle_timeout(Some(Duration::from_secs(limits.idle_timeout_s).try_into()?));
     config.transport_config(Arc::new(transport));
     let reset_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, reset_key);
+    let cid_key = {
+        let tag = aws_lc_rs::hmac::sign(&reset_key, b"vault connection id key");
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&tag.as_ref()[..8]);
+        u64::from_le_bytes(first)
+    };
+    let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(reset_key));
+    endpoint_config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
     let socket = std::net::UdpSocket::bind(listen)
         .with_context(|| format!("cannot listen on {listen} (UDP)"))?;
     let runtime = quinn::default_runtime()
         .ok_or_else(|| anyhow::anyhow!("no async runtime for the QUIC endpoint"))?;
-    quinn::Endpoint::new(
-        quinn::EndpointConfig::new(Arc::new(reset_key)),
-        Some(config),
-        socket,
-        runtime,
-    )
-    .with_context(|| format!("cannot listen on {listen} (UDP)"))
+    quinn::Endpoint::new(endpoint_config, Some(config), socket, runtime)
+        .with_context(|| format!("cannot listen on {listen} (UDP)"))
 }
 
 /// A QUIC flow-control window of `bytes`.
