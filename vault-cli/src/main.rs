@@ -1,6 +1,9 @@
 //! The `vault` command: thin glue between the command line (`args`), the prompts
 //! (`prompt`) and the client library. Exit codes: 0 success, 1 a failed operation (with a
-//! one-line `error: …` on stderr), 2 a usage error.
+//! one-line `error: …` on stderr), 2 a usage error. A closed stdout (`vault ls | head -1`)
+//! ends a command quietly with exit 0: everything is printed through [`out::outln!`].
+
+#![deny(clippy::print_stdout)]
 
 mod account;
 mod args;
