@@ -56,9 +56,7 @@ fn print_recovery_key(rk: &RecoveryKey) -> std::io::Result<()> {
     outln!()?;
     outln!("    {}", rk.to_display().as_str())?;
     outln!()?;
-    outln!(
-        "Write it down and keep it somewhere safe and offline. If you forget your password,"
-    )?;
+    outln!("Write it down and keep it somewhere safe and offline. If you forget your password,")?;
     outln!(
         "`vault reset-password` with this key keeps your files readable; without it they are lost."
     )
@@ -206,9 +204,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             )?;
             account::passwd(&state, &current, new.as_bytes()).await?;
-            outln!(
-                "Password changed. Your other sessions were ended; this one stays logged in."
-            )?;
+            outln!("Password changed. Your other sessions were ended; this one stays logged in.")?;
         }
         Command::ResetPassword {
             user,
@@ -223,7 +219,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "If {user} has an account here, a reset code was mailed to its address; it is valid for {} minutes.",
                 ttl.div_ceil(60)
             )?;
-            outln!("Then: vault reset-password {user} --code CODE   (it asks for your recovery key)")?;
+            outln!(
+                "Then: vault reset-password {user} --code CODE   (it asks for your recovery key)"
+            )?;
             outln!(
                 "  or: vault reset-password {user} --code CODE --discard-encrypted-data   (files become unreadable)"
             )?;

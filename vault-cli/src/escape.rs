@@ -76,7 +76,15 @@ mod tests {
 
     #[test]
     fn plain_names_are_unchanged() {
-        for plain in ["report.pdf", "a b/c d", "grüße", "it's", "back\\slash", "$HOME", "日本"] {
+        for plain in [
+            "report.pdf",
+            "a b/c d",
+            "grüße",
+            "it's",
+            "back\\slash",
+            "$HOME",
+            "日本",
+        ] {
             assert_eq!(shown(plain), plain, "{plain:?}");
             assert!(matches!(shown(plain), Cow::Borrowed(_)));
         }
@@ -103,7 +111,10 @@ mod tests {
 
     #[test]
     fn every_special_character_leaves_no_raw_control_behind() {
-        for c in (0u32..0x100).chain(0x2000..0x2070).filter_map(char::from_u32) {
+        for c in (0u32..0x100)
+            .chain(0x2000..0x2070)
+            .filter_map(char::from_u32)
+        {
             let text = format!("a{c}b");
             let out = shown(&text);
             assert!(!out.chars().any(is_special), "{c:?} → {out:?}");

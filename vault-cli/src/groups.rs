@@ -151,7 +151,10 @@ async fn group(files: &Files, command: GroupCommand, expires_s: Option<u64>) -> 
     match command {
         GroupCommand::Create { name } => {
             let created = ops::create(files, &name).await?;
-            outln!("Created group @{}; you are its owner.", shown(&created.name))?;
+            outln!(
+                "Created group @{}; you are its owner.",
+                shown(&created.name)
+            )?;
             outln!(
                 "Add members with `vault group add {0} USER`, or make a join code with \
                  `vault group invite {0}`.",

@@ -180,7 +180,9 @@ mod tests {
         assert!(code_may_be_retyped(&forbidden(
             "wrong verification code (4 tries left)"
         )));
-        assert!(code_may_be_retyped(&forbidden("wrong verification code (1 try left)")));
+        assert!(code_may_be_retyped(&forbidden(
+            "wrong verification code (1 try left)"
+        )));
         for gone in [
             "wrong verification code, and that was the last try; run `vault register USER \
              --email ADDR` again for a new one",

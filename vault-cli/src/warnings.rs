@@ -41,7 +41,10 @@ mod tests {
         defer(vec!["could not give bob\nthe key".into(), "second".into()]);
         assert_eq!(
             take_lines(),
-            ["warning: $'could not give bob\\nthe key'", "warning: second"]
+            [
+                "warning: $'could not give bob\\nthe key'",
+                "warning: second"
+            ]
         );
         assert!(take_lines().is_empty());
     }

@@ -201,9 +201,8 @@ pub fn pending_registration(
 ) -> Result<PendingRegistration, ClientError> {
     let username = names::normalize_username(username).map_err(ClientError::Usage)?;
     let config = state.config()?;
-    let start_again = || {
-        format!("start with `vault register {username} --email ADDR --server HOST:PORT`")
-    };
+    let start_again =
+        || format!("start with `vault register {username} --email ADDR --server HOST:PORT`");
     let pending = config
         .pending_registration
         .clone()

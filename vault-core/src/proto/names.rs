@@ -114,7 +114,16 @@ mod tests {
         assert_eq!(normalize_code("abcd2345").expect("valid"), "ABCD2345");
         assert_eq!(normalize_code(" ABCD-2345 ").expect("valid"), "ABCD2345");
         assert_eq!(normalize_code("abcd 2345").expect("valid"), "ABCD2345");
-        for bad in ["", "WRONG", "ABCD23456", "ABCD234", "ABCD0345", "ABCD1345", "ABCDO345", "ABCDÄ345"] {
+        for bad in [
+            "",
+            "WRONG",
+            "ABCD23456",
+            "ABCD234",
+            "ABCD0345",
+            "ABCD1345",
+            "ABCDO345",
+            "ABCDÄ345",
+        ] {
             let e = normalize_code(bad).expect_err(bad);
             assert!(e.contains("8 characters"), "{bad:?}: {e}");
         }
