@@ -1,8 +1,9 @@
 //! `vault contact …`, `vault chat …` and `vault profile set`: check the arguments (and read
 //! a message from stdin) before connecting, open the session, run the command through
 //! `vault_client::chat`, and print text, or JSON with `--json` (output in [`output`]).
-//! `listen` prints each line as it comes and runs until the session ends (exit 1, naming
-//! why) or it is interrupted; connection notices go to stderr.
+//! `listen` says on a terminal (stderr) that it listens, prints each line as it comes and
+//! runs until the session ends (exit 1, naming why), it is interrupted or its reader goes
+//! away; connection notices go to stderr.
 
 mod output;
 
@@ -265,6 +266,13 @@ async fn listen(files: &Files, json: bool) -> anyhow::Result<()> {
     warnings::defer(files.take_warnings());
     warnings::print();
     let mut listener = Listener::new(files)?;
+    listener.start().await?;
+    if std::io::stderr().is_terminal() {
+        eprintln!(
+            "Listening for messages to {}; Ctrl-C stops.",
+            shown(files.user())
+        );
+    }
     let mut stdout = std::io::stdout().lock();
     loop {
         let event = listener.next().await?;

@@ -17,8 +17,10 @@ use crate::ClientError;
 pub use vault_core::proto::CLOSE_SESSION_ENDED;
 
 /// How often an idle connection pings the server (which answers each ping): a connection
-/// that receives nothing for a few of these intervals has lost its server.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// that receives nothing for a few of these intervals has lost its server. A killed or
+/// restarted server sends no close (the new process ignores the old connection), so this
+/// is what lets `vault chat listen` notice it within seconds; a ping is one small packet.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
 
 /// Which certificate to accept.
 #[derive(Clone, Debug, PartialEq, Eq)]
