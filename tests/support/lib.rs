@@ -16,6 +16,7 @@ use diesel::{Connection, RunQueryDsl};
 
 pub mod raw;
 pub mod smtp;
+pub mod terminal;
 
 /// The `[auth_hash]` section of test servers: cheap, so that tests that log in stay fast.
 const CHEAP_AUTH_HASH: &str = "[auth_hash]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n";
@@ -493,14 +494,19 @@ impl TestServer {
 
     /// Runs `vault-admin` against this server's configuration.
     pub fn admin(&self, args: &[&str]) -> Out {
-        let output = Command::new(bin("vault-admin"))
-            .arg("--config")
-            .arg(self.config_path())
-            .args(args)
+        let output = self
+            .admin_command(args)
             .stdin(Stdio::null())
             .output()
             .expect("run vault-admin");
         Out::from(output)
+    }
+
+    /// `vault-admin ARGS` against this server's configuration, not started yet.
+    pub fn admin_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(bin("vault-admin"));
+        command.arg("--config").arg(self.config_path()).args(args);
+        command
     }
 }
 
@@ -511,6 +517,19 @@ impl Drop for TestServer {
             let _ = child.wait();
         }
     }
+}
+
+/// Runs `command` with its stdout a pipe whose reading end is closed at once: every write
+/// to it fails with a broken pipe. Returns what it wrote to stderr, and its exit code.
+pub fn closed_stdout(mut command: Command) -> Out {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the command");
+    drop(child.stdout.take());
+    Out::from(child.wait_with_output().expect("wait"))
 }
 
 /// The code on a `Verification code: XXXXXXXX` line.
@@ -595,21 +614,83 @@ impl Client {
 
     /// Runs `vault ARGS` with `input` on standard input.
     pub fn run_stdin(&self, args: &[&str], input: &str) -> Out {
+        self.run_stdin_env(args, &[], input)
+    }
+
+    /// Runs `vault ARGS` with extra environment variables and `input` on standard input.
+    pub fn run_stdin_env(&self, args: &[&str], env: &[(&str, &str)], input: &str) -> Out {
         use std::io::Write;
-        let mut child = self
-            .command(args)
+        let mut command = self.command(args);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("run vault");
-        child
+        // A command may end without reading its input (it failed a check first).
+        match child
             .stdin
             .take()
             .expect("stdin")
             .write_all(input.as_bytes())
-            .expect("write stdin");
+        {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("write stdin: {e}"),
+            _ => {}
+        }
         Out::from(child.wait_with_output().expect("wait"))
+    }
+
+    /// Runs `vault ARGS` with a standard input that stays open and never gets a byte: a
+    /// command that reads it would wait forever, so this panics if it has not ended
+    /// within `limit` (it asked for input it should not have needed).
+    #[track_caller]
+    pub fn run_without_reading_stdin(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        limit: Duration,
+    ) -> Out {
+        let mut command = self.command(args);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run vault");
+        let held = child.stdin.take();
+        let deadline = Instant::now() + limit;
+        while child.try_wait().expect("wait").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let out = Out::from(child.wait_with_output().expect("wait"));
+                panic!(
+                    "vault {args:?} waited for standard input\nstdout: {}\nstderr: {}",
+                    out.stdout, out.stderr
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(held);
+        Out::from(child.wait_with_output().expect("wait"))
+    }
+
+    /// Runs `vault ARGS` with its standard output closed before it writes anything, as
+    /// `vault ls | head -0` would leave it.
+    pub fn run_with_stdout_closed(&self, args: &[&str]) -> Out {
+        closed_stdout(self.command(args))
+    }
+
+    /// Starts `vault ARGS` on a terminal of its own (see [`terminal::Terminal`]).
+    pub fn terminal(&self, args: &[&str], env: &[(&str, &str)]) -> terminal::Terminal {
+        let mut vars = vec![("VAULT_CONFIG_DIR", self.state_dir().display().to_string())];
+        vars.extend(env.iter().map(|(k, v)| (*k, v.to_string())));
+        terminal::Terminal::start(&bin("vault"), args, &vars)
     }
 
     /// Registers `user` through the mailed code; returns the printed recovery key.

@@ -8,7 +8,8 @@ use clap::Args;
 use vault_server::maintenance::{self, FsckReport};
 
 use crate::context::{Ctx, record};
-use crate::output;
+use crate::out::out;
+use crate::output::{self, plural};
 
 #[derive(Debug, Args)]
 pub struct FsckArgs {
@@ -38,9 +39,9 @@ pub fn run(ctx: &Ctx, args: FsckArgs) -> anyhow::Result<ExitCode> {
             "fsck_repair",
             None,
             &format!(
-                "{} problem(s) found, {repaired} repaired, {} file(s) lost data{}",
-                report.findings.len(),
-                report.lost.len(),
+                "{} found, {repaired} repaired, {} lost data{}",
+                plural(report.findings.len(), "problem", "problems"),
+                plural(report.lost.len(), "file", "files"),
                 report
                     .lost
                     .iter()
@@ -52,7 +53,7 @@ pub fn run(ctx: &Ctx, args: FsckArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         output::print_json(&report)?;
     } else {
-        print!("{}", render(&report, args.repair));
+        out!("{}", render(&report, args.repair))?;
     }
     Ok(if report.unrepaired() == 0 {
         ExitCode::SUCCESS
@@ -65,13 +66,21 @@ pub fn run(ctx: &Ctx, args: FsckArgs) -> anyhow::Result<ExitCode> {
 fn render(report: &FsckReport, repair: bool) -> String {
     let c = &report.checked;
     let checked = format!(
-        "{} namespace(s), {} entr(ies), {} version(s), {} upload(s), {} blob(s), {} partial(s) checked",
-        c.namespaces, c.entries, c.versions, c.uploads, c.blobs, c.partials
+        "{}, {}, {}, {}, {}, {} checked",
+        plural(c.namespaces, "namespace", "namespaces"),
+        plural(c.entries, "entry", "entries"),
+        plural(c.versions, "version", "versions"),
+        plural(c.uploads, "upload", "uploads"),
+        plural(c.blobs, "blob", "blobs"),
+        plural(c.partials, "partial", "partials")
     );
     if report.is_clean() && report.errors.is_empty() {
         return format!("clean: {checked}\n");
     }
-    let mut out = format!("{} problem(s) found ({checked}):\n", report.findings.len());
+    let mut out = format!(
+        "{} found ({checked}):\n",
+        plural(report.findings.len(), "problem", "problems")
+    );
     for f in &report.findings {
         match &f.repaired {
             Some(what) => out.push_str(&format!("  {} -> repaired: {what}\n", f.problem)),
@@ -93,8 +102,8 @@ fn render(report: &FsckReport, repair: bool) -> String {
         out.push_str("all repaired\n");
     } else {
         out.push_str(&format!(
-            "{} problem(s) left: see above\n",
-            report.unrepaired()
+            "{} left: see above\n",
+            plural(report.unrepaired(), "problem", "problems")
         ));
     }
     out
@@ -109,7 +118,7 @@ mod tests {
     #[test]
     fn clean_and_unclean_reports_read_plainly() {
         let clean = FsckReport::default();
-        assert!(render(&clean, false).starts_with("clean: 0 namespace(s)"));
+        assert!(render(&clean, false).starts_with("clean: 0 namespaces, 0 entries"));
         let mut bad = FsckReport::default();
         bad.findings.push(Finding {
             problem: Problem::OrphanBlob {
@@ -119,7 +128,7 @@ mod tests {
             repaired: None,
         });
         let text = render(&bad, false);
-        assert!(text.starts_with("1 problem(s) found"), "{text}");
+        assert!(text.starts_with("1 problem found"), "{text}");
         assert!(text.contains("belongs to no version"), "{text}");
         assert!(text.contains("fsck --repair"), "{text}");
         bad.findings[0].repaired = Some("queued".into());

@@ -17,8 +17,11 @@ use crate::ClientError;
 pub use vault_core::proto::CLOSE_SESSION_ENDED;
 
 /// How often an idle connection pings the server (which answers each ping): a connection
-/// that receives nothing for a few of these intervals has lost its server.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// that receives nothing for a few of these intervals has lost its server. A killed server
+/// sends no close, and a restarted one answers an old connection with a stateless reset
+/// only when the client sends something, so the pings are what let `vault chat listen`
+/// notice either within seconds; a ping is one small packet.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
 
 /// How long a connection waits without hearing from the server before it counts as lost
 /// (the server's own limit, `limits.idle_timeout_s`, applies if it is shorter). A server
