@@ -21,7 +21,8 @@ fn register_through_the_outbox_code_then_whoami() {
         "--accept-new-cert",
     ]);
     assert!(
-        out.ok().contains("mailed to alice@example.org"),
+        out.ok()
+            .contains("A verification code is on its way to alice@example.org"),
         "{}",
         out.stdout
     );
@@ -182,7 +183,7 @@ fn an_expired_code_is_refused() {
 }
 
 #[test]
-fn a_second_code_within_the_cooldown_is_refused() {
+fn a_second_request_within_the_cooldown_mails_nothing_new_and_the_first_code_stays() {
     let server = TestServer::start();
     let erin = Client::new();
     let args = [
@@ -195,52 +196,99 @@ fn a_second_code_within_the_cooldown_is_refused() {
         "--fingerprint",
         &server.fingerprint,
     ];
-    erin.run(&args).ok();
-    let out = erin.run(&args);
-    out.fails_with("wait");
-    assert!(out.stderr.contains("before asking again"), "{}", out.stderr);
-    let mails = std::fs::read_dir(server.data_dir().join("outbox"))
-        .expect("outbox")
-        .count();
-    assert_eq!(mails, 1, "no second mail was sent");
+    let first = erin.run(&args).ok().to_string();
+    let second = erin.run(&args);
+    assert_eq!(second.ok(), first, "the same answer, the same words");
+    assert!(first.contains("mails nothing new"), "{first}");
+    let code = server.outbox_code("erin@example.org");
+    let audit = server.admin(&["audit", "--user", "erin", "--json"]);
+    assert!(
+        audit
+            .ok()
+            .contains("within the resend cooldown: nothing mailed"),
+        "{}",
+        audit.stdout
+    );
+    assert_eq!(
+        server.outbox_mails("erin@example.org").len(),
+        1,
+        "no second mail was sent"
+    );
+    erin.run_stdin(
+        &["register", "erin", "--code", &code, "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    )
+    .ok();
 }
 
 #[test]
-fn taken_username_or_email_get_the_same_answer() {
-    let server = TestServer::start();
+fn a_taken_email_is_answered_like_a_fresh_one_and_its_owner_is_told() {
+    // No resend cooldown: frank's own registration a moment ago would hold the notice back.
+    let server = TestServer::start_with("[codes]\nresend_cooldown_s = 0\n");
     Client::new().register(&server, "frank", "frank@example.org");
-    let other = Client::new();
     let base = [
         "--server",
         server.addr.as_str(),
         "--fingerprint",
         server.fingerprint.as_str(),
     ];
-    let by_name = other.run(
-        &[
-            &["register", "frank", "--email", "new@example.org"][..],
-            &base,
-        ]
-        .concat(),
+    let register = |client: &Client, user: &str, email: &str| {
+        client.run(&[&["register", user, "--email", email][..], &base].concat())
+    };
+    let (taker, newcomer) = (Client::new(), Client::new());
+    let taken = register(&taker, "mallory", "frank@example.org");
+    let fresh = register(&newcomer, "nora", "nora@example.org");
+    let said = |out: &vault_e2e::Out, user: &str, email: &str| {
+        out.ok().replace(email, "ADDR").replace(user, "USER")
+    };
+    assert_eq!(
+        said(&taken, "mallory", "frank@example.org"),
+        said(&fresh, "nora", "nora@example.org"),
+        "the same words for a taken and a fresh address"
     );
-    let by_mail = other.run(
-        &[
-            &["register", "frankie", "--email", "FRANK@example.org"][..],
-            &base,
-        ]
-        .concat(),
+    assert_eq!(taken.stderr, fresh.stderr);
+
+    // The owner is told, without a code; the newcomer gets one.
+    let notice = server.wait_for_mail("frank@example.org", |m| {
+        m.contains("Someone asked to register")
+    });
+    assert!(
+        code_in(&notice).is_none(),
+        "no code in the notice: {notice}"
     );
-    by_name.fails_with("already registered");
-    assert_eq!(by_name.stderr, by_mail.stderr);
-    let bad = other.run(&[&["register", "x", "--email", "new@example.org"][..], &base].concat());
+    for says in [
+        "\"mallory\"",
+        "nothing about your account changed",
+        "ignore this mail",
+    ] {
+        assert!(notice.contains(says), "{says:?} in {notice}");
+    }
+    server.outbox_code("nora@example.org");
+
+    // Finishing the attempt fails as a wrong code does.
+    let finish = |client: &Client, user: &str| {
+        client.run_stdin(
+            &["register", user, "--code", "AAAAAAAA", "--password-stdin"],
+            &format!("{PASSWORD}\n"),
+        )
+    };
+    let taken = finish(&taker, "mallory");
+    taken.fails_with("wrong verification code (4 tries left)");
+    assert_eq!(taken.stderr, finish(&newcomer, "nora").stderr);
+
+    let audit = server.admin(&["audit", "--user", "frank", "--json"]);
+    assert!(
+        audit.ok().contains("\"registration_email_taken\""),
+        "{}",
+        audit.stdout
+    );
+
+    // Usernames are public: a taken one is refused.
+    let other = Client::new();
+    register(&other, "frank", "new@example.org").fails_with("username is already taken");
+    let bad = register(&other, "x", "new@example.org");
     bad.fails_with("invalid username");
-    let bad = other.run(
-        &[
-            &["register", "valid_name", "--email", "not-an-address"][..],
-            &base,
-        ]
-        .concat(),
-    );
+    let bad = register(&other, "valid_name", "not-an-address");
     bad.fails_with("invalid email address");
 }
 
@@ -458,10 +506,16 @@ fn reset_without_the_recovery_key_discards_the_old_keys() {
     assert_ne!(ken.account_key_file(), key_before);
     ken.run(&["whoami"]).ok();
     // Unknown users get the same answer to a reset request, and no mail.
+    let known = ken.run(&["reset-password", "ken"]);
+    server.outbox_code("ken@example.org");
     let mails = std::fs::read_dir(server.data_dir().join("outbox"))
         .expect("outbox")
         .count();
-    ken.run(&["reset-password", "nobody"]).ok();
+    let unknown = ken.run(&["reset-password", "nobody"]);
+    assert_eq!(
+        known.ok().replace("ken", "USER"),
+        unknown.ok().replace("nobody", "USER")
+    );
     assert_eq!(
         std::fs::read_dir(server.data_dir().join("outbox"))
             .expect("outbox")
@@ -590,4 +644,251 @@ fn usage_errors_exit_2_and_missing_state_says_what_to_do() {
     ]);
     out.fails_with("invalid fingerprint");
     let _ = code_in;
+}
+
+/// How long a command may take to fail a check that needs no input.
+const NO_INPUT: Duration = Duration::from_secs(30);
+
+fn register_start(client: &Client, server: &TestServer, user: &str) {
+    client
+        .run(&[
+            "register",
+            user,
+            "--email",
+            &format!("{user}@example.org"),
+            "--server",
+            &server.addr,
+            "--fingerprint",
+            &server.fingerprint,
+        ])
+        .ok();
+}
+
+#[test]
+fn register_checks_the_code_the_registration_and_the_server_before_reading_the_password() {
+    let server = TestServer::start();
+    let tim = Client::new();
+    let step2 = |code: &str, extra: &[&str]| {
+        let args = [
+            &["register", "tim", "--code", code, "--password-stdin"][..],
+            extra,
+        ]
+        .concat();
+        tim.run_without_reading_stdin(&args, &[], NO_INPUT)
+    };
+    step2("ABCD2345", &[]).fails_with("no registration of tim is in progress here");
+    register_start(&tim, &server, "tim");
+    step2("WRONG", &[]).fails_with("\"WRONG\" is not a verification code");
+    step2("ABCD-23456", &[]).fails_with("is not a verification code");
+    step2("ABCD2345", &["--server", "127.0.0.1:9"])
+        .fails_with(&format!("in progress here is with {}", server.addr));
+    let typo = format!("SHA256:{}", "0".repeat(64));
+    let err = step2("ABCD2345", &["--fingerprint", &typo])
+        .fails_with("does not match the fingerprint you typed")
+        .to_string();
+    assert!(
+        err.contains(&server.fingerprint) && !err.contains("has changed"),
+        "{err}"
+    );
+    // A well-formed code is checked by the server, which needs the keys the password makes.
+    let code = server.outbox_code("tim@example.org");
+    tim.run_stdin(
+        &["register", "tim", "--code", &code, "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    )
+    .ok();
+}
+
+#[test]
+fn login_reports_a_bad_server_or_fingerprint_before_reading_the_password() {
+    let server = TestServer::start();
+    Client::new().register(&server, "uma", "uma@example.org");
+    let fresh = Client::new();
+    let login = |extra: &[&str]| {
+        let args = [&["login", "uma", "--password-stdin"][..], extra].concat();
+        fresh.run_without_reading_stdin(&args, &[], NO_INPUT)
+    };
+    login(&["--server", "no-such-host.invalid:7443"]).fails_with("cannot reach the server");
+    login(&["--server", &server.addr]).fails_with("not pinned yet");
+    let typo = format!("SHA256:{}", "ab".repeat(32));
+    let err = login(&["--server", &server.addr, "--fingerprint", &typo])
+        .fails_with("does not match the fingerprint you typed")
+        .to_string();
+    assert!(
+        err.contains(&typo) && err.contains(&server.fingerprint),
+        "{err}"
+    );
+    login(&["--server", &server.addr, "--fingerprint", "SHA256:zz"])
+        .fails_with("invalid fingerprint");
+    // Trust on first use names what it pinned.
+    let out = fresh.run_stdin(
+        &[
+            "login",
+            "uma",
+            "--server",
+            &server.addr,
+            "--accept-new-cert",
+            "--password-stdin",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    out.ok();
+    assert!(
+        out.stderr.contains(&format!(
+            "Pinned the server's certificate {}",
+            server.fingerprint
+        )),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn passwd_checks_the_current_password_before_reading_the_new_one() {
+    let server = TestServer::start();
+    let vera = Client::new();
+    vera.register(&server, "vera", "vera@example.org");
+    vera.run_without_reading_stdin(
+        &["passwd", "--password-stdin"],
+        &[("VAULT_PASSWORD", "not the password")],
+        NO_INPUT,
+    )
+    .fails_with("the current password is wrong");
+    let out = vera.run_stdin(&["passwd", "--password-stdin"], "a new passphrase\n");
+    out.fails_with("no password given");
+    let out = vera.run_stdin_env(
+        &["passwd", "--password-stdin"],
+        &[("VAULT_PASSWORD", PASSWORD)],
+        "a new passphrase\n",
+    );
+    out.ok();
+    Client::login_to(&server, "vera", "a new passphrase").1.ok();
+}
+
+#[test]
+fn reset_checks_the_code_and_the_recovery_key_before_reading_the_password() {
+    let server = TestServer::start_with("[codes]\nresend_cooldown_s = 0\n");
+    let walt = Client::new();
+    let rk = walt.register(&server, "walt", "walt@example.org");
+    walt.run(&["reset-password", "walt"]).ok();
+    let code = server.outbox_code("walt@example.org");
+    let wrong_rk = "vault-rk-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA";
+    let reset = |args: &[&str], env: &[(&str, &str)]| {
+        let args = [&["reset-password", "walt", "--password-stdin"][..], args].concat();
+        walt.run_without_reading_stdin(&args, env, NO_INPUT)
+    };
+    reset(&["--code", "AAAAAAAA", "--recovery-key", &rk], &[])
+        .fails_with("wrong verification code");
+    reset(&["--code", "AAAAAAAA", "--discard-encrypted-data"], &[])
+        .fails_with("wrong verification code");
+    reset(
+        &["--code", &code, "--recovery-key", "vault-rk-nonsense"],
+        &[],
+    )
+    .fails_with("recovery key");
+    reset(&["--code", &code, "--recovery-key", wrong_rk], &[])
+        .fails_with("recovery key does not open");
+    reset(&["--code", &code], &[("VAULT_RECOVERY_KEY", wrong_rk)])
+        .fails_with("recovery key does not open");
+    reset(&["--code", &code], &[]).fails_with("VAULT_RECOVERY_KEY");
+    // The key from the environment, then from the first line of stdin.
+    let out = walt.run_stdin_env(
+        &[
+            "reset-password",
+            "walt",
+            "--code",
+            &code,
+            "--password-stdin",
+        ],
+        &[("VAULT_RECOVERY_KEY", &rk)],
+        "first new password\n",
+    );
+    assert!(out.ok().contains("keys were kept"), "{}", out.stdout);
+    walt.run(&["reset-password", "walt"]).ok();
+    let code = server.outbox_code("walt@example.org");
+    let out = walt.run_stdin(
+        &[
+            "reset-password",
+            "walt",
+            "--code",
+            &code,
+            "--recovery-key-stdin",
+            "--password-stdin",
+        ],
+        &format!("{rk}\nsecond new password\n"),
+    );
+    assert!(out.ok().contains("keys were kept"), "{}", out.stdout);
+    Client::login_to(&server, "walt", "second new password")
+        .1
+        .ok();
+}
+
+/// How long a step on the terminal may take (key derivation included).
+const STEP: Duration = Duration::from_secs(60);
+
+#[test]
+fn on_a_terminal_a_wrong_code_is_asked_for_again_and_the_password_only_once() {
+    let server = TestServer::start();
+    let xena = Client::new();
+    register_start(&xena, &server, "xena");
+    let code = server.outbox_code("xena@example.org");
+    let mut term = xena.terminal(&["register", "xena", "--code", "AAAAAAAA"], &[]);
+    term.expect("Choose a password: ", STEP);
+    term.type_line(PASSWORD);
+    term.expect("Repeat the password: ", STEP);
+    term.type_line(PASSWORD);
+    term.expect("wrong verification code (4 tries left)", STEP);
+    term.expect("Verification code from the mail: ", STEP);
+    term.type_line("nonsense");
+    term.expect("is not a verification code", STEP);
+    term.expect("Verification code from the mail: ", STEP);
+    term.type_line(&code.to_lowercase());
+    let (status, screen) = term.finish(STEP);
+    assert_eq!(status, 0, "{screen}");
+    assert!(screen.contains("Account xena created"), "{screen}");
+    assert_eq!(screen.matches("Choose a password").count(), 1, "{screen}");
+    assert!(!screen.contains(PASSWORD), "no echo: {screen}");
+    xena.run(&["whoami"]).ok();
+}
+
+#[test]
+fn on_a_terminal_the_recovery_key_and_the_current_password_are_asked_for_again() {
+    let server = TestServer::start_with("[codes]\nresend_cooldown_s = 0\n");
+    let yuri = Client::new();
+    let rk = yuri.register(&server, "yuri", "yuri@example.org");
+    yuri.run(&["reset-password", "yuri"]).ok();
+    let code = server.outbox_code("yuri@example.org");
+    let mut term = yuri.terminal(&["reset-password", "yuri", "--code", &code], &[]);
+    term.expect("Recovery key (vault-rk-…): ", STEP);
+    term.type_line("vault-rk-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA-AAAA");
+    term.expect("does not open this account's key", STEP);
+    term.expect("Recovery key (vault-rk-…): ", STEP);
+    term.type_line(&rk);
+    term.expect("New password: ", STEP);
+    term.type_line("reset on a terminal");
+    term.expect("Repeat the password: ", STEP);
+    term.type_line("reset on a terminal");
+    let (status, screen) = term.finish(STEP);
+    assert_eq!(status, 0, "{screen}");
+    assert!(screen.contains("keys were kept"), "{screen}");
+    assert!(
+        !screen.contains(&rk),
+        "the recovery key is not echoed: {screen}"
+    );
+
+    let mut term = yuri.terminal(&["passwd"], &[]);
+    term.expect("Current password: ", STEP);
+    term.type_line("not it at all");
+    term.expect("the current password is wrong", STEP);
+    term.expect("Current password: ", STEP);
+    term.type_line("reset on a terminal");
+    term.expect("New password: ", STEP);
+    term.type_line("changed on a terminal");
+    term.expect("Repeat the password: ", STEP);
+    term.type_line("changed on a terminal");
+    let (status, screen) = term.finish(STEP);
+    assert_eq!(status, 0, "{screen}");
+    Client::login_to(&server, "yuri", "changed on a terminal")
+        .1
+        .ok();
 }

@@ -513,3 +513,55 @@ fn a_file_sent_in_a_message_is_fetched_by_its_recipient_only() {
     assert!(!server.holds("report.txt"));
     assert!(!server.holds("small file for the team"));
 }
+
+#[test]
+fn listen_says_it_listens_on_a_terminal_only() {
+    let server = TestServer::start();
+    let [alice, bob] = users(&server, ["alice", "bob"]);
+    befriend((&alice, "alice"), (&bob, "bob"));
+    let mut term = bob.terminal(&["chat", "listen"], &[]);
+    term.expect(
+        "Listening for messages to bob; Ctrl-C stops.",
+        Duration::from_secs(20),
+    );
+    alice
+        .run(&["chat", "send", "bob", "seen on the terminal"])
+        .ok();
+    term.expect("alice → you: seen on the terminal", Duration::from_secs(10));
+    let screen = term.stop();
+    assert_eq!(screen.matches("Listening").count(), 1, "{screen}");
+
+    let listener = Listener::start(&bob);
+    listener.settle();
+    alice.run(&["chat", "send", "bob", "seen by a script"]).ok();
+    let m = listener.next("message", Duration::from_secs(10));
+    assert_eq!(m["text"], "seen by a script", "{m}");
+    let out = listener.stop();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("Listening"), "{stderr}");
+}
+
+#[test]
+fn listen_notices_a_killed_and_restarted_server_within_seconds() {
+    let mut server = TestServer::start();
+    let [alice, bob] = users(&server, ["alice", "bob"]);
+    befriend((&alice, "alice"), (&bob, "bob"));
+    let listener = Listener::start(&bob);
+    listener.settle();
+    // Killed, so no close reaches the listener; the new process knows nothing of its
+    // connection either.
+    server.kill_hard();
+    server.restart(|_| {});
+    let restarted = Instant::now();
+    alice.run(&["chat", "send", "bob", "after a crash"]).ok();
+    let m = listener.next("message", Duration::from_secs(20));
+    assert_eq!(m["text"], "after a crash", "{m}");
+    assert!(
+        restarted.elapsed() < Duration::from_secs(12),
+        "noticed after {:?}",
+        restarted.elapsed()
+    );
+    let out = listener.stop();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no answer from the server"), "{stderr}");
+}

@@ -4,13 +4,22 @@
 //! binaries against it. The binaries are built on first use by the same profile as the
 //! tests, so `cargo test --workspace` on a clean clone needs nothing else.
 
-use std::io::{BufRead, BufReader};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use diesel::{Connection, RunQueryDsl};
+
+pub mod raw;
+pub mod smtp;
+pub mod terminal;
+
+/// The `[auth_hash]` section of test servers: cheap, so that tests that log in stay fast.
+const CHEAP_AUTH_HASH: &str = "[auth_hash]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n";
 
 /// A password used by tests (long enough for the client's minimum).
 pub const PASSWORD: &str = "correct horse battery";
@@ -46,7 +55,7 @@ fn build_binaries() -> PathBuf {
     };
     let target_dir = profile_dir.parent().expect("target root");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
+    let mut build = Command::new(cargo)
         .args(["build", "--quiet", "--profile", &profile, "--target-dir"])
         .arg(target_dir)
         .args([
@@ -59,9 +68,34 @@ fn build_binaries() -> PathBuf {
             "--bins",
         ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
+        .spawn()
         .expect("run cargo build for the binaries under test");
+    // When the binaries are fresh this takes a second; otherwise say what the wait is,
+    // straight to the terminal (the test harness captures `eprintln!`).
+    let started = Instant::now();
+    let mut told = false;
+    let status = loop {
+        if let Some(status) = build.try_wait().expect("wait for cargo build") {
+            break status;
+        }
+        if !told && started.elapsed() > Duration::from_secs(3) {
+            let _ = writeln!(
+                std::io::stderr(),
+                "vault-e2e: building vault-server, vault and vault-admin for the end-to-end \
+                 tests (a first build on a machine takes a few minutes)"
+            );
+            told = true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(status.success(), "building the binaries under test failed");
+    if told {
+        let _ = writeln!(
+            std::io::stderr(),
+            "vault-e2e: binaries ready after {} s",
+            started.elapsed().as_secs()
+        );
+    }
     profile_dir
 }
 
@@ -186,7 +220,11 @@ pub struct TestServer {
     pub fingerprint: String,
     child: Option<Child>,
     config_text: String,
+    /// The database URL the server was given (shared by [`TestServer::second_instance`]).
+    database_url: String,
     _pg: Option<PgDatabase>,
+    /// The codes [`TestServer::outbox_code`] has handed out.
+    codes_seen: Mutex<HashSet<String>>,
 }
 
 impl TestServer {
@@ -197,17 +235,39 @@ impl TestServer {
     /// Starts a server whose config has `extra` TOML (top-level keys and tables other
     /// than `kdf`, `auth_hash` and `sessions`) added to the test defaults.
     pub fn start_with(extra: &str) -> TestServer {
+        TestServer::start_full(extra, CHEAP_AUTH_HASH, None)
+    }
+
+    /// [`TestServer::start_with`], hashing auth keys at the server's default (production)
+    /// Argon2 cost: for tests of what hashing load does to other users.
+    pub fn start_with_default_auth_hash(extra: &str) -> TestServer {
+        TestServer::start_full(extra, "", None)
+    }
+
+    /// A second server instance on this server's database, with its own data directory,
+    /// address and certificate, and `extra` config: several instances of one deployment.
+    pub fn second_instance(&self, extra: &str) -> TestServer {
+        TestServer::start_full(extra, CHEAP_AUTH_HASH, Some(self.database_url.clone()))
+    }
+
+    fn start_full(extra: &str, auth_hash: &str, shared_database: Option<String>) -> TestServer {
         let root = tempfile::tempdir().expect("tempdir");
-        let pg = std::env::var("VAULT_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .map(|u| PgDatabase::create(&u));
-        let database_url = pg.as_ref().map(PgDatabase::url).unwrap_or_default();
+        let pg = match shared_database {
+            Some(_) => None,
+            None => std::env::var("VAULT_TEST_POSTGRES_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .map(|u| PgDatabase::create(&u)),
+        };
         let data = root.path().join("data");
+        let database_url = shared_database.unwrap_or_else(|| match &pg {
+            Some(pg) => pg.url(),
+            None => format!("sqlite://{}", data.join("vault.db").display()),
+        });
         let config_text = format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ndatabase_url = \"{database_url}\"\n{extra}\n\
              [kdf]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n\
-             [auth_hash]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n\
+             {auth_hash}\
              [sessions]\ncheck_interval_ms = 200\n",
             data.display()
         );
@@ -217,10 +277,32 @@ impl TestServer {
             fingerprint: String::new(),
             child: None,
             config_text,
+            database_url,
             _pg: pg,
+            codes_seen: Mutex::new(HashSet::new()),
         };
         server.launch();
         server
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(Child::id)
+            .expect("the server is running")
+    }
+
+    /// A `VmRSS`-style line of the server's `/proc/PID/status`, in KiB (`VmRSS` now,
+    /// `VmHWM` the peak so far).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read the server's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -317,27 +399,59 @@ impl TestServer {
         self.launch();
     }
 
-    /// The newest verification code mailed to `email` through the outbox.
-    pub fn outbox_code(&self, email: &str) -> String {
-        let mut newest: Option<(std::time::SystemTime, String)> = None;
+    /// The messages in the outbox addressed to `email`, as text, oldest first. The server
+    /// sends mail from a queue after it has answered, so a message may appear a moment
+    /// after the command that caused it has finished.
+    pub fn outbox_mails(&self, email: &str) -> Vec<String> {
         let outbox = self.data_dir().join("outbox");
-        for entry in std::fs::read_dir(&outbox).expect("outbox").flatten() {
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            if !text
-                .lines()
-                .any(|l| l.starts_with("To: ") && l.contains(email))
+        let mut mails: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(&outbox)
+            .expect("outbox")
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            .filter_map(|e| {
+                let text = std::fs::read_to_string(e.path()).ok()?;
+                let to_email = text
+                    .lines()
+                    .any(|l| l.starts_with("To: ") && l.contains(email));
+                let modified = e.metadata().and_then(|m| m.modified()).ok()?;
+                to_email.then_some((modified, text))
+            })
+            .collect();
+        mails.sort_by_key(|(modified, _)| *modified);
+        mails.into_iter().map(|(_, text)| text).collect()
+    }
+
+    /// Waits up to 10 s for a message to `email` that `accept` takes, and returns it.
+    pub fn wait_for_mail(&self, email: &str, accept: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(mail) = self
+                .outbox_mails(email)
+                .into_iter()
+                .rev()
+                .find(|m| accept(m))
             {
-                continue;
+                return mail;
             }
-            let Some(code) = code_in(&text) else { continue };
-            let modified = entry.metadata().and_then(|m| m.modified()).expect("mtime");
-            if newest.as_ref().is_none_or(|(t, _)| modified >= *t) {
-                newest = Some((modified, code));
-            }
+            assert!(
+                Instant::now() < deadline,
+                "no such mail to {email} arrived in the outbox; the server's log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
-        newest
-            .map(|(_, c)| c)
-            .unwrap_or_else(|| panic!("no code for {email} in {}", outbox.display()))
+    }
+
+    /// The newest verification code mailed to `email` through the outbox that this
+    /// function has not returned before, waiting up to 10 s for it: each code is handed
+    /// out once, so after a second request the answer is the second code, never the
+    /// first one again while the second is still on its way.
+    pub fn outbox_code(&self, email: &str) -> String {
+        let mut seen = self.codes_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mail = self.wait_for_mail(email, |m| code_in(m).is_some_and(|c| !seen.contains(&c)));
+        let code = code_in(&mail).expect("a code line");
+        seen.insert(code.clone());
+        code
     }
 
     /// A direct connection to the server's database (its SQLite file, or the test's
@@ -380,14 +494,19 @@ impl TestServer {
 
     /// Runs `vault-admin` against this server's configuration.
     pub fn admin(&self, args: &[&str]) -> Out {
-        let output = Command::new(bin("vault-admin"))
-            .arg("--config")
-            .arg(self.config_path())
-            .args(args)
+        let output = self
+            .admin_command(args)
             .stdin(Stdio::null())
             .output()
             .expect("run vault-admin");
         Out::from(output)
+    }
+
+    /// `vault-admin ARGS` against this server's configuration, not started yet.
+    pub fn admin_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(bin("vault-admin"));
+        command.arg("--config").arg(self.config_path()).args(args);
+        command
     }
 }
 
@@ -398,6 +517,19 @@ impl Drop for TestServer {
             let _ = child.wait();
         }
     }
+}
+
+/// Runs `command` with its stdout a pipe whose reading end is closed at once: every write
+/// to it fails with a broken pipe. Returns what it wrote to stderr, and its exit code.
+pub fn closed_stdout(mut command: Command) -> Out {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the command");
+    drop(child.stdout.take());
+    Out::from(child.wait_with_output().expect("wait"))
 }
 
 /// The code on a `Verification code: XXXXXXXX` line.
@@ -482,21 +614,83 @@ impl Client {
 
     /// Runs `vault ARGS` with `input` on standard input.
     pub fn run_stdin(&self, args: &[&str], input: &str) -> Out {
+        self.run_stdin_env(args, &[], input)
+    }
+
+    /// Runs `vault ARGS` with extra environment variables and `input` on standard input.
+    pub fn run_stdin_env(&self, args: &[&str], env: &[(&str, &str)], input: &str) -> Out {
         use std::io::Write;
-        let mut child = self
-            .command(args)
+        let mut command = self.command(args);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("run vault");
-        child
+        // A command may end without reading its input (it failed a check first).
+        match child
             .stdin
             .take()
             .expect("stdin")
             .write_all(input.as_bytes())
-            .expect("write stdin");
+        {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("write stdin: {e}"),
+            _ => {}
+        }
         Out::from(child.wait_with_output().expect("wait"))
+    }
+
+    /// Runs `vault ARGS` with a standard input that stays open and never gets a byte: a
+    /// command that reads it would wait forever, so this panics if it has not ended
+    /// within `limit` (it asked for input it should not have needed).
+    #[track_caller]
+    pub fn run_without_reading_stdin(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        limit: Duration,
+    ) -> Out {
+        let mut command = self.command(args);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run vault");
+        let held = child.stdin.take();
+        let deadline = Instant::now() + limit;
+        while child.try_wait().expect("wait").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let out = Out::from(child.wait_with_output().expect("wait"));
+                panic!(
+                    "vault {args:?} waited for standard input\nstdout: {}\nstderr: {}",
+                    out.stdout, out.stderr
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(held);
+        Out::from(child.wait_with_output().expect("wait"))
+    }
+
+    /// Runs `vault ARGS` with its standard output closed before it writes anything, as
+    /// `vault ls | head -0` would leave it.
+    pub fn run_with_stdout_closed(&self, args: &[&str]) -> Out {
+        closed_stdout(self.command(args))
+    }
+
+    /// Starts `vault ARGS` on a terminal of its own (see [`terminal::Terminal`]).
+    pub fn terminal(&self, args: &[&str], env: &[(&str, &str)]) -> terminal::Terminal {
+        let mut vars = vec![("VAULT_CONFIG_DIR", self.state_dir().display().to_string())];
+        vars.extend(env.iter().map(|(k, v)| (*k, v.to_string())));
+        terminal::Terminal::start(&bin("vault"), args, &vars)
     }
 
     /// Registers `user` through the mailed code; returns the printed recovery key.

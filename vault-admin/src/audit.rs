@@ -7,6 +7,7 @@ use vault_core::proto::names;
 use vault_server::db;
 
 use crate::context::Ctx;
+use crate::out::outln;
 use crate::output::{self, Table, iso_time, or_dash};
 
 const DEFAULT_LIMIT: i64 = 1000;
@@ -43,7 +44,7 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> anyhow::Result<()> {
         return output::print_json(&entries);
     }
     if entries.is_empty() {
-        println!("no audit entries match");
+        outln!("no audit entries match")?;
         return Ok(());
     }
     let mut table = Table::new(&["TIME", "ACTOR", "EVENT", "USER", "IP", "DETAIL"]);
@@ -57,7 +58,7 @@ pub fn run(ctx: &Ctx, args: AuditArgs) -> anyhow::Result<()> {
             e.detail.clone(),
         ]);
     }
-    table.print();
+    table.print()?;
     if args.limit.is_none() && entries.len() as i64 == limit {
         eprintln!("(the newest {limit} entries; older ones need --since or a larger --limit)");
     }

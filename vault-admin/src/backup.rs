@@ -10,7 +10,8 @@ use vault_server::db::Backend;
 use vault_server::maintenance::{self, BackupReport};
 
 use crate::context::{Ctx, record};
-use crate::output;
+use crate::out::out;
+use crate::output::{self, plural};
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
@@ -30,10 +31,10 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> anyhow::Result<()> {
         "backup",
         None,
         &format!(
-            "backup to {}: {}, {} blob(s) ({} bytes), {} missing",
+            "backup to {}: {}, {} ({} bytes), {} missing",
             report.dest.display(),
             report.database_file,
-            report.blobs,
+            plural(report.blobs, "blob", "blobs"),
             report.blob_bytes,
             report.missing_blobs.len()
         ),
@@ -41,14 +42,14 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> anyhow::Result<()> {
     if args.json {
         output::print_json(&report)?;
     } else {
-        print!("{}", render(&report, db.backend()));
+        out!("{}", render(&report, db.backend()))?;
     }
     if !report.missing_blobs.is_empty() {
         bail!(
-            "the backup at {} is incomplete: {} blob(s) the database names are not in the \
-             blob store; run `vault-admin fsck` on the server",
+            "the backup at {} is incomplete: {} the database names not in the blob store; \
+             run `vault-admin fsck` on the server",
             report.dest.display(),
-            report.missing_blobs.len()
+            plural(report.missing_blobs.len(), "blob", "blobs")
         );
     }
     Ok(())
@@ -82,8 +83,12 @@ fn render(r: &BackupReport, backend: Backend) -> String {
         (
             "left out",
             format!(
-                "{} unfinished upload(s) (clients start them again)",
-                r.uploads_left_out
+                "{} (clients start them again)",
+                plural(
+                    r.uploads_left_out,
+                    "unfinished upload",
+                    "unfinished uploads"
+                )
             ),
         ),
     ]));

@@ -49,6 +49,6 @@ fn show(ctx: &Ctx, json: bool) -> anyhow::Result<()> {
     output::print_fields(&[
         ("certificate", info.path),
         ("fingerprint", info.fingerprint),
-    ]);
+    ])?;
     Ok(())
 }

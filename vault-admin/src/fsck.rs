@@ -9,7 +9,8 @@ use clap::Args;
 use vault_server::maintenance::{self, FsckOptions, FsckReport};
 
 use crate::context::{Ctx, record};
-use crate::output;
+use crate::out::out;
+use crate::output::{self, plural};
 
 #[derive(Debug, Args)]
 pub struct FsckArgs {
@@ -49,10 +50,10 @@ pub fn run(ctx: &Ctx, args: FsckArgs) -> anyhow::Result<ExitCode> {
             "fsck_repair",
             None,
             &format!(
-                "{}{} problem(s) found, {repaired} repaired, {} file(s) lost data{}",
+                "{}{} found, {repaired} repaired, {} lost data{}",
                 if args.read_data { "blobs read; " } else { "" },
-                report.findings.len(),
-                report.lost.len(),
+                plural(report.findings.len(), "problem", "problems"),
+                plural(report.lost.len(), "file", "files"),
                 report
                     .lost
                     .iter()
@@ -64,7 +65,7 @@ pub fn run(ctx: &Ctx, args: FsckArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         output::print_json(&report)?;
     } else {
-        print!("{}", render(&report, options));
+        out!("{}", render(&report, options))?;
     }
     Ok(if report.unrepaired() == 0 {
         ExitCode::SUCCESS
@@ -77,20 +78,28 @@ pub fn run(ctx: &Ctx, args: FsckArgs) -> anyhow::Result<ExitCode> {
 fn render(report: &FsckReport, options: FsckOptions) -> String {
     let c = &report.checked;
     let mut checked = format!(
-        "{} namespace(s), {} entr(ies), {} version(s), {} upload(s), {} blob(s), {} partial(s) checked",
-        c.namespaces, c.entries, c.versions, c.uploads, c.blobs, c.partials
+        "{}, {}, {}, {}, {}, {} checked",
+        plural(c.namespaces, "namespace", "namespaces"),
+        plural(c.entries, "entry", "entries"),
+        plural(c.versions, "version", "versions"),
+        plural(c.uploads, "upload", "uploads"),
+        plural(c.blobs, "blob", "blobs"),
+        plural(c.partials, "partial", "partials")
     );
     if options.read_data {
         checked.push_str(&format!(
-            "; {} blob(s) read ({})",
-            c.blobs_read,
+            "; {} read ({})",
+            plural(c.blobs_read, "blob", "blobs"),
             vault_core::units::format_size(c.bytes_read)
         ));
     }
     if report.is_clean() && report.errors.is_empty() {
         return format!("clean: {checked}\n");
     }
-    let mut out = format!("{} problem(s) found ({checked}):\n", report.findings.len());
+    let mut out = format!(
+        "{} found ({checked}):\n",
+        plural(report.findings.len(), "problem", "problems")
+    );
     for f in &report.findings {
         match &f.repaired {
             Some(what) => out.push_str(&format!("  {} -> repaired: {what}\n", f.problem)),
@@ -119,8 +128,8 @@ fn render(report: &FsckReport, options: FsckOptions) -> String {
         out.push_str("all repaired\n");
     } else {
         out.push_str(&format!(
-            "{} problem(s) left: see above\n",
-            report.unrepaired()
+            "{} left: see above\n",
+            plural(report.unrepaired(), "problem", "problems")
         ));
     }
     out
@@ -140,7 +149,7 @@ mod tests {
             read_data: false,
         };
         let clean = FsckReport::default();
-        assert!(render(&clean, check).starts_with("clean: 0 namespace(s)"));
+        assert!(render(&clean, check).starts_with("clean: 0 namespaces, 0 entries"));
         let mut read = FsckReport::default();
         read.checked.blobs_read = 2;
         read.checked.bytes_read = 3 << 20;
@@ -150,7 +159,7 @@ mod tests {
         };
         let text = render(&read, read_data);
         assert!(text.starts_with("clean: "), "{text}");
-        assert!(text.contains("2 blob(s) read (3.0 MiB)"), "{text}");
+        assert!(text.contains("2 blobs read (3.0 MiB)"), "{text}");
         let mut bad = FsckReport::default();
         bad.findings.push(Finding {
             problem: Problem::OrphanBlob {
@@ -160,7 +169,7 @@ mod tests {
             repaired: None,
         });
         let text = render(&bad, check);
-        assert!(text.starts_with("1 problem(s) found"), "{text}");
+        assert!(text.starts_with("1 problem found"), "{text}");
         assert!(text.contains("belongs to no version"), "{text}");
         assert!(text.contains("fsck --repair"), "{text}");
         assert!(render(&bad, read_data).contains("fsck --read-data --repair"));

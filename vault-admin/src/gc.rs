@@ -8,7 +8,8 @@ use clap::Args;
 use vault_server::maintenance::{self, GcReport, Policy};
 
 use crate::context::{Ctx, record};
-use crate::output;
+use crate::out::out;
+use crate::output::{self, plural};
 
 #[derive(Debug, Args)]
 pub struct GcArgs {
@@ -28,7 +29,7 @@ pub fn run(ctx: &Ctx, args: GcArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         output::print_json(&report)?;
     } else {
-        print!("{}", render(&report, &policy));
+        out!("{}", render(&report, &policy))?;
     }
     if report.errors.is_empty() {
         Ok(ExitCode::SUCCESS)
@@ -43,8 +44,10 @@ pub fn run(ctx: &Ctx, args: GcArgs) -> anyhow::Result<ExitCode> {
 fn render(r: &GcReport, policy: &Policy) -> String {
     if r.is_empty() {
         return format!(
-            "nothing to collect (trash kept {} day(s), {} version(s) per file, blobs kept {}s after deletion)\n",
-            policy.trash_retention_days, policy.version_retention, policy.blob_grace_s
+            "nothing to collect (trash kept {}, {} per file, blobs kept {}s after deletion)\n",
+            plural(policy.trash_retention_days, "day", "days"),
+            plural(policy.version_retention, "version", "versions"),
+            policy.blob_grace_s
         );
     }
     let size = |b: i64| output::size(b);
@@ -53,16 +56,17 @@ fn render(r: &GcReport, policy: &Policy) -> String {
         (
             "expired uploads",
             format!(
-                "{} ({} abandoned new file(s))",
-                r.expired_uploads, r.abandoned_entries
+                "{} ({} abandoned)",
+                r.expired_uploads,
+                plural(r.abandoned_entries, "new file", "new files")
             ),
         ),
         (
             "expired trash",
             format!(
-                "{} item(s), {} entr(ies), {}",
-                r.trash_items,
-                r.trash_entries,
+                "{}, {}, {}",
+                plural(r.trash_items, "item", "items"),
+                plural(r.trash_entries, "entry", "entries"),
                 size(r.trash_bytes)
             ),
         ),

@@ -22,6 +22,7 @@ use vault_server::groups::view::{self, GroupView};
 use vault_server::maintenance::purge::Purged;
 
 use crate::context::{Ctx, record};
+use crate::out::out;
 use crate::output::{self, Table, iso_time};
 use crate::users::{find_user, parse_quota};
 
@@ -98,7 +99,7 @@ pub fn run(ctx: &Ctx, command: GroupCommand) -> anyhow::Result<()> {
         GroupCommand::SetOwner { group, user } => set_owner(conn, &group, &user)?,
         GroupCommand::SetQuota { group, size } => set_quota(conn, &group, size)?,
     };
-    print!("{text}");
+    out!("{text}")?;
     Ok(())
 }
 
@@ -354,11 +355,10 @@ fn delete(conn: &mut DbConn, name: &str, yes: bool) -> anyhow::Result<(String, P
     if !yes {
         let v = load(conn, group)?;
         bail!(
-            "not deleting group {0} without --yes: this removes it for its {1} member(s) with \
-             every file in it ({2}), for good. Run `vault-admin group delete {0} --yes` to go \
-             ahead",
+            "not deleting group {0} without --yes: this removes it for its {1} with every file \
+             in it ({2}), for good. Run `vault-admin group delete {0} --yes` to go ahead",
             v.group.name,
-            v.members.len(),
+            output::plural(v.members.len(), "member", "members"),
             output::size(v.used_bytes)
         );
     }
@@ -369,9 +369,13 @@ fn delete(conn: &mut DbConn, name: &str, yes: bool) -> anyhow::Result<(String, P
             "group.delete",
             None,
             &format!(
-                "deleted group {} (id {}) with {} entr(ies), {} version(s) ({} bytes) and {} \
-                 upload(s)",
-                g.name, g.id, purged.entries, purged.versions, purged.bytes, purged.uploads
+                "deleted group {} (id {}) with {}, {} ({} bytes) and {}",
+                g.name,
+                g.id,
+                output::plural(purged.entries, "entry", "entries"),
+                output::plural(purged.versions, "version", "versions"),
+                purged.bytes,
+                output::plural(purged.uploads, "upload", "uploads")
             ),
         )?;
         Ok(purged)
@@ -379,10 +383,9 @@ fn delete(conn: &mut DbConn, name: &str, yes: bool) -> anyhow::Result<(String, P
     let mut text = format!("deleted group {}\n", group.name);
     if purged.entries > 0 || purged.uploads > 0 {
         text.push_str(&format!(
-            "deleted its {} file(s) and folder(s) with {} version(s) ({}); gc removes the \
-             blobs after the grace period\n",
-            purged.entries,
-            purged.versions,
+            "deleted its {} with {} ({}); gc removes the blobs after the grace period\n",
+            output::plural(purged.entries, "file or folder", "files and folders"),
+            output::plural(purged.versions, "version", "versions"),
             output::size(purged.bytes)
         ));
     }

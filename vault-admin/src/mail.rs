@@ -7,6 +7,7 @@ use clap::Subcommand;
 use vault_server::mail::Delivery;
 
 use crate::context::Ctx;
+use crate::out::outln;
 use crate::output;
 
 #[derive(Debug, Subcommand)]
@@ -50,11 +51,11 @@ fn test(ctx: &Ctx, addr: &str) -> anyhow::Result<()> {
         .block_on(mailer.send(addr, "Vault test message", body))
         .with_context(|| format!("the test message to {addr} was not sent"))?;
     match delivery {
-        Delivery::File(path) => println!(
+        Delivery::File(path) => outln!(
             "test message to {addr} written to {} (mail.transport = \"file\")",
             path.display()
-        ),
-        Delivery::Smtp => println!("test message to {addr} accepted by the SMTP server"),
+        )?,
+        Delivery::Smtp => outln!("test message to {addr} accepted by the SMTP server")?,
     }
     Ok(())
 }

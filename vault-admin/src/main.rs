@@ -2,7 +2,10 @@
 //! way `vault-server` does (`--config`, `VAULT_*`, flags) and works on the server's
 //! database and data directory directly, whether or not the server is running; a
 //! running server picks up ended sessions from the database within about a second.
-//! Every change is written to the audit log with actor `admin`.
+//! Every change is written to the audit log with actor `admin`. A closed stdout
+//! (`vault-admin audit | head -1`) ends a command quietly with exit 0.
+
+#![deny(clippy::print_stdout)]
 
 mod audit;
 mod backup;
@@ -12,6 +15,7 @@ mod fsck;
 mod gc;
 mod groups;
 mod mail;
+mod out;
 mod output;
 mod stats;
 mod throttle;
@@ -24,6 +28,7 @@ use clap::{Parser, Subcommand};
 use vault_server::config::{Config, Overrides};
 
 use crate::context::Ctx;
+use crate::out::outln;
 
 /// Run a Vault server's users, groups, throttling, audit log, certificate, mail and file
 /// store from its host.
@@ -88,6 +93,8 @@ fn main() -> ExitCode {
         .init();
     match run(args) {
         Ok(code) => code,
+        // The reader of stdout went away: the command ends as if it had printed all.
+        Err(e) if out::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -126,9 +133,10 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn migrate(ctx: &Ctx) -> anyhow::Result<()> {
     let db = ctx.db_unmigrated()?;
     let ran = db.migrate()?;
-    println!(
-        "{ran} migration(s) ran on {}",
+    outln!(
+        "{} ran on {}",
+        output::plural(ran, "migration", "migrations"),
         vault_server::db::redact_url(&ctx.config.database_url())
-    );
+    )?;
     Ok(())
 }

@@ -4,6 +4,8 @@
 //! is all an audit log or a session list needs.
 
 use serde::Serialize;
+
+use crate::out::{out, outln};
 use vault_core::calendar::{civil_from_days, days_from_civil};
 
 /// A table printed with aligned columns under an upper-case header.
@@ -54,8 +56,8 @@ impl Table {
         out
     }
 
-    pub fn print(&self) {
-        print!("{}", self.render());
+    pub fn print(&self) -> std::io::Result<()> {
+        out!("{}", self.render())
     }
 }
 
@@ -75,14 +77,20 @@ pub fn render_fields(fields: &[(&str, String)]) -> String {
         .collect()
 }
 
-pub fn print_fields(fields: &[(&str, String)]) {
-    print!("{}", render_fields(fields));
+pub fn print_fields(fields: &[(&str, String)]) -> std::io::Result<()> {
+    out!("{}", render_fields(fields))
 }
 
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?)?;
     Ok(())
+}
+
+/// `n` and the noun for that many (`1 entry`, `2 entries`).
+pub fn plural<N: TryInto<u64> + Copy + std::fmt::Display>(n: N, one: &str, many: &str) -> String {
+    let is_one = n.try_into().ok() == Some(1);
+    format!("{n} {}", if is_one { one } else { many })
 }
 
 /// `text`, or `-` for nothing.

@@ -85,6 +85,6 @@ pub fn run(ctx: &Ctx, args: StatsArgs) -> anyhow::Result<()> {
             "chat messages",
             format!("{} ({} in the last 24 h)", s.messages, s.messages_24h),
         ),
-    ]);
+    ])?;
     Ok(())
 }

@@ -9,7 +9,8 @@ use vault_server::db::{self, DbConn, DbError};
 use vault_server::throttle::ip_subject;
 
 use crate::context::{Ctx, record};
-use crate::output::{self, Table, iso_time};
+use crate::out::outln;
+use crate::output::{self, Table, iso_time, plural};
 use crate::users::ThrottleState;
 
 #[derive(Debug, Subcommand)]
@@ -46,7 +47,7 @@ fn list(conn: &mut DbConn, json: bool) -> anyhow::Result<()> {
         return output::print_json(&rows);
     }
     if rows.is_empty() {
-        println!("no failed logins on record");
+        outln!("no failed logins on record")?;
         return Ok(());
     }
     let mut table = Table::new(&["SUBJECT", "FAILURES", "LAST FAILURE", "LOCKED UNTIL"]);
@@ -58,7 +59,7 @@ fn list(conn: &mut DbConn, json: bool) -> anyhow::Result<()> {
             r.locked_text(),
         ]);
     }
-    table.print();
+    table.print()?;
     Ok(())
 }
 
@@ -77,16 +78,22 @@ fn reset(conn: &mut DbConn, ip: Option<IpAddr>) -> anyhow::Result<()> {
         if cleared > 0 {
             let detail = match ip {
                 Some(_) => format!("cleared {what}"),
-                None => format!("cleared {what} ({cleared} subject(s))"),
+                None => format!(
+                    "cleared {what} ({})",
+                    plural(cleared, "subject", "subjects")
+                ),
             };
             record(c, "throttle_reset", None, &detail)?;
         }
         Ok::<_, DbError>((cleared, what))
     })?;
     match (ip, cleared) {
-        (Some(_), 0) => println!("{what} had no failed logins to clear"),
-        (Some(_), _) => println!("cleared {what}"),
-        (None, n) => println!("cleared the login throttle of {n} address(es)"),
+        (Some(_), 0) => outln!("{what} had no failed logins to clear")?,
+        (Some(_), _) => outln!("cleared {what}")?,
+        (None, n) => outln!(
+            "cleared the login throttle of {}",
+            plural(n, "address", "addresses")
+        )?,
     }
     Ok(())
 }

@@ -22,7 +22,8 @@ use vault_server::maintenance::stats::used_bytes_of_user;
 use vault_server::throttle::account_subject;
 
 use crate::context::{Ctx, record};
-use crate::output::{self, Table, iso_time, or_dash, yes_no};
+use crate::out::outln;
+use crate::output::{self, Table, iso_time, or_dash, plural, yes_no};
 
 /// The reason a locked account's sessions end with.
 const ENDED_BY_LOCK: &str = "account locked by the operator";
@@ -137,7 +138,7 @@ fn list(conn: &mut DbConn, json: bool) -> anyhow::Result<()> {
         return output::print_json(&rows);
     }
     if rows.is_empty() {
-        println!("no users yet");
+        outln!("no users yet")?;
         return Ok(());
     }
     let mut table = Table::new(&["USER", "EMAIL", "LOCKED", "QUOTA", "SESSIONS", "CREATED"]);
@@ -151,7 +152,7 @@ fn list(conn: &mut DbConn, json: bool) -> anyhow::Result<()> {
             iso_time(r.created_at),
         ]);
     }
-    table.print();
+    table.print()?;
     Ok(())
 }
 
@@ -243,13 +244,13 @@ fn show(conn: &mut DbConn, name: &str, json: bool) -> anyhow::Result<()> {
     let throttle = match &d.throttle {
         None => "no failed logins".to_string(),
         Some(t) if t.seconds_left > 0 => format!(
-            "{} failed login(s), locked until {}",
-            t.failures,
+            "{}, locked until {}",
+            plural(t.failures, "failed login", "failed logins"),
             t.locked_text()
         ),
         Some(t) => format!(
-            "{} failed login(s), the last at {}, not locked",
-            t.failures,
+            "{}, the last at {}, not locked",
+            plural(t.failures, "failed login", "failed logins"),
             iso_time(t.last_failure_at)
         ),
     };
@@ -271,12 +272,14 @@ fn show(conn: &mut DbConn, name: &str, json: bool) -> anyhow::Result<()> {
         (
             "password kdf",
             format!(
-                "argon2id, {} KiB, {} iterations, {} lane(s)",
-                d.kdf.memory_kib, d.kdf.iterations, d.kdf.parallelism
+                "argon2id, {} KiB, {}, {}",
+                d.kdf.memory_kib,
+                plural(d.kdf.iterations, "iteration", "iterations"),
+                plural(d.kdf.parallelism, "lane", "lanes")
             ),
         ),
         ("login throttle", throttle),
-    ]);
+    ])?;
     Ok(())
 }
 
@@ -290,18 +293,21 @@ fn lock(conn: &mut DbConn, name: &str) -> anyhow::Result<()> {
                 c,
                 "user_locked",
                 Some(&user.username),
-                &format!("locked; {ended} live session(s) ended"),
+                &format!(
+                    "locked; {} ended",
+                    plural(ended, "live session", "live sessions")
+                ),
             )?;
         }
         Ok::<_, DbError>(ended)
     })?;
     if user.locked {
-        println!("{} was already locked", user.username);
+        outln!("{} was already locked", user.username)?;
     } else {
-        println!("locked {}", user.username);
+        outln!("locked {}", user.username)?;
     }
     if ended > 0 {
-        println!("ended {ended} live session(s)");
+        outln!("ended {}", plural(ended, "live session", "live sessions"))?;
     }
     Ok(())
 }
@@ -309,14 +315,14 @@ fn lock(conn: &mut DbConn, name: &str) -> anyhow::Result<()> {
 fn unlock(conn: &mut DbConn, name: &str) -> anyhow::Result<()> {
     let user = find_user(conn, name)?;
     if !user.locked {
-        println!("{} is not locked", user.username);
+        outln!("{} is not locked", user.username)?;
         return Ok(());
     }
     db::transaction(conn, |c| {
         db::users::set_locked(c, user.id, false)?;
         record(c, "user_unlocked", Some(&user.username), "unlocked")
     })?;
-    println!("unlocked {}", user.username);
+    outln!("unlocked {}", user.username)?;
     Ok(())
 }
 
@@ -326,10 +332,11 @@ fn delete(ctx: &Ctx, conn: &mut DbConn, name: &str, yes: bool) -> anyhow::Result
     if !owned.is_empty() {
         let names: Vec<&str> = owned.iter().map(|g| g.name.as_str()).collect();
         bail!(
-            "not deleting {0}: it owns group(s) {1}. Set another owner \
+            "not deleting {0}: it owns {1} {2}. Set another owner \
              (`vault-admin group set-owner GROUP USER`) or delete the group \
              (`vault-admin group delete GROUP --yes`) first",
             user.username,
+            if names.len() == 1 { "group" } else { "groups" },
             names.join(", ")
         );
     }
@@ -338,8 +345,9 @@ fn delete(ctx: &Ctx, conn: &mut DbConn, name: &str, yes: bool) -> anyhow::Result
         bail!(
             "not deleting {0} without --yes: this removes the account for good; its keys, \
              and with them every file it stored, cannot be recovered by anyone, and its \
-             {live} live session(s) end. Run `vault-admin user delete {0} --yes` to go ahead",
-            user.username
+             {1} end. Run `vault-admin user delete {0} --yes` to go ahead",
+            user.username,
+            plural(live, "live session", "live sessions")
         );
     }
     let (ended, files, groups) = db::transaction(conn, |c| {
@@ -375,9 +383,12 @@ fn delete(ctx: &Ctx, conn: &mut DbConn, name: &str, yes: bool) -> anyhow::Result
             "user_deleted",
             Some(&user.username),
             &format!(
-                "account deleted; {ended} live session(s) ended; {} entr(ies), {} version(s) \
-                 ({} bytes) and {} upload(s) deleted",
-                files.entries, files.versions, files.bytes, files.uploads
+                "account deleted; {} ended; {}, {} ({} bytes) and {} deleted",
+                plural(ended, "live session", "live sessions"),
+                plural(files.entries, "entry", "entries"),
+                plural(files.versions, "version", "versions"),
+                files.bytes,
+                plural(files.uploads, "upload", "uploads")
             ),
         )?;
         Ok::<_, Failure>((ended, files, groups))
@@ -391,23 +402,27 @@ fn delete(ctx: &Ctx, conn: &mut DbConn, name: &str, yes: bool) -> anyhow::Result
             eprintln!("warning: {problem} (gc removes it later)");
         }
     }
-    println!("deleted {} ({ended} live session(s) ended)", user.username);
+    outln!(
+        "deleted {} ({} ended)",
+        user.username,
+        plural(ended, "live session", "live sessions")
+    )?;
     if !groups.is_empty() {
         let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
-        println!(
-            "removed it from group(s) {}; their next keyed member's client makes a new key \
+        outln!(
+            "removed it from {} {}; their next keyed member's client makes a new key \
              generation",
+            if names.len() == 1 { "group" } else { "groups" },
             names.join(", ")
-        );
+        )?;
     }
     if files.entries > 0 || files.uploads > 0 {
-        println!(
-            "deleted its {} file(s) and folder(s) with {} version(s) ({}); gc removes the \
-             blobs after the grace period",
-            files.entries,
-            files.versions,
+        outln!(
+            "deleted its {} with {} ({}); gc removes the blobs after the grace period",
+            plural(files.entries, "file or folder", "files and folders"),
+            plural(files.versions, "version", "versions"),
             output::size(files.bytes)
-        );
+        )?;
     }
     Ok(())
 }
@@ -416,7 +431,7 @@ fn set_quota(conn: &mut DbConn, name: &str, bytes: i64) -> anyhow::Result<()> {
     let user = find_user(conn, name)?;
     let shown = format!("{} ({bytes} bytes)", output::size(bytes));
     if user.quota_bytes == bytes {
-        println!("the quota of {} is already {shown}", user.username);
+        outln!("the quota of {} is already {shown}", user.username)?;
         return Ok(());
     }
     db::transaction(conn, |c| {
@@ -428,7 +443,7 @@ fn set_quota(conn: &mut DbConn, name: &str, bytes: i64) -> anyhow::Result<()> {
             &format!("quota {} -> {bytes} bytes", user.quota_bytes),
         )
     })?;
-    println!("the quota of {} is now {shown}", user.username);
+    outln!("the quota of {} is now {shown}", user.username)?;
     Ok(())
 }
 
@@ -448,9 +463,9 @@ fn reset_throttle(conn: &mut DbConn, name: &str) -> anyhow::Result<()> {
         Ok::<_, DbError>(cleared)
     })?;
     if cleared {
-        println!("cleared the login throttle of {}", user.username);
+        outln!("cleared the login throttle of {}", user.username)?;
     } else {
-        println!("{} had no failed logins to clear", user.username);
+        outln!("{} had no failed logins to clear", user.username)?;
     }
     Ok(())
 }
@@ -479,7 +494,7 @@ fn sessions(conn: &mut DbConn, name: &str, json: bool) -> anyhow::Result<()> {
         return output::print_json(&rows);
     }
     if rows.is_empty() {
-        println!("{} has no live sessions", user.username);
+        outln!("{} has no live sessions", user.username)?;
         return Ok(());
     }
     let mut table = Table::new(&["ID", "CREATED", "LAST SEEN", "CLIENT IP"]);
@@ -491,7 +506,7 @@ fn sessions(conn: &mut DbConn, name: &str, json: bool) -> anyhow::Result<()> {
             or_dash(Some(&s.client_ip)).into(),
         ]);
     }
-    table.print();
+    table.print()?;
     Ok(())
 }
 
@@ -515,16 +530,20 @@ fn kick(conn: &mut DbConn, name: &str, session: Option<i64>) -> anyhow::Result<(
         if ended > 0 {
             let detail = match session {
                 Some(id) => format!("session {id} ended"),
-                None => format!("{ended} live session(s) ended"),
+                None => format!("{} ended", plural(ended, "live session", "live sessions")),
             };
             record(c, "sessions_kicked", Some(&user.username), &detail)?;
         }
         Ok::<_, DbError>(ended)
     })?;
     match (session, ended) {
-        (_, 0) => println!("{} has no live sessions", user.username),
-        (Some(id), _) => println!("ended session {id} of {}", user.username),
-        (None, n) => println!("ended {n} live session(s) of {}", user.username),
+        (_, 0) => outln!("{} has no live sessions", user.username)?,
+        (Some(id), _) => outln!("ended session {id} of {}", user.username)?,
+        (None, n) => outln!(
+            "ended {} of {}",
+            plural(n, "live session", "live sessions"),
+            user.username
+        )?,
     }
     Ok(())
 }

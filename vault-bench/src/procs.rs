@@ -173,29 +173,35 @@ impl Server {
         })
     }
 
-    /// The newest verification code in the outbox.
-    fn outbox_code(&self) -> anyhow::Result<String> {
+    /// The verification code mailed to `email`, waiting up to 10 s for it: the server
+    /// sends mail from a queue after it has answered.
+    fn outbox_code(&self, email: &str) -> anyhow::Result<String> {
         let outbox = self.root.path().join("data").join("outbox");
-        let mut newest: Option<(std::time::SystemTime, String)> = None;
-        for entry in std::fs::read_dir(&outbox)
-            .with_context(|| format!("cannot read {}", outbox.display()))?
-            .flatten()
-        {
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            let Some(code) = text
-                .lines()
-                .find_map(|l| l.trim().strip_prefix("Verification code: "))
-            else {
-                continue;
-            };
-            let modified = entry.metadata()?.modified()?;
-            if newest.as_ref().is_none_or(|(t, _)| modified >= *t) {
-                newest = Some((modified, code.trim().to_string()));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            for entry in std::fs::read_dir(&outbox)
+                .with_context(|| format!("cannot read {}", outbox.display()))?
+                .flatten()
+            {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                if !text
+                    .lines()
+                    .any(|l| l.starts_with("To: ") && l.contains(email))
+                {
+                    continue;
+                }
+                if let Some(code) = text
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("Verification code: "))
+                {
+                    return Ok(code.trim().to_string());
+                }
             }
+            if Instant::now() > deadline {
+                bail!("no verification code for {email} in {}", outbox.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        newest
-            .map(|(_, c)| c)
-            .with_context(|| format!("no verification code in {}", outbox.display()))
     }
 }
 
@@ -236,7 +242,7 @@ impl Client {
             ],
             None,
         )?;
-        let code = server.outbox_code()?;
+        let code = server.outbox_code(&email)?;
         client.run(
             &["register", user, "--code", &code, "--password-stdin"],
             Some(&format!("{PASSWORD}\n")),

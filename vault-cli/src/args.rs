@@ -313,19 +313,28 @@ pub enum Command {
         password: PasswordArgs,
     },
     /// Reset a forgotten password by mailed code: first without --code, then with it.
+    ///
+    /// With the code, the code is checked and then the recovery key (asked for on a
+    /// terminal), before the new password is asked.
     ResetPassword {
         user: String,
         /// Step 2: the code from the mail.
         #[arg(long, value_name = "CODE")]
         code: Option<String>,
-        /// Keep your files readable by unlocking your keys with the recovery key.
+        /// The recovery key, which keeps your files readable. Without this option it is
+        /// asked for on a terminal, or read from VAULT_RECOVERY_KEY or --recovery-key-stdin:
+        /// on the command line it is kept in the shell's history and shown by `ps`.
         #[arg(
             long,
             value_name = "RK",
             requires = "code",
-            conflicts_with = "discard_encrypted_data"
+            conflicts_with_all = ["discard_encrypted_data", "recovery_key_stdin"]
         )]
         recovery_key: Option<String>,
+        /// Read the recovery key from the first line of standard input (a password from
+        /// --password-stdin is then the second line).
+        #[arg(long, requires = "code", conflicts_with = "discard_encrypted_data")]
+        recovery_key_stdin: bool,
         /// Without the recovery key: start over with fresh keys. Everything encrypted so
         /// far becomes unreadable.
         #[arg(long, requires = "code")]
@@ -366,17 +375,19 @@ pub enum Command {
         json: bool,
     },
     /// Upload files or trees (-r): put LOCAL… REMOTE. Resumable: run it again after a failure.
+    #[command(override_usage = "vault put [OPTIONS] <LOCAL>... <REMOTE>")]
     Put {
-        /// Local sources, then the remote target.
-        #[arg(required = true, num_args = 2.., value_name = "LOCAL… REMOTE")]
+        /// One or more local sources, then the remote target.
+        #[arg(required = true, num_args = 2.., value_name = "PATH")]
         paths: Vec<String>,
         #[command(flatten)]
         transfer: TransferArgs,
     },
     /// Download files or trees (-r): get REMOTE… LOCAL. Resumable: run it again after a failure.
+    #[command(override_usage = "vault get [OPTIONS] <REMOTE>... <LOCAL>")]
     Get {
-        /// Remote sources, then the local target.
-        #[arg(required = true, num_args = 2.., value_name = "REMOTE… LOCAL")]
+        /// One or more remote sources, then the local target.
+        #[arg(required = true, num_args = 2.., value_name = "PATH")]
         paths: Vec<String>,
         #[command(flatten)]
         transfer: TransferArgs,
@@ -523,5 +534,35 @@ impl Command {
                 | Command::Trash { .. }
                 | Command::ImportLegacy { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_definitions_hold_together() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn put_and_get_name_their_sources_and_target_once() {
+        let mut cli = Cli::command();
+        for (name, usage) in [
+            ("put", "vault put [OPTIONS] <LOCAL>... <REMOTE>"),
+            ("get", "vault get [OPTIONS] <REMOTE>... <LOCAL>"),
+        ] {
+            let sub = cli.find_subcommand_mut(name).expect(name);
+            let shown = sub.render_usage().to_string();
+            assert_eq!(shown.trim(), format!("Usage: {usage}"), "{name}");
+            let help = sub.render_help().to_string();
+            assert!(help.contains("<PATH> <PATH>..."), "{help}");
+        }
+        let two = Cli::try_parse_from(["vault", "put", "a", "b", "/x/"]).expect("put");
+        assert!(matches!(two.command, Command::Put { paths, .. } if paths == ["a", "b", "/x/"]));
+        assert!(Cli::try_parse_from(["vault", "get", "/a"]).is_err());
     }
 }

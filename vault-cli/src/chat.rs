@@ -1,8 +1,9 @@
 //! `vault contact …`, `vault chat …` and `vault profile set`: check the arguments (and read
 //! a message from stdin) before connecting, open the session, run the command through
 //! `vault_client::chat`, and print text, or JSON with `--json` (output in [`output`]).
-//! `listen` prints each line as it comes and runs until the session ends (exit 1, naming
-//! why) or it is interrupted; connection notices go to stderr.
+//! `listen` says on a terminal (stderr) that it listens, prints each line as it comes and
+//! runs until the session ends (exit 1, naming why), it is interrupted or its reader goes
+//! away; connection notices go to stderr.
 
 mod output;
 
@@ -22,6 +23,8 @@ use vault_core::proto::chat::ContactState;
 use vault_core::units::format_size;
 
 use crate::args::{ChatCommand, Command, ContactCommand, ProfileCommand};
+use crate::escape::{shown, shown_path};
+use crate::out::outln;
 use crate::{progress, warnings};
 
 /// Reads a message from `input`: all of it, with one trailing line break removed; it must
@@ -115,8 +118,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             command: ProfileCommand::Set { display_name },
         } => {
             match contacts::set_display_name(&files, &display_name).await? {
-                Some(name) => println!("Your display name is now \"{}\".", output::clean(&name)),
-                None => println!("Your display name is cleared."),
+                Some(name) => outln!("Your display name is now \"{}\".", output::clean(&name))?,
+                None => outln!("Your display name is cleared.")?,
             }
             Ok(())
         }
@@ -133,12 +136,12 @@ async fn contact(files: &Files, command: ContactCommand) -> anyhow::Result<()> {
             let list = contacts::list(files).await?;
             if json {
                 let list: Vec<Value> = list.iter().map(output::contact_json).collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?)?;
             } else if list.is_empty() {
-                println!("No contacts yet; `vault contact add USER` asks someone.");
+                outln!("No contacts yet; `vault contact add USER` asks someone.")?;
             } else {
                 for c in &list {
-                    println!("{}", output::contact_line(c));
+                    outln!("{}", output::contact_line(c))?;
                 }
             }
             return Ok(());
@@ -149,16 +152,17 @@ async fn contact(files: &Files, command: ContactCommand) -> anyhow::Result<()> {
         ContactCommand::Remove { user } => (contacts::Change::Remove, user),
     };
     let (user, state) = contacts::change(files, change, &user).await?;
+    let user = shown(&user);
     match (change, state) {
         (_, Some(ContactState::Contact)) => {
-            println!("You and {user} are contacts now: `vault chat send {user} TEXT`.");
+            outln!("You and {user} are contacts now: `vault chat send {user} TEXT`.")?;
         }
         (contacts::Change::Add, _) => {
-            println!("Asked {user} to be your contact; direct messages work once they accept.")
+            outln!("Asked {user} to be your contact; direct messages work once they accept.")?;
         }
-        (contacts::Change::Reject, _) => println!("Rejected {user}'s contact request."),
-        (_, None) => println!("{user} is no longer your contact."),
-        (_, Some(_)) => println!("Your contact request with {user} is still open."),
+        (contacts::Change::Reject, _) => outln!("Rejected {user}'s contact request.")?,
+        (_, None) => outln!("{user} is no longer your contact.")?,
+        (_, Some(_)) => outln!("Your contact request with {user} is still open.")?,
     }
     Ok(())
 }
@@ -178,7 +182,11 @@ async fn send_message(
         }
         None => send::send(files, &target, &text).await?,
     };
-    println!("Sent to {} (message {}).", show(&sent.target), sent.id);
+    outln!(
+        "Sent to {} (message {}).",
+        shown(&show(&sent.target)),
+        sent.id
+    )?;
     Ok(())
 }
 
@@ -186,13 +194,13 @@ async fn fetch_file(files: &Files, id: i64, local: Option<&Path>) -> anyhow::Res
     let progress = progress::for_transfer();
     let fetched = fetch::fetch(files, id, local, progress.as_ref()).await?;
     drop(progress);
-    println!(
+    outln!(
         "Saved {} ({}) from {} as {}.",
         output::clean(&fetched.name),
         format_size(fetched.bytes),
         output::clean(&fetched.from),
-        fetched.local.display()
-    );
+        shown_path(&fetched.local)
+    )?;
     Ok(())
 }
 
@@ -211,22 +219,22 @@ async fn chat(files: &Files, command: ChatCommand) -> anyhow::Result<()> {
             let messages = history::history(files, &target, limit, before).await?;
             if json {
                 let list: Vec<Value> = messages.iter().map(output::message_json).collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?)?;
                 return Ok(());
             }
             if messages.is_empty() {
-                println!("No messages with {}.", show(&target));
+                outln!("No messages with {}.", shown(&show(&target)))?;
                 return Ok(());
             }
             for m in &messages {
-                println!("{}", output::message_line(m, files.user()));
+                outln!("{}", output::message_line(m, files.user()))?;
             }
             if messages.len() == limit as usize
                 && let Some(oldest) = messages.first()
             {
                 eprintln!(
                     "Older messages: `vault chat history {} --before {}`",
-                    show(&target),
+                    shown(&show(&target)),
                     oldest.id
                 );
             }
@@ -239,12 +247,12 @@ async fn chat(files: &Files, command: ChatCommand) -> anyhow::Result<()> {
                     .iter()
                     .map(output::conversation_json)
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?)?;
             } else if conversations.is_empty() {
-                println!("No conversations yet.");
+                outln!("No conversations yet.")?;
             } else {
                 for c in &conversations {
-                    println!("{}", output::conversation_line(c));
+                    outln!("{}", output::conversation_line(c))?;
                 }
             }
             Ok(())
@@ -258,6 +266,13 @@ async fn listen(files: &Files, json: bool) -> anyhow::Result<()> {
     warnings::defer(files.take_warnings());
     warnings::print();
     let mut listener = Listener::new(files)?;
+    listener.start().await?;
+    if std::io::stderr().is_terminal() {
+        eprintln!(
+            "Listening for messages to {}; Ctrl-C stops.",
+            shown(files.user())
+        );
+    }
     let mut stdout = std::io::stdout().lock();
     loop {
         let event = listener.next().await?;

@@ -21,7 +21,9 @@ use vault_core::proto::NsRef;
 use vault_core::units::{format_size, parse_size};
 
 use crate::args::{Command, LegacyModeArg, TransferArgs, TrashCommand};
-use crate::listing::{self, Totals};
+use crate::escape::{shown, shown_path};
+use crate::listing::{self, Totals, plural};
+use crate::out::outln;
 use crate::progress;
 
 fn remote(text: &str) -> anyhow::Result<RemotePath> {
@@ -117,7 +119,7 @@ async fn dispatch(files: &Arc<Files>, state: &StateDir, command: Command) -> any
             };
             if json {
                 let list: Vec<_> = entries.iter().map(listing::entry_json).collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?)?;
             } else {
                 listing::print_ls(&entries, depth, long)?;
             }
@@ -156,7 +158,8 @@ async fn dispatch(files: &Arc<Files>, state: &StateDir, command: Command) -> any
             } else {
                 format!(" ({n} entries)")
             };
-            println!("Moved {path} to the trash{what}; `vault trash restore {path}` undoes it.");
+            let path = shown(&path.to_string()).into_owned();
+            outln!("Moved {path} to the trash{what}; `vault trash restore {path}` undoes it.")?;
         }
         Command::Mv { src, dst } => {
             let src = remote(&src)?;
@@ -176,7 +179,11 @@ async fn dispatch(files: &Arc<Files>, state: &StateDir, command: Command) -> any
                 bail!("{dest} already exists; remove it first or choose another name");
             }
             files.rename(&entry, &dest).await?;
-            println!("Moved {src} to {dest}.");
+            outln!(
+                "Moved {} to {}.",
+                shown(&src.to_string()),
+                shown(&dest.to_string())
+            )?;
         }
         Command::Mkdir { path } => {
             let path = remote(&path)?;
@@ -186,7 +193,7 @@ async fn dispatch(files: &Arc<Files>, state: &StateDir, command: Command) -> any
                 bail!("{path} exists and is a file");
             }
             files.mkdir(&path).await?;
-            println!("Created {path}.");
+            outln!("Created {}.", shown(&path.to_string()))?;
         }
         Command::Versions { path, json } => {
             let path = remote(&path)?;
@@ -225,7 +232,7 @@ async fn dispatch(files: &Arc<Files>, state: &StateDir, command: Command) -> any
                     })?,
             };
             files.restore(&path, target).await?;
-            println!("{path} is now at version {target}.");
+            outln!("{} is now at version {target}.", shown(&path.to_string()))?;
         }
         Command::Trash { command } => trash(files, command).await?,
         Command::ImportLegacy {
@@ -272,9 +279,14 @@ async fn dispatch(files: &Arc<Files>, state: &StateDir, command: Command) -> any
             let done = put_all(Arc::clone(files), plan, options(None)?).await?;
             drop(plain);
             if json {
-                println!("{}", serde_json::to_string_pretty(&put_json(&done))?);
+                outln!("{}", serde_json::to_string_pretty(&put_json(&done))?)?;
             } else {
-                println!("Imported {local} as {dest} ({}).", format_size(size));
+                outln!(
+                    "Imported {} as {} ({}).",
+                    shown(&local),
+                    shown(&dest.to_string()),
+                    format_size(size)
+                )?;
             }
         }
         other => bail!("not a file command: {other:?}"),
@@ -322,7 +334,7 @@ async fn put(
     for skipped in &plan.skipped {
         eprintln!(
             "skipped {} (not a regular file or directory)",
-            skipped.display()
+            shown_path(skipped)
         );
     }
     let dirs = plan.dirs.len();
@@ -330,7 +342,7 @@ async fn put(
     if args.json {
         let mut value = put_json(&done);
         value["dirs"] = json!(dirs);
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?)?;
     } else {
         let bytes: u64 = done.iter().map(|u| u.bytes).sum();
         let resumed = done.iter().filter(|u| u.resumed_at > 0).count();
@@ -340,17 +352,18 @@ async fn put(
             String::new()
         };
         match done.as_slice() {
-            [one] if dirs == 0 => println!(
+            [one] if dirs == 0 => outln!(
                 "Uploaded {} as {} (version {}){note}.",
                 format_size(one.bytes),
-                one.remote,
+                shown(&one.remote.to_string()),
                 one.version
-            ),
-            _ => println!(
-                "Uploaded {}, {}{note}, to {target}.",
-                crate::listing::plural(done.len() as u64, "file", "files"),
-                format_size(bytes)
-            ),
+            )?,
+            _ => outln!(
+                "Uploaded {}, {}{note}, to {}.",
+                plural(done.len() as u64, "file", "files"),
+                format_size(bytes),
+                shown(&target.to_string())
+            )?,
         }
     }
     Ok(())
@@ -394,22 +407,22 @@ async fn get(
     .await?;
     let done = get_all(Arc::clone(files), plan, options(args.bwlimit.as_deref())?).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&get_json(&done))?);
+        outln!("{}", serde_json::to_string_pretty(&get_json(&done))?)?;
     } else {
         let bytes: u64 = done.iter().map(|d| d.bytes).sum();
         match done.as_slice() {
-            [one] => println!(
+            [one] => outln!(
                 "Downloaded {} to {} (version {}).",
                 format_size(one.bytes),
-                one.local.display(),
+                shown_path(&one.local),
                 one.version
-            ),
-            _ => println!(
+            )?,
+            _ => outln!(
                 "Downloaded {}, {}, to {}.",
-                crate::listing::plural(done.len() as u64, "file", "files"),
+                plural(done.len() as u64, "file", "files"),
                 format_size(bytes),
-                target.display()
-            ),
+                shown_path(target)
+            )?,
         }
     }
     Ok(())
@@ -430,7 +443,7 @@ async fn trash(files: &Arc<Files>, command: TrashCommand) -> anyhow::Result<()> 
                 .find(|t| t.path.segments == path.segments)
                 .with_context(|| format!("{path} is not in the trash (see `vault trash ls`)"))?;
             files.trash_restore(&path.ns, item.item.trash_id).await?;
-            println!("Restored {path} from the trash.");
+            outln!("Restored {} from the trash.", shown(&path.to_string()))?;
         }
         TrashCommand::Empty { space: s, yes } => {
             let ns = space(s.as_deref())?;
@@ -445,15 +458,16 @@ async fn trash(files: &Arc<Files>, command: TrashCommand) -> anyhow::Result<()> 
                 let mut answer = String::new();
                 std::io::stdin().read_line(&mut answer)?;
                 if !matches!(answer.trim(), "y" | "Y" | "yes") {
-                    println!("Left the trash as it was.");
+                    outln!("Left the trash as it was.")?;
                     return Ok(());
                 }
             }
             let (items, bytes) = files.trash_empty(&ns).await?;
-            println!(
-                "Emptied the trash: {items} deletions, {} freed.",
+            outln!(
+                "Emptied the trash: {}, {} freed.",
+                plural(items, "deletion", "deletions"),
                 format_size(bytes)
-            );
+            )?;
         }
     }
     Ok(())

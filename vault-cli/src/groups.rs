@@ -16,7 +16,9 @@ use vault_core::proto::{GroupDetails, GroupSummary};
 use vault_core::units::format_size;
 
 use crate::args::{Command, GroupCommand, KeyCommand};
+use crate::escape::shown;
 use crate::listing::{plural, short_time};
+use crate::out::outln;
 use crate::warnings;
 
 /// Parses a lifetime as people write it: a whole number and a unit, `s`, `m`, `h` or `d`
@@ -59,7 +61,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     } = &command
         && !confirm_delete(name)?
     {
-        println!("Left @{} as it was.", name.trim_start_matches('@'));
+        outln!("Left @{} as it was.", name.trim_start_matches('@'))?;
         return Ok(());
     }
     let state = StateDir::from_env()?;
@@ -149,44 +151,47 @@ async fn group(files: &Files, command: GroupCommand, expires_s: Option<u64>) -> 
     match command {
         GroupCommand::Create { name } => {
             let created = ops::create(files, &name).await?;
-            println!("Created group @{}; you are its owner.", created.name);
-            println!(
+            outln!(
+                "Created group @{}; you are its owner.",
+                shown(&created.name)
+            )?;
+            outln!(
                 "Add members with `vault group add {0} USER`, or make a join code with \
                  `vault group invite {0}`.",
-                created.name
-            );
+                shown(&created.name)
+            )?;
         }
         GroupCommand::List { json } => {
             let groups = ops::list(files).await?;
             if json {
                 let list: Vec<Value> = groups.iter().map(summary_json).collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?)?;
             } else if groups.is_empty() {
-                println!("You are in no group; `vault group create NAME` makes one.");
+                outln!("You are in no group; `vault group create NAME` makes one.")?;
             } else {
                 for g in &groups {
-                    println!(
+                    outln!(
                         "@{:<32} {:<8} {:>12}  {}",
-                        g.name,
+                        shown(&g.name),
                         g.role.as_str(),
                         plural(g.members, "member", "members"),
                         key_state(g)
-                    );
+                    )?;
                 }
             }
         }
         GroupCommand::Info { name, json } => {
             let d = ops::info(files, &name).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&details_json(&d))?);
+                outln!("{}", serde_json::to_string_pretty(&details_json(&d))?)?;
             } else {
-                print_info(&d);
+                print_info(&d)?;
             }
         }
         GroupCommand::Members { name, json } => {
             let m = ops::members(files, &name).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&members_json(&m))?);
+                outln!("{}", serde_json::to_string_pretty(&members_json(&m))?)?;
             } else {
                 for member in &m.members {
                     let key = if member.has_key {
@@ -194,20 +199,20 @@ async fn group(files: &Files, command: GroupCommand, expires_s: Option<u64>) -> 
                     } else {
                         "waiting for the key"
                     };
-                    println!(
+                    outln!(
                         "{:<32} {:<8} {key:<19}  {}  joined {}",
-                        member.username,
+                        shown(&member.username),
                         member.role.as_str(),
                         member_fingerprint(member),
                         short_time(member.joined_at)
-                    );
+                    )?;
                 }
             }
         }
         GroupCommand::Invite { name, uses, .. } => {
             let expires_s = expires_s.unwrap_or(7 * 86_400);
             let invite = ops::invite(files, &name, uses, expires_s).await?;
-            println!("{}", invite.code.as_str());
+            outln!("{}", invite.code.as_str())?;
             let group = ops::group_name(&name)?;
             eprintln!(
                 "This join code lets {} join @{group} until {} UTC; `vault group join CODE` \
@@ -222,20 +227,22 @@ async fn group(files: &Files, command: GroupCommand, expires_s: Option<u64>) -> 
         }
         GroupCommand::Join { code } => {
             let joined = ops::join(files, &code).await?;
-            println!("Joined @{}.", joined.name);
+            outln!("Joined @{}.", shown(&joined.name))?;
         }
         GroupCommand::Add { name, user } => {
             let added = ops::add(files, &name, &user).await?;
             let group = ops::group_name(&name)?;
-            println!(
+            outln!(
                 "Added {} to @{group} (their key {}).",
-                added.username, added.fingerprint
-            );
+                shown(&added.username),
+                added.fingerprint
+            )?;
             if added.first_sight {
                 eprintln!(
                     "{0}'s key was new to this client and is now recorded. Compare {1} with \
                      {0} in person or by phone, then run `vault key verify {0} {1}`.",
-                    added.username, added.fingerprint
+                    shown(&added.username),
+                    added.fingerprint
                 );
             }
         }
@@ -244,64 +251,64 @@ async fn group(files: &Files, command: GroupCommand, expires_s: Option<u64>) -> 
             let user = ops::username(&user)?;
             let removed = ops::remove(files, &group, &user).await?;
             match removed.rotated_to {
-                Some(g) => println!(
+                Some(g) => outln!(
                     "Removed {user} from @{group}; the other members got key generation {g}, \
                      which new files use."
-                ),
-                None => println!("Removed {user} from @{group}."),
+                )?,
+                None => outln!("Removed {user} from @{group}.")?,
             }
         }
         GroupCommand::Leave { name } => {
             let group = ops::group_name(&name)?;
             ops::leave(files, &group).await?;
-            println!(
+            outln!(
                 "You left @{group}. The next member whose client connects makes a new key \
                  for the others, which new files use."
-            );
+            )?;
         }
         GroupCommand::Role { name, user, role } => {
             let group = ops::group_name(&name)?;
             let user = ops::username(&user)?;
             ops::set_role(files, &group, &user, role).await?;
-            println!("{user} is now {role} of @{group}.");
+            outln!("{user} is now {role} of @{group}.")?;
         }
         GroupCommand::Rename { old, new } => {
             let old = ops::group_name(&old)?;
             let new = ops::rename(files, &old, &new).await?;
-            println!("Renamed @{old} to @{new}.");
+            outln!("Renamed @{old} to @{}.", shown(&new))?;
         }
         GroupCommand::Delete { name, .. } => {
             let group = ops::group_name(&name)?;
             ops::delete(files, &group).await?;
-            println!("Deleted @{group} and every file in it.");
+            outln!("Deleted @{group} and every file in it.")?;
         }
     }
     Ok(())
 }
 
-fn print_info(d: &GroupDetails) {
+fn print_info(d: &GroupDetails) -> std::io::Result<()> {
     let g = &d.summary;
-    println!("@{} (id {})", g.name, g.id);
-    println!("your role:  {}", g.role);
+    outln!("@{} (id {})", shown(&g.name), g.id)?;
+    outln!("your role:  {}", g.role)?;
     let waiting = if d.waiting > 0 {
         format!(" ({} waiting for the key)", d.waiting)
     } else {
         String::new()
     };
-    println!("members:    {}{waiting}", g.members);
+    outln!("members:    {}{waiting}", g.members)?;
     let pending = if d.rotation_pending {
         " (a member was removed; the next key generation comes with the next member's \
          client)"
     } else {
         ""
     };
-    println!("key:        {}{pending}", key_state(g));
-    println!(
+    outln!("key:        {}{pending}", key_state(g))?;
+    outln!(
         "quota:      {} of {} used",
         format_size(d.used_bytes),
         format_size(d.quota_bytes)
-    );
-    println!("created:    {} UTC", short_time(d.created_at));
+    )?;
+    outln!("created:    {} UTC", short_time(d.created_at))
 }
 
 /// What this client trusts for a user's key, in words.
@@ -320,7 +327,8 @@ fn pin_state(r: &KeyReport) -> String {
         },
         (Some(p), _) => format!(
             "DIFFERS from {} that this client trusts for {}",
-            p.fingerprint, r.username
+            p.fingerprint,
+            shown(&r.username)
         ),
     }
 }
@@ -344,38 +352,41 @@ async fn key(files: &Files, command: KeyCommand) -> anyhow::Result<()> {
         KeyCommand::Fingerprint { user, json } => {
             let report = people::fingerprint(files, user.as_deref()).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report_json(&report))?);
+                outln!("{}", serde_json::to_string_pretty(&report_json(&report))?)?;
             } else {
-                println!(
+                outln!(
                     "{}  {}: {}",
                     report.fingerprint,
-                    report.username,
+                    shown(&report.username),
                     pin_state(&report)
-                );
+                )?;
                 if report.matches_pin() == Some(false) {
                     eprintln!(
                         "If {0} really has new keys, compare {1} with them in person or by \
                          phone and run `vault key verify {0} {1}`; until then no group key is \
                          wrapped for it.",
-                        report.username, report.fingerprint
+                        shown(&report.username),
+                        report.fingerprint
                     );
                 }
             }
         }
         KeyCommand::Verify { user, fingerprint } => {
             let verified = people::verify(files, &user, &fingerprint).await?;
-            println!(
+            outln!(
                 "Pinned {} as {}'s key (verified).",
-                verified.fingerprint, verified.username
-            );
+                verified.fingerprint,
+                shown(&verified.username)
+            )?;
             if let Some(before) = verified
                 .before
                 .filter(|b| b.fingerprint != verified.fingerprint)
             {
-                println!(
+                outln!(
                     "It replaces {}, which still verifies what {} signed with it before.",
-                    before.fingerprint, verified.username
-                );
+                    before.fingerprint,
+                    shown(&verified.username)
+                )?;
             }
         }
     }

@@ -9,6 +9,9 @@ use vault_core::calendar::civil_from_days;
 use vault_core::proto::{EntryKind, Usage};
 use vault_core::units::format_size;
 
+use crate::escape::{self, shown};
+use crate::out::outln;
+
 /// Unix seconds as `YYYY-MM-DD HH:MM` UTC.
 pub fn short_time(secs: i64) -> String {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
@@ -28,7 +31,8 @@ fn kind(k: EntryKind) -> &'static str {
 }
 
 /// The name shown for an entry below the listed directory of `depth` segments (a folder's
-/// with a trailing `/`), written straight into the output.
+/// with a trailing `/`), written straight into the output; quoted as a whole when a
+/// segment needs it (`$'a\nb'/`, see [`crate::escape`]).
 struct ShownName<'a> {
     entry: &'a Entry,
     depth: usize,
@@ -37,14 +41,23 @@ struct ShownName<'a> {
 impl std::fmt::Display for ShownName<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let segments = &self.entry.path.segments;
-        for (i, segment) in segments[self.depth.min(segments.len())..]
-            .iter()
-            .enumerate()
-        {
-            if i > 0 {
-                f.write_str("/")?;
+        let shown = &segments[self.depth.min(segments.len())..];
+        if shown.iter().any(|s| escape::needs_quoting(s)) {
+            let mut parts = Vec::with_capacity(shown.len() * 2);
+            for (i, segment) in shown.iter().enumerate() {
+                if i > 0 {
+                    parts.push("/");
+                }
+                parts.push(segment.as_str());
             }
-            f.write_str(segment)?;
+            escape::write_quoted(f, parts)?;
+        } else {
+            for (i, segment) in shown.iter().enumerate() {
+                if i > 0 {
+                    f.write_str("/")?;
+                }
+                f.write_str(segment)?;
+            }
         }
         if self.entry.is_dir() {
             f.write_str("/")?;
@@ -139,15 +152,16 @@ pub fn print_du(path: &str, t: &Totals, json_out: bool) -> anyhow::Result<()> {
             "path": path, "files": t.files, "dirs": t.dirs,
             "bytes": t.bytes, "sealed_bytes": t.sealed_bytes,
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?)?;
     } else {
-        println!(
-            "{}  {path}  ({}, {}; {} stored, current versions only)",
+        outln!(
+            "{}  {}  ({}, {}; {} stored, current versions only)",
             format_size(t.bytes),
+            shown(path),
             plural(t.files, "file", "files"),
             plural(t.dirs, "directory", "directories"),
             format_size(t.sealed_bytes)
-        );
+        )?;
     }
     Ok(())
 }
@@ -159,25 +173,25 @@ pub fn print_quota(u: &Usage, json_out: bool) -> anyhow::Result<()> {
             "files": u.files, "dirs": u.dirs, "versions": u.versions,
             "trash_items": u.trash_items, "revision": u.revision,
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?)?;
     } else {
         let pct = if u.quota_bytes == 0 {
             100.0
         } else {
             u.used_bytes as f64 * 100.0 / u.quota_bytes as f64
         };
-        println!(
+        outln!(
             "used {} of {} ({pct:.1}%)",
             format_size(u.used_bytes),
             format_size(u.quota_bytes)
-        );
-        println!(
+        )?;
+        outln!(
             "{}, {}, {}, {} in the trash",
             plural(u.files, "file", "files"),
             plural(u.dirs, "directory", "directories"),
             plural(u.versions, "version", "versions"),
-            u.trash_items
-        );
+            plural(u.trash_items, "deletion", "deletions")
+        )?;
     }
     Ok(())
 }
@@ -200,17 +214,17 @@ pub fn print_versions(path: &str, v: &Versions, json_out: bool) -> anyhow::Resul
             })
             .collect();
         let value = json!({ "path": path, "current": v.current, "versions": list });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?)?;
     } else {
         for (info, meta) in &v.versions {
             let mark = if info.version == v.current { "*" } else { " " };
-            println!(
+            outln!(
                 "{mark} v{:<4} {:>10}  modified {}  uploaded {}",
                 info.version,
                 format_size(meta.size),
                 short_time(meta.mtime_s),
                 short_time(info.created_at)
-            );
+            )?;
         }
     }
     Ok(())
@@ -231,9 +245,9 @@ pub fn print_trash(items: &[TrashEntry], json_out: bool) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        outln!("{}", serde_json::to_string_pretty(&list)?)?;
     } else if items.is_empty() {
-        println!("The trash is empty.");
+        outln!("The trash is empty.")?;
     } else {
         for t in items {
             let slash = if t.item.kind == EntryKind::Dir {
@@ -241,17 +255,17 @@ pub fn print_trash(items: &[TrashEntry], json_out: bool) -> anyhow::Result<()> {
             } else {
                 ""
             };
-            println!(
+            outln!(
                 "{}  {:>10}  {}{slash}{}",
                 short_time(t.item.trashed_at),
                 format_size(t.item.sealed_bytes),
-                t.path,
+                shown(&t.path.to_string()),
                 if t.item.entries > 1 {
-                    format!("  ({} entries)", t.item.entries)
+                    format!("  ({})", plural(t.item.entries, "entry", "entries"))
                 } else {
                     String::new()
                 }
-            );
+            )?;
         }
     }
     Ok(())

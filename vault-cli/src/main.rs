@@ -1,18 +1,24 @@
 //! The `vault` command: thin glue between the command line (`args`), the prompts
 //! (`prompt`) and the client library. Exit codes: 0 success, 1 a failed operation (with a
-//! one-line `error: …` on stderr), 2 a usage error.
+//! one-line `error: …` on stderr), 2 a usage error. A closed stdout (`vault ls | head -1`)
+//! ends a command quietly with exit 0: everything is printed through [`out::outln!`].
+
+#![deny(clippy::print_stdout)]
 
 mod account;
 mod args;
 mod chat;
+mod escape;
 mod files;
 mod groups;
 mod listing;
+mod out;
 mod progress;
 mod prompt;
 mod sync;
 mod warnings;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -66,9 +72,10 @@ fn main() -> ExitCode {
     runtime.block_on(vault_client::closing::seen_out(CLOSE_GRACE));
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        // The reader of stdout went away: the command ends as if it had printed all.
+        Err(e) if out::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", message(&e).replace('\n', " "));
+            let _ = writeln!(std::io::stderr(), "error: {}", escape::shown(&message(&e)));
             ExitCode::FAILURE
         }
     };
@@ -91,12 +98,6 @@ fn message(e: &anyhow::Error) -> String {
         text.push_str(&part);
     }
     text
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain()
-        .filter_map(|c| c.downcast_ref::<std::io::Error>())
-        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 #[cfg(test)]

@@ -45,7 +45,8 @@ impl Progress for Bar {
     }
 
     fn note(&self, text: &str) {
-        self.bar.suspend(|| eprintln!("{text}"));
+        self.bar
+            .suspend(|| eprintln!("{}", crate::escape::shown(text)));
     }
 }
 
@@ -84,6 +85,6 @@ impl Progress for Quiet {
     fn advance(&self, _bytes: u64) {}
     fn file_done(&self) {}
     fn note(&self, text: &str) {
-        eprintln!("{text}");
+        eprintln!("{}", crate::escape::shown(text));
     }
 }

@@ -15,6 +15,9 @@ use vault_client::sync::{self as client_sync, Done, Options, Summary};
 use vault_core::units::format_size;
 
 use crate::args::{Command, SyncArgs};
+use crate::escape::shown;
+use crate::listing::plural;
+use crate::out::outln;
 use crate::progress;
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
@@ -56,12 +59,13 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     crate::warnings::defer(files.take_warnings());
     files.close();
     let summary = result?;
-    report(&summary, &args, mode);
+    report(&summary, &args, mode)?;
     if !summary.failed.is_empty() {
         let (path, why) = &summary.failed[0];
         bail!(
-            "{} file(s) failed, first {path}: {why}; run the same command again to finish",
-            summary.failed.len()
+            "{} failed, first {}: {why}; run the same command again to finish",
+            plural(summary.failed.len() as u64, "file", "files"),
+            shown(path)
         );
     }
     Ok(())
@@ -87,7 +91,7 @@ fn line(done: &Done) -> Option<String> {
     ) {
         return None;
     }
-    let path = &done.path;
+    let path = shown(&done.path);
     Some(match (&done.outcome, done.action) {
         (None, Action::Conflict) => {
             format!("would keep both versions of {path} (the local one as a conflict copy)")
@@ -98,7 +102,10 @@ fn line(done: &Done) -> Option<String> {
             format!("skipped {path} ({}): {why}", verb(action))
         }
         (Some(Outcome::Conflict { copy, .. }), _) => {
-            format!("conflict {path}: both changed; the local version is kept as {copy}")
+            format!(
+                "conflict {path}: both changed; the local version is kept as {}",
+                shown(copy)
+            )
         }
         (Some(_), Action::DeleteRemote) => format!("deleted remote {path} (to the trash)"),
         (Some(_), Action::DeleteLocal) => format!("deleted local {path}"),
@@ -108,7 +115,7 @@ fn line(done: &Done) -> Option<String> {
     })
 }
 
-fn report(summary: &Summary, args: &SyncArgs, mode: Mode) {
+fn report(summary: &Summary, args: &SyncArgs, mode: Mode) -> std::io::Result<()> {
     if args.json {
         let actions: Vec<_> = summary
             .actions
@@ -146,22 +153,22 @@ fn report(summary: &Summary, args: &SyncArgs, mode: Mode) {
             "seconds": summary.seconds,
             "actions": actions,
         });
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&out).unwrap_or_else(|_| out.to_string())
-        );
-        return;
+        )?;
+        return Ok(());
     }
     for (path, why) in &summary.skipped_local {
-        eprintln!("left out {path}: {why}");
+        eprintln!("left out {}: {why}", shown(path));
     }
     for done in &summary.actions {
         if let Some(text) = line(done) {
-            println!("{text}");
+            outln!("{text}")?;
         }
     }
     for (path, why) in &summary.failed {
-        eprintln!("failed {path}: {why}");
+        eprintln!("failed {}: {why}", shown(path));
     }
     let what = match mode {
         Mode::Sync => "sync",
@@ -173,14 +180,14 @@ fn report(summary: &Summary, args: &SyncArgs, mode: Mode) {
     } else {
         format!("{what} done:")
     };
-    println!(
-        "{prefix} {} uploaded, {} downloaded, {} deleted, {} conflicts, {} skipped; {} in {:.1} s",
+    outln!(
+        "{prefix} {} uploaded, {} downloaded, {} deleted, {}, {} skipped; {} in {:.1} s",
         summary.uploaded(),
         summary.downloaded(),
         summary.deleted(),
-        summary.conflicts(),
+        plural(summary.conflicts() as u64, "conflict", "conflicts"),
         summary.skipped(),
         format_size(summary.bytes()),
         summary.seconds
-    );
+    )
 }

@@ -3,6 +3,7 @@
 //! command's output or its `error: …` line, so that a failed command's first line on
 //! stderr is still its error.
 
+use std::io::Write;
 use std::sync::Mutex;
 
 static PENDING: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -19,14 +20,15 @@ pub fn defer(warnings: Vec<String>) {
 fn take_lines() -> Vec<String> {
     std::mem::take(&mut *PENDING.lock().unwrap_or_else(|e| e.into_inner()))
         .into_iter()
-        .map(|w| format!("warning: {}", w.replace('\n', " ")))
+        .map(|w| format!("warning: {}", crate::escape::shown(&w)))
         .collect()
 }
 
-/// Prints the queued warnings on stderr.
+/// Prints the queued warnings on stderr (a closed stderr loses them, nothing more).
 pub fn print() {
+    let mut err = std::io::stderr().lock();
     for line in take_lines() {
-        eprintln!("{line}");
+        let _ = writeln!(err, "{line}");
     }
 }
 
@@ -39,7 +41,10 @@ mod tests {
         defer(vec!["could not give bob\nthe key".into(), "second".into()]);
         assert_eq!(
             take_lines(),
-            ["warning: could not give bob the key", "warning: second"]
+            [
+                "warning: $'could not give bob\\nthe key'",
+                "warning: second"
+            ]
         );
         assert!(take_lines().is_empty());
     }

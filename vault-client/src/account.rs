@@ -2,7 +2,7 @@
 //! resume, logout, whoami, passwd, and the mailed-code password reset. Each connects,
 //! talks to the server, and keeps the state directory up to date.
 
-use vault_core::crypto::{KdfParams, RecoveryKey};
+use vault_core::crypto::{KdfParams, Key32, RecoveryKey};
 use vault_core::proto::{
     AccountInfo, AccountKeys, LoggedIn, Request, ResetMaterial, Response, SecretBytes, names,
 };
@@ -50,12 +50,8 @@ pub fn parse_fingerprint(text: &str) -> Result<String, ClientError> {
     Ok(format!("SHA256:{}", hex_part.to_ascii_lowercase()))
 }
 
-/// Connects per `opts` and the saved state, then saves the server and the pin.
-pub async fn connect(
-    state: &StateDir,
-    opts: &ServerOpts,
-) -> Result<(Connection, ClientConfig), ClientError> {
-    let mut config = state.config()?;
+/// The server `opts` and the saved state name, and the certificate to accept from it.
+fn target(config: &ClientConfig, opts: &ServerOpts) -> Result<(String, Pin), ClientError> {
     let server = opts
         .server
         .clone()
@@ -71,7 +67,32 @@ pub async fn connect(
         (None, None) if opts.accept_new_cert => Pin::TrustOnFirstUse,
         (None, None) => Pin::Unpinned,
     };
-    let conn = transport::connect(&server, &pin).await?;
+    Ok((server, pin))
+}
+
+/// Connects to `server` accepting `pin`; a certificate that is not the one the user typed
+/// with `--fingerprint` (`typed`) is reported as such, not as a changed certificate.
+async fn open(server: &str, pin: &Pin, typed: bool) -> Result<Connection, ClientError> {
+    transport::connect(server, pin).await.map_err(|e| match e {
+        ClientError::CertificateChanged { pinned, presented } if typed => {
+            ClientError::FingerprintMismatch {
+                typed: pinned,
+                presented,
+            }
+        }
+        other => other,
+    })
+}
+
+/// Saves `server` and the certificate `conn` presented as the ones to use from now on.
+/// Moving to another server starts the state afresh (and forgets other people's keys).
+fn remember(
+    state: &StateDir,
+    mut config: ClientConfig,
+    server: String,
+    conn: &Connection,
+) -> Result<ClientConfig, ClientError> {
+    let same_server = config.server.as_deref() == Some(server.as_str());
     // Written only when it changes: every command connects, and a rewrite is an fsync.
     let changed = !same_server || config.fingerprint.as_ref() != Some(&conn.fingerprint);
     if !same_server {
@@ -85,19 +106,73 @@ pub async fn connect(
     if changed {
         state.save_config(&config)?;
     }
+    Ok(config)
+}
+
+/// Connects per `opts` and the saved state, then saves the server and the pin.
+pub async fn connect(
+    state: &StateDir,
+    opts: &ServerOpts,
+) -> Result<(Connection, ClientConfig), ClientError> {
+    let config = state.config()?;
+    let (server, pin) = target(&config, opts)?;
+    let conn = open(&server, &pin, opts.fingerprint.is_some()).await?;
+    let config = remember(state, config, server, &conn)?;
+    Ok((conn, config))
+}
+
+/// A server whose address and certificate were checked before anything was asked of the
+/// user. The connections after the prompt accept only the certificate seen then.
+#[derive(Clone, Debug)]
+pub struct CheckedServer {
+    server: String,
+    /// The certificate's fingerprint.
+    pub fingerprint: String,
+    /// Trusted on first use just now (`--accept-new-cert`, nothing pinned before): the
+    /// caller shows the fingerprint, which the next connection pins.
+    pub newly_trusted: bool,
+}
+
+/// Connects once per `opts` and the saved state, says `hello` and closes again: a wrong
+/// address, a server that does not answer or a certificate that does not match is
+/// reported before any prompt. Nothing is saved yet.
+pub async fn check_server(
+    state: &StateDir,
+    opts: &ServerOpts,
+) -> Result<CheckedServer, ClientError> {
+    let (server, pin) = target(&state.config()?, opts)?;
+    let conn = open(&server, &pin, opts.fingerprint.is_some()).await?;
+    let fingerprint = conn.fingerprint.clone();
+    conn.close();
+    Ok(CheckedServer {
+        server,
+        fingerprint,
+        newly_trusted: pin == Pin::TrustOnFirstUse,
+    })
+}
+
+/// Connects to a checked server (its certificate must not have changed since), then saves
+/// the server and the pin.
+async fn connect_checked(
+    state: &StateDir,
+    checked: &CheckedServer,
+) -> Result<(Connection, ClientConfig), ClientError> {
+    let pin = Pin::Fingerprint(checked.fingerprint.clone());
+    let conn = open(&checked.server, &pin, false).await?;
+    let config = remember(state, state.config()?, checked.server.clone(), &conn)?;
     Ok((conn, config))
 }
 
 /// Registration step 1: asks the server to mail a code. Returns the code's lifetime.
 pub async fn register_start(
     state: &StateDir,
-    opts: &ServerOpts,
+    server: &CheckedServer,
     username: &str,
     email: &str,
 ) -> Result<u64, ClientError> {
     let username = names::normalize_username(username).map_err(ClientError::Usage)?;
     let email = names::normalize_email(email).map_err(ClientError::Usage)?;
-    let (conn, mut config) = connect(state, opts).await?;
+    let (conn, mut config) = connect_checked(state, server).await?;
     let request = Request::RegisterStart {
         username: username.clone(),
         email: email.clone(),
@@ -117,27 +192,64 @@ pub async fn register_start(
     }
 }
 
-/// Registration step 2: makes the keys, creates the account, saves the session. Returns
-/// the recovery key to show once.
+/// Registration step 2, before anything is asked: the registration of `username` started
+/// on this machine (with `server`, when one is named). Offline.
+pub fn pending_registration(
+    state: &StateDir,
+    username: &str,
+    server: Option<&str>,
+) -> Result<PendingRegistration, ClientError> {
+    let username = names::normalize_username(username).map_err(ClientError::Usage)?;
+    let config = state.config()?;
+    let start_again =
+        || format!("start with `vault register {username} --email ADDR --server HOST:PORT`");
+    let pending = config
+        .pending_registration
+        .clone()
+        .filter(|p| p.username == username)
+        .ok_or_else(|| {
+            ClientError::Usage(format!(
+                "no registration of {username} is in progress here; {}",
+                start_again()
+            ))
+        })?;
+    if let (Some(named), Some(saved)) = (server, config.server.as_deref())
+        && named != saved
+    {
+        return Err(ClientError::Usage(format!(
+            "the registration of {username} in progress here is with {saved}, not {named}: \
+             leave out --server, or {}",
+            start_again()
+        )));
+    }
+    Ok(pending)
+}
+
+/// The keys of a new account, made on this machine from the password (Argon2id with the
+/// parameters the server asked for, and an RSA key pair): slow, offline. Made once, they
+/// can be sent again with another code.
+pub fn new_account_keys(
+    pending: &PendingRegistration,
+    password: &[u8],
+) -> Result<keys::CreatedAccount, ClientError> {
+    keys::create_account(&pending.username, password, &pending.kdf)
+}
+
+/// Registration step 2: sends the keys with the mailed code, saves the session. A wrong
+/// code leaves `created` as it was, for another try.
 pub async fn register_finish(
     state: &StateDir,
-    opts: &ServerOpts,
-    username: &str,
+    server: &CheckedServer,
+    pending: &PendingRegistration,
     code: &str,
-    password: &[u8],
-) -> Result<RecoveryKey, ClientError> {
-    let username = names::normalize_username(username).map_err(ClientError::Usage)?;
-    let (conn, mut config) = connect(state, opts).await?;
-    let pending = config.pending_registration.clone().filter(|p| p.username == username).ok_or_else(|| {
-        ClientError::Usage(format!(
-            "no registration of {username} is in progress here; start with `vault register {username} --email ADDR --server HOST:PORT`"
-        ))
-    })?;
-    let created = keys::create_account(&username, password, &pending.kdf)?;
+    created: &keys::CreatedAccount,
+) -> Result<(), ClientError> {
+    let (conn, mut config) = connect_checked(state, server).await?;
+    let username = pending.username.clone();
     let request = Request::RegisterFinish {
         username: username.clone(),
         code: code.to_string(),
-        account: created.account,
+        account: created.account.clone(),
     };
     let logged_in = match conn.call(&request).await? {
         Response::LoggedIn(l) => l,
@@ -151,7 +263,7 @@ pub async fn register_finish(
     config.username = Some(username);
     state.save_config(&config)?;
     conn.close();
-    Ok(created.recovery_key)
+    Ok(())
 }
 
 async fn prelogin(conn: &Connection, username: &str) -> Result<(Vec<u8>, KdfParams), ClientError> {
@@ -170,12 +282,12 @@ async fn prelogin(conn: &Connection, username: &str) -> Result<(Vec<u8>, KdfPara
 /// Returns how much group-key work the server has for this client (`key_tasks`).
 pub async fn login(
     state: &StateDir,
-    opts: &ServerOpts,
+    server: &CheckedServer,
     username: &str,
     password: &[u8],
 ) -> Result<u32, ClientError> {
     let username = names::normalize_username(username).map_err(ClientError::Usage)?;
-    let (conn, config) = connect(state, opts).await?;
+    let (conn, config) = connect_checked(state, server).await?;
     let key_tasks = login_on(state, &conn, config, &username, password).await?;
     conn.close();
     Ok(key_tasks)
@@ -278,17 +390,67 @@ pub async fn whoami_on(conn: &Connection) -> Result<AccountInfo, ClientError> {
     }
 }
 
-/// Changes the password; other sessions end. The account key stays the same.
-pub async fn passwd(state: &StateDir, old: &[u8], new: &[u8]) -> Result<(), ClientError> {
+/// What `passwd` needs to check the current password before the new one is asked: the
+/// account's sealed keys and password salt, as the server has them.
+#[derive(Debug)]
+pub struct PasswdCheck {
+    keys: AccountKeys,
+    salt: Vec<u8>,
+    kdf: KdfParams,
+}
+
+/// The current password, proved: it opens the account key the server keeps sealed under
+/// it.
+#[derive(Debug)]
+pub struct CurrentPassword {
+    username: String,
+    kdf: KdfParams,
+    auth_key: SecretBytes,
+    account_key: Key32,
+}
+
+/// `passwd`, before any prompt: resumes the session and fetches what checks the current
+/// password.
+pub async fn passwd_check(state: &StateDir) -> Result<PasswdCheck, ClientError> {
     let session = resume(state).await?;
-    let account_key = state.account_key()?.ok_or_else(|| {
-        ClientError::Usage("no account key saved: run `vault login USER` again".into())
-    })?;
     let (salt, kdf) = prelogin(&session.conn, &session.username).await?;
-    let old_keys = keys::derive(old, &salt, &kdf)?;
-    let new_material = keys::password_material(&session.username, new, &kdf, &account_key)?;
+    session.conn.close();
+    Ok(PasswdCheck {
+        keys: session.keys,
+        salt,
+        kdf,
+    })
+}
+
+impl PasswdCheck {
+    /// Checks `password` on this machine: it must open the sealed account key (AES-GCM
+    /// fails on any other). The server checks it again when the change is made.
+    pub fn current(&self, password: &[u8]) -> Result<CurrentPassword, ClientError> {
+        let derived = keys::derive(password, &self.salt, &self.kdf)?;
+        let account_key = keys::open_account_key(&self.keys, &derived.kek).map_err(|_| {
+            ClientError::Usage("the current password is wrong; nothing was changed".into())
+        })?;
+        keys::check_private_key(&self.keys, &account_key)?;
+        Ok(CurrentPassword {
+            username: self.keys.username.clone(),
+            kdf: self.kdf,
+            auth_key: SecretBytes::new(derived.auth_key.dangerously_leak_secret().to_vec()),
+            account_key,
+        })
+    }
+}
+
+/// Changes the password; other sessions end. The account key stays the same.
+pub async fn passwd(
+    state: &StateDir,
+    current: &CurrentPassword,
+    new: &[u8],
+) -> Result<(), ClientError> {
+    let new_material =
+        keys::password_material(&current.username, new, &current.kdf, &current.account_key)?;
+    let session = resume(state).await?;
     let request = Request::ChangePassword {
-        old_auth_key: SecretBytes::new(old_keys.auth_key.dangerously_leak_secret().to_vec()),
+        old_auth_key: current.auth_key.clone(),
         new: new_material,
     };
     session.conn.call(&request).await?;
@@ -299,11 +461,11 @@ pub async fn passwd(state: &StateDir, old: &[u8], new: &[u8]) -> Result<(), Clie
 /// Reset step 1: asks for a mailed code.
 pub async fn reset_start(
     state: &StateDir,
-    opts: &ServerOpts,
+    server: &CheckedServer,
     username: &str,
 ) -> Result<u64, ClientError> {
     let username = names::normalize_username(username).map_err(ClientError::Usage)?;
-    let (conn, _) = connect(state, opts).await?;
+    let (conn, _) = connect_checked(state, server).await?;
     match conn.call(&Request::ResetStart { username }).await? {
         Response::ResetStarted { code_ttl_s } => {
             conn.close();
@@ -313,11 +475,62 @@ pub async fn reset_start(
     }
 }
 
+/// A reset code the server accepted (it stays valid until the reset is made), with the
+/// account key sealed under the recovery key that came with it.
+#[derive(Debug)]
+pub struct ResetCode {
+    username: String,
+    code: String,
+    account_key_by_recovery: Vec<u8>,
+}
+
+/// Reset step 2, before the new password is asked: checks the mailed code with the server
+/// (`reset_recovery`, which does not use it up).
+pub async fn reset_check_code(
+    state: &StateDir,
+    server: &CheckedServer,
+    username: &str,
+    code: &str,
+) -> Result<ResetCode, ClientError> {
+    let username = names::normalize_username(username).map_err(ClientError::Usage)?;
+    let (conn, _) = connect_checked(state, server).await?;
+    let request = Request::ResetRecovery {
+        username: username.clone(),
+        code: code.to_string(),
+    };
+    let sealed = match conn.call(&request).await? {
+        Response::ResetRecovery {
+            account_key_by_recovery,
+        } => account_key_by_recovery,
+        other => return Err(unexpected("reset-password", other)),
+    };
+    conn.close();
+    Ok(ResetCode {
+        username,
+        code: code.to_string(),
+        account_key_by_recovery: sealed.into_vec(),
+    })
+}
+
+impl ResetCode {
+    /// The account the code is for.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    /// Opens the account key with `recovery`, on this machine: a recovery key that does
+    /// not open it is refused before the new password is asked.
+    pub fn open(&self, recovery: &RecoveryKey) -> Result<ResetMode, ClientError> {
+        keys::unlock_with_recovery(&self.username, &self.account_key_by_recovery, recovery)
+            .map(ResetMode::KeepKeys)
+    }
+}
+
 /// How a reset treats the old keys.
 #[derive(Debug)]
 pub enum ResetMode {
-    /// Keep everything readable: the recovery key opens the account key.
-    Recovery(RecoveryKey),
+    /// Keep everything readable: the account key, opened with the recovery key.
+    KeepKeys(Key32),
     /// Fresh keys; what was sealed under the old account key becomes unreadable.
     DiscardEncryptedData,
 }
@@ -326,33 +539,20 @@ pub enum ResetMode {
 /// recovery key when the keys were replaced.
 pub async fn reset_finish(
     state: &StateDir,
-    opts: &ServerOpts,
-    username: &str,
-    code: &str,
+    server: &CheckedServer,
+    code: &ResetCode,
     mode: ResetMode,
     new_password: &[u8],
 ) -> Result<Option<RecoveryKey>, ClientError> {
-    let username = names::normalize_username(username).map_err(ClientError::Usage)?;
-    let (conn, config) = connect(state, opts).await?;
+    let username = code.username.clone();
+    let (conn, config) = connect_checked(state, server).await?;
+    let (_, kdf) = prelogin(&conn, &username).await?;
     let (new_recovery, reset) = match mode {
-        ResetMode::Recovery(rk) => {
-            let request = Request::ResetRecovery {
-                username: username.clone(),
-                code: code.to_string(),
-            };
-            let sealed = match conn.call(&request).await? {
-                Response::ResetRecovery {
-                    account_key_by_recovery,
-                } => account_key_by_recovery,
-                other => return Err(unexpected("reset-password", other)),
-            };
-            let account_key = keys::unlock_with_recovery(&username, &sealed, &rk)?;
-            let (_, kdf) = prelogin(&conn, &username).await?;
+        ResetMode::KeepKeys(account_key) => {
             let password = keys::password_material(&username, new_password, &kdf, &account_key)?;
             (None, ResetMaterial::KeepKeys { password })
         }
         ResetMode::DiscardEncryptedData => {
-            let (_, kdf) = prelogin(&conn, &username).await?;
             let created = keys::create_account(&username, new_password, &kdf)?;
             (
                 Some(created.recovery_key),
@@ -364,7 +564,7 @@ pub async fn reset_finish(
     };
     conn.call(&Request::ResetFinish {
         username: username.clone(),
-        code: code.to_string(),
+        code: code.code.clone(),
         reset,
     })
     .await?;

@@ -15,6 +15,13 @@ pub enum ClientError {
          otherwise someone may be intercepting the connection"
     )]
     CertificateChanged { pinned: String, presented: String },
+    /// The server's certificate is not the one `--fingerprint` named.
+    #[error(
+        "the server's certificate {presented} does not match the fingerprint you typed ({typed}). \
+         Compare it again with what `vault-admin cert show` prints on the server; if they really \
+         differ, someone may be intercepting the connection"
+    )]
+    FingerprintMismatch { typed: String, presented: String },
     /// No fingerprint is pinned for this server and none was given.
     #[error(
         "the server's certificate is not pinned yet; it presented {presented}. \
@@ -26,6 +33,10 @@ pub enum ClientError {
     Connect { addr: String, reason: String },
     #[error("the server closed the connection: {0}")]
     Closed(String),
+    /// The connection ended without the server closing it: it restarted (and said so with
+    /// a stateless reset), or it stopped answering.
+    #[error("the connection was lost ({0})")]
+    Lost(String),
     #[error("protocol error: {0}")]
     Protocol(String),
     #[error("{0}")]

@@ -77,14 +77,19 @@ pub fn derive(password: &[u8], salt: &[u8], kdf: &KdfParams) -> Result<PasswordK
 /// Opens the account key with the KEK and checks that it opens the private key too, so a
 /// server that swapped either blob is caught at login.
 pub fn unlock(keys: &AccountKeys, kek: &Key32) -> Result<Key32, ClientError> {
+    let ak = open_account_key(keys, kek)?;
+    check_private_key(keys, &ak)?;
+    Ok(ak)
+}
+
+/// Opens the account key with the KEK alone: it fails for a KEK of another password.
+pub fn open_account_key(keys: &AccountKeys, kek: &Key32) -> Result<Key32, ClientError> {
     let ak = open(
         kek,
         &ad::account_key_by_kek(&keys.username),
         &keys.account_key_by_kek,
     )?;
-    let ak = Key32::from_slice(&ak)?;
-    check_private_key(keys, &ak)?;
-    Ok(ak)
+    Ok(Key32::from_slice(&ak)?)
 }
 
 /// Opens the account key with the recovery key.

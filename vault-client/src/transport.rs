@@ -17,8 +17,17 @@ use crate::ClientError;
 pub use vault_core::proto::CLOSE_SESSION_ENDED;
 
 /// How often an idle connection pings the server (which answers each ping): a connection
-/// that receives nothing for a few of these intervals has lost its server.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// that receives nothing for a few of these intervals has lost its server. A killed server
+/// sends no close, and a restarted one answers an old connection with a stateless reset
+/// only when the client sends something, so the pings are what let `vault chat listen`
+/// notice either within seconds; a ping is one small packet.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
+
+/// How long a connection waits without hearing from the server before it counts as lost
+/// (the server's own limit, `limits.idle_timeout_s`, applies if it is shorter). A server
+/// that restarted says so at once instead (a stateless reset), so this is only for one
+/// that is gone or unreachable.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Which certificate to accept.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,7 +175,7 @@ pub async fn open(server: &str, pin: &Pin) -> Result<Connection, ClientError> {
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(KEEP_ALIVE));
     transport.max_idle_timeout(Some(
-        Duration::from_secs(60)
+        IDLE_TIMEOUT
             .try_into()
             .map_err(|_| setup("timeout".into()))?,
     ));
@@ -331,12 +340,7 @@ impl Connection {
     }
 
     fn closed(&self, e: quinn::ConnectionError) -> ClientError {
-        match e {
-            quinn::ConnectionError::ApplicationClosed(close) => {
-                ClientError::Closed(String::from_utf8_lossy(&close.reason).into_owned())
-            }
-            other => ClientError::Closed(other.to_string()),
-        }
+        connection_end(e)
     }
 
     /// Waits until the server closes the connection and returns its reason.
@@ -426,14 +430,29 @@ impl EventStream {
     }
 }
 
+/// What the end of a connection means for the person waiting: the server's reason when
+/// it closed the connection, else that the connection was lost and how.
+fn connection_end(e: quinn::ConnectionError) -> ClientError {
+    match e {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            ClientError::Closed(String::from_utf8_lossy(&close.reason).into_owned())
+        }
+        quinn::ConnectionError::Reset => {
+            ClientError::Lost("the server restarted or forgot this connection".into())
+        }
+        quinn::ConnectionError::TimedOut => ClientError::Lost(format!(
+            "no answer from the server for {} s",
+            IDLE_TIMEOUT.as_secs()
+        )),
+        other => ClientError::Closed(other.to_string()),
+    }
+}
+
 /// What a failed stream read or write means: the connection's end if it has ended,
 /// else a protocol error naming the stream failure.
 fn stream_error(conn: &quinn::Connection, what: String) -> ClientError {
     match conn.close_reason() {
-        Some(quinn::ConnectionError::ApplicationClosed(close)) => {
-            ClientError::Closed(String::from_utf8_lossy(&close.reason).into_owned())
-        }
-        Some(other) => ClientError::Closed(other.to_string()),
+        Some(end) => connection_end(end),
         None => ClientError::Protocol(format!("the transfer stream failed: {what}")),
     }
 }
@@ -472,7 +491,7 @@ impl RawUpload {
             Ok(()) => Ok(()),
             Err(e) => {
                 let failure = stream_error(&self.conn, e.to_string());
-                if matches!(failure, ClientError::Closed(_)) {
+                if matches!(failure, ClientError::Closed(_) | ClientError::Lost(_)) {
                     return Err(failure);
                 }
                 // The server may have answered before it stopped reading.

@@ -96,6 +96,24 @@ pub struct MailConfig {
     /// besides the public web roots (for a relay with a private CA). Empty: web roots only.
     pub smtp_ca_file: PathBuf,
     pub from: String,
+    /// Messages waiting to be sent, being sent or waiting for a retry, at most. When it is
+    /// full, `register_start` and `reset_start` are answered `throttled`, whatever they
+    /// would have mailed.
+    pub queue_size: u32,
+    /// Tries per message, the first included; then it is given up (and logged).
+    pub attempts: u32,
+    /// Seconds before the second try; each later retry waits four times longer.
+    pub first_retry_s: u64,
+}
+
+impl MailConfig {
+    /// The retry schedule of the mail queue.
+    pub fn retry(&self) -> crate::mail::queue::Retry {
+        crate::mail::queue::Retry {
+            attempts: self.attempts,
+            first_wait: std::time::Duration::from_secs(self.first_retry_s),
+        }
+    }
 }
 
 impl Default for MailConfig {
@@ -105,6 +123,9 @@ impl Default for MailConfig {
             smtp_url: String::new(),
             smtp_ca_file: PathBuf::new(),
             from: "Vault <vault@localhost>".into(),
+            queue_size: 1000,
+            attempts: 4,
+            first_retry_s: 15,
         }
     }
 }
@@ -137,6 +158,8 @@ pub struct ThrottleConfig {
     /// The first lock; each further failure doubles it, up to `max_lock_s`.
     pub base_lock_s: u64,
     pub max_lock_s: u64,
+    /// Logins from one address being checked at once; more get a quick "busy, retry".
+    pub logins_in_flight_per_ip: u32,
 }
 
 impl Default for ThrottleConfig {
@@ -147,6 +170,7 @@ impl Default for ThrottleConfig {
             ip_window_s: 900,
             base_lock_s: 30,
             max_lock_s: 3600,
+            logins_in_flight_per_ip: 4,
         }
     }
 }
@@ -170,12 +194,37 @@ impl Default for CodeConfig {
     }
 }
 
-/// Per-connection and per-address limits (SPEC §8).
+/// Per-connection, per-address and server-wide limits. A connection that has not logged in
+/// (or has logged out) is held to the smaller `prelogin_*` limits: what it may cost the
+/// server is bounded before anyone knows who it is. IPv6 addresses count per /64.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     pub connections_per_ip: u32,
+    /// Of an address's connections, how many may be not logged in at once.
+    pub prelogin_connections_per_ip: u32,
+    /// Connections not logged in, server-wide.
+    pub prelogin_connections: u32,
+    /// Concurrent request streams of a logged-in connection.
     pub concurrent_streams: u32,
+    /// Concurrent request streams of a connection that has not logged in.
+    pub prelogin_streams: u32,
+    /// The largest request frame before login (registration material is a few KiB).
+    pub prelogin_frame_max: ByteSize,
+    /// Bytes buffered server-wide for request frames still arriving; beyond it a request
+    /// is answered "busy, retry" instead of read.
+    pub request_buffer: ByteSize,
+    /// The part of `request_buffer` that connections not logged in may hold.
+    pub prelogin_buffer: ByteSize,
+    /// Bytes a logged-in connection may have in flight towards the server (its QUIC
+    /// receive window); a connection not logged in gets twice `prelogin_frame_max`.
+    pub receive_window: ByteSize,
+    /// The TLS handshake must be done this long after a connection's first packet, and
+    /// `hello` must arrive this long after the handshake.
+    pub hello_timeout_s: u64,
+    /// A connection that is not logged in this long after it opened (or after its logout)
+    /// is closed.
+    pub login_timeout_s: u64,
     /// Sustained requests per second per connection, with bursts up to `request_burst`.
     pub requests_per_second: u32,
     pub request_burst: u32,
@@ -190,7 +239,16 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             connections_per_ip: 64,
+            prelogin_connections_per_ip: 16,
+            prelogin_connections: 1024,
             concurrent_streams: 64,
+            prelogin_streams: 4,
+            prelogin_frame_max: ByteSize(64 << 10),
+            request_buffer: ByteSize(64 << 20),
+            prelogin_buffer: ByteSize(16 << 20),
+            receive_window: ByteSize(16 << 20),
+            hello_timeout_s: 10,
+            login_timeout_s: 60,
             requests_per_second: 2000,
             request_burst: 4000,
             idle_timeout_s: 60,
@@ -408,17 +466,43 @@ impl Config {
         if self.mail.transport == MailTransport::Smtp && self.mail.smtp_url.is_empty() {
             return invalid("mail.transport = \"smtp\" needs mail.smtp_url (e.g. smtps://user:pass@mail.example.org)".into());
         }
+        if self.mail.queue_size == 0 || self.mail.attempts == 0 {
+            return invalid("mail.queue_size and mail.attempts must be at least 1".into());
+        }
         self.kdf
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("kdf: {e}")))?;
         self.auth_hash
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("auth_hash: {e}")))?;
-        if self.limits.concurrent_streams == 0
-            || self.limits.requests_per_second == 0
-            || self.limits.connections_per_ip == 0
+        let l = &self.limits;
+        if [
+            l.concurrent_streams,
+            l.requests_per_second,
+            l.connections_per_ip,
+            l.prelogin_connections_per_ip,
+            l.prelogin_connections,
+            l.prelogin_streams,
+            self.throttle.logins_in_flight_per_ip,
+        ]
+        .contains(&0)
+            || l.hello_timeout_s == 0
+            || l.login_timeout_s == 0
         {
             return invalid("limits must be at least 1".into());
+        }
+        let frame_max = vault_core::proto::MAX_FRAME_LEN as u64;
+        if l.prelogin_frame_max.0 < 4096 || l.prelogin_frame_max.0 > frame_max {
+            return invalid(format!(
+                "limits.prelogin_frame_max = {}: it must be between 4096 and {frame_max} bytes",
+                l.prelogin_frame_max.0
+            ));
+        }
+        if l.prelogin_buffer.0 < l.prelogin_frame_max.0 || l.request_buffer.0 < frame_max {
+            return invalid(format!(
+                "limits.request_buffer must hold one {frame_max}-byte frame and \
+                 limits.prelogin_buffer one limits.prelogin_frame_max"
+            ));
         }
         let most_text = vault_core::proto::chat::MAX_MESSAGE_CIPHERTEXT as u64 - CHAT_SEAL_OVERHEAD;
         if self.chat.max_text_bytes == 0 || self.chat.max_text_bytes > most_text {

@@ -32,6 +32,7 @@ use anyhow::Context;
 use crate::config::Config;
 use crate::db::Db;
 use crate::mail::Mailer;
+use crate::mail::queue::{MailQueue, MailWorker};
 use crate::state::ServerState;
 
 /// The server's data directory layout (SPEC §2). Every path is built from configuration.
@@ -75,12 +76,21 @@ pub fn mailer(config: &Config) -> anyhow::Result<Mailer> {
     )?)
 }
 
+/// 32 random bytes, for a server-wide secret kept in the database.
+fn random_secret() -> Vec<u8> {
+    let mut k = vec![0u8; 32];
+    aws_lc_rs::rand::fill(&mut k).expect("the system random source failed");
+    k
+}
+
 /// A bound, not yet serving, server.
 #[derive(Debug)]
 pub struct Server {
     endpoint: quinn::Endpoint,
     state: Arc<ServerState>,
     fingerprint: String,
+    mailer: Mailer,
+    mail_worker: MailWorker,
 }
 
 impl Server {
@@ -92,17 +102,14 @@ impl Server {
         let db = open_db(&config).await?;
         let mailer = mailer(&config)?;
         let fake_salt_key = db
-            .run(|c| {
-                db::settings::get_or_create(c, "prelogin_fake_salt_key", || {
-                    let mut k = vec![0u8; 32];
-                    aws_lc_rs::rand::fill(&mut k).expect("the system random source failed");
-                    k
-                })
-            })
+            .run(|c| db::settings::get_or_create(c, "prelogin_fake_salt_key", random_secret))
             .await?;
         let fake_salt_key: [u8; 32] = fake_salt_key
             .try_into()
             .map_err(|_| anyhow::anyhow!("bad prelogin key in the database"))?;
+        let reset_key = db
+            .run(|c| db::settings::get_or_create(c, "stateless_reset_key", random_secret))
+            .await?;
         let params = config.auth_hash;
         let dummy_auth_hash = tokio::task::spawn_blocking(move || {
             let mut random = [0u8; 32];
@@ -114,12 +121,13 @@ impl Server {
             Arc::new(blobs::FsBlobStore::open(data.blobs()).with_context(|| {
                 format!("cannot open the blob store {}", data.blobs().display())
             })?);
-        let endpoint = net::endpoint(&identity, config.listen, &config.limits)?;
+        let endpoint = net::endpoint(&identity, config.listen, &config.limits, &reset_key)?;
+        let (mail, mail_worker) = MailQueue::new(config.mail.queue_size);
         let state = Arc::new(ServerState::new(
             config,
             db,
             blobs,
-            mailer,
+            mail,
             fake_salt_key,
             dummy_auth_hash,
         ));
@@ -127,6 +135,8 @@ impl Server {
             endpoint,
             state,
             fingerprint: identity.fingerprint,
+            mailer,
+            mail_worker,
         })
     }
 
@@ -139,9 +149,12 @@ impl Server {
         &self.fingerprint
     }
 
-    /// Serves until `shutdown` resolves, then shuts down gracefully.
+    /// Serves until `shutdown` resolves, then shuts down gracefully: requests in flight
+    /// finish, and queued mail gets up to `limits.shutdown_grace_s` to go out.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let state = Arc::clone(&self.state);
+        let retry = state.config.mail.retry();
+        let mail = tokio::spawn(self.mail_worker.run(self.mailer, retry));
         let every = Duration::from_millis(state.config.sessions.check_interval_ms.max(50));
         let watcher = {
             let state = Arc::clone(&state);
@@ -150,11 +163,19 @@ impl Server {
         let housekeeping = tokio::spawn(housekeeping(Arc::clone(&state)));
         let gc = tokio::spawn(maintenance::run_periodic(Arc::clone(&state)));
         let scrub = tokio::spawn(maintenance::scrub::run_periodic(Arc::clone(&state)));
-        net::serve(self.endpoint, state, shutdown).await;
+        net::serve(self.endpoint, Arc::clone(&state), shutdown).await;
         watcher.abort();
         housekeeping.abort();
         gc.abort();
         scrub.abort();
+        let grace = Duration::from_secs(state.config.limits.shutdown_grace_s);
+        if !state.mail.drained(grace).await {
+            tracing::warn!(
+                unsent = state.mail.pending(),
+                "shutting down with mail still queued; it will not be sent"
+            );
+        }
+        mail.abort();
         Ok(())
     }
 }

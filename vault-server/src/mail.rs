@@ -1,13 +1,19 @@
 //! Outgoing mail through lettre. The embedded default writes each message as an `.eml`
-//! file under `<data_dir>/outbox/`; with `mail.transport = "smtp"` it goes to an SMTP
-//! server (STARTTLS or implicit TLS, with auth, as the URL says). A message that cannot
-//! be sent is an error for the caller, never a silent success.
+//! file under `<data_dir>/outbox/` (atomically, mode 0600); with `mail.transport = "smtp"`
+//! it goes to an SMTP server (STARTTLS or implicit TLS, with auth, as the URL says).
+//! [`Mailer::send`] reports a message that cannot be sent as an error, never as a silent
+//! success. The server never sends on a request's path: requests put their mail in the
+//! [`queue`], whose worker sends it with retries and logs what could not be sent (the
+//! requester's answer does not depend on it); `vault-admin mail test` sends directly and
+//! shows the error.
+
+pub mod queue;
 
 use std::path::PathBuf;
 
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::{MailConfig, MailTransport};
 
@@ -16,6 +22,9 @@ use crate::config::{MailConfig, MailTransport};
 pub enum MailError {
     #[error("invalid mail address {0:?}")]
     Address(String),
+    /// (The address is left out: this error goes to the server's log.)
+    #[error("the recipient's address is not one the mail library accepts")]
+    Recipient,
     #[error("invalid SMTP URL (expected smtp://… or smtps://…): {0}")]
     Url(String),
     #[error("cannot use the SMTP CA file {path}: {reason}")]
@@ -28,12 +37,19 @@ pub enum MailError {
     Smtp(String),
 }
 
+impl MailError {
+    /// Whether the same message may go through on a later try: not when the message
+    /// itself or the configuration is at fault.
+    pub fn worth_retrying(&self) -> bool {
+        matches!(self, MailError::File(_) | MailError::Smtp(_))
+    }
+}
+
 /// Where mail goes.
 #[derive(Clone)]
 pub enum Mailer {
     File {
         outbox: PathBuf,
-        transport: AsyncFileTransport<Tokio1Executor>,
         from: Mailbox,
     },
     Smtp {
@@ -67,11 +83,7 @@ impl Mailer {
             .parse()
             .map_err(|_| MailError::Address(config.from.clone()))?;
         Ok(match config.transport {
-            MailTransport::File => Mailer::File {
-                transport: AsyncFileTransport::new(&outbox),
-                outbox,
-                from,
-            },
+            MailTransport::File => Mailer::File { outbox, from },
             MailTransport::Smtp => {
                 let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(&config.smtp_url)
                     .map_err(|e| MailError::Url(e.to_string()))?
@@ -89,7 +101,7 @@ impl Mailer {
 
     /// Sends a plain-text message.
     pub async fn send(&self, to: &str, subject: &str, body: String) -> Result<Delivery, MailError> {
-        let to: Mailbox = to.parse().map_err(|_| MailError::Address(to.to_string()))?;
+        let to: Mailbox = to.parse().map_err(|_| MailError::Recipient)?;
         let from = match self {
             Mailer::File { from, .. } | Mailer::Smtp { from, .. } => from.clone(),
         };
@@ -101,14 +113,16 @@ impl Mailer {
             .body(body)
             .map_err(|e| MailError::Build(e.to_string()))?;
         match self {
-            Mailer::File {
-                outbox, transport, ..
-            } => {
-                let id = transport
-                    .send(message)
-                    .await
-                    .map_err(|e| MailError::File(e.to_string()))?;
-                Ok(Delivery::File(outbox.join(format!("{id}.eml"))))
+            Mailer::File { outbox, .. } => {
+                let path = outbox.join(format!("{}.eml", message_id()?));
+                let (target, bytes) = (path.clone(), message.formatted());
+                tokio::task::spawn_blocking(move || {
+                    crate::fsutil::write_atomic(&target, &bytes, 0o600)
+                })
+                .await
+                .map_err(|e| MailError::File(e.to_string()))?
+                .map_err(|e| MailError::File(e.to_string()))?;
+                Ok(Delivery::File(path))
             }
             Mailer::Smtp { transport, .. } => {
                 transport
@@ -119,6 +133,14 @@ impl Mailer {
             }
         }
     }
+}
+
+/// A fresh name for an outbox file: 16 random bytes in hex.
+fn message_id() -> Result<String, MailError> {
+    let mut id = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut id)
+        .map_err(|_| MailError::File("the system random source failed".into()))?;
+    Ok(hex::encode(id))
 }
 
 /// The TLS settings the SMTP URL asks for (`smtps://` implicit TLS, `?tls=required` or
@@ -159,5 +181,19 @@ pub fn code_body(purpose: &str, username: &str, code: &str, ttl_s: u64) -> Strin
          Verification code: {code}\n\n\
          It expires in {} minutes and works once. If you did not ask for it, ignore this mail.\n",
         ttl_s.div_ceil(60)
+    )
+}
+
+/// The body of the mail sent, instead of a code, to the owner of an address that someone
+/// tried to register again: what happened, that nothing changed, what they can do.
+pub fn notice_body(owner: &str, requested: &str) -> String {
+    format!(
+        "Hello {owner},\n\n\
+         Someone asked to register a new account named \"{requested}\" on your Vault server \
+         with this email address. It already belongs to your account {owner}, so no account \
+         was made and no code was sent: nothing about your account changed.\n\n\
+         If that was you, you already have an account: log in as {owner}, or run \
+         `vault reset-password {owner}` if you forgot the password.\n\
+         If it was not you, you can ignore this mail.\n"
     )
 }

@@ -56,6 +56,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         database_url: args.database_url,
     };
+    let shutdown = shutdown_signal()?;
     let config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok(), &flags)?;
     let data = DataDir(config.data_dir.clone());
     let server = Server::bind(config).await?;
@@ -67,21 +68,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )?;
     println!("vault-server listening on {addr}");
     println!("certificate fingerprint {}", server.fingerprint());
-    server.run(shutdown_signal()).await?;
+    server.run(shutdown).await?;
     println!("vault-server stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Resolves at the first SIGTERM or SIGINT. The handlers are installed when this is
+/// called, not when the future is first polled, so a signal that arrives right after the
+/// server said it is listening still shuts it down gracefully.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }

@@ -1,21 +1,20 @@
-//! `ServerState`: what every connection handler shares (config, database, blob store, mailer, the
-//! live-session registry, the chat hub, the hashes of uploads in progress and the guards that
-//! bound expensive work).
+//! `ServerState`: what every connection handler shares (config, database, blob store, the
+//! outgoing mail queue, the live-session registry, the chat hub, the hashes of uploads in
+//! progress and the guards that bound expensive work and memory).
 
-use std::collections::HashMap;
-use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Notify, Semaphore};
-
+use crate::accounts::{HashQueue, LoginGate};
 use crate::blobs::BlobStore;
 use crate::chat::Chat;
 use crate::config::Config;
 use crate::db::Db;
 use crate::files::upload_hash::UploadHashes;
 use crate::live::LiveSessions;
-use crate::mail::Mailer;
+use crate::mail::queue::MailQueue;
+use crate::net::budget::FrameBudget;
+use crate::net::slots::ConnectionSlots;
 
 /// Shared server state, behind an `Arc`.
 #[derive(Debug)]
@@ -24,7 +23,8 @@ pub struct ServerState {
     pub db: Db,
     /// Where sealed file contents live.
     pub blobs: Arc<dyn BlobStore>,
-    pub mailer: Mailer,
+    /// Outgoing mail: requests queue it, the worker `Server::run` starts sends it.
+    pub mail: MailQueue,
     pub live: LiveSessions,
     /// Chat subscriptions of this instance and the per-user message rate limit.
     pub chat: Chat,
@@ -33,14 +33,18 @@ pub struct ServerState {
     /// A PHC hash of random bytes, verified against when a username is unknown so that
     /// a wrong name costs the same time as a wrong password.
     pub dummy_auth_hash: String,
-    /// Bounds concurrent Argon2 work (memory-hard: each run takes `auth_hash.memory_kib`).
-    pub hashing: Semaphore,
+    /// Argon2 work, as many at once as there are cores (memory-hard: each run takes
+    /// `auth_hash.memory_kib`), shared fairly among addresses.
+    pub hashing: HashQueue,
     pub in_flight: InFlight,
     /// BLAKE3 of the large uploads being received, as their bytes arrive.
     pub upload_hashes: Arc<UploadHashes>,
-    connections_per_ip: Mutex<HashMap<IpAddr, u32>>,
-    /// Woken whenever a connection slot is freed.
-    slot_freed: Notify,
+    /// Connections per address, and those not logged in.
+    pub slots: ConnectionSlots,
+    /// Memory for request frames still arriving.
+    pub frame_budget: FrameBudget,
+    /// Logins being checked per address (this instance).
+    pub login_gate: LoginGate,
 }
 
 impl ServerState {
@@ -48,7 +52,7 @@ impl ServerState {
         config: Config,
         db: Db,
         blobs: Arc<dyn BlobStore>,
-        mailer: Mailer,
+        mail: MailQueue,
         fake_salt_key: [u8; 32],
         dummy_auth_hash: String,
     ) -> Self {
@@ -59,81 +63,19 @@ impl ServerState {
         ServerState {
             chat: Chat::new(&config.chat),
             upload_hashes: Arc::new(UploadHashes::new(upload_expiry)),
-            config,
             db,
             blobs,
-            mailer,
+            mail,
             live: LiveSessions::default(),
             fake_salt_key,
             dummy_auth_hash,
-            hashing: Semaphore::new(permits),
+            hashing: HashQueue::new(permits),
             in_flight: InFlight::default(),
-            connections_per_ip: Mutex::new(HashMap::new()),
-            slot_freed: Notify::new(),
+            slots: ConnectionSlots::new(&config.limits),
+            frame_budget: FrameBudget::new(&config.limits),
+            login_gate: LoginGate::new(config.throttle.logins_in_flight_per_ip),
+            config,
         }
-    }
-
-    /// Takes a connection slot for `ip`, or `None` when it already has the maximum.
-    fn connection_slot(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot> {
-        let mut map = self
-            .connections_per_ip
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let count = map.entry(ip).or_insert(0);
-        if *count >= self.config.limits.connections_per_ip {
-            return None;
-        }
-        *count += 1;
-        Some(ConnectionSlot {
-            state: Arc::clone(self),
-            ip,
-        })
-    }
-
-    /// [`ServerState::connection_slot`], waiting up to `wait` for one to be freed: a client
-    /// that closes a connection and opens the next at once (a script running commands back
-    /// to back) knocks a moment before the server has seen the close.
-    pub async fn connection_slot_within(
-        self: &Arc<Self>,
-        ip: IpAddr,
-        wait: std::time::Duration,
-    ) -> Option<ConnectionSlot> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let freed = self.slot_freed.notified();
-            tokio::pin!(freed);
-            // Registered before the check, so a slot freed in between is not missed.
-            freed.as_mut().enable();
-            if let Some(slot) = self.connection_slot(ip) {
-                return Some(slot);
-            }
-            tokio::time::timeout_at(deadline, freed).await.ok()?;
-        }
-    }
-}
-
-/// One counted connection from an address; dropping it frees the slot.
-#[derive(Debug)]
-pub struct ConnectionSlot {
-    state: Arc<ServerState>,
-    ip: IpAddr,
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        let mut map = self
-            .state
-            .connections_per_ip
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = map.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                map.remove(&self.ip);
-            }
-        }
-        drop(map);
-        self.state.slot_freed.notify_waiters();
     }
 }
 

@@ -9,7 +9,7 @@ use diesel::RunQueryDsl;
 use crate::blobs::{BlobId, BlobStore, FsBlobStore};
 use crate::config::Config;
 use crate::db::{self, Db, DbConn};
-use crate::mail::Mailer;
+use crate::mail::queue::{MailQueue, MailWorker};
 use crate::net::connection::SessionCtx;
 use crate::state::ServerState;
 
@@ -34,13 +34,25 @@ pub fn fresh_postgres_database(prefix: &str) -> R<Option<String>> {
 }
 
 /// A server state in `dir` with the default configuration changed by `config`, and the
-/// blob store `store` makes of the plain one (a test may wrap it to make it fail).
+/// blob store `store` makes of the plain one (a test may wrap it to make it fail). Its
+/// mail queue has no worker: what it would mail is dropped.
 pub fn state(
     dir: &tempfile::TempDir,
     prefix: &str,
     config: impl FnOnce(&mut Config),
     store: impl FnOnce(FsBlobStore) -> Arc<dyn BlobStore>,
 ) -> R<ServerState> {
+    Ok(state_with_mail(dir, prefix, config, store)?.0)
+}
+
+/// [`state`], and the worker side of its mail queue, from which a test takes what the
+/// handlers queued.
+pub fn state_with_mail(
+    dir: &tempfile::TempDir,
+    prefix: &str,
+    config: impl FnOnce(&mut Config),
+    store: impl FnOnce(FsBlobStore) -> Arc<dyn BlobStore>,
+) -> R<(ServerState, MailWorker)> {
     let mut cfg = Config {
         data_dir: dir.path().to_path_buf(),
         ..Config::default()
@@ -51,15 +63,9 @@ pub fn state(
     }
     let db = Db::open(&cfg.database_url())?;
     let blobs = store(FsBlobStore::open(dir.path().join("blobs"))?);
-    let mailer = Mailer::from_config(&cfg.mail, dir.path().join("outbox"))?;
-    Ok(ServerState::new(
-        cfg,
-        db,
-        blobs,
-        mailer,
-        [0; 32],
-        String::new(),
-    ))
+    let (mail, worker) = MailQueue::new(cfg.mail.queue_size);
+    let state = ServerState::new(cfg, db, blobs, mail, [0; 32], String::new());
+    Ok((state, worker))
 }
 
 /// An account `name` with public key `public_key` and quota `quota` bytes.

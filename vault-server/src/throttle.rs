@@ -1,19 +1,22 @@
-//! Login throttling (SPEC §5), as pure policy over `db::throttle` rows. An account is
-//! locked after N failures in a row (30 s, doubling per further failure, up to 1 h) and a
-//! success clears it; an address is slowed the same way after M failures within a window,
-//! across all accounts, and only time clears it.
+//! Login throttling, as pure policy over `db::throttle` rows. An account is locked after N
+//! failures in a row (30 s, doubling per further failure, up to 1 h) and a success clears
+//! it; an address (an IPv4 address or an IPv6 /64) is slowed the same way after M failures
+//! within a window, across all accounts, and only time clears it. Attempts still being
+//! checked count as failures-to-be: a login is admitted only if the subject would still be
+//! unlocked were every attempt in flight to fail ([`admit`]).
 
 use crate::config::ThrottleConfig;
 use crate::db::throttle::FailureRow;
+use crate::net::address;
 
 /// The subject key for an account.
 pub fn account_subject(username: &str) -> String {
     format!("user:{username}")
 }
 
-/// The subject key for a source address.
+/// The subject key for a source address (its client key: IPv6 counts per /64).
 pub fn ip_subject(ip: &std::net::IpAddr) -> String {
-    format!("ip:{ip}")
+    format!("ip:{}", address::display_key(address::client_key(*ip)))
 }
 
 /// How one kind of subject is throttled.
@@ -57,6 +60,15 @@ impl Policy {
             .min(self.max_lock_s)
     }
 
+    /// The failures of `row` that still count at `now` (an address's only within its
+    /// window).
+    pub fn live_failures(&self, row: Option<&FailureRow>, now: i64) -> i64 {
+        match row {
+            Some(r) if self.window_s.is_none_or(|w| now - r.window_start <= w) => r.failures,
+            _ => 0,
+        }
+    }
+
     /// The row after one more failure at `now`.
     pub fn after_failure(&self, subject: &str, row: Option<FailureRow>, now: i64) -> FailureRow {
         let (failures, window_start) = match row {
@@ -79,6 +91,56 @@ impl Policy {
 pub fn retry_after(row: Option<&FailureRow>, now: i64) -> Option<u64> {
     row.filter(|r| r.locked_until > now)
         .map(|r| (r.locked_until - now) as u64)
+}
+
+/// One subject as admission sees it: its policy, its failure row and its attempts in
+/// flight.
+#[derive(Clone, Copy, Debug)]
+pub struct Standing<'a> {
+    pub policy: &'a Policy,
+    pub row: Option<&'a FailureRow>,
+    pub in_flight: i64,
+}
+
+/// Why a login is not checked now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The account or the address is locked for this many more seconds.
+    Locked(u64),
+    /// Attempts already being checked would lock the account or the address if they
+    /// failed, or the address has `max_in_flight` attempts being checked: wait for them.
+    Crowded,
+}
+
+/// Whether one more login of `account` from `address` may be checked at `now`. Called with
+/// both subjects locked, and followed in the same transaction by recording the attempt, so
+/// concurrent logins are admitted one at a time.
+pub fn admit(
+    account: Standing<'_>,
+    address: Standing<'_>,
+    max_in_flight_per_address: i64,
+    now: i64,
+) -> Result<(), Refusal> {
+    let wait = [account.row, address.row]
+        .into_iter()
+        .filter_map(|row| retry_after(row, now))
+        .max();
+    if let Some(wait) = wait {
+        return Err(Refusal::Locked(wait));
+    }
+    let would_lock = |s: &Standing<'_>| {
+        s.in_flight > 0
+            && s.policy
+                .lock_seconds(s.policy.live_failures(s.row, now) + s.in_flight)
+                > 0
+    };
+    if would_lock(&account)
+        || would_lock(&address)
+        || address.in_flight >= max_in_flight_per_address
+    {
+        return Err(Refusal::Crowded);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -111,6 +173,84 @@ mod tests {
         assert_eq!(row.failures, 5);
         assert_eq!(retry_after(Some(&row), 1005), Some(30));
         assert_eq!(retry_after(Some(&row), 1035), None);
+    }
+
+    fn standing<'a>(
+        policy: &'a Policy,
+        row: Option<&'a FailureRow>,
+        in_flight: i64,
+    ) -> Standing<'a> {
+        Standing {
+            policy,
+            row,
+            in_flight,
+        }
+    }
+
+    #[test]
+    fn attempts_in_flight_count_as_failures_to_be() {
+        let (accounts, addresses) = (policy(), Policy::for_addresses(&ThrottleConfig::default()));
+        let ok = |account_failures: Option<&FailureRow>, in_flight| {
+            admit(
+                standing(&accounts, account_failures, in_flight),
+                standing(&addresses, None, 0),
+                4,
+                1000,
+            )
+        };
+        // Fresh: five may be checked at once, the sixth would come after a lock.
+        for in_flight in 0..5 {
+            assert_eq!(ok(None, in_flight), Ok(()), "{in_flight} in flight");
+        }
+        assert_eq!(ok(None, 5), Err(Refusal::Crowded));
+        // Four failures: one more may be checked, alone.
+        let four = (1..=4).fold(None, |row, i| {
+            Some(accounts.after_failure("user:a", row, 900 + i))
+        });
+        assert_eq!(ok(four.as_ref(), 0), Ok(()));
+        assert_eq!(ok(four.as_ref(), 1), Err(Refusal::Crowded));
+        // Locked: refused with the time left; once the lock is over, one at a time.
+        let five = Some(accounts.after_failure("user:a", four, 990));
+        assert_eq!(ok(five.as_ref(), 0), Err(Refusal::Locked(20)));
+        let after = |in_flight| {
+            admit(
+                standing(&accounts, five.as_ref(), in_flight),
+                standing(&addresses, None, 0),
+                4,
+                1021,
+            )
+        };
+        assert_eq!(after(0), Ok(()));
+        assert_eq!(after(1), Err(Refusal::Crowded));
+    }
+
+    #[test]
+    fn an_address_has_few_attempts_in_flight_and_its_window_counts() {
+        let (accounts, addresses) = (policy(), Policy::for_addresses(&ThrottleConfig::default()));
+        let nineteen = (0..19).fold(None, |row, i| {
+            Some(addresses.after_failure("ip:x", row, 1000 + i))
+        });
+        let check = |row: Option<&FailureRow>, in_flight, now| {
+            admit(
+                standing(&accounts, None, 0),
+                standing(&addresses, row, in_flight),
+                4,
+                now,
+            )
+        };
+        assert_eq!(check(None, 3, 1100), Ok(()));
+        assert_eq!(
+            check(None, 4, 1100),
+            Err(Refusal::Crowded),
+            "four in flight"
+        );
+        assert_eq!(check(nineteen.as_ref(), 0, 1100), Ok(()));
+        assert_eq!(check(nineteen.as_ref(), 1, 1100), Err(Refusal::Crowded));
+        assert_eq!(
+            check(nineteen.as_ref(), 1, 1000 + 901),
+            Ok(()),
+            "the window has passed"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! What the contact and chat commands print: one line per message or event for people,
 //! JSON for scripts. Text from other people is printed with control and bidirectional
-//! formatting characters escaped, so a message cannot move the cursor, recolour the
-//! terminal, span lines or disguise who sent it.
+//! formatting characters escaped (in `$'…'`, [`crate::escape`]), so a message cannot move
+//! the cursor, recolour the terminal, span lines or disguise who sent it.
 
 use serde_json::{Value, json};
 use vault_client::chat::target::show;
@@ -23,24 +23,10 @@ pub fn time_ms(ms: i64) -> String {
     )
 }
 
-/// Whether `c` changes the direction of the text around it (it could make `alice: hi`
-/// read as something else).
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
-/// `text` on one line with control and bidirectional formatting characters escaped
-/// (`\n`, `\u{1b}`).
+/// `text` on one line, quoted with its control and bidirectional formatting characters
+/// escaped when it has any ([`crate::escape::shown`]).
 pub fn clean(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() || is_bidi_control(c) {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::escape::shown(text).into_owned()
 }
 
 /// A user as the caller sees them: `you` for themselves.
@@ -311,7 +297,7 @@ mod tests {
         let nasty = Content::Text("two\nlines \u{1b}[2J\u{202e}gnp.exe".into());
         assert_eq!(
             message_line(&received("alice", to("bob"), nasty), "bob"),
-            "2026-12-02 01:02:03 alice → you: two\\nlines \\u{1b}[2J\\u{202e}gnp.exe"
+            "2026-12-02 01:02:03 alice → you: $'two\\nlines \\e[2J\\u202Egnp.exe'"
         );
     }
 
@@ -328,7 +314,7 @@ mod tests {
         });
         assert_eq!(
             message_line(&m, "bob"),
-            "2026-12-02 01:02:03 alice → you: here [file re\\nport.pdf, 2.0 KiB: vault chat \
+            "2026-12-02 01:02:03 alice → you: here [file $'re\\nport.pdf', 2.0 KiB: vault chat \
              fetch 42]"
         );
         let json = message_json(&m);
@@ -336,7 +322,7 @@ mod tests {
         assert!(!json.to_string().contains("key"), "{json}");
         m.content = Content::Text(String::new());
         assert!(message_line(&m, "bob").ends_with(
-            "alice → you: [file re\\nport.pdf, 2.0 KiB: vault \
+            "alice → you: [file $'re\\nport.pdf', 2.0 KiB: vault \
              chat fetch 42]"
         ));
     }

@@ -57,9 +57,10 @@ impl Default for Backoff {
 }
 
 /// After this long without a datagram from the server (which answers the keep-alive pings
-/// sent every [`KEEP_ALIVE`]), the connection counts as lost: a server that was killed or
-/// cut off sends no close, and the idle timeout would take a minute.
-pub const SILENCE: Duration = Duration::from_secs(KEEP_ALIVE.as_secs() * 2 + 5);
+/// sent every [`KEEP_ALIVE`]), the connection counts as lost: a server that was killed,
+/// restarted or cut off sends no close, and the idle timeout would take a minute. Two
+/// pings go unanswered first.
+pub const SILENCE: Duration = Duration::from_secs(KEEP_ALIVE.as_secs() * 2 + 1);
 
 /// How long a connection has received nothing, from its count of received datagrams.
 #[derive(Debug, Clone, Copy)]
@@ -218,6 +219,15 @@ impl<'a> Listener<'a> {
             lost: false,
             queued: VecDeque::new(),
         })
+    }
+
+    /// Subscribes now rather than at the first [`Listener::next`], so that the caller can
+    /// say it is listening; tries again like `next` until it succeeds or the session ended.
+    pub async fn start(&mut self) -> Result<(), ListenError> {
+        if self.stream.is_none() {
+            self.subscribe().await?;
+        }
+        Ok(())
     }
 
     /// The highest message id handed out so far.

@@ -43,7 +43,9 @@ impl FilesError {
     pub fn is_connection(&self) -> bool {
         matches!(
             self,
-            FilesError::Client(ClientError::Closed(_) | ClientError::Connect { .. })
+            FilesError::Client(
+                ClientError::Closed(_) | ClientError::Lost(_) | ClientError::Connect { .. }
+            )
         )
     }
 

@@ -39,6 +39,9 @@ pub const PROTOCOL_VERSION: u32 = 2;
 pub const CLOSE_SESSION_ENDED: u32 = 0x10;
 /// The QUIC application close code for a server shutting down.
 pub const CLOSE_SHUTDOWN: u32 = 0x11;
+/// The QUIC application close code for a connection that did not say `hello` or log in
+/// within the server's deadlines; the reason text says which.
+pub const CLOSE_TOO_SLOW: u32 = 0x12;
 
 /// The TLS application protocol name (ALPN) both sides require.
 pub const ALPN: &[u8] = b"vault/1";

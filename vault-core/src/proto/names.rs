@@ -1,5 +1,6 @@
-//! Validation of account names and email addresses, shared by client and server so both
-//! give the same answer. Usernames are case-folded before they are checked or stored.
+//! Validation of account names, email addresses and the form of mailed codes, shared by
+//! client and server so both give the same answer. Usernames are case-folded before they
+//! are checked or stored.
 
 /// Case-folds and checks a username: 3–32 characters of `[a-z0-9_.-]` (SPEC §5).
 pub fn normalize_username(raw: &str) -> Result<String, String> {
@@ -49,6 +50,29 @@ pub fn normalize_email(raw: &str) -> Result<String, String> {
     Ok(email)
 }
 
+/// The characters of a mailed verification code (no 0/O, 1/I), docs/FORMAT.md §5.
+pub const CODE_ALPHABET: &str = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+/// How many characters a mailed verification code has.
+pub const CODE_LEN: usize = 8;
+
+/// A verification code as people type it: spaces and dashes dropped, upper-cased, then
+/// checked to be [`CODE_LEN`] characters of [`CODE_ALPHABET`]. Whether it is the right
+/// code only the server can say.
+pub fn normalize_code(raw: &str) -> Result<String, String> {
+    let code: String = raw
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .collect::<String>()
+        .to_ascii_uppercase();
+    if code.len() != CODE_LEN || !code.chars().all(|c| CODE_ALPHABET.contains(c)) {
+        return Err(format!(
+            "{raw:?} is not a verification code: the code in the mail is {CODE_LEN} characters \
+             of A-Z and 2-9 (no 0, 1, I or O)"
+        ));
+    }
+    Ok(code)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +107,26 @@ mod tests {
             );
         }
         assert!(normalize_username(&"x".repeat(32)).is_ok());
+    }
+
+    #[test]
+    fn codes_are_read_as_people_type_them() {
+        assert_eq!(normalize_code("abcd2345").expect("valid"), "ABCD2345");
+        assert_eq!(normalize_code(" ABCD-2345 ").expect("valid"), "ABCD2345");
+        assert_eq!(normalize_code("abcd 2345").expect("valid"), "ABCD2345");
+        for bad in [
+            "",
+            "WRONG",
+            "ABCD23456",
+            "ABCD234",
+            "ABCD0345",
+            "ABCD1345",
+            "ABCDO345",
+            "ABCDÄ345",
+        ] {
+            let e = normalize_code(bad).expect_err(bad);
+            assert!(e.contains("8 characters"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

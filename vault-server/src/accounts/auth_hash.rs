@@ -7,7 +7,10 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use vault_core::crypto::kdf::KdfParams;
 use vault_core::proto::{ApiError, SecretBytes};
 
+use std::net::IpAddr;
+
 use crate::error::internal;
+use crate::net::address;
 use crate::state::ServerState;
 
 /// Hashes an auth key with the given Argon2id parameters and a fresh random salt.
@@ -34,13 +37,14 @@ pub fn verify_auth_key(auth_key: &[u8], phc: &str) -> bool {
         .is_ok_and(|hash| Argon2::default().verify_password(auth_key, &hash).is_ok())
 }
 
-/// Hashes `auth_key` on the blocking pool, bounded by the server's hashing semaphore.
-pub async fn hash_bounded(state: &ServerState, auth_key: &SecretBytes) -> Result<String, ApiError> {
-    let _permit = state
-        .hashing
-        .acquire()
-        .await
-        .map_err(|e| internal("hashing", e))?;
+/// Hashes `auth_key` on the blocking pool, when the server's hash queue gives the
+/// client at `ip` a turn.
+pub async fn hash_bounded(
+    state: &ServerState,
+    ip: IpAddr,
+    auth_key: &SecretBytes,
+) -> Result<String, ApiError> {
+    let _turn = state.hashing.turn(address::client_key(ip)).await;
     let (key, params) = (auth_key.clone(), state.config.auth_hash);
     tokio::task::spawn_blocking(move || hash_auth_key(key.dangerously_leak_secret(), &params))
         .await
@@ -48,17 +52,14 @@ pub async fn hash_bounded(state: &ServerState, auth_key: &SecretBytes) -> Result
         .map_err(|e| internal("hashing", e))
 }
 
-/// Verifies `auth_key` against `phc` on the blocking pool, bounded like `hash_bounded`.
+/// Verifies `auth_key` against `phc` on the blocking pool, queued like `hash_bounded`.
 pub async fn verify_bounded(
     state: &ServerState,
+    ip: IpAddr,
     auth_key: SecretBytes,
     phc: String,
 ) -> Result<bool, ApiError> {
-    let _permit = state
-        .hashing
-        .acquire()
-        .await
-        .map_err(|e| internal("hashing", e))?;
+    let _turn = state.hashing.turn(address::client_key(ip)).await;
     tokio::task::spawn_blocking(move || verify_auth_key(auth_key.dangerously_leak_secret(), &phc))
         .await
         .map_err(|e| internal("hashing", e))

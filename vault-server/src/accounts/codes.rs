@@ -1,13 +1,14 @@
 //! Mailed verification codes: 8 characters of an unambiguous alphabet, stored as a
-//! salted SHA-256, single-use, expiring, with a limit on wrong tries and a per-address
-//! resend cooldown (SPEC §5).
+//! salted SHA-256, single-use, expiring, with a limit on wrong tries and a resend cooldown
+//! per address and purpose (SPEC §5); and the queued mails that carry them.
 
 use aws_lc_rs::digest;
 use vault_core::proto::ApiError;
+use zeroize::Zeroizing;
 
 use crate::config::CodeConfig;
 use crate::db::{self, DbConn, codes::NewCode, now};
-use crate::state::ServerState;
+use crate::mail::queue::{MailKind, MailQueue, MailSlot, OutgoingMail};
 
 /// The code alphabet: no 0/O, 1/I.
 pub const ALPHABET: &[u8; 32] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
@@ -16,15 +17,20 @@ pub const CODE_LEN: usize = 8;
 pub const PURPOSE_REGISTER: &str = "register";
 pub const PURPOSE_RESET: &str = "reset";
 
+/// How long a request that finds the mail queue full is told to wait.
+const QUEUE_FULL_RETRY_S: u64 = 30;
+
 /// A fresh random code (32 symbols, so each random byte maps without bias).
-pub fn generate() -> Result<String, ApiError> {
-    let mut bytes = [0u8; CODE_LEN];
-    aws_lc_rs::rand::fill(&mut bytes)
+pub fn generate() -> Result<Zeroizing<String>, ApiError> {
+    let mut bytes = Zeroizing::new([0u8; CODE_LEN]);
+    aws_lc_rs::rand::fill(bytes.as_mut())
         .map_err(|_| crate::error::internal("randomness", "rand::fill failed"))?;
-    Ok(bytes
-        .iter()
-        .map(|b| ALPHABET[usize::from(b % 32)] as char)
-        .collect())
+    Ok(Zeroizing::new(
+        bytes
+            .iter()
+            .map(|b| ALPHABET[usize::from(b % 32)] as char)
+            .collect(),
+    ))
 }
 
 /// Upper-cases and strips spaces and dashes, as people type codes.
@@ -43,27 +49,31 @@ fn hash(salt: &[u8], code: &str) -> Vec<u8> {
     ctx.finish().as_ref().to_vec()
 }
 
-/// Seconds left in the resend cooldown for `email`, if any.
+/// Seconds left in the resend cooldown of `purpose` for `email`, if any. Within it a
+/// request mails nothing; its answer does not say so. Each purpose has its own, so that
+/// requests of one kind cannot hold back mail of the other.
 pub fn cooldown_left(
     conn: &mut DbConn,
     config: &CodeConfig,
+    purpose: &str,
     email: &str,
 ) -> db::DbResult<Option<u64>> {
     let cooldown = config.resend_cooldown_s as i64;
-    Ok(db::codes::last_sent_to(conn, email)?
+    Ok(db::codes::last_made_for(conn, purpose, email)?
         .map(|sent| sent + cooldown - now())
         .filter(|left| *left > 0)
         .map(|left| left as u64))
 }
 
-/// Stores a new code (retiring older ones) and returns it in clear for the mail.
+/// Stores a new code (retiring older ones of the purpose and user) and returns it in
+/// clear for the mail; only its salted hash is stored.
 pub fn issue(
     conn: &mut DbConn,
     config: &CodeConfig,
     purpose: &str,
     username: &str,
     email: &str,
-) -> Result<String, ApiError> {
+) -> Result<Zeroizing<String>, ApiError> {
     let code = generate()?;
     let mut salt = [0u8; 16];
     aws_lc_rs::rand::fill(&mut salt)
@@ -130,41 +140,56 @@ pub fn check(
     Ok(row)
 }
 
-/// Mails `code` to `email`. If the mail cannot be sent the code is deleted (it could
-/// never arrive, and must not hold back a retry) and the requester gets an error.
-pub async fn mail(
-    state: &ServerState,
+/// A slot in the mail queue, taken before a request looks at anything: a full queue
+/// refuses every such request alike, whatever it would have mailed.
+pub fn mail_slot(queue: &MailQueue) -> Result<MailSlot, ApiError> {
+    queue.reserve().ok_or_else(|| {
+        tracing::warn!("the mail queue is full; a request that mails was refused");
+        ApiError::throttled(
+            QUEUE_FULL_RETRY_S,
+            format!(
+                "the server has too much mail waiting to be sent; try again in {QUEUE_FULL_RETRY_S} s"
+            ),
+        )
+    })
+}
+
+/// The mail that carries `code` for `purpose` to `email`.
+pub fn code_mail(
+    config: &CodeConfig,
     purpose: &str,
     username: &str,
     email: &str,
     code: &str,
-) -> Result<(), ApiError> {
-    let (subject, action) = match purpose {
-        PURPOSE_REGISTER => ("Your Vault verification code", "finish registering"),
-        _ => ("Your Vault password reset code", "reset your password"),
+) -> OutgoingMail {
+    let (kind, subject, action) = match purpose {
+        PURPOSE_REGISTER => (
+            MailKind::RegisterCode,
+            "Your Vault verification code",
+            "finish registering",
+        ),
+        _ => (
+            MailKind::ResetCode,
+            "Your Vault password reset code",
+            "reset your password",
+        ),
     };
-    let body = crate::mail::code_body(action, username, code, state.config.codes.ttl_s);
-    match state.mailer.send(email, subject, body).await {
-        Ok(crate::mail::Delivery::File(path)) => {
-            tracing::info!(path = %path.display(), "verification mail written to the outbox");
-            Ok(())
-        }
-        Ok(crate::mail::Delivery::Smtp) => {
-            tracing::info!("verification mail handed to the SMTP server");
-            Ok(())
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "verification mail could not be sent");
-            let (purpose, username) = (purpose.to_string(), username.to_string());
-            state
-                .db
-                .run(move |c| db::codes::delete_unused(c, &purpose, &username))
-                .await?;
-            Err(ApiError::internal_with(
-                "the server could not send the verification mail; try again later, or ask the operator \
-                 to check the mail settings (`vault-admin mail test ADDR`)",
-            ))
-        }
+    OutgoingMail {
+        kind,
+        to: email.to_owned(),
+        subject,
+        body: Zeroizing::new(crate::mail::code_body(action, username, code, config.ttl_s)),
+    }
+}
+
+/// The mail, without a code, that tells the owner of `email` (account `owner`) that
+/// someone tried to register `requested` with their address.
+pub fn notice_mail(owner: &str, email: &str, requested: &str) -> OutgoingMail {
+    OutgoingMail {
+        kind: MailKind::RegisterNotice,
+        to: email.to_owned(),
+        subject: "Someone tried to register with your address on Vault",
+        body: Zeroizing::new(crate::mail::notice_body(owner, requested)),
     }
 }
 
@@ -176,6 +201,7 @@ mod tests {
     fn codes_use_the_alphabet_and_length() {
         for _ in 0..50 {
             let code = generate().expect("code");
+            let code = code.as_str();
             assert_eq!(code.len(), CODE_LEN);
             assert!(code.bytes().all(|b| ALPHABET.contains(&b)), "{code}");
         }

@@ -1,14 +1,16 @@
-//! `prelogin`, `login` (throttled per account and per address), `resume`, `logout`,
-//! `whoami`. A wrong username and a wrong password get the same answer, in the same time.
+//! `prelogin`, `login` (throttled per account and per address, atomically under
+//! concurrency: `attempts`), `resume`, `logout`, `whoami`. A wrong username and a wrong
+//! password get the same answer, in the same time.
 
 use vault_core::crypto::kdf::KdfParams;
 use vault_core::proto::{AccountInfo, ApiError, ByteBuf, ErrorCode, Response, SecretBytes, names};
 
-use super::{auth_hash, sessions};
+use super::{attempts, auth_hash, sessions};
 use crate::db::{self, audit::Event, now};
+use crate::net::address;
 use crate::net::connection::{ConnCtx, SessionCtx};
 use crate::state::ServerState;
-use crate::throttle::{self, Policy};
+use crate::throttle::Refusal;
 
 const INVALID: &str = "invalid username or password";
 
@@ -43,6 +45,9 @@ pub async fn prelogin(state: &ServerState, username: &str) -> Result<Response, A
     })
 }
 
+/// Logs in. At most `throttle.logins_in_flight_per_ip` logins per address are checked at
+/// once on this instance (more are answered "busy" at once); each is admitted and settled
+/// in the database as one atomic step per subject (`attempts`).
 pub async fn login(
     state: &ServerState,
     ctx: &ConnCtx,
@@ -52,97 +57,60 @@ pub async fn login(
     let Ok(username) = names::normalize_username(username) else {
         return Err(invalid());
     };
-    let ip = ctx.ip.to_string();
-    let (user_subject, ip_subject) = (
-        throttle::account_subject(&username),
-        throttle::ip_subject(&ctx.ip),
-    );
+    let Some(_pass) = state.login_gate.enter(address::client_key(ctx.ip)) else {
+        return Err(attempts::refusal_error(Refusal::Crowded));
+    };
+    let login = attempts::Login::new(&username, &ctx.ip);
+    let throttle_config = state.config.throttle.clone();
 
-    // Refuse while locked, without checking the password: attempts do not extend a lock.
-    let (name, us, is) = (username.clone(), user_subject.clone(), ip_subject.clone());
-    let user = state
+    // Refused while locked, without checking the password: attempts do not extend a lock.
+    let (l, config) = (login.clone(), throttle_config.clone());
+    let admitted = state
         .db
-        .run(move |c| {
-            let at = now();
-            let wait = [db::throttle::get(c, &us)?, db::throttle::get(c, &is)?]
-                .iter()
-                .filter_map(|row| throttle::retry_after(row.as_ref(), at))
-                .max();
-            if let Some(wait) = wait {
-                return Err(ApiError::throttled(
-                    wait,
-                    format!("too many failed logins; try again in {wait} s"),
-                ));
-            }
-            Ok(db::users::by_name(c, &name)?)
-        })
+        .run(move |c| attempts::admit(c, &config, &l, now()))
         .await?;
 
-    let phc = user
+    let phc = admitted
+        .user
         .as_ref()
         .map_or_else(|| state.dummy_auth_hash.clone(), |u| u.auth_hash.clone());
-    let ok = auth_hash::verify_bounded(state, auth_key, phc).await? && user.is_some();
+    let checked = auth_hash::verify_bounded(state, ctx.ip, auth_key, phc).await;
+    let ok = match checked {
+        Ok(ok) => ok && admitted.user.is_some(),
+        Err(e) => {
+            state
+                .db
+                .run(move |c| attempts::abandon(c, &admitted))
+                .await?;
+            return Err(e);
+        }
+    };
 
-    let throttle_config = state.config.throttle.clone();
     let single = state.config.single_session;
     let result = state
         .db
         .run(move |c| {
             let at = now();
-            let Some(user) = user.filter(|_| ok) else {
-                let account = Policy::for_accounts(&throttle_config).after_failure(
-                    &user_subject,
-                    db::throttle::get(c, &user_subject)?,
-                    at,
-                );
-                let address = Policy::for_addresses(&throttle_config).after_failure(
-                    &ip_subject,
-                    db::throttle::get(c, &ip_subject)?,
-                    at,
-                );
-                db::throttle::put(c, &account)?;
-                db::throttle::put(c, &address)?;
-                db::audit::record(
-                    c,
-                    &Event {
-                        actor: "anonymous",
-                        event: "login_failed",
-                        username: Some(&username),
-                        client_ip: Some(&ip),
-                        detail: &format!("failure {} in a row", account.failures),
-                    },
-                )?;
-                for row in [&account, &address]
-                    .into_iter()
-                    .filter(|r| r.locked_until > at)
-                {
-                    db::audit::record(
-                        c,
-                        &Event {
-                            actor: "server",
-                            event: "lockout",
-                            username: Some(&username),
-                            client_ip: Some(&ip),
-                            detail: &format!(
-                                "{} locked for {} s after {} failures",
-                                row.subject,
-                                row.locked_until - at,
-                                row.failures
-                            ),
-                        },
-                    )?;
-                }
+            if !ok {
+                attempts::settle_failure(c, &throttle_config, &login, &admitted, at)?;
                 return Ok(Err(invalid()));
-            };
-            db::throttle::clear(c, &user_subject)?;
-            if user.locked {
-                return Ok(Err(ApiError::forbidden(
-                    "this account is locked by the operator; contact them",
-                )));
             }
-            let (session, token) = sessions::open(c, single, &ip, &user)?;
-            let tasks = crate::groups::key_task_count(c, user.id)?;
-            Ok::<_, ApiError>(Ok((user, session, token, tasks)))
+            db::transaction(c, |c| {
+                if let Err(refused) = attempts::settle_success(c, &login, &admitted, at)? {
+                    return Ok(Err(refused));
+                }
+                let Some(user) = admitted.user.as_ref() else {
+                    return Ok(Err(invalid()));
+                };
+                if user.locked {
+                    return Ok(Err(ApiError::forbidden(
+                        "this account is locked by the operator; contact them",
+                    )));
+                }
+                let (session, token) = sessions::open(c, single, &login.client_ip, user)?;
+                let tasks = crate::groups::key_task_count(c, user.id)?;
+                Ok::<_, ApiError>(Ok((user.clone(), session, token, tasks)))
+            })
         })
         .await?;
     let (user, session, token, tasks) = result?;

@@ -2,15 +2,22 @@
 //! password change and reset. The server receives only client-made material: an auth key
 //! (which it hashes again with Argon2id) and sealed keys it cannot open.
 
+mod attempts;
 mod auth_hash;
 mod codes;
+mod hash_queue;
 mod login;
+mod login_gate;
 mod material;
 mod password;
 mod register;
 mod sessions;
+#[cfg(test)]
+mod tests;
 
 pub use auth_hash::{hash_auth_key, verify_auth_key};
+pub use hash_queue::HashQueue;
+pub use login_gate::LoginGate;
 pub use sessions::SESSION_ENDED_BY_ADMIN;
 
 use vault_core::proto::{ApiError, Request, Response};
@@ -31,7 +38,7 @@ pub async fn handle(
         )),
         Request::Prelogin { username } => login::prelogin(state, &username).await,
         Request::RegisterStart { username, email } => {
-            register::start(state, ctx, &username, &email).await
+            register::start(state, ctx.ip, &username, &email).await
         }
         Request::RegisterFinish {
             username,
@@ -42,7 +49,7 @@ pub async fn handle(
             login::login(state, ctx, &username, auth_key).await
         }
         Request::Resume { token } => login::resume(state, ctx, token).await,
-        Request::ResetStart { username } => password::reset_start(state, ctx, &username).await,
+        Request::ResetStart { username } => password::reset_start(state, ctx.ip, &username).await,
         Request::ResetRecovery { username, code } => {
             password::reset_recovery(state, ctx, &username, &code).await
         }

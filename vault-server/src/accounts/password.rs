@@ -2,16 +2,20 @@
 //! either keeps the keys (the client opened the account key with the recovery key) or
 //! installs fresh ones, discarding what was sealed under the old account key.
 
+use std::net::IpAddr;
+
 use vault_core::proto::{
     ApiError, ByteBuf, ErrorCode, PasswordMaterial, ResetMaterial, Response, SecretBytes, names,
 };
 
 use super::{auth_hash, codes, material};
+use crate::config::CodeConfig;
 use crate::db::{
-    self,
+    self, DbConn,
     audit::Event,
     users::{KeyColumns, PasswordColumns},
 };
+use crate::mail::queue::OutgoingMail;
 use crate::net::connection::{ConnCtx, SessionCtx};
 use crate::state::ServerState;
 use crate::throttle;
@@ -46,14 +50,14 @@ pub async fn change(
         })
         .await?;
     let phc = user.auth_hash.clone();
-    let old_ok = auth_hash::verify_bounded(state, old_auth_key, phc).await?;
+    let old_ok = auth_hash::verify_bounded(state, ctx.ip, old_auth_key, phc).await?;
     if !old_ok {
         return Err(ApiError::new(
             ErrorCode::InvalidCredentials,
             "the current password is wrong",
         ));
     }
-    let new_hash = auth_hash::hash_bounded(state, &new.auth_key).await?;
+    let new_hash = auth_hash::hash_bounded(state, ctx.ip, &new.auth_key).await?;
     let ip = ctx.ip.to_string();
     let ended = state
         .db
@@ -84,56 +88,72 @@ pub async fn change(
     Ok(Response::Ok)
 }
 
-/// Mails a reset code if the account exists. The answer is the same either way.
+/// Answers `reset_started` for every username, known or not, in the resend cooldown or
+/// not, after the same steps: a queue slot, then one transaction with an audit entry.
+/// Only a known account outside the cooldown also gets a new code, mailed to its address
+/// after the answer; within the cooldown the code mailed last stays valid.
 pub async fn reset_start(
     state: &ServerState,
-    ctx: &ConnCtx,
+    ip: IpAddr,
     username: &str,
 ) -> Result<Response, ApiError> {
     let username = names::normalize_username(username).map_err(ApiError::bad_request)?;
-    let (name, ip, config) = (
-        username.clone(),
-        ctx.ip.to_string(),
-        state.config.codes.clone(),
-    );
-    let to_send = state
+    let slot = codes::mail_slot(&state.mail)?;
+    let (ip, config) = (ip.to_string(), state.config.codes.clone());
+    let mail = state
         .db
-        .run(move |c| {
-            let Some(user) = db::users::by_name(c, &name)? else {
-                return Ok(None);
-            };
-            if let Some(left) = codes::cooldown_left(c, &config, &user.email)? {
-                return Err(ApiError::throttled(
-                    left,
-                    format!("a code was sent moments ago; wait {left} s before asking again"),
-                ));
-            }
-            let code = codes::issue(
-                c,
-                &config,
-                codes::PURPOSE_RESET,
-                &user.username,
-                &user.email,
-            )?;
-            db::audit::record(
-                c,
-                &Event {
-                    actor: "anonymous",
-                    event: "reset_requested",
-                    username: Some(&user.username),
-                    client_ip: Some(&ip),
-                    detail: "password reset code issued",
-                },
-            )?;
-            Ok::<_, ApiError>(Some((user.email, code)))
-        })
+        .run(move |c| db::transaction(c, |c| record_reset_start(c, &config, &username, &ip)))
         .await?;
-    if let Some((email, code)) = to_send {
-        codes::mail(state, codes::PURPOSE_RESET, &username, &email, &code).await?;
+    if let Some(mail) = mail {
+        slot.send(mail);
     }
     Ok(Response::ResetStarted {
         code_ttl_s: state.config.codes.ttl_s,
     })
+}
+
+/// The database side of `reset_start`: a new code when one is due, the audit entry in
+/// every case, and the mail to queue.
+fn record_reset_start(
+    c: &mut DbConn,
+    config: &CodeConfig,
+    name: &str,
+    ip: &str,
+) -> Result<Option<OutgoingMail>, ApiError> {
+    let user = db::users::by_name(c, name)?;
+    let (mail, what) = match &user {
+        None => (None, "no account of that name: nothing mailed"),
+        Some(user)
+            if codes::cooldown_left(c, config, codes::PURPOSE_RESET, &user.email)?.is_some() =>
+        {
+            (
+                None,
+                "within the resend cooldown: nothing mailed, the last code stays valid",
+            )
+        }
+        Some(user) => {
+            let code = codes::issue(c, config, codes::PURPOSE_RESET, &user.username, &user.email)?;
+            let mail = codes::code_mail(
+                config,
+                codes::PURPOSE_RESET,
+                &user.username,
+                &user.email,
+                &code,
+            );
+            (Some(mail), "password reset code queued for mail")
+        }
+    };
+    db::audit::record(
+        c,
+        &Event {
+            actor: "anonymous",
+            event: "reset_requested",
+            username: Some(name),
+            client_ip: Some(ip),
+            detail: what,
+        },
+    )?;
+    Ok(mail)
 }
 
 /// A reset code opens only the account it was mailed for: same address, and made after
@@ -193,7 +213,7 @@ pub async fn reset_finish(
             &account.password
         }
     };
-    let new_hash = auth_hash::hash_bounded(state, &password.auth_key).await?;
+    let new_hash = auth_hash::hash_bounded(state, ctx.ip, &password.auth_key).await?;
     let (input, config, ip) = (
         code.to_string(),
         state.config.codes.clone(),

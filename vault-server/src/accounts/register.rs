@@ -1,20 +1,34 @@
-//! Registration in two steps: `start` checks the names and mails a code; `finish` checks
+//! Registration in two steps: `start` checks the names and queues a mail; `finish` checks
 //! the code and creates the account from the client's key material, then logs in.
+//!
+//! Usernames are public (people add each other by name), so a taken one is refused.
+//! Email addresses are not: `start` answers a taken address exactly as a fresh one, with
+//! the same database work and one queued mail. A fresh address gets a code; the owner of
+//! a taken one gets a notice without a code, and a code that is never sent is stored for
+//! the attempt, so that `finish` fails as it does for a wrong code. Within the resend
+//! cooldown nothing is mailed, alike for both.
 
-use vault_core::proto::{ApiError, NewAccount, Response, names};
+use std::net::IpAddr;
+
+use vault_core::proto::{ApiError, NewAccount, Response, SecretBytes, names};
 
 use super::{auth_hash, codes, material, sessions};
-use crate::config::Registration;
-use crate::db::{self, audit::Event, now, users::NewUser};
-use crate::net::connection::ConnCtx;
+use crate::config::{CodeConfig, Registration};
+use crate::db::{self, DbConn, audit::Event, now, users::NewUser};
+use crate::mail::queue::OutgoingMail;
+use crate::net::connection::{ConnCtx, SessionCtx};
 use crate::state::ServerState;
+
+const USERNAME_TAKEN: &str = "that username is already taken; choose another, or run \
+                              `vault reset-password USER` if it is yours";
 
 const TAKEN: &str = "that username or email address is already registered; choose another, \
                      or run `vault reset-password USER` if it is yours";
 
+/// Step 1: answers `register_started` for any free username, whatever the address.
 pub async fn start(
     state: &ServerState,
-    ctx: &ConnCtx,
+    ip: IpAddr,
     username: &str,
     email: &str,
 ) -> Result<Response, ApiError> {
@@ -25,42 +39,98 @@ pub async fn start(
     }
     let username = names::normalize_username(username).map_err(ApiError::bad_request)?;
     let email = names::normalize_email(email).map_err(ApiError::bad_request)?;
-    let (name, addr, ip, config) = (
-        username.clone(),
-        email.clone(),
-        ctx.ip.to_string(),
-        state.config.codes.clone(),
-    );
-    let code = state
+    let slot = codes::mail_slot(&state.mail)?;
+    let (ip, config) = (ip.to_string(), state.config.codes.clone());
+    let mail = state
         .db
-        .run(move |c| {
-            if db::users::name_or_email_taken(c, &name, &addr)? {
-                return Err(ApiError::conflict(TAKEN));
-            }
-            if let Some(left) = codes::cooldown_left(c, &config, &addr)? {
-                return Err(ApiError::throttled(
-                    left,
-                    format!("a code was sent to this address moments ago; wait {left} s before asking again"),
-                ));
-            }
-            let code = codes::issue(c, &config, codes::PURPOSE_REGISTER, &name, &addr)?;
-            db::audit::record(c, &Event {
-                actor: "anonymous",
-                event: "registration_started",
-                username: Some(&name),
-                client_ip: Some(&ip),
-                detail: "verification code issued",
-            })?;
-            Ok(code)
-        })
+        .run(move |c| db::transaction(c, |c| record_start(c, &config, &username, &email, &ip)))
         .await?;
-    codes::mail(state, codes::PURPOSE_REGISTER, &username, &email, &code).await?;
+    if let Some(mail) = mail {
+        slot.send(mail);
+    }
     Ok(Response::RegisterStarted {
         kdf: state.config.kdf,
         code_ttl_s: state.config.codes.ttl_s,
     })
 }
 
+/// The database side of `start`, in one transaction: refuses a taken username, stores a
+/// code when one is due, writes the audit entry, and returns the mail to queue (none
+/// within the resend cooldown).
+fn record_start(
+    c: &mut DbConn,
+    config: &CodeConfig,
+    name: &str,
+    addr: &str,
+    ip: &str,
+) -> Result<Option<OutgoingMail>, ApiError> {
+    if db::users::by_name(c, name)?.is_some() {
+        return Err(ApiError::conflict(USERNAME_TAKEN));
+    }
+    let owner = db::users::name_by_email(c, addr)?;
+    let quiet = codes::cooldown_left(c, config, codes::PURPOSE_REGISTER, addr)?.is_some();
+    let pending = db::codes::live(c, codes::PURPOSE_REGISTER, name)?
+        .is_some_and(|row| row.email == addr && row.expires_at > now());
+    // Within the cooldown the code already pending for this name and address stays; if
+    // there is none, one is stored but not sent, so that `finish` fails the same way
+    // whether an earlier request of the cooldown was for this name or not.
+    let code = if quiet && pending {
+        None
+    } else {
+        Some(codes::issue(
+            c,
+            config,
+            codes::PURPOSE_REGISTER,
+            name,
+            addr,
+        )?)
+    };
+    let (mail, what) = match (&owner, &code) {
+        _ if quiet => (None, "within the resend cooldown: nothing mailed"),
+        (Some(owner), _) => (
+            Some(codes::notice_mail(owner, addr, name)),
+            "a notice to the owner queued for mail, no code sent",
+        ),
+        (None, Some(code)) => (
+            Some(codes::code_mail(
+                config,
+                codes::PURPOSE_REGISTER,
+                name,
+                addr,
+                code,
+            )),
+            "verification code queued for mail",
+        ),
+        (None, None) => (None, "nothing mailed"),
+    };
+    match &owner {
+        None => db::audit::record(
+            c,
+            &Event {
+                actor: "anonymous",
+                event: "registration_started",
+                username: Some(name),
+                client_ip: Some(ip),
+                detail: what,
+            },
+        )?,
+        Some(owner) => db::audit::record(
+            c,
+            &Event {
+                actor: "anonymous",
+                event: "registration_email_taken",
+                username: Some(owner),
+                client_ip: Some(ip),
+                detail: &format!(
+                    "someone asked to register {name} with this account's address; {what}"
+                ),
+            },
+        )?,
+    }
+    Ok(mail)
+}
+
+/// Step 2: creates the account and logs in on this connection.
 pub async fn finish(
     state: &ServerState,
     ctx: &ConnCtx,
@@ -68,6 +138,28 @@ pub async fn finish(
     code: &str,
     account: NewAccount,
 ) -> Result<Response, ApiError> {
+    let (user, session, token) = create(state, ctx.ip, username, code, account).await?;
+    tracing::info!(user = %user.username, "account registered");
+    // A new account is in no group yet: no key work.
+    Ok(Response::LoggedIn(sessions::bind(
+        state,
+        ctx,
+        &user,
+        session,
+        Some(token),
+        0,
+    )))
+}
+
+/// Checks the code and creates the account with a first session. A wrong code, and any
+/// code for an attempt with a taken address, fails the same way (`codes::check`).
+pub(super) async fn create(
+    state: &ServerState,
+    ip: IpAddr,
+    username: &str,
+    code: &str,
+    account: NewAccount,
+) -> Result<(db::users::User, SessionCtx, SecretBytes), ApiError> {
     if state.config.registration != Registration::Open {
         return Err(ApiError::forbidden(
             "this server does not accept new registrations",
@@ -85,14 +177,14 @@ pub async fn finish(
         .run(move |c| codes::check(c, &config, codes::PURPOSE_REGISTER, &name, &input))
         .await?;
 
-    let auth_hash = auth_hash::hash_bounded(state, &account.password.auth_key).await?;
+    let auth_hash = auth_hash::hash_bounded(state, ip, &account.password.auth_key).await?;
 
     let (ip, single, quota) = (
-        ctx.ip.to_string(),
+        ip.to_string(),
         state.config.single_session,
         state.config.default_quota.0,
     );
-    let (user, session, token) = state
+    state
         .db
         .run(move |c| {
             let user = db::transaction(c, |c| {
@@ -139,15 +231,5 @@ pub async fn finish(
             let (session, token) = sessions::open(c, single, &ip, &user)?;
             Ok::<_, ApiError>((user, session, token))
         })
-        .await?;
-    tracing::info!(user = %user.username, "account registered");
-    // A new account is in no group yet: no key work.
-    Ok(Response::LoggedIn(sessions::bind(
-        state,
-        ctx,
-        &user,
-        session,
-        Some(token),
-        0,
-    )))
+        .await
 }

@@ -37,10 +37,11 @@ pub struct NewCode<'a> {
     pub used: bool,
 }
 
-/// When the newest code was sent to `email`, for the per-address resend cooldown.
-pub fn last_sent_to(conn: &mut DbConn, email: &str) -> DbResult<Option<i64>> {
+/// When the newest code of `purpose` for `email` was made, for the resend cooldown.
+pub fn last_made_for(conn: &mut DbConn, purpose: &str, email: &str) -> DbResult<Option<i64>> {
     Ok(codes::table
         .filter(codes::email.eq(email))
+        .filter(codes::purpose.eq(purpose))
         .select(diesel::dsl::max(codes::created_at))
         .first::<Option<i64>>(conn)?)
 }
@@ -90,8 +91,7 @@ pub fn consume(conn: &mut DbConn, id: i64) -> DbResult<bool> {
     Ok(n == 1)
 }
 
-/// Deletes the unused codes of a purpose and user (a code whose mail could not be sent,
-/// so it neither works nor holds back a retry).
+/// Deletes the unused codes of a purpose and user.
 pub fn delete_unused(conn: &mut DbConn, purpose: &str, username: &str) -> DbResult<()> {
     diesel::delete(
         codes::table

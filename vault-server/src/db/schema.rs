@@ -57,6 +57,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    login_attempts (id) {
+        id -> BigInt,
+        subject -> Text,
+        started_at -> BigInt,
+    }
+}
+
+diesel::table! {
     login_failures (subject) {
         subject -> Text,
         failures -> BigInt,

@@ -1,11 +1,17 @@
-//! The `login_failures` table: failure counters per subject (`user:NAME` or `ip:ADDR`).
-//! The policy that reads and writes them lives in `crate::throttle`.
+//! The `login_failures` table: failure counters per subject (`user:NAME` or `ip:ADDR`);
+//! the `login_attempts` table: logins admitted and not yet settled; and the per-subject lock
+//! that makes admission one atomic step on every backend. The policy that reads and
+//! writes them lives in `crate::throttle`, the steps of a login in `accounts::attempts`.
 
 use diesel::prelude::*;
 use serde::Serialize;
 
-use super::schema::login_failures;
+use super::schema::{login_attempts, login_failures};
 use super::{DbConn, DbResult};
+
+/// An attempt older than this (seconds) was left by a server that stopped while checking
+/// it, and no longer counts.
+pub const ATTEMPT_STALE_S: i64 = 120;
 
 /// Failure state of one subject.
 #[derive(
@@ -68,4 +74,66 @@ pub fn count_locked(conn: &mut DbConn, now: i64) -> DbResult<i64> {
         .filter(login_failures::locked_until.gt(now))
         .count()
         .get_result(conn)?)
+}
+
+/// Serializes, until the transaction ends, every other transaction that takes the lock of
+/// one of `subjects`, on every server instance: PostgreSQL takes a transaction-scoped
+/// advisory lock per subject (in one order, so two lockers cannot deadlock); on SQLite the
+/// first write of the transaction (the sweep of stale attempts that follows) takes the
+/// database's write lock. Call it first in the transaction.
+pub fn lock_subjects(conn: &mut DbConn, subjects: &[&str], now: i64) -> DbResult<()> {
+    if let DbConn::Postgres(pg) = conn {
+        let mut keys: Vec<i64> = subjects.iter().map(|s| advisory_key(s)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for key in keys {
+            diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+                .bind::<diesel::sql_types::BigInt, _>(key)
+                .execute(pg)?;
+        }
+    }
+    diesel::delete(
+        login_attempts::table.filter(login_attempts::started_at.lt(now - ATTEMPT_STALE_S)),
+    )
+    .execute(conn)?;
+    Ok(())
+}
+
+/// A stable 64-bit key for a subject: the first 8 bytes of its SHA-256 (every instance,
+/// whatever its build, computes the same).
+fn advisory_key(subject: &str) -> i64 {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, subject.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest.as_ref()[..8]);
+    i64::from_be_bytes(first)
+}
+
+/// Attempts of `subject` admitted and not yet settled.
+pub fn attempts_in_flight(conn: &mut DbConn, subject: &str) -> DbResult<i64> {
+    Ok(login_attempts::table
+        .filter(login_attempts::subject.eq(subject))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Records an admitted attempt of `subject`; returns its id. Call it with the subject
+/// locked ([`lock_subjects`]): the newest id of the subject is then this one.
+pub fn start_attempt(conn: &mut DbConn, subject: &str, now: i64) -> DbResult<i64> {
+    diesel::insert_into(login_attempts::table)
+        .values((
+            login_attempts::subject.eq(subject),
+            login_attempts::started_at.eq(now),
+        ))
+        .execute(conn)?;
+    let id: Option<i64> = login_attempts::table
+        .filter(login_attempts::subject.eq(subject))
+        .select(diesel::dsl::max(login_attempts::id))
+        .get_result(conn)?;
+    id.ok_or(super::DbError::Query(diesel::result::Error::NotFound))
+}
+
+/// Removes settled attempts.
+pub fn end_attempts(conn: &mut DbConn, ids: &[i64]) -> DbResult<()> {
+    diesel::delete(login_attempts::table.filter(login_attempts::id.eq_any(ids))).execute(conn)?;
+    Ok(())
 }

@@ -76,6 +76,17 @@ pub fn by_name(conn: &mut DbConn, username: &str) -> DbResult<Option<User>> {
         .optional()?)
 }
 
+/// The username of the account whose address is `email` (stored normalized, as
+/// `names::normalize_email` makes it). Only the name is read, so that a hit costs about
+/// what a miss does.
+pub fn name_by_email(conn: &mut DbConn, email: &str) -> DbResult<Option<String>> {
+    Ok(users::table
+        .filter(users::email.eq(email))
+        .select(users::username)
+        .first(conn)
+        .optional()?)
+}
+
 pub fn by_id(conn: &mut DbConn, id: i64) -> DbResult<Option<User>> {
     Ok(users::table
         .find(id)

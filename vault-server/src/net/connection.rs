@@ -1,15 +1,22 @@
 //! One QUIC connection: accepts request streams, enforces the request rate, keeps the
-//! connection's state (hello seen, bound session) and dispatches each request.
+//! connection's state (hello seen, bound session) and dispatches each request. A
+//! connection that has not logged in is held to the `limits.prelogin_*` limits (few
+//! streams, a small receive window and frame size) and is closed if it does not say
+//! `hello` within `limits.hello_timeout_s` or log in within `limits.login_timeout_s`.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
 use tracing::Instrument;
-use vault_core::proto::{ApiError, ErrorCode, PROTOCOL_VERSION, Request, Response};
+use vault_core::proto::{
+    ApiError, CLOSE_TOO_SLOW, ErrorCode, MAX_FRAME_LEN, PROTOCOL_VERSION, Request, Response,
+};
 
-use super::stream::{ReadError, read_request, write_response};
+use super::slots::ConnectionSlot;
+use super::stream::{FrameRules, ReadError, read_request, write_response};
 use crate::accounts;
 use crate::chat;
 use crate::files;
@@ -31,6 +38,9 @@ pub struct ConnCtx {
     hello: AtomicBool,
     session: Mutex<Option<SessionCtx>>,
     bucket: Mutex<TokenBucket>,
+    slot: ConnectionSlot,
+    /// Whether a session is bound, for the login deadline.
+    logged_in: watch::Sender<bool>,
 }
 
 impl ConnCtx {
@@ -41,13 +51,32 @@ impl ConnCtx {
             .clone()
     }
 
-    /// Binds (or with `None`, unbinds) the connection's session.
+    /// Binds (or with `None`, unbinds) the connection's session, and moves the connection
+    /// to the limits of a logged-in connection (or back to those before login).
     pub fn set_session(&self, state: &ServerState, session: Option<SessionCtx>) {
         state.live.unbind(self.conn.stable_id());
         if let Some(s) = &session {
             state.live.bind(s.session_id, &self.conn);
         }
+        let logged_in = session.is_some();
         *self.session.lock().unwrap_or_else(|e| e.into_inner()) = session;
+        let limits = &state.config.limits;
+        if logged_in {
+            self.conn
+                .set_max_concurrent_bi_streams(limits.concurrent_streams.into());
+            self.conn
+                .set_receive_window(super::window(limits.receive_window.0));
+        } else {
+            self.conn
+                .set_max_concurrent_bi_streams(limits.prelogin_streams.into());
+            self.conn.set_receive_window(super::prelogin_window(limits));
+        }
+        self.slot.set_logged_in(logged_in);
+        self.logged_in.send_replace(logged_in);
+    }
+
+    fn is_logged_in(&self) -> bool {
+        *self.logged_in.borrow()
     }
 }
 
@@ -85,8 +114,9 @@ impl TokenBucket {
     }
 }
 
-/// Serves one connection until it closes.
-pub async fn run(state: Arc<ServerState>, conn: quinn::Connection) {
+/// Serves one connection until it closes; `slot` is the connection's count in the
+/// per-address limits, freed when this returns.
+pub async fn run(state: Arc<ServerState>, conn: quinn::Connection, slot: ConnectionSlot) {
     tracing::debug!("connection established");
     let limits = &state.config.limits;
     let ctx = Arc::new(ConnCtx {
@@ -98,20 +128,65 @@ pub async fn run(state: Arc<ServerState>, conn: quinn::Connection) {
             limits.requests_per_second,
             limits.request_burst,
         )),
+        slot,
+        logged_in: watch::Sender::new(false),
     });
+    let deadlines = enforce_deadlines(&state, &ctx);
+    tokio::pin!(deadlines);
     loop {
-        let (send, recv) = match conn.accept_bi().await {
-            Ok(streams) => streams,
-            Err(e) => {
-                tracing::debug!(reason = %e, "connection closed");
-                break;
-            }
+        let (send, recv) = tokio::select! {
+            accepted = conn.accept_bi() => match accepted {
+                Ok(streams) => streams,
+                Err(e) => {
+                    tracing::debug!(reason = %e, "connection closed");
+                    break;
+                }
+            },
+            () = &mut deadlines => continue,
         };
         let state = Arc::clone(&state);
         let ctx = Arc::clone(&ctx);
         tokio::spawn(async move { serve_stream(&state, &ctx, send, recv).await }.in_current_span());
     }
     state.live.unbind(conn.stable_id());
+}
+
+/// Closes the connection if `hello` does not arrive within `limits.hello_timeout_s` of its
+/// start, or if it is not logged in within `limits.login_timeout_s` of its start or of its
+/// logout. Never returns while the connection is open.
+async fn enforce_deadlines(state: &ServerState, ctx: &ConnCtx) {
+    let limits = &state.config.limits;
+    let hello_by = Duration::from_secs(limits.hello_timeout_s);
+    let login_within = Duration::from_secs(limits.login_timeout_s);
+    tokio::time::sleep(hello_by).await;
+    if !ctx.hello.load(Ordering::SeqCst) {
+        tracing::info!("closing a connection that did not say hello in time");
+        let reason = format!("no hello within {} s", limits.hello_timeout_s);
+        ctx.conn.close(CLOSE_TOO_SLOW.into(), reason.as_bytes());
+        return std::future::pending().await;
+    }
+    let mut logged_in = ctx.logged_in.subscribe();
+    // The first period started with the connection, `hello_by` ago.
+    let mut left = login_within.saturating_sub(hello_by);
+    loop {
+        if *logged_in.borrow_and_update() {
+            if logged_in.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            left = login_within;
+            continue;
+        }
+        match tokio::time::timeout(left, logged_in.changed()).await {
+            Ok(Ok(())) => continue,
+            Ok(Err(_)) => return std::future::pending().await,
+            Err(_) => {
+                tracing::info!("closing a connection that did not log in in time");
+                let reason = format!("not logged in within {} s", limits.login_timeout_s);
+                ctx.conn.close(CLOSE_TOO_SLOW.into(), reason.as_bytes());
+                return std::future::pending().await;
+            }
+        }
+    }
 }
 
 async fn serve_stream(
@@ -121,8 +196,19 @@ async fn serve_stream(
     mut recv: quinn::RecvStream,
 ) {
     let mut in_flight = Some(state.in_flight.enter());
-    let timeout = Duration::from_secs(state.config.limits.request_timeout_s);
-    let response = match read_request(&mut recv, timeout).await {
+    let limits = &state.config.limits;
+    let prelogin = !ctx.is_logged_in();
+    let rules = FrameRules {
+        budget: &state.frame_budget,
+        max_len: if prelogin {
+            usize::try_from(limits.prelogin_frame_max.0).unwrap_or(MAX_FRAME_LEN)
+        } else {
+            MAX_FRAME_LEN
+        },
+        prelogin,
+        timeout: Duration::from_secs(limits.request_timeout_s),
+    };
+    let response = match read_request(&mut recv, rules).await {
         Ok(request) => {
             let span = tracing::info_span!("request", kind = request.kind());
             let answered = async {
@@ -187,9 +273,20 @@ async fn serve_stream(
             let _ = recv.stop(0u8.into());
             tracing::info!(error = ?e, "unreadable request frame");
             Response::Error(match e {
-                ReadError::TooLarge(n) => ApiError::new(
+                ReadError::TooLarge(n, max) if prelogin && max < MAX_FRAME_LEN => ApiError::new(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "request frame of {n} bytes is over the {max}-byte limit before login; \
+                         log in first"
+                    ),
+                ),
+                ReadError::TooLarge(n, _) => ApiError::new(
                     ErrorCode::TooLarge,
                     format!("request frame of {n} bytes is over the 1 MiB limit"),
+                ),
+                ReadError::Busy => ApiError::throttled(
+                    1,
+                    "the server is busy receiving other requests; try again in a second",
                 ),
                 ReadError::Malformed(m) => {
                     ApiError::bad_request(format!("malformed or unknown request: {m}"))
