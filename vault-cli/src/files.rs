@@ -261,13 +261,13 @@ async fn dispatch(files: &Arc<Files>, state: &StateDir, command: Command) -> any
             let plain = legacy::decrypt_to_temp(state, &source, &key, mode)?;
             let size = plain.as_file().metadata()?.len();
             let plan = vault_client::files::plan::PutPlan {
-                dirs: Vec::new(),
                 files: vec![vault_client::files::plan::PutItem {
                     local: plain.path().to_path_buf(),
                     remote: dest.clone(),
                     size,
+                    current: None,
                 }],
-                skipped: Vec::new(),
+                ..Default::default()
             };
             let done = put_all(Arc::clone(files), plan, options(None)?).await?;
             drop(plain);
@@ -301,14 +301,27 @@ fn put_json(done: &[Uploaded]) -> serde_json::Value {
             json!({
                 "remote": u.remote.to_string(), "bytes": u.bytes,
                 "version": u.version, "resumed_at": u.resumed_at,
+                "unchanged": u.unchanged,
             })
         })
         .collect();
+    let unchanged = done.iter().filter(|u| u.unchanged).count();
     json!({
         "files": done.len(),
         "bytes": done.iter().map(|u| u.bytes).sum::<u64>(),
+        "uploaded": done.len() - unchanged,
+        "unchanged": unchanged,
         "items": items,
     })
+}
+
+/// `; N unchanged, skipped` when some were, for the summary line of a transfer.
+fn unchanged_note(unchanged: usize) -> String {
+    if unchanged == 0 {
+        String::new()
+    } else {
+        format!("; {unchanged} unchanged, skipped")
+    }
 }
 
 async fn put(
@@ -318,6 +331,7 @@ async fn put(
 ) -> anyhow::Result<()> {
     let target = remote(&paths.pop().context("put needs LOCAL… REMOTE")?)?;
     let sources: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+    let one_file = matches!(sources.as_slice(), [one] if one.is_file());
     let plan = plan_put(files, &sources, &target, args.recursive).await?;
     for skipped in &plan.skipped {
         eprintln!(
@@ -331,27 +345,37 @@ async fn put(
         let mut value = put_json(&done);
         value["dirs"] = json!(dirs);
         println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    let (unchanged, sent): (Vec<&Uploaded>, Vec<&Uploaded>) =
+        done.iter().partition(|u| u.unchanged);
+    let resumed = sent.iter().filter(|u| u.resumed_at > 0).count();
+    let note = if resumed > 0 {
+        format!(" ({resumed} resumed)")
     } else {
-        let bytes: u64 = done.iter().map(|u| u.bytes).sum();
-        let resumed = done.iter().filter(|u| u.resumed_at > 0).count();
-        let note = if resumed > 0 {
-            format!(" ({resumed} resumed)")
-        } else {
-            String::new()
-        };
-        match done.as_slice() {
-            [one] if dirs == 0 => println!(
-                "Uploaded {} as {} (version {}){note}.",
-                format_size(one.bytes),
-                one.remote,
-                one.version
-            ),
-            _ => println!(
-                "Uploaded {}, {}{note}, to {target}.",
-                crate::listing::plural(done.len() as u64, "file", "files"),
-                format_size(bytes)
-            ),
-        }
+        String::new()
+    };
+    match done.as_slice() {
+        [one] if one_file && one.unchanged => println!(
+            "{} is unchanged (version {}), skipped.",
+            one.remote, one.version
+        ),
+        [one] if one_file => println!(
+            "Uploaded {} as {} (version {}){note}.",
+            format_size(one.bytes),
+            one.remote,
+            one.version
+        ),
+        _ if sent.is_empty() && !unchanged.is_empty() => println!(
+            "Nothing to upload to {target}: {} unchanged, skipped.",
+            crate::listing::plural(unchanged.len() as u64, "file", "files"),
+        ),
+        _ => println!(
+            "Uploaded {}, {}{note}, to {target}{}.",
+            crate::listing::plural(sent.len() as u64, "file", "files"),
+            format_size(sent.iter().map(|u| u.bytes).sum()),
+            unchanged_note(unchanged.len())
+        ),
     }
     Ok(())
 }
@@ -363,12 +387,16 @@ fn get_json(done: &[Downloaded]) -> serde_json::Value {
             json!({
                 "local": d.local.display().to_string(), "bytes": d.bytes,
                 "version": d.version, "resumed_at": d.resumed_at,
+                "unchanged": d.unchanged,
             })
         })
         .collect();
+    let unchanged = done.iter().filter(|d| d.unchanged).count();
     json!({
         "files": done.len(),
         "bytes": done.iter().map(|d| d.bytes).sum::<u64>(),
+        "downloaded": done.len() - unchanged,
+        "unchanged": unchanged,
         "items": items,
     })
 }
@@ -395,22 +423,34 @@ async fn get(
     let done = get_all(Arc::clone(files), plan, options(args.bwlimit.as_deref())?).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&get_json(&done))?);
-    } else {
-        let bytes: u64 = done.iter().map(|d| d.bytes).sum();
-        match done.as_slice() {
-            [one] => println!(
-                "Downloaded {} to {} (version {}).",
-                format_size(one.bytes),
-                one.local.display(),
-                one.version
-            ),
-            _ => println!(
-                "Downloaded {}, {}, to {}.",
-                crate::listing::plural(done.len() as u64, "file", "files"),
-                format_size(bytes),
-                target.display()
-            ),
-        }
+        return Ok(());
+    }
+    let (unchanged, fetched): (Vec<&Downloaded>, Vec<&Downloaded>) =
+        done.iter().partition(|d| d.unchanged);
+    match done.as_slice() {
+        [one] if !args.recursive && one.unchanged => println!(
+            "{} is unchanged (version {}), skipped.",
+            one.local.display(),
+            one.version
+        ),
+        [one] if !args.recursive => println!(
+            "Downloaded {} to {} (version {}).",
+            format_size(one.bytes),
+            one.local.display(),
+            one.version
+        ),
+        _ if fetched.is_empty() && !unchanged.is_empty() => println!(
+            "Nothing to download to {}: {} unchanged, skipped.",
+            target.display(),
+            crate::listing::plural(unchanged.len() as u64, "file", "files"),
+        ),
+        _ => println!(
+            "Downloaded {}, {}, to {}{}.",
+            crate::listing::plural(fetched.len() as u64, "file", "files"),
+            format_size(fetched.iter().map(|d| d.bytes).sum()),
+            target.display(),
+            unchanged_note(unchanged.len())
+        ),
     }
     Ok(())
 }
