@@ -928,6 +928,30 @@ fn an_unchanged_file_is_not_uploaded_again() {
         (Some(1), Some(1))
     );
 
+    // Many sources into a folder (looked up by one listing of it, not one by one).
+    let many: Vec<PathBuf> = (0..10)
+        .map(|i| {
+            let f = client.dir.path().join(format!("many{i}.txt"));
+            std::fs::write(&f, format!("many {i}")).expect("write");
+            f
+        })
+        .collect();
+    let args = |json: bool| {
+        let mut a: Vec<&str> = vec!["put"];
+        a.extend(many.iter().map(|f| s(f)));
+        a.push("/many/");
+        if json {
+            a.push("--json");
+        }
+        a
+    };
+    client.run(&args(false)).ok();
+    let again = json(client.run(&args(true)).ok());
+    assert_eq!(
+        (again["uploaded"].as_u64(), again["unchanged"].as_u64()),
+        (Some(0), Some(10))
+    );
+
     // No version was spent on contents the server had.
     for (path, count) in [
         ("/notes.txt", 1),

@@ -20,6 +20,9 @@ use crate::sync::scan::left_out;
 
 /// At most this many entries in one transfer.
 pub const MAX_PLAN_ENTRIES: usize = 1_000_000;
+/// Up to this many sources put into an existing directory are looked up one by one;
+/// more, and the directory is listed.
+const STAT_EACH_MAX: usize = 8;
 
 #[derive(Clone, Debug)]
 pub struct PutItem {
@@ -169,8 +172,18 @@ pub async fn plan_put(
     match existing {
         Some(entry) if entry.is_dir() => {
             known.dirs.insert(target.segments.clone());
-            // Into the target: what is directly in it; the folder itself: all of it.
-            known.add(files.list(target, !into_dir).await?);
+            if !into_dir {
+                // The folder itself: all of it.
+                known.add(files.list(target, true).await?);
+            } else if sources.len() > STAT_EACH_MAX {
+                known.add(files.list(target, false).await?);
+            } else {
+                // A few sources into a directory that may hold many others.
+                for source in sources {
+                    let dest = target.join(&local_name(source)?)?;
+                    known.add(files.stat(&dest).await?.into_iter().collect());
+                }
+            }
         }
         Some(entry) => known.add(vec![entry]),
         None if into_dir => plan.dirs.push(target.clone()),
