@@ -268,13 +268,13 @@ async fn dispatch(files: &Arc<Files>, state: &StateDir, command: Command) -> any
             let plain = legacy::decrypt_to_temp(state, &source, &key, mode)?;
             let size = plain.as_file().metadata()?.len();
             let plan = vault_client::files::plan::PutPlan {
-                dirs: Vec::new(),
                 files: vec![vault_client::files::plan::PutItem {
                     local: plain.path().to_path_buf(),
                     remote: dest.clone(),
                     size,
+                    current: None,
                 }],
-                skipped: Vec::new(),
+                ..Default::default()
             };
             let done = put_all(Arc::clone(files), plan, options(None)?).await?;
             drop(plain);
@@ -313,14 +313,27 @@ fn put_json(done: &[Uploaded]) -> serde_json::Value {
             json!({
                 "remote": u.remote.to_string(), "bytes": u.bytes,
                 "version": u.version, "resumed_at": u.resumed_at,
+                "unchanged": u.unchanged,
             })
         })
         .collect();
+    let unchanged = done.iter().filter(|u| u.unchanged).count();
     json!({
         "files": done.len(),
         "bytes": done.iter().map(|u| u.bytes).sum::<u64>(),
+        "uploaded": done.len() - unchanged,
+        "unchanged": unchanged,
         "items": items,
     })
+}
+
+/// `; N unchanged, skipped` when some were, for the summary line of a transfer.
+fn unchanged_note(unchanged: usize) -> String {
+    if unchanged == 0 {
+        String::new()
+    } else {
+        format!("; {unchanged} unchanged, skipped")
+    }
 }
 
 async fn put(
@@ -330,6 +343,7 @@ async fn put(
 ) -> anyhow::Result<()> {
     let target = remote(&paths.pop().context("put needs LOCAL… REMOTE")?)?;
     let sources: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+    let one_file = matches!(sources.as_slice(), [one] if one.is_file());
     let plan = plan_put(files, &sources, &target, args.recursive).await?;
     for skipped in &plan.skipped {
         eprintln!(
@@ -343,28 +357,40 @@ async fn put(
         let mut value = put_json(&done);
         value["dirs"] = json!(dirs);
         outln!("{}", serde_json::to_string_pretty(&value)?)?;
+        return Ok(());
+    }
+    let (unchanged, sent): (Vec<&Uploaded>, Vec<&Uploaded>) =
+        done.iter().partition(|u| u.unchanged);
+    let resumed = sent.iter().filter(|u| u.resumed_at > 0).count();
+    let note = if resumed > 0 {
+        format!(" ({resumed} resumed)")
     } else {
-        let bytes: u64 = done.iter().map(|u| u.bytes).sum();
-        let resumed = done.iter().filter(|u| u.resumed_at > 0).count();
-        let note = if resumed > 0 {
-            format!(" ({resumed} resumed)")
-        } else {
-            String::new()
-        };
-        match done.as_slice() {
-            [one] if dirs == 0 => outln!(
-                "Uploaded {} as {} (version {}){note}.",
-                format_size(one.bytes),
-                shown(&one.remote.to_string()),
-                one.version
-            )?,
-            _ => outln!(
-                "Uploaded {}, {}{note}, to {}.",
-                plural(done.len() as u64, "file", "files"),
-                format_size(bytes),
-                shown(&target.to_string())
-            )?,
-        }
+        String::new()
+    };
+    match done.as_slice() {
+        [one] if one_file && one.unchanged => outln!(
+            "{} is unchanged (version {}), skipped.",
+            shown(&one.remote.to_string()),
+            one.version
+        )?,
+        [one] if one_file => outln!(
+            "Uploaded {} as {} (version {}){note}.",
+            format_size(one.bytes),
+            shown(&one.remote.to_string()),
+            one.version
+        )?,
+        _ if sent.is_empty() && !unchanged.is_empty() => outln!(
+            "Nothing to upload to {}: {} unchanged, skipped.",
+            shown(&target.to_string()),
+            plural(unchanged.len() as u64, "file", "files"),
+        )?,
+        _ => outln!(
+            "Uploaded {}, {}{note}, to {}{}.",
+            plural(sent.len() as u64, "file", "files"),
+            format_size(sent.iter().map(|u| u.bytes).sum()),
+            shown(&target.to_string()),
+            unchanged_note(unchanged.len())
+        )?,
     }
     Ok(())
 }
@@ -376,12 +402,16 @@ fn get_json(done: &[Downloaded]) -> serde_json::Value {
             json!({
                 "local": d.local.display().to_string(), "bytes": d.bytes,
                 "version": d.version, "resumed_at": d.resumed_at,
+                "unchanged": d.unchanged,
             })
         })
         .collect();
+    let unchanged = done.iter().filter(|d| d.unchanged).count();
     json!({
         "files": done.len(),
         "bytes": done.iter().map(|d| d.bytes).sum::<u64>(),
+        "downloaded": done.len() - unchanged,
+        "unchanged": unchanged,
         "items": items,
     })
 }
@@ -408,22 +438,34 @@ async fn get(
     let done = get_all(Arc::clone(files), plan, options(args.bwlimit.as_deref())?).await?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&get_json(&done))?)?;
-    } else {
-        let bytes: u64 = done.iter().map(|d| d.bytes).sum();
-        match done.as_slice() {
-            [one] => outln!(
-                "Downloaded {} to {} (version {}).",
-                format_size(one.bytes),
-                shown_path(&one.local),
-                one.version
-            )?,
-            _ => outln!(
-                "Downloaded {}, {}, to {}.",
-                plural(done.len() as u64, "file", "files"),
-                format_size(bytes),
-                shown_path(target)
-            )?,
-        }
+        return Ok(());
+    }
+    let (unchanged, fetched): (Vec<&Downloaded>, Vec<&Downloaded>) =
+        done.iter().partition(|d| d.unchanged);
+    match done.as_slice() {
+        [one] if !args.recursive && one.unchanged => outln!(
+            "{} is unchanged (version {}), skipped.",
+            shown_path(&one.local),
+            one.version
+        )?,
+        [one] if !args.recursive => outln!(
+            "Downloaded {} to {} (version {}).",
+            format_size(one.bytes),
+            shown_path(&one.local),
+            one.version
+        )?,
+        _ if fetched.is_empty() && !unchanged.is_empty() => outln!(
+            "Nothing to download to {}: {} unchanged, skipped.",
+            shown_path(target),
+            plural(unchanged.len() as u64, "file", "files"),
+        )?,
+        _ => outln!(
+            "Downloaded {}, {}, to {}{}.",
+            plural(fetched.len() as u64, "file", "files"),
+            format_size(fetched.iter().map(|d| d.bytes).sum()),
+            shown_path(target),
+            unchanged_note(unchanged.len())
+        )?,
     }
     Ok(())
 }

@@ -96,21 +96,20 @@ impl StateDir {
     /// Writes `name` in the directory atomically (temporary file, fsync, rename), mode 0600.
     pub(crate) fn write(&self, name: &str, data: &[u8]) -> Result<(), ClientError> {
         self.ensure_dir()?;
-        let path = self.dir.join(name);
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(data)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            std::fs::File::open(&self.dir)?.sync_all()
-        };
-        write().map_err(|e| state_error("write", &path, e))
+        write_atomically(&self.dir, name, data)
+    }
+
+    /// Writes `name` in the subdirectory `sub` (made 0700 when missing) as [`Self::write`]
+    /// does: records that belong together, such as the notes of `crate::files::rerun`.
+    pub(crate) fn write_in(&self, sub: &str, name: &str, data: &[u8]) -> Result<(), ClientError> {
+        self.ensure_dir()?;
+        let dir = self.dir.join(sub);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| state_error("create", &dir, e))?;
+        write_atomically(&dir, name, data)
     }
 
     /// Reads `name` from the directory; `None` when it does not exist.
@@ -209,6 +208,26 @@ impl StateDir {
     pub fn forget_known_keys(&self) -> Result<(), ClientError> {
         self.remove(crate::groups::pins::FILE)
     }
+}
+
+/// Writes `dir/name` through a temporary file that is synced and renamed into place, then
+/// syncs the directory; mode 0600.
+fn write_atomically(dir: &Path, name: &str, data: &[u8]) -> Result<(), ClientError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| state_error("write", &path, e))
 }
 
 #[cfg(test)]

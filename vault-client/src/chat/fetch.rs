@@ -4,8 +4,9 @@
 //! [`FileRef`]. The sealed contents come from `chat_file_download` (the server finds the
 //! file from the message; the caller names no path) and are opened chunk by chunk with the
 //! key from the message ([`Opener`]); the size and the BLAKE3 of the plaintext must be the
-//! ones the signed message states. The plaintext goes to a hidden temporary file beside
-//! the target, is synced, and renamed into place only when everything matched. An existing
+//! ones the signed message states. The plaintext goes to a temporary file in the hidden
+//! `.vault-part/` folder beside the target (as a download's part file does), is synced,
+//! and renamed into place only when everything matched. An existing
 //! file is never overwritten.
 
 use std::io::Write;
@@ -19,7 +20,7 @@ use vault_core::proto::{Request, Response};
 use zeroize::Zeroizing;
 
 use super::receive::{Content, Reader, Received};
-use crate::files::download::part_paths;
+use crate::files::download::PartPaths;
 use crate::files::progress::Progress;
 use crate::files::{Files, FilesError, unexpected};
 
@@ -215,7 +216,9 @@ pub async fn fetch(
         other => return Err(unexpected("chat_file_download", &other)),
     }
 
-    let (part, _) = part_paths(&target)?;
+    let paths = PartPaths::of(&target)?;
+    paths.prepare()?;
+    let part = paths.part.clone();
     let _ = std::fs::remove_file(&part);
     let mut out = std::fs::OpenOptions::new()
         .write(true)
@@ -246,7 +249,7 @@ pub async fn fetch(
     .await;
     drop(out);
     if let Err(e) = written {
-        let _ = std::fs::remove_file(&part);
+        paths.discard();
         return Err(match e {
             FilesError::Integrity(why) => FilesError::Integrity(format!(
                 "{why}; nothing was written to {}",
@@ -257,10 +260,11 @@ pub async fn fetch(
     }
     progress.file_done();
     if let Err(e) = refuse_existing(&target) {
-        let _ = std::fs::remove_file(&part);
+        paths.discard();
         return Err(e);
     }
     std::fs::rename(&part, &target).map_err(|e| FilesError::io("rename into place", &target, e))?;
+    paths.tidy();
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

@@ -1,15 +1,18 @@
 //! One file's download (SPEC 6.2, §7): the sealed chunks are opened one by one with
-//! STREAM into `DIR/.NAME.vault-part`, with a sidecar `DIR/.NAME.vault-part.json` that
-//! pins the file id and version. At the end the BLAKE3 of the plaintext is checked
-//! against the metadata, the part file is synced, its mtime and mode are set from the
-//! metadata, and it is renamed into place. A later attempt continues from the whole
-//! chunks already in the part file (the prefix is read again only to hash it). Chunks are
-//! opened, hashed and written on a blocking thread a few chunks behind the network, and the
-//! part file is written behind ([`WriteBehind`]), so the final sync is short. Nothing
-//! that failed to open or to match is ever renamed into place.
+//! STREAM into a part file with a sidecar that pins the file id and version, both in a
+//! `.vault-part/` folder beside the target under a short fixed-length name ([`PartPaths`]:
+//! a 255-byte name leaves no room for a suffix). At the end the BLAKE3 of the plaintext is
+//! checked against the metadata, the part file is synced, its mtime and mode are set from
+//! the metadata, and it is renamed into place; the sidecar goes, and the folder too once
+//! nothing else is in it. A later attempt continues from the whole chunks already in the
+//! part file (the prefix is read again only to hash it). Chunks are opened, hashed and
+//! written on a blocking thread a few chunks behind the network, and the part file is
+//! written behind ([`WriteBehind`]), so the final sync is short. Nothing that failed to
+//! open or to match is ever renamed into place. [`get_file`] first skips a target that
+//! already holds the remote file's current version ([`super::unchanged`]).
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -21,6 +24,7 @@ use vault_fsio::WriteBehind;
 use zeroize::Zeroizing;
 
 use super::progress::{Progress, RateLimit, pace};
+use super::unchanged::{CurrentVersion, file_matches};
 use super::{Files, FilesError, RemotePath, unexpected};
 
 /// What a part file belongs to.
@@ -42,20 +46,87 @@ pub struct Downloaded {
     pub version: u64,
     /// Plaintext bytes that were already in the part file from an earlier attempt.
     pub resumed_at: u64,
+    /// The target already held these contents: nothing was written.
+    pub unchanged: bool,
 }
 
-/// The part file and sidecar paths for `target`.
-pub fn part_paths(target: &Path) -> Result<(PathBuf, PathBuf), FilesError> {
-    let name = target
-        .file_name()
-        .ok_or_else(|| FilesError::Usage(format!("{} does not name a file", target.display())))?;
-    let dir = target.parent().unwrap_or(Path::new("."));
-    let mut part = std::ffi::OsString::from(".");
-    part.push(name);
-    part.push(".vault-part");
-    let mut side = part.clone();
-    side.push(".json");
-    Ok((dir.join(part), dir.join(side)))
+/// The folder beside a target that holds its unfinished download.
+pub const PART_DIR: &str = ".vault-part";
+
+/// Where the unfinished download of a target lives: `DIR/.vault-part/ID` and
+/// `DIR/.vault-part/ID.json`, ID the first 16 bytes of the BLAKE3 of the target's name in
+/// hex. Short and fixed-length whatever the name, and the same on every run, so a later
+/// run finds what an earlier one left.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartPaths {
+    /// The target's directory.
+    pub dir: PathBuf,
+    /// `dir/.vault-part`.
+    pub folder: PathBuf,
+    pub part: PathBuf,
+    pub side: PathBuf,
+}
+
+impl PartPaths {
+    /// The paths for `target`.
+    pub fn of(target: &Path) -> Result<Self, FilesError> {
+        let name = target.file_name().ok_or_else(|| {
+            FilesError::Usage(format!("{} does not name a file", target.display()))
+        })?;
+        let dir = match target.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let hash = vault_core::format::content_hash(name.as_encoded_bytes());
+        let id = hex::encode(&hash[..16]);
+        let folder = dir.join(PART_DIR);
+        Ok(PartPaths {
+            part: folder.join(&id),
+            side: folder.join(format!("{id}.json")),
+            folder,
+            dir,
+        })
+    }
+
+    /// Makes the folder (0700) in the target's directory, which must exist.
+    pub fn prepare(&self) -> Result<(), FilesError> {
+        match std::fs::metadata(&self.dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(FilesError::Usage(format!(
+                    "{} is not a directory",
+                    self.dir.display()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(FilesError::Usage(format!(
+                    "{}: no such directory; create it first",
+                    self.dir.display()
+                )));
+            }
+            Err(e) => return Err(FilesError::io("read", &self.dir, e)),
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(&self.folder) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && self.folder.is_dir() => {
+                Ok(())
+            }
+            Err(e) => Err(FilesError::io("create", &self.folder, e)),
+        }
+    }
+
+    /// Removes the part file and the sidecar, then the folder if nothing else is in it.
+    pub fn discard(&self) {
+        let _ = std::fs::remove_file(&self.part);
+        self.tidy();
+    }
+
+    /// Removes the sidecar, then the folder if nothing else is in it (another download's
+    /// files keep it).
+    pub fn tidy(&self) {
+        let _ = std::fs::remove_file(&self.side);
+        let _ = std::fs::remove_dir(&self.folder);
+    }
 }
 
 fn read_sidecar(path: &Path) -> Option<Sidecar> {
@@ -81,9 +152,50 @@ fn write_sidecar(path: &Path, sidecar: &Sidecar) -> Result<(), FilesError> {
         .map_err(|e| FilesError::io("write", path, e))
 }
 
-fn discard(part: &Path, side: &Path) {
-    let _ = std::fs::remove_file(part);
-    let _ = std::fs::remove_file(side);
+/// Writes the sidecar, making the folder again if a download of another file in the same
+/// directory removed it in the meantime (it does when it leaves it empty).
+fn write_sidecar_in(paths: &PartPaths, sidecar: &Sidecar) -> Result<(), FilesError> {
+    let mut attempts = 0;
+    loop {
+        paths.prepare()?;
+        match write_sidecar(&paths.side, sidecar) {
+            Err(FilesError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && attempts < 3 =>
+            {
+                attempts += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// [`download_file`], unless the file at `target` already holds what `current` (the
+/// remote file's current version, when known) holds: then nothing is fetched or written,
+/// what an earlier attempt left for `target` is removed, and the file is reported
+/// unchanged.
+pub async fn get_file(
+    files: &Files,
+    remote: &RemotePath,
+    target: &Path,
+    current: Option<&CurrentVersion>,
+    progress: &dyn Progress,
+    limit: Option<&RateLimit>,
+) -> Result<Downloaded, FilesError> {
+    let Some(current) = current else {
+        return download_file(files, remote, target, progress, limit).await;
+    };
+    if !file_matches(target, current).await? {
+        return download_file(files, remote, target, progress, limit).await;
+    }
+    PartPaths::of(target)?.discard();
+    progress.advance(current.size);
+    Ok(Downloaded {
+        local: target.to_path_buf(),
+        bytes: current.size,
+        version: current.version,
+        resumed_at: 0,
+        unchanged: true,
+    })
 }
 
 /// Downloads the current version of `remote` (or the version a part file pins) to
@@ -95,15 +207,34 @@ pub async fn download_file(
     progress: &dyn Progress,
     limit: Option<&RateLimit>,
 ) -> Result<Downloaded, FilesError> {
+    let paths = PartPaths::of(target)?;
+    paths.prepare()?;
+    let result = download_into(files, remote, target, &paths, progress, limit).await;
+    if result.is_err() {
+        // Gone unless it holds something to resume from.
+        let _ = std::fs::remove_dir(&paths.folder);
+    }
+    result
+}
+
+/// [`download_file`] with the part folder made.
+async fn download_into(
+    files: &Files,
+    remote: &RemotePath,
+    target: &Path,
+    paths: &PartPaths,
+    progress: &dyn Progress,
+    limit: Option<&RateLimit>,
+) -> Result<Downloaded, FilesError> {
+    let (part, side) = (&paths.part, &paths.side);
     let keys = files.keys_for(&remote.ns).await?;
     let encrypted = keys.encrypt_path(&remote.segments)?;
-    let (part, side) = part_paths(target)?;
 
     // What an earlier attempt left, if it is for this file.
-    let pinned = read_sidecar(&side).filter(|s| s.remote == encrypted && part.exists());
+    let pinned = read_sidecar(side).filter(|s| s.remote == encrypted && part.exists());
     let mut start = 0u64;
     if let Some(s) = &pinned {
-        let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+        let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
         start = (have / CHUNK_LEN as u64).min(chunk_count(s.size) - 1);
     }
     let request = |version: Option<u64>, from_chunk: u64| Request::Download {
@@ -128,7 +259,8 @@ pub async fn download_file(
         Some(a) => (pinned, start, a),
         None => {
             // Nothing to resume, or the pinned version is gone: start over.
-            discard(&part, &side);
+            let _ = std::fs::remove_file(part);
+            let _ = std::fs::remove_file(side);
             match conn.call_with_download(&request(None, 0)).await {
                 Ok(a) => (None, 0, a),
                 Err(e) if e.api_code() == Some("not_found") => {
@@ -168,7 +300,7 @@ pub async fn download_file(
         size: meta.size,
     };
     if pinned.is_none() {
-        write_sidecar(&side, &sidecar)?;
+        write_sidecar_in(paths, &sidecar)?;
     }
 
     // The part file, cut to the whole chunks kept, and the hash of that prefix.
@@ -179,12 +311,12 @@ pub async fn download_file(
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .open(&part)
-        .map_err(|e| FilesError::io("write", &part, e))?;
+        .open(part)
+        .map_err(|e| FilesError::io("write", part, e))?;
     out.set_len(keep)
-        .map_err(|e| FilesError::io("write", &part, e))?;
+        .map_err(|e| FilesError::io("write", part, e))?;
     let mut hasher = ContentHasher::new();
-    hash_prefix(&mut out, keep, &mut hasher).map_err(|e| FilesError::io("read", &part, e))?;
+    hash_prefix(&mut out, keep, &mut hasher).map_err(|e| FilesError::io("read", part, e))?;
     progress.advance(keep);
     let out = WriteBehind::new(out, keep);
 
@@ -257,19 +389,20 @@ pub async fn download_file(
     stream.expect_end().await?;
     opener.finish()?;
     if hasher.finalize() != meta.blake3 {
-        discard(&part, &side);
+        paths.discard();
         return Err(FilesError::Integrity(format!(
             "{remote}: the contents do not match their BLAKE3 hash; nothing was written to {}",
             target.display()
         )));
     }
-    finish(out.into_inner(), &part, target, &meta)?;
-    let _ = std::fs::remove_file(&side);
+    finish(out.into_inner(), part, target, &meta)?;
+    paths.tidy();
     Ok(Downloaded {
         local: target.to_path_buf(),
         bytes: meta.size,
         version: version.version,
         resumed_at: keep,
+        unchanged: false,
     })
 }
 
@@ -384,12 +517,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn part_files_sit_beside_the_target_hidden() {
-        let (part, side) = part_paths(Path::new("/x/y/report.pdf")).expect("paths");
-        assert_eq!(part, Path::new("/x/y/.report.pdf.vault-part"));
-        assert_eq!(side, Path::new("/x/y/.report.pdf.vault-part.json"));
-        let (part, _) = part_paths(Path::new("a.txt")).expect("relative");
-        assert_eq!(part, Path::new(".a.txt.vault-part"));
-        assert!(part_paths(Path::new("/")).is_err());
+    fn part_files_sit_beside_the_target_in_a_hidden_folder_under_short_names() {
+        let paths = PartPaths::of(Path::new("/x/y/report.pdf")).expect("paths");
+        assert_eq!(paths.dir, Path::new("/x/y"));
+        assert_eq!(paths.folder, Path::new("/x/y/.vault-part"));
+        assert_eq!(paths.part.parent(), Some(paths.folder.as_path()));
+        let id = paths.part.file_name().and_then(|n| n.to_str()).expect("id");
+        assert_eq!(id.len(), 32, "{id}");
+        assert_eq!(paths.side, paths.folder.join(format!("{id}.json")));
+        // The same name gives the same paths; another name others; the longest name fits.
+        assert_eq!(
+            PartPaths::of(Path::new("/x/y/report.pdf")).expect("again"),
+            paths
+        );
+        let other = PartPaths::of(Path::new("/x/y/report.pdf2")).expect("other");
+        assert_ne!(other.part, paths.part);
+        let long = PartPaths::of(&Path::new("/x").join("n".repeat(255))).expect("long");
+        assert_eq!(long.part.file_name().map(|n| n.len()), Some(32));
+        let relative = PartPaths::of(Path::new("a.txt")).expect("relative");
+        assert_eq!(relative.folder, Path::new("./.vault-part"));
+        assert!(PartPaths::of(Path::new("/")).is_err());
+    }
+
+    #[test]
+    fn the_folder_needs_the_target_directory_and_goes_when_empty() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let missing = PartPaths::of(&tmp.path().join("no/such/dir/f")).expect("paths");
+        let e = missing.prepare().expect_err("no directory").to_string();
+        assert!(e.contains("no/such/dir: no such directory"), "{e}");
+        assert!(!e.contains(".vault-part"), "{e}");
+
+        let a = PartPaths::of(&tmp.path().join("a")).expect("a");
+        let b = PartPaths::of(&tmp.path().join("b")).expect("b");
+        a.prepare().expect("prepare");
+        b.prepare().expect("prepare again");
+        std::fs::write(&a.part, b"x").expect("part a");
+        std::fs::write(&b.side, b"{}").expect("side b");
+        a.discard();
+        assert!(a.folder.is_dir(), "b's sidecar keeps the folder");
+        b.tidy();
+        assert!(!a.folder.exists());
     }
 }

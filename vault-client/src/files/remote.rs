@@ -478,16 +478,20 @@ impl Files {
         }
     }
 
-    /// Creates `path` and any missing parents.
-    pub async fn mkdir(&self, path: &RemotePath) -> Result<(), FilesError> {
+    /// Creates `path` and any missing parents (an existing directory is fine); returns the
+    /// directory's entry id (0 for the root).
+    pub async fn mkdir(&self, path: &RemotePath) -> Result<i64, FilesError> {
         if path.is_root() {
-            return Ok(());
+            return Ok(0);
         }
         let request = Request::Mkdir {
             ns: path.ns.clone(),
             path: self.encrypt(path).await?,
         };
-        self.call(&request).await.map(|_| ())
+        match self.call(&request).await? {
+            Response::Entry(info) => Ok(info.id),
+            other => Err(unexpected("mkdir", &other)),
+        }
     }
 
     /// Moves `path` to the trash; returns how many entries went.

@@ -11,16 +11,20 @@
 //! 4. `upload_put_many` carries the sealed bytes, keys and metadata of the whole batch and
 //!    the server commits every file that is in order in one transaction.
 //!
+//! A file whose remote current version already holds what was read
+//! ([`super::unchanged`]) is left out before step 2 and reported unchanged.
 //! Each file has its own result; a file the server refuses is aborted (best effort) and
 //! does not stop the others. There are no resume records: a batch is small enough to send
 //! again. When the connection breaks, [`upload_batch_with_retry`] reconnects, aborts the
 //! uploads of the broken attempt (which the server may or may not have committed: a commit
 //! that happened is not undone by the abort, it only gains a newer version) and starts the
 //! batch over. While a batch holds uploads open, their ids are also in a small record in
-//! `<state>/uploads/batches/` (0600, not synced to disk: it only has to survive the
-//! process); the next command aborts what a killed one left ([`abort_leftovers`]), so
-//! that a late commit of a dead client cannot land after a sync has read the remote
-//! state.
+//! `<state>/uploads/batches/` (0600, written whole through a rename, not synced to disk: it
+//! only has to survive the process); the next command aborts what a killed one left
+//! ([`abort_leftovers`]) before it reads the remote state, so that a late commit of a dead
+//! client cannot land after a sync or a put took its files for missing. Uploads opened in
+//! the instant between the server's answer and the record can never commit (nothing was
+//! sent for them); they hold their quota until they expire, ten minutes later.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -40,6 +44,7 @@ use zeroize::Zeroizing;
 
 use super::progress::{Progress, RateLimit, pace};
 use super::transfer::with_retry;
+use super::unchanged::CurrentVersion;
 use super::upload::{LocalFile, Uploaded};
 use super::{Files, FilesError, RemotePath, unexpected};
 use crate::ClientError;
@@ -62,6 +67,9 @@ pub struct SmallFile {
     pub remote: RemotePath,
     /// The plaintext size when the file was looked at (for cutting batches).
     pub size: u64,
+    /// The remote file's current version, when known: a file it already holds is not
+    /// sent.
+    pub current: Option<CurrentVersion>,
 }
 
 /// The length of the encrypted form of `remote` (names encrypt to a length that depends
@@ -128,10 +136,11 @@ fn changed(file: &SmallFile) -> FilesError {
     ))
 }
 
-/// A file read whole, with what it looked like around the read.
+/// A file read whole, with what it looked like around the read and its BLAKE3.
 struct Read {
     info: LocalFile,
     plain: Zeroizing<Vec<u8>>,
+    blake3: [u8; 32],
 }
 
 /// Reads every file whole; a file that changes across the read (or is no longer small)
@@ -153,7 +162,12 @@ async fn read_all(batch: &[SmallFile]) -> Result<Vec<Result<Read, FilesError>>, 
                 if plain.len() as u64 != info.size || LocalFile::stat(&file.local)? != info {
                     return Err(changed(file));
                 }
-                Ok(Read { info, plain })
+                let blake3 = content_hash(&plain);
+                Ok(Read {
+                    info,
+                    plain,
+                    blake3,
+                })
             })
             .collect()
     })
@@ -195,7 +209,20 @@ pub async fn upload_batch(
             Ok((read, path))
         });
         match prepared {
-            Ok((read, path)) => ready.push((index, read, path)),
+            Ok((read, path)) => match file.current {
+                Some(current) if current.matches(read.info.size, &read.blake3) => {
+                    progress.advance(read.info.size);
+                    results[index] = Some(Ok(Uploaded {
+                        remote: file.remote.clone(),
+                        bytes: read.info.size,
+                        file_id: current.file_id,
+                        version: current.version,
+                        resumed_at: 0,
+                        unchanged: true,
+                    }));
+                }
+                _ => ready.push((index, read, path)),
+            },
             Err(e) => results[index] = Some(Err(e)),
         }
     }
@@ -273,7 +300,7 @@ pub async fn upload_batch(
             mtime_s: read.info.mtime_s,
             mtime_ns: read.info.mtime_ns,
             mode: read.info.mode,
-            blake3: content_hash(&read.plain),
+            blake3: read.blake3,
         };
         puts.push(PutFile {
             upload_id: ticket.upload_id,
@@ -312,6 +339,7 @@ pub async fn upload_batch(
                         file_id: done.file_id,
                         version: done.version,
                         resumed_at: 0,
+                        unchanged: false,
                     })
                 } else {
                     Err(FilesError::Integrity(format!(
@@ -408,6 +436,9 @@ impl OpenUploads {
             created: unix_now(),
             upload_ids: ids,
         };
+        // Whole or not at all: a process killed while writing must not leave a record the
+        // next command cannot read.
+        let tmp = path.with_extension("tmp");
         let write = || -> std::io::Result<()> {
             if let Some(dir) = path.parent() {
                 std::fs::DirBuilder::new()
@@ -421,8 +452,9 @@ impl OpenUploads {
                 .create(true)
                 .truncate(true)
                 .mode(0o600)
-                .open(path)?;
-            f.write_all(&text)
+                .open(&tmp)?;
+            f.write_all(&text)?;
+            std::fs::rename(&tmp, path)
         };
         if let Err(e) = write() {
             tracing::debug!(error = %e, "cannot write a batch record");
@@ -477,6 +509,17 @@ pub async fn abort_leftovers(files: &Files) -> Result<(), FilesError> {
     let procs = std::path::Path::new("/proc/self").exists();
     for item in read.flatten() {
         let path = item.path();
+        if path.extension().is_some_and(|e| e == "tmp") {
+            // A record a killed process never finished; a running one renames its own soon.
+            let old = item
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 60));
+            if old {
+                let _ = std::fs::remove_file(&path);
+            }
+            continue;
+        }
         let record: Option<BatchRecord> = std::fs::metadata(&path)
             .ok()
             .filter(|m| m.is_file() && m.len() <= MAX_RECORD_LEN)
@@ -553,6 +596,7 @@ mod tests {
                 dir_hint: false,
             },
             size,
+            current: None,
         }
     }
 

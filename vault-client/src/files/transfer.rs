@@ -7,11 +7,12 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::download::{Downloaded, download_file};
+use super::download::{Downloaded, get_file};
 use super::plan::{GetItem, GetPlan, PutItem, PutPlan};
 use super::progress::{Progress, RateLimit};
+use super::rerun::{MadeDir, TargetNotes};
 use super::small::{SmallFile, abort_leftovers, batches, is_small, upload_batch_with_retry};
-use super::upload::{Uploaded, upload_file};
+use super::upload::{Uploaded, put_file};
 use super::{Files, FilesError};
 
 /// Files in flight at once.
@@ -154,18 +155,25 @@ enum PutJob {
     One(usize, PutItem),
 }
 
-/// Creates the plan's directories, then uploads its files: small ones in batches
-/// ([`super::small`]), the others one by one, all in plan order in the result.
+/// Creates the plan's directories (noting the target the command makes, for its
+/// re-runs), then uploads its files: small ones in batches ([`super::small`]), the others
+/// one by one, all in plan order in the result. A file the remote side already holds is
+/// not sent again ([`Uploaded::unchanged`]).
 pub async fn put_all(
     files: Arc<Files>,
     plan: PutPlan,
     opts: Options,
 ) -> Result<Vec<Uploaded>, FilesError> {
     for dir in &plan.dirs {
-        with_retry(&files, &dir.to_string(), &*opts.progress, || {
+        let id = with_retry(&files, &dir.to_string(), &*opts.progress, || {
             files.mkdir(dir)
         })
         .await?;
+        if let Some((command, target)) = &plan.made_target
+            && target == dir
+        {
+            TargetNotes::new(files.state()).note(command, MadeDir::Remote { id })?;
+        }
     }
     opts.progress.begin(plan.files.len() as u64, plan.bytes());
     // What batches of a killed earlier command left open holds quota until it expires.
@@ -181,6 +189,7 @@ pub async fn put_all(
                 local: item.local,
                 remote: item.remote,
                 size: item.size,
+                current: item.current,
             };
             small.push((index, file));
         } else {
@@ -198,10 +207,11 @@ pub async fn put_all(
                 PutJob::One(index, item) => {
                     let what = item.local.display().to_string();
                     let done = with_retry(&files, &what, &*opts.progress, || {
-                        upload_file(
+                        put_file(
                             &files,
                             &item.local,
                             &item.remote,
+                            item.current.as_ref(),
                             &*opts.progress,
                             opts.limit.as_deref(),
                         )
@@ -235,7 +245,9 @@ pub async fn put_all(
     Ok(done.into_iter().map(|(_, u)| u).collect())
 }
 
-/// Creates the plan's local directories, then downloads its files.
+/// Creates the plan's local directories (noting the target the command makes, for its
+/// re-runs), then downloads its files; a file the target already holds is not fetched
+/// again ([`Downloaded::unchanged`]).
 pub async fn get_all(
     files: Arc<Files>,
     plan: GetPlan,
@@ -243,6 +255,12 @@ pub async fn get_all(
 ) -> Result<Vec<Downloaded>, FilesError> {
     for dir in &plan.dirs {
         std::fs::create_dir_all(dir).map_err(|e| FilesError::io("create", dir, e))?;
+        if let Some((command, target)) = &plan.made_target
+            && target == dir
+            && let Some(made) = MadeDir::local(dir)
+        {
+            TargetNotes::new(files.state()).note(command, made)?;
+        }
     }
     opts.progress.begin(plan.files.len() as u64, plan.bytes());
     let in_flight = opts.in_flight;
@@ -251,10 +269,11 @@ pub async fn get_all(
         async move {
             let what = item.remote.to_string();
             let done = with_retry(&files, &what, &*opts.progress, || {
-                download_file(
+                get_file(
                     &files,
                     &item.remote,
                     &item.local,
+                    item.current.as_ref(),
                     &*opts.progress,
                     opts.limit.as_deref(),
                 )

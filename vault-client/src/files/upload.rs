@@ -4,7 +4,8 @@
 //! into the metadata sent with `upload_commit`.
 //! A resume record (see [`super::resume`]) lets a later attempt ask `upload_status` and
 //! continue at the last whole chunk the server holds; the prefix is read again only to hash
-//! it (and to advance the sealer: nothing of it is sent again).
+//! it (and to advance the sealer: nothing of it is sent again). [`put_file`] first skips a
+//! file the remote file's current version already holds ([`super::unchanged`]).
 
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
@@ -23,6 +24,7 @@ use zeroize::Zeroizing;
 use super::keys::SpaceKeys;
 use super::progress::{Progress, RateLimit, pace};
 use super::resume::{ResumeRecord, ResumeStore};
+use super::unchanged::{CurrentVersion, file_matches};
 use super::{Files, FilesError, RemotePath, unexpected};
 
 /// A local file as it was when looked at.
@@ -64,6 +66,9 @@ pub struct Uploaded {
     pub version: u64,
     /// Plaintext bytes that were already on the server from an earlier attempt.
     pub resumed_at: u64,
+    /// The remote file already held these contents: nothing was sent and `version` is
+    /// the version that holds them.
+    pub unchanged: bool,
 }
 
 enum Resume {
@@ -122,6 +127,7 @@ pub async fn upload_file(
                     file_id: record.file_id,
                     version: record.version,
                     resumed_at: info.size,
+                    unchanged: false,
                 });
             }
             Resume::Gone => {
@@ -184,7 +190,67 @@ pub async fn upload_file(
         file_id: record.file_id,
         version: record.version,
         resumed_at: received / SEALED_CHUNK_LEN as u64 * CHUNK_LEN as u64,
+        unchanged: false,
     })
+}
+
+/// [`upload_file`], unless `current` (the remote file's current version, when known)
+/// already holds what `local` holds: then nothing is sent, the file is reported unchanged,
+/// and an earlier attempt's resume record is dropped, its upload aborted unless it is the
+/// very version that holds the contents.
+pub async fn put_file(
+    files: &Files,
+    local: &Path,
+    remote: &RemotePath,
+    current: Option<&CurrentVersion>,
+    progress: &dyn Progress,
+    limit: Option<&RateLimit>,
+) -> Result<Uploaded, FilesError> {
+    let Some(current) = current else {
+        return upload_file(files, local, remote, progress, limit).await;
+    };
+    if !file_matches(local, current).await? {
+        return upload_file(files, local, remote, progress, limit).await;
+    }
+    drop_resume_record(files, local, remote, current).await?;
+    progress.advance(current.size);
+    Ok(Uploaded {
+        remote: remote.clone(),
+        bytes: current.size,
+        file_id: current.file_id,
+        version: current.version,
+        resumed_at: 0,
+        unchanged: true,
+    })
+}
+
+/// Drops the resume record of an upload of `local` to `remote`, if there is one, aborting
+/// its upload unless that upload became `current`.
+async fn drop_resume_record(
+    files: &Files,
+    local: &Path,
+    remote: &RemotePath,
+    current: &CurrentVersion,
+) -> Result<(), FilesError> {
+    let encrypted = files.encrypt(remote).await?;
+    let absolute = std::path::absolute(local).map_err(|e| FilesError::io("read", local, e))?;
+    let store = ResumeStore::new(files.state());
+    let record_path = store.path_for(files.server(), files.user(), &encrypted, &absolute);
+    let Some(record) = store.load(&record_path) else {
+        return Ok(());
+    };
+    if (record.file_id, record.version) != (current.file_id, current.version) {
+        let abort = Request::UploadAbort {
+            upload_id: record.upload_id,
+        };
+        match files.call(&abort).await {
+            Err(e) if e.is_connection() => return Err(e),
+            // Aborted, or gone already.
+            _ => {}
+        }
+    }
+    store.remove(&record_path);
+    Ok(())
 }
 
 async fn abort(files: &Files, store: &ResumeStore, record_path: &Path, upload_id: i64) {

@@ -289,6 +289,7 @@ pub fn small_file(ctx: &Context, item: &Item) -> SmallFile {
         local: ctx.local(&item.path),
         remote: ctx.remote(&item.path),
         size: item.local.map_or(0, |l| l.size),
+        current: None,
     }
 }
 

@@ -3,8 +3,9 @@
 //! directory and below; a deeper file wins) and `--exclude PATTERN`s (gitignore lines
 //! relative to LOCAL). The same rules decide for remote paths, so an ignored path is left
 //! alone on both sides. Hidden files are synced; `.gitignore` means nothing here.
-//! `LOCAL/.vault-sync/`, `vault get`'s `.NAME.vault-part` leftovers, symlinks and other
-//! non-regular files are skipped.
+//! What no transfer ever takes ([`left_out`]: a synced folder's `.vault-sync/`, wherever it
+//! sits, and what unfinished downloads leave beside their targets), symlinks and other
+//! non-regular files are skipped; `vault put -r` leaves out the same.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -15,6 +16,7 @@ use vault_core::format::names::validate_segment;
 
 use super::SyncError;
 use super::state::{STATE_DIR, Stamp};
+use crate::files::download::PART_DIR;
 
 /// The per-directory ignore file.
 pub const IGNORE_FILE: &str = ".vaultignore";
@@ -65,7 +67,7 @@ impl Rules {
 
     /// Whether the relative path `rel` (or a directory above it) is ignored.
     pub fn ignored(&self, rel: &str, is_dir: bool) -> bool {
-        if rel == STATE_DIR || rel.starts_with(&format!("{STATE_DIR}/")) {
+        if rel.split('/').any(left_out) {
             return true;
         }
         let full = self.root.join(rel);
@@ -120,8 +122,16 @@ fn stamp_of(m: &std::fs::Metadata) -> Stamp {
     }
 }
 
-fn is_part_file(name: &str) -> bool {
-    name.starts_with('.') && (name.ends_with(".vault-part") || name.ends_with(".vault-part.json"))
+/// Whether an entry named `name` is left out of every transfer, wherever it sits: the
+/// state of a synced folder (`.vault-sync/`: its state, journal, lock, downloads and local
+/// trash), and what unfinished downloads leave beside their targets (the `.vault-part/`
+/// folder, and the `.NAME.vault-part` files and their `.json` sidecars of earlier
+/// versions).
+pub fn left_out(name: &str) -> bool {
+    name == STATE_DIR
+        || name == PART_DIR
+        || name.starts_with('.')
+            && (name.ends_with(".vault-part") || name.ends_with(".vault-part.json"))
 }
 
 /// Walks `root` with `excludes` and the `.vaultignore` files found on the way.
@@ -164,7 +174,7 @@ fn walk(root: &Path, dir: &str, out: &mut Scan) -> Result<(), SyncError> {
         let kind = entry
             .file_type()
             .map_err(|e| SyncError::io("read", entry.path(), e))?;
-        if out.rules.ignored(&rel, kind.is_dir()) || is_part_file(&name) {
+        if left_out(&name) || out.rules.ignored(&rel, kind.is_dir()) {
             continue;
         }
         if let Err(e) = validate_segment(&name) {
@@ -228,6 +238,9 @@ mod tests {
         write(root, "tmp/scratch", "t");
         write(root, ".vault-sync/state.json", "{}");
         write(root, "sub/.f.vault-part", "p");
+        write(root, "sub/.vault-part/0123abcd", "p");
+        write(root, "sub/.vault-part/0123abcd.json", "{}");
+        write(root, "nested/.vault-sync/lock", "");
         let scan = scan(root, &["tmp".to_owned()]).expect("scan");
         let names: Vec<&str> = scan.files.keys().map(String::as_str).collect();
         assert_eq!(
@@ -254,6 +267,8 @@ mod tests {
         );
         assert!(rules.ignored("tmp/new", false));
         assert!(rules.ignored(".vault-sync/state.json", false));
+        assert!(rules.ignored("nested/.vault-sync/lock", false));
+        assert!(rules.ignored("sub/.vault-part/0123abcd", false));
         assert!(!rules.ignored("docs/a.txt", false));
     }
 
