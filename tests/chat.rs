@@ -548,8 +548,8 @@ fn listen_notices_a_killed_and_restarted_server_within_seconds() {
     befriend((&alice, "alice"), (&bob, "bob"));
     let listener = Listener::start(&bob);
     listener.settle();
-    // Killed, so no close reaches the listener; the new process knows nothing of its
-    // connection either.
+    // Killed, so no close reaches the listener; the new process answers the old
+    // connection's next ping with a stateless reset.
     server.kill_hard();
     server.restart(|_| {});
     let restarted = Instant::now();
@@ -563,5 +563,8 @@ fn listen_notices_a_killed_and_restarted_server_within_seconds() {
     );
     let out = listener.stop();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("no answer from the server"), "{stderr}");
+    assert!(
+        stderr.contains("the connection was lost (the server restarted"),
+        "{stderr}"
+    );
 }

@@ -168,6 +168,13 @@ pub fn event_json(event: &ListenEvent) -> Option<Value> {
 /// What a connection notice says on stderr.
 pub fn notice(event: &ListenEvent) -> Option<String> {
     match event {
+        // A lost connection already says so ("the connection was lost (…)").
+        ListenEvent::Lost { reason, retry_in } if reason.starts_with("the connection was lost") => {
+            Some(format!(
+                "{reason}; reconnecting in {:.1} s",
+                retry_in.as_secs_f64()
+            ))
+        }
         ListenEvent::Lost { reason, retry_in } => Some(format!(
             "connection lost ({reason}); reconnecting in {:.1} s",
             retry_in.as_secs_f64()
