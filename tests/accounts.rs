@@ -124,6 +124,13 @@ fn wrong_codes_use_up_tries_and_a_right_code_still_works_before_that() {
         &format!("{PASSWORD}\n"),
     )
     .ok();
+    // The operator sees the wrong code in the audit log, as a failed login is.
+    let audit = server.admin(&["audit", "--user", "bob"]);
+    assert!(
+        audit.ok().contains("code_rejected") && audit.stdout.contains("4 tries left"),
+        "{}",
+        audit.stdout
+    );
 
     let carol = Client::new();
     carol
@@ -156,6 +163,12 @@ fn wrong_codes_use_up_tries_and_a_right_code_still_works_before_that() {
         &format!("{PASSWORD}\n"),
     );
     out.fails_with("too many wrong tries");
+    let audit = server.admin(&["audit", "--user", "carol"]);
+    assert!(
+        audit.ok().contains("wrong register code, 1 try left"),
+        "{}",
+        audit.stdout
+    );
 }
 
 #[test]

@@ -119,10 +119,7 @@ fn fsck_is_clean_then_finds_a_lost_blob_and_repair_falls_back_to_the_older_versi
     let out = server.admin(&["fsck", "--repair"]);
     let text = out.ok();
     assert!(text.contains("user alice"), "{text}");
-    assert!(
-        text.contains("lost version(s) 2; now at version 1"),
-        "{text}"
-    );
+    assert!(text.contains("lost version 2; now at version 1"), "{text}");
     assert!(server.admin(&["fsck"]).ok().starts_with("clean: "));
     // The file is readable again, at its older content.
     assert_eq!(get(&alice, "/a.bin"), v1);
@@ -410,7 +407,7 @@ fn fsck_read_data_finds_flipped_truncated_and_swapped_blobs_and_repair_treats_th
     let out = server.admin(&["fsck", "--read-data"]);
     let text = out.ok();
     assert!(text.starts_with("clean: "), "{text}");
-    assert!(text.contains("6 blob(s) read"), "{text}");
+    assert!(text.contains("6 blobs read"), "{text}");
 
     // Behind the server's back: one byte flipped, a blob cut short, two swapped.
     let data = server.data_dir();
@@ -500,10 +497,7 @@ fn fsck_read_data_finds_flipped_truncated_and_swapped_blobs_and_repair_treats_th
 
     let out = server.admin(&["fsck", "--read-data", "--repair"]);
     let text = out.ok();
-    assert!(
-        text.contains("lost version(s) 2; now at version 1"),
-        "{text}"
-    );
+    assert!(text.contains("lost version 2; now at version 1"), "{text}");
     assert_eq!(text.matches("so the file was removed").count(), 6, "{text}");
     let out = server.admin(&["fsck", "--read-data"]);
     assert!(out.ok().starts_with("clean: "), "{}", out.stdout);

@@ -87,11 +87,7 @@ pub fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `n` and the noun for that many (`1 entry`, `2 entries`).
-pub fn plural<N: TryInto<u64> + Copy + std::fmt::Display>(n: N, one: &str, many: &str) -> String {
-    let is_one = n.try_into().ok() == Some(1);
-    format!("{n} {}", if is_one { one } else { many })
-}
+pub use vault_core::units::plural;
 
 /// `text`, or `-` for nothing.
 pub fn or_dash(text: Option<&str>) -> &str {

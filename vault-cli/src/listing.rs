@@ -116,10 +116,7 @@ pub fn print_ls(entries: &[Entry], depth: usize, long: bool) -> std::io::Result<
     out.flush()
 }
 
-/// `n` and the noun for that many (`1 file`, `2 files`).
-pub fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
+pub use vault_core::units::plural;
 
 /// Totals under a path, for `du`.
 #[derive(Debug, Default)]

@@ -1,4 +1,11 @@
-//! Byte sizes as people write them: `512`, `512KiB`, `12MiB`, `1GiB`, `1GB`, `10 GiB`.
+//! Byte sizes as people write them (`512`, `512KiB`, `12MiB`, `1GiB`, `1GB`, `10 GiB`), and
+//! counts as people read them (`1 file`, `2 files`).
+
+/// `n` and the noun for that many (`1 entry`, `2 entries`, `0 files`).
+pub fn plural<N: TryInto<u64> + Copy + std::fmt::Display>(n: N, one: &str, many: &str) -> String {
+    let is_one = n.try_into().ok() == Some(1);
+    format!("{n} {}", if is_one { one } else { many })
+}
 
 /// Parses a size in bytes; binary (KiB, MiB, GiB, TiB) and decimal (KB, MB, GB, TB) units.
 pub fn parse_size(text: &str) -> Result<u64, String> {

@@ -4,6 +4,7 @@
 
 use aws_lc_rs::digest;
 use vault_core::proto::ApiError;
+use vault_core::units::plural;
 use zeroize::Zeroizing;
 
 use crate::config::CodeConfig;
@@ -104,6 +105,7 @@ pub fn check(
     purpose: &str,
     username: &str,
     input: &str,
+    client_ip: &str,
 ) -> Result<db::codes::CodeRow, ApiError> {
     let again = match purpose {
         PURPOSE_REGISTER => "run `vault register USER --email ADDR` again for a new one",
@@ -129,8 +131,24 @@ pub fn check(
     if aws_lc_rs::constant_time::verify_slices_are_equal(&given, &row.code_hash).is_err() {
         db::codes::record_failure(conn, row.id)?;
         let left = max - row.failed_attempts - 1;
+        db::audit::record(
+            conn,
+            &db::audit::Event {
+                actor: "anonymous",
+                event: "code_rejected",
+                username: Some(username),
+                client_ip: Some(client_ip),
+                detail: &format!(
+                    "wrong {purpose} code, {} left",
+                    plural(left, "try", "tries")
+                ),
+            },
+        )?;
         return Err(if left > 0 {
-            ApiError::forbidden(format!("wrong verification code ({left} tries left)"))
+            ApiError::forbidden(format!(
+                "wrong verification code ({} left)",
+                plural(left, "try", "tries")
+            ))
         } else {
             ApiError::forbidden(format!(
                 "wrong verification code, and that was the last try; {again}"

@@ -3,6 +3,7 @@
 //! installs fresh ones, discarding what was sealed under the old account key.
 
 use std::net::IpAddr;
+use vault_core::units::plural;
 
 use vault_core::proto::{
     ApiError, ByteBuf, ErrorCode, PasswordMaterial, ResetMaterial, Response, SecretBytes, names,
@@ -52,6 +53,22 @@ pub async fn change(
     let phc = user.auth_hash.clone();
     let old_ok = auth_hash::verify_bounded(state, ctx.ip, old_auth_key, phc).await?;
     if !old_ok {
+        let (name, ip) = (user.username.clone(), ctx.ip.to_string());
+        state
+            .db
+            .run(move |c| {
+                db::audit::record(
+                    c,
+                    &Event {
+                        actor: &format!("user:{name}"),
+                        event: "password_change_refused",
+                        username: Some(&name),
+                        client_ip: Some(&ip),
+                        detail: "the current password was wrong",
+                    },
+                )
+            })
+            .await?;
         return Err(ApiError::new(
             ErrorCode::InvalidCredentials,
             "the current password is wrong",
@@ -77,7 +94,10 @@ pub async fn change(
                         event: "password_changed",
                         username: Some(&user.username),
                         client_ip: Some(&ip),
-                        detail: &format!("{ended} other session(s) ended"),
+                        detail: &format!(
+                            "{} ended",
+                            plural(ended, "other session", "other sessions")
+                        ),
                     },
                 )?;
                 Ok::<_, db::DbError>(ended)
@@ -172,16 +192,20 @@ fn check_code_is_for(code: &db::codes::CodeRow, user: &db::users::User) -> Resul
 /// recovery key, so the client can check its recovery key before committing the reset.
 pub async fn reset_recovery(
     state: &ServerState,
-    _ctx: &ConnCtx,
+    ctx: &ConnCtx,
     username: &str,
     code: &str,
 ) -> Result<Response, ApiError> {
     let username = names::normalize_username(username).map_err(ApiError::bad_request)?;
-    let (input, config) = (code.to_string(), state.config.codes.clone());
+    let (input, config, ip) = (
+        code.to_string(),
+        state.config.codes.clone(),
+        ctx.ip.to_string(),
+    );
     let sealed = state
         .db
         .run(move |c| {
-            let row = codes::check(c, &config, codes::PURPOSE_RESET, &username, &input)?;
+            let row = codes::check(c, &config, codes::PURPOSE_RESET, &username, &input, &ip)?;
             let user = db::users::by_name(c, &username)?
                 .ok_or_else(|| ApiError::forbidden("this account no longer exists"))?;
             check_code_is_for(&row, &user)?;
@@ -219,10 +243,10 @@ pub async fn reset_finish(
         state.config.codes.clone(),
         ctx.ip.to_string(),
     );
-    let name = username.clone();
+    let (name, client) = (username.clone(), ip.clone());
     let code_row = state
         .db
-        .run(move |c| codes::check(c, &config, codes::PURPOSE_RESET, &name, &input))
+        .run(move |c| codes::check(c, &config, codes::PURPOSE_RESET, &name, &input, &client))
         .await?;
     state
         .db
@@ -266,7 +290,7 @@ pub async fn reset_finish(
                         event: "password_reset",
                         username: Some(&user.username),
                         client_ip: Some(&ip),
-                        detail: &format!("{how}; {ended} session(s) ended"),
+                        detail: &format!("{how}; {} ended", plural(ended, "session", "sessions")),
                     },
                 )?;
                 Ok(())

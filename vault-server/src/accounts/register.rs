@@ -167,14 +167,15 @@ pub(super) async fn create(
     }
     let username = names::normalize_username(username).map_err(ApiError::bad_request)?;
     material::check_account(&account, &state.config.kdf)?;
-    let (name, input, config) = (
+    let (name, input, config, client) = (
         username.clone(),
         code.to_string(),
         state.config.codes.clone(),
+        ip.to_string(),
     );
     let code_row = state
         .db
-        .run(move |c| codes::check(c, &config, codes::PURPOSE_REGISTER, &name, &input))
+        .run(move |c| codes::check(c, &config, codes::PURPOSE_REGISTER, &name, &input, &client))
         .await?;
 
     let auth_hash = auth_hash::hash_bounded(state, ip, &account.password.auth_key).await?;

@@ -3,6 +3,7 @@
 
 use aws_lc_rs::digest;
 use vault_core::proto::{AccountKeys, ApiError, ByteBuf, LoggedIn, SecretBytes};
+use vault_core::units::plural;
 
 use crate::db::{self, DbConn, audit::Event, users::User};
 use crate::net::connection::{ConnCtx, SessionCtx};
@@ -52,7 +53,8 @@ pub fn open(
                         username: Some(&user.username),
                         client_ip: Some(ip),
                         detail: &format!(
-                            "{ended} older session(s): newer login with single_session"
+                            "{}: newer login with single_session",
+                            plural(ended, "older session", "older sessions")
                         ),
                     },
                 )?;

@@ -306,6 +306,7 @@ async fn reset_is_answered_the_same_for_known_and_unknown_names_in_and_out_of_th
             codes::PURPOSE_RESET,
             "olive",
             &code,
+            "127.0.0.1",
         )?)
     })?;
     assert_eq!(row.email, "olive@example.org");

@@ -170,8 +170,9 @@ pub fn drop_user(conn: &mut DbConn, user: &User) -> Result<Vec<Group>, Failure> 
     if !owned.is_empty() {
         let names: Vec<&str> = owned.iter().map(|g| g.name.as_str()).collect();
         return Err(ApiError::forbidden(format!(
-            "{} owns group(s) {}: set another owner or delete the group first",
+            "{} owns {} {}: set another owner or delete the group first",
             user.username,
+            if names.len() == 1 { "group" } else { "groups" },
             names.join(", ")
         ))
         .into());

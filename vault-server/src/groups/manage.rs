@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use vault_core::units::plural;
 
 use vault_core::proto::{
     ApiError, ByteBuf, GroupDetails, GroupRole, GroupSummary, MemberInfo, NewEnvelope, Response,
@@ -170,10 +171,10 @@ pub async fn add(
             "group.add",
             Some(&user.username),
             &format!(
-                "{signer} added {} to group {} as a member, with {} envelope(s)",
+                "{signer} added {} to group {} as a member, with {}",
                 user.username,
                 a.group.name,
-                list.len()
+                plural(list.len(), "envelope", "envelopes")
             ),
         )?;
         Ok(Response::Ok)
@@ -358,14 +359,13 @@ pub async fn delete(state: &ServerState, caller: &Caller, raw: &str) -> Result<R
             "group.delete",
             None,
             &format!(
-                "deleted group {} (id {}) with {} entr(ies), {} version(s) ({} bytes) and {} \
-                 upload(s)",
+                "deleted group {} (id {}) with {}, {} ({} bytes) and {}",
                 a.group.name,
                 a.group.id,
-                purged.entries,
-                purged.versions,
+                plural(purged.entries, "entry", "entries"),
+                plural(purged.versions, "version", "versions"),
                 purged.bytes,
-                purged.uploads
+                plural(purged.uploads, "upload", "uploads")
             ),
         )?;
         Ok(purged)

@@ -25,6 +25,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use vault_core::units::plural;
 
 use diesel::prelude::*;
 use serde::Serialize;
@@ -597,11 +598,16 @@ impl Run<'_> {
             diesel::delete(versions::table.filter(versions::id.eq_any(&ids))).execute(c)?;
             settle_entry(c, entry_id, bytes, now)
         })?;
-        let what = format!("version(s) {} deleted", numbers.join(", "));
+        let versions = if numbers.len() == 1 {
+            "version"
+        } else {
+            "versions"
+        };
+        let what = format!("{versions} {} deleted", numbers.join(", "));
         Ok(self.lost_sentence(
             entry_id,
             &outcome,
-            &format!("lost version(s) {}", numbers.join(", ")),
+            &format!("lost {versions} {}", numbers.join(", ")),
             what,
         ))
     }
@@ -764,7 +770,10 @@ impl Run<'_> {
                 let now = self.now;
                 let (ns, parent) = (e.namespace_id, e.parent.clone());
                 match db::transaction(self.conn, |c| create_dirs(c, ns, &parent, now))? {
-                    Ok(n) if n > 0 => Some(format!("created {n} missing director(ies)")),
+                    Ok(n) if n > 0 => Some(format!(
+                        "created {}",
+                        plural(n, "missing directory", "missing directories")
+                    )),
                     Ok(_) => Some("created by an earlier repair".to_string()),
                     Err(blocker) => {
                         self.report.errors.push(format!(
@@ -1098,10 +1107,7 @@ mod tests {
         assert_eq!(repaired.unrepaired(), 0, "{repaired:#?}");
         assert_eq!(repaired.lost.len(), 4, "{:#?}", repaired.lost);
         let lost = lost_of(&repaired, flipped).ok_or("flipped lost nothing")?;
-        assert!(
-            lost.contains("lost version(s) 2; now at version 1"),
-            "{lost}"
-        );
+        assert!(lost.contains("lost version 2; now at version 1"), "{lost}");
         for gone in [short, a, b] {
             let lost = lost_of(&repaired, gone).ok_or("a damaged file lost nothing")?;
             assert!(lost.contains("was removed"), "{lost}");
@@ -1329,7 +1335,7 @@ mod tests {
                 .lost
                 .iter()
                 .any(|l| l.contains(&format!("file #{f}"))
-                    && l.contains("lost version(s) 2; now at version 1"))
+                    && l.contains("lost version 2; now at version 1"))
         );
         assert!(
             repaired

@@ -5,6 +5,7 @@
 //! grace). Each database step is its own transaction; files go after the commit.
 
 use std::collections::HashSet;
+use vault_core::units::plural;
 
 use diesel::dsl::count_star;
 use diesel::prelude::*;
@@ -52,26 +53,29 @@ impl GcReport {
     /// One line for logs and the audit log.
     pub fn summary(&self) -> String {
         format!(
-            "{} expired upload(s), {} abandoned entr(ies), {} trash item(s) ({} entries, {} bytes), \
-             {} old version(s) ({} bytes), {} deleted blob(s) ({} bytes), {} orphan blob(s) \
-             ({} bytes), {} orphan partial(s) ({} bytes){}",
-            self.expired_uploads,
-            self.abandoned_entries,
-            self.trash_items,
-            self.trash_entries,
+            "{}, {}, {} ({}, {} bytes), {} ({} bytes), {} ({} bytes), {} ({} bytes), {} ({} \
+             bytes){}",
+            plural(self.expired_uploads, "expired upload", "expired uploads"),
+            plural(
+                self.abandoned_entries,
+                "abandoned entry",
+                "abandoned entries"
+            ),
+            plural(self.trash_items, "trash item", "trash items"),
+            plural(self.trash_entries, "entry", "entries"),
             self.trash_bytes,
-            self.pruned_versions,
+            plural(self.pruned_versions, "old version", "old versions"),
             self.pruned_bytes,
-            self.deleted_blobs,
+            plural(self.deleted_blobs, "deleted blob", "deleted blobs"),
             self.deleted_blob_bytes,
-            self.orphan_blobs,
+            plural(self.orphan_blobs, "orphan blob", "orphan blobs"),
             self.orphan_blob_bytes,
-            self.orphan_partials,
+            plural(self.orphan_partials, "orphan partial", "orphan partials"),
             self.orphan_partial_bytes,
             if self.errors.is_empty() {
                 String::new()
             } else {
-                format!(", {} error(s)", self.errors.len())
+                format!(", {}", plural(self.errors.len(), "error", "errors"))
             }
         )
     }

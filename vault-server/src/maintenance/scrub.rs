@@ -14,6 +14,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use vault_core::units::plural;
 
 use diesel::prelude::*;
 
@@ -222,9 +223,9 @@ pub struct ScrubReport {
 impl ScrubReport {
     pub fn summary(&self) -> String {
         format!(
-            "{} version(s) checked, {} read, {} damaged, {} without a recorded hash, {} \
+            "{} checked, {} read, {} damaged, {} without a recorded hash, {} \
              unreadable",
-            self.versions,
+            plural(self.versions, "version", "versions"),
             vault_core::units::format_size(self.bytes),
             self.damaged.len(),
             self.unrecorded,
