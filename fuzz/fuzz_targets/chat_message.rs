@@ -23,7 +23,10 @@ use vault_fuzz::{CHAT_V1, alice_spki, bob, bob_spki, hex, key32, vector_fields};
 fn group_keys() -> &'static [Key32] {
     static KEYS: OnceLock<Vec<Key32>> = OnceLock::new();
     KEYS.get_or_init(|| {
-        vector_fields(CHAT_V1, "group_key").iter().map(|k| key32(&hex(k))).collect()
+        vector_fields(CHAT_V1, "group_key")
+            .iter()
+            .map(|k| key32(&hex(k)))
+            .collect()
     })
 }
 
@@ -33,7 +36,10 @@ fn ambiguous(name: &str) -> bool {
 
 fn body_round_trips(body: &MessageBody) {
     let cbor = body.to_cbor().expect("a body encodes");
-    assert_eq!(&MessageBody::from_cbor(&cbor).expect("an encoded body decodes"), body);
+    assert_eq!(
+        &MessageBody::from_cbor(&cbor).expect("an encoded body decodes"),
+        body
+    );
 }
 
 fn check_header(msg: &SealedMessage) {
@@ -48,7 +54,10 @@ fn check_header(msg: &SealedMessage) {
                 (&msg.target, msg.group_id, msg.generation),
                 (ChatTarget::Group { .. }, Some(_), Some(_))
             );
-            assert!(ambiguous(&msg.sender) || !(direct_ok || group_ok), "a valid header refused");
+            assert!(
+                ambiguous(&msg.sender) || !(direct_ok || group_ok),
+                "a valid header refused"
+            );
             return;
         }
     };
@@ -64,8 +73,10 @@ fn check_header(msg: &SealedMessage) {
             assert_eq!(to.strip_prefix("user:"), Some(username.as_str()));
         }
         ChatTarget::Group { .. } => {
-            let (id, generation) =
-                to.strip_prefix("group:").and_then(|t| t.split_once(";gen=")).expect("group");
+            let (id, generation) = to
+                .strip_prefix("group:")
+                .and_then(|t| t.split_once(";gen="))
+                .expect("group");
             assert_eq!(id.parse::<i64>().ok(), msg.group_id);
             assert_eq!(generation.parse::<u32>().ok(), msg.generation);
         }
@@ -77,13 +88,20 @@ fn sealed(bytes: &[u8]) {
         return;
     };
     check_header(&msg);
-    let sender_key = if msg.sender == "bob" { bob_spki() } else { alice_spki() };
+    let sender_key = if msg.sender == "bob" {
+        bob_spki()
+    } else {
+        alice_spki()
+    };
     if chat::verify(&msg, sender_key).is_err() {
         return;
     }
     let mut later = msg.clone();
     later.sent_at_ms = later.sent_at_ms.wrapping_add(1);
-    assert!(chat::verify(&later, sender_key).is_err(), "a changed time still verifies");
+    assert!(
+        chat::verify(&later, sender_key).is_err(),
+        "a changed time still verifies"
+    );
     match msg.target {
         ChatTarget::User { .. } => {
             if let Ok(body) = chat::open_direct(&msg, "bob", bob()) {

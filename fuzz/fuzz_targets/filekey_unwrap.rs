@@ -34,15 +34,24 @@ fn read_back(ad: &str) -> FileKeyAd {
     let rest = ad.strip_prefix("vault/v1/ad/file-key;ns=").expect("prefix");
     let fields: Vec<&str> = rest.split(';').collect();
     let value = |i: usize, name: &str| -> &str {
-        fields[i].strip_prefix(name).and_then(|f| f.strip_prefix('=')).expect("field")
+        fields[i]
+            .strip_prefix(name)
+            .and_then(|f| f.strip_prefix('='))
+            .expect("field")
     };
     let namespace = if let Some(user) = fields[0].strip_prefix("user:") {
         assert_eq!(fields.len(), 3, "{ad}");
-        Namespace::Personal { user: user.to_owned() }
+        Namespace::Personal {
+            user: user.to_owned(),
+        }
     } else {
         assert_eq!(fields.len(), 4, "{ad}");
         Namespace::Group {
-            group_id: fields[0].strip_prefix("group:").expect("group").parse().expect("id"),
+            group_id: fields[0]
+                .strip_prefix("group:")
+                .expect("group")
+                .parse()
+                .expect("id"),
             generation: value(3, "gen").parse().expect("gen"),
         }
     };
@@ -59,11 +68,20 @@ fuzz_target!(|data: &[u8]| {
         let Ok(user) = std::str::from_utf8(r.short()) else {
             return;
         };
-        Namespace::Personal { user: user.to_owned() }
+        Namespace::Personal {
+            user: user.to_owned(),
+        }
     } else {
-        Namespace::Group { group_id: r.i64(), generation: r.u32() }
+        Namespace::Group {
+            group_id: r.i64(),
+            generation: r.u32(),
+        }
     };
-    let ad = FileKeyAd { namespace, file_id: r.i64(), version: r.u64() };
+    let ad = FileKeyAd {
+        namespace,
+        file_id: r.i64(),
+        version: r.u64(),
+    };
     let wrapped = r.rest();
     let refusable = match &ad.namespace {
         Namespace::Personal { user } => {
@@ -75,7 +93,11 @@ fuzz_target!(|data: &[u8]| {
         Ok(bytes) => {
             assert!(!refusable, "associated data made for an ambiguous username");
             let text = String::from_utf8(bytes).expect("associated data is text");
-            assert_eq!(read_back(&text), ad, "associated data that reads back as another slot");
+            assert_eq!(
+                read_back(&text),
+                ad,
+                "associated data that reads back as another slot"
+            );
         }
         Err(_) => {
             assert!(refusable, "associated data refused for a valid slot");

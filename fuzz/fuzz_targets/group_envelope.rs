@@ -40,7 +40,11 @@ fn read_back(text: &str, prefix: &str) -> (EnvelopeSlot, Option<String>) {
 
 fuzz_target!(|data: &[u8]| {
     let mut r = Reader::new(data);
-    let signer_key = if r.u8() & 1 == 1 { alice_spki() } else { bob_spki() };
+    let signer_key = if r.u8() & 1 == 1 {
+        alice_spki()
+    } else {
+        bob_spki()
+    };
     let group_id = r.i64();
     let generation = r.u32();
     let (Ok(member), Ok(signer)) = (
@@ -51,7 +55,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let envelope = r.long().to_vec();
     let signature = r.rest().to_vec();
-    let slot = EnvelopeSlot { group_id, generation, member };
+    let slot = EnvelopeSlot {
+        group_id,
+        generation,
+        member,
+    };
 
     match slot.label() {
         Ok(label) => {
@@ -60,12 +68,18 @@ fuzz_target!(|data: &[u8]| {
             let (back, none) = read_back(&label, "vault/v1/ad/group-key;");
             assert_eq!((back, none), (slot.clone(), None));
         }
-        Err(_) => assert!(ambiguous(&slot.member), "a label refused for a valid member"),
+        Err(_) => assert!(
+            ambiguous(&slot.member),
+            "a label refused for a valid member"
+        ),
     }
     match slot.signed_bytes(&signer, &envelope) {
         Ok(signed) => {
             assert!(!ambiguous(&slot.member) && !ambiguous(&signer));
-            let nul = signed.iter().position(|&b| b == 0).expect("a NUL after the text");
+            let nul = signed
+                .iter()
+                .position(|&b| b == 0)
+                .expect("a NUL after the text");
             assert_eq!(&signed[nul + 1..], &envelope[..]);
             let text = std::str::from_utf8(&signed[..nul]).expect("text");
             let (back, by) = read_back(text, "vault/v1/sig/group-key;");
@@ -77,10 +91,16 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let sealed = SignedEnvelope { envelope, signature };
+    let sealed = SignedEnvelope {
+        envelope,
+        signature,
+    };
     if let Ok(key) = open_envelope(&slot, &sealed, &signer, signer_key, bob()) {
         assert_eq!(key.dangerously_leak_secret().len(), 32);
-        let moved = EnvelopeSlot { generation: generation.wrapping_add(1), ..slot.clone() };
+        let moved = EnvelopeSlot {
+            generation: generation.wrapping_add(1),
+            ..slot.clone()
+        };
         assert!(open_envelope(&moved, &sealed, &signer, signer_key, bob()).is_err());
     }
 });

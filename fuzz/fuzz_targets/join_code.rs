@@ -53,7 +53,9 @@ fn sealed(mut r: Reader) {
     for secret in secrets() {
         if let Ok(keys) = secret.open_keys(group_id, sealed) {
             let nonce: [u8; 12] = sealed[1..13].try_into().expect("nonce");
-            let again = secret.seal_keys_with_nonce(nonce, group_id, &keys).expect("seals");
+            let again = secret
+                .seal_keys_with_nonce(nonce, group_id, &keys)
+                .expect("seals");
             assert_eq!(again, sealed);
         }
     }

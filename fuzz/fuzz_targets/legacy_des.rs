@@ -63,7 +63,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let cbc = flags & 1 == 1;
-    let mode = if cbc { LegacyMode::Cbc } else { LegacyMode::Ecb };
+    let mode = if cbc {
+        LegacyMode::Cbc
+    } else {
+        LegacyMode::Ecb
+    };
     let key: [u8; 8] = r.bytes(8).try_into().unwrap_or([0; 8]);
     let piece = 1 + usize::from(r.u8());
     let ciphertext = r.rest();

@@ -31,7 +31,10 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(meta) = open_meta(key, data) {
             let nonce: [u8; 12] = data[1..13].try_into().expect("a sealed blob has a nonce");
             let again = seal_meta_with_nonce(key, nonce, &meta).expect("opened metadata seals");
-            assert_eq!(again, data, "metadata opened from bytes it does not seal to");
+            assert_eq!(
+                again, data,
+                "metadata opened from bytes it does not seal to"
+            );
         }
     }
 });

@@ -29,8 +29,13 @@ fn arbitrary(text: &str) {
     let nk = name_key();
     let (parent, path) = text.split_once('\n').unwrap_or(("", text));
     if let Ok(name) = nk.decrypt_segment(parent, path) {
-        let again = nk.encrypt_segment(parent, &name).expect("a decrypted name encrypts");
-        assert_eq!(again, path, "a name decrypted from text it does not encrypt to");
+        let again = nk
+            .encrypt_segment(parent, &name)
+            .expect("a decrypted name encrypts");
+        assert_eq!(
+            again, path,
+            "a name decrypted from text it does not encrypt to"
+        );
     }
     if path.is_empty() {
         return;
@@ -53,7 +58,10 @@ fn tampered(mut r: Reader) {
     let Ok(encrypted) = nk.encrypt_segment(parent, name) else {
         return;
     };
-    assert_eq!(nk.decrypt_segment(parent, &encrypted).expect("decrypts"), name);
+    assert_eq!(
+        nk.decrypt_segment(parent, &encrypted).expect("decrypts"),
+        name
+    );
     let mut changed = encrypted.clone().into_bytes();
     let at = pos % changed.len();
     if changed[at] == replacement {

@@ -8,7 +8,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vault_core::proto::{FrameError, MAX_FRAME_LEN, Response, decode_body, encode_frame, parse_header};
+use vault_core::proto::{
+    FrameError, MAX_FRAME_LEN, Response, decode_body, encode_frame, parse_header,
+};
 
 fuzz_target!(|data: &[u8]| {
     let Some((header, rest)) = data.split_first_chunk::<4>() else {
@@ -17,7 +19,10 @@ fuzz_target!(|data: &[u8]| {
     let len = match parse_header(*header) {
         Ok(len) => len,
         Err(FrameError::TooLarge(n)) => {
-            assert!(n > MAX_FRAME_LEN, "a header of {n} bytes refused as too large");
+            assert!(
+                n > MAX_FRAME_LEN,
+                "a header of {n} bytes refused as too large"
+            );
             return;
         }
         Err(e) => panic!("a header fails only as too large: {e}"),

@@ -86,12 +86,19 @@ fn arbitrary_chunks(mut r: Reader) {
                     assert_eq!(plain.len(), chunk_len, "a short chunk opened as not last");
                 }
                 assert_eq!(opener.is_finished(), last);
-                assert_eq!(opener.next_index(), if last { None } else { Some(index + 1) });
+                assert_eq!(
+                    opener.next_index(),
+                    if last { None } else { Some(index + 1) }
+                );
                 opened.push((index, sealed, plain.to_vec()));
                 last_opened = last;
             }
             Err(_) => {
-                assert_eq!(opener.next_index(), before_next, "a refused chunk moved the opener");
+                assert_eq!(
+                    opener.next_index(),
+                    before_next,
+                    "a refused chunk moved the opener"
+                );
                 assert_eq!(opener.is_finished(), before_finished);
             }
         }
@@ -101,7 +108,11 @@ fn arbitrary_chunks(mut r: Reader) {
         // A whole file: sealing its plaintext again gives the same chunks.
         let data: Vec<u8> = opened.iter().flat_map(|(_, _, p)| p.clone()).collect();
         let chunks: Vec<Vec<u8>> = opened.into_iter().map(|(_, s, _)| s).collect();
-        assert_eq!(seal(&key, chunk_len, &data), chunks, "a stream that opened does not seal back");
+        assert_eq!(
+            seal(&key, chunk_len, &data),
+            chunks,
+            "a stream that opened does not seal back"
+        );
     }
 }
 
@@ -114,11 +125,18 @@ fn tampered(mut r: Reader) {
     let sealed = seal(&key, chunk_len, data);
     let n = sealed.len();
     let genuine = |i: usize| -> &[u8] {
-        if data.is_empty() { &[] } else { &data[i * chunk_len..((i + 1) * chunk_len).min(data.len())] }
+        if data.is_empty() {
+            &[]
+        } else {
+            &data[i * chunk_len..((i + 1) * chunk_len).min(data.len())]
+        }
     };
     // The stream as the opener receives it: (position index, chunk, last flag, which sealed chunk it is).
-    let mut stream: Vec<(u64, Vec<u8>, bool)> =
-        sealed.iter().enumerate().map(|(i, c)| (i as u64, c.clone(), i + 1 == n)).collect();
+    let mut stream: Vec<(u64, Vec<u8>, bool)> = sealed
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (i as u64, c.clone(), i + 1 == n))
+        .collect();
     let mut start = 0usize;
     let changed = match op {
         0 => false,
@@ -187,7 +205,11 @@ fn tampered(mut r: Reader) {
                 // Whatever opens is the chunk sealed at that position, unchanged.
                 let i = usize::try_from(*index).expect("small index");
                 assert!(i < n, "a chunk opened at a position past the stream");
-                assert_eq!(&plain[..], genuine(i), "a tampered chunk opened to other bytes");
+                assert_eq!(
+                    &plain[..],
+                    genuine(i),
+                    "a tampered chunk opened to other bytes"
+                );
                 out.extend_from_slice(&plain);
             }
             Err(e) => {

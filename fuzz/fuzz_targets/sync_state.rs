@@ -37,5 +37,9 @@ fuzz_target!(|data: &[u8]| {
     state.replay(journal);
     let once = written(&state);
     state.replay(journal);
-    assert_eq!(written(&state), once, "replaying the journal again changed the state");
+    assert_eq!(
+        written(&state),
+        once,
+        "replaying the journal again changed the state"
+    );
 });

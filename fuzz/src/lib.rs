@@ -110,17 +110,14 @@ pub fn key32(bytes: &[u8]) -> Key32 {
 }
 
 pub const RSA_V1: &str = include_str!("../../vault-core/tests/vectors/rsa_v1.txt");
-pub const GROUPKEY_V1: &str =
-    include_str!("../../vault-core/tests/vectors/format/groupkey_v1.txt");
+pub const GROUPKEY_V1: &str = include_str!("../../vault-core/tests/vectors/format/groupkey_v1.txt");
 pub const CHAT_V1: &str = include_str!("../../vault-core/tests/vectors/format/chat_v1.txt");
 pub const INVITE_V1: &str = include_str!("../../vault-core/tests/vectors/format/invite_v1.txt");
 
 /// bob: the TEST-ONLY key pair of `rsa_v1.txt`, the member and recipient of the vectors.
 pub fn bob() -> &'static UserKeyPair {
     static PAIR: OnceLock<UserKeyPair> = OnceLock::new();
-    PAIR.get_or_init(|| {
-        UserKeyPair::from_pkcs8(&hex_field(RSA_V1, "pkcs8")).expect("the test key")
-    })
+    PAIR.get_or_init(|| UserKeyPair::from_pkcs8(&hex_field(RSA_V1, "pkcs8")).expect("the test key"))
 }
 
 /// alice's public key (SPKI DER): the signer of the first group-key vector and the sender
