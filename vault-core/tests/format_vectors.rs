@@ -1,12 +1,18 @@
 //! Golden vectors for `vault_core::format`, one test per file in `tests/vectors/format/`.
 //! The expected values come from implementations independent of ours: Python
-//! `cryptography` and `blake3` (`vectors/format/generate.py`) and OpenSSL for the legacy
-//! DES files (`vectors/format/legacy/generate.sh`). A change to any byte format fails here,
-//! naming the vector file and case.
+//! `cryptography` and `blake3` (`vectors/format/generate.py`; `generate_groups.py` for
+//! group-key envelopes, join codes and chat messages) and OpenSSL for the legacy DES files
+//! (`vectors/format/legacy/generate.sh`). A change to any byte format fails here, naming
+//! the vector file and case.
 
-use vault_core::crypto::Key32;
-use vault_core::crypto::seal::NONCE_LEN;
+use vault_core::crypto::kdf::LABEL_CHAT;
+use vault_core::crypto::seal::{self, NONCE_LEN};
+use vault_core::crypto::{Key32, UserKeyPair, derive_subkey};
+use vault_core::format::chat::{self, MessageBody};
 use vault_core::format::filekey::{self, FileKeyAd, Namespace};
+use vault_core::format::groupkey::{
+    self, EnvelopeSlot, InviteSecret, SignedEnvelope, open_envelope,
+};
 use vault_core::format::legacy::{self, LegacyDecryptor, LegacyMode};
 use vault_core::format::meta::{self, FileMeta};
 use vault_core::format::names::NameKey;
@@ -311,6 +317,228 @@ fn blake3_v1() {
             c.at()
         );
     }
+}
+
+// ---- Groups and chat (generate_groups.py): RSA parts are checked by opening and verifying
+// what Python made; the deterministic parts (labels, signed bytes, AES-GCM seals) must
+// also come out byte for byte. ----
+
+/// The TEST-ONLY key pair of `vectors/rsa_v1.txt`: bob's, the member and recipient.
+fn bob() -> UserKeyPair {
+    let c = cases("rsa_v1.txt", include_str!("vectors/rsa_v1.txt"))
+        .into_iter()
+        .next()
+        .expect("one key");
+    UserKeyPair::from_pkcs8(&c.hex("pkcs8")).expect("the test key")
+}
+
+#[test]
+fn groupkey_v1() -> Result<(), FormatError> {
+    let bob = bob();
+    for c in cases(
+        "groupkey_v1.txt",
+        include_str!("vectors/format/groupkey_v1.txt"),
+    ) {
+        let slot = EnvelopeSlot {
+            group_id: c.num("group_id"),
+            generation: c.num("generation"),
+            member: c.text("member").to_string(),
+        };
+        let (signer, signer_spki) = (c.text("signer"), c.hex("signer_spki"));
+        let sealed = SignedEnvelope {
+            envelope: c.hex("envelope"),
+            signature: c.hex("signature"),
+        };
+        assert_eq!(slot.label()?, c.text("label").as_bytes(), "{}", c.at());
+        assert_eq!(
+            hex::encode(slot.signed_bytes(signer, &sealed.envelope)?),
+            c.text("signed"),
+            "{}",
+            c.at()
+        );
+        // Python wrapped and signed; we verify and open.
+        let gk = open_envelope(&slot, &sealed, signer, &signer_spki, &bob)?;
+        assert_eq!(
+            hex::encode(gk.dangerously_leak_secret()),
+            c.text("group_key"),
+            "{}",
+            c.at()
+        );
+        // Another slot, or another signer's name, does not verify; a signature that
+        // verified for another slot would still not open (the label names the slot).
+        let moved = EnvelopeSlot {
+            generation: slot.generation.wrapping_add(1),
+            ..slot.clone()
+        };
+        for (slot, signer) in [(&moved, signer), (&slot, "mallory")] {
+            let err = open_envelope(slot, &sealed, signer, &signer_spki, &bob).expect_err("moved");
+            assert!(err.to_string().contains("signature"), "{}: {err}", c.at());
+        }
+        assert!(
+            bob.decrypt_oaep(&sealed.envelope, &moved.label()?).is_err(),
+            "{}: the envelope opens under another label",
+            c.at()
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn invite_v1() -> Result<(), FormatError> {
+    for c in cases(
+        "invite_v1.txt",
+        include_str!("vectors/format/invite_v1.txt"),
+    ) {
+        let (id, secret) = InviteSecret::parse_code(c.text("code"))?;
+        assert_eq!(id, c.num::<i64>("invite_id"), "{}", c.at());
+        assert_eq!(secret.code(id).as_str(), c.text("code"), "{}", c.at());
+        assert_eq!(
+            hex::encode(secret.auth()?.dangerously_leak_secret()),
+            c.text("auth"),
+            "{}",
+            c.at()
+        );
+        let keys: Vec<(u32, Key32)> = c
+            .text("keys")
+            .split(',')
+            .map(|pair| {
+                let (generation, key) = pair.split_once(':').expect("gen:hex");
+                let key = hex::decode(key).expect("hex");
+                (
+                    generation.parse().expect("generation"),
+                    Key32::from_slice(&key).expect("32 bytes"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            hex::encode(&*groupkey::encode_invite_keys(&keys)),
+            c.text("plaintext"),
+            "{}",
+            c.at()
+        );
+        let group_id: i64 = c.num("group_id");
+        assert_eq!(
+            hex::encode(secret.seal_keys_with_nonce(c.nonce(), group_id, &keys)?),
+            c.text("sealed"),
+            "{}",
+            c.at()
+        );
+        let opened = secret.open_keys(group_id, &c.hex("sealed"))?;
+        assert_eq!(opened.len(), keys.len(), "{}", c.at());
+        for ((g1, k1), (g2, k2)) in opened.iter().zip(&keys) {
+            assert_eq!(g1, g2, "{}", c.at());
+            assert_eq!(
+                k1.dangerously_leak_secret(),
+                k2.dangerously_leak_secret(),
+                "{}",
+                c.at()
+            );
+        }
+        assert!(
+            secret.open_keys(group_id + 1, &c.hex("sealed")).is_err(),
+            "{}: opens for another group",
+            c.at()
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn chat_v1() -> Result<(), FormatError> {
+    use vault_core::proto::{ByteBuf, ChatTarget, SealedMessage, WrappedMessageKey};
+
+    let bob = bob();
+    for c in cases("chat_v1.txt", include_str!("vectors/format/chat_v1.txt")) {
+        let sender = c.text("sender");
+        let direct = c.text("kind") == "direct";
+        let mut msg = SealedMessage {
+            sender: sender.to_string(),
+            target: if direct {
+                ChatTarget::User {
+                    username: c.text("recipient").to_string(),
+                }
+            } else {
+                ChatTarget::Group {
+                    name: c.text("group").to_string(),
+                }
+            },
+            group_id: (!direct).then(|| c.num("group_id")),
+            generation: (!direct).then(|| c.num("generation")),
+            sent_at_ms: c.num("sent_at_ms"),
+            ciphertext: ByteBuf::from(c.hex("ciphertext")),
+            keys: Vec::new(),
+            signature: ByteBuf::from(c.hex("signature")),
+            attachment: None,
+        };
+        if direct {
+            for member in [c.text("recipient"), sender] {
+                msg.keys.push(WrappedMessageKey {
+                    member: member.to_string(),
+                    wrapped: ByteBuf::from(c.hex(&format!("wrapped.{member}"))),
+                });
+            }
+        }
+        let header = chat::header(&msg)?;
+        assert_eq!(header, c.text("header"), "{}", c.at());
+        // Python signed; we verify over the bytes we rebuild (the PSS input).
+        chat::verify(&msg, &c.hex("sender_spki"))?;
+        let mut signed = format!("vault/v1/sig/{header}").into_bytes();
+        signed.push(0);
+        signed.extend_from_slice(&msg.ciphertext);
+        assert_eq!(hex::encode(&signed), c.text("signed"), "{}", c.at());
+        // The body: our CBOR is Python's, and the seal comes out byte for byte.
+        let body = MessageBody::from_cbor(&c.hex("body"))?;
+        assert_eq!(body.text, c.text("text"), "{}", c.at());
+        assert_eq!(hex::encode(&*body.to_cbor()?), c.text("body"), "{}", c.at());
+        let key = if direct {
+            c.key("message_key")
+        } else {
+            let key = derive_subkey(&c.key("group_key"), LABEL_CHAT)?;
+            assert_eq!(
+                hex::encode(key.dangerously_leak_secret()),
+                c.text("chat_key"),
+                "{}",
+                c.at()
+            );
+            key
+        };
+        assert_eq!(
+            hex::encode(seal::seal_with_nonce(
+                &key,
+                c.nonce(),
+                header.as_bytes(),
+                &body.to_cbor()?
+            )?),
+            c.text("ciphertext"),
+            "{}",
+            c.at()
+        );
+        // Opened as bob: the recipient of alice's message, the sender of his own (the
+        // OAEP label names the header and the member), or a member of the group.
+        let opened = if direct {
+            chat::open_direct(&msg, "bob", &bob)?
+        } else {
+            chat::open_group(&msg, &c.key("group_key"))?
+        };
+        assert_eq!(opened, body, "{}", c.at());
+        if let Some(file) = &opened.file {
+            assert_eq!(
+                (file.name.as_str(), file.size, file.file_id, file.version),
+                ("report.pdf", 1_234_567, 42, 3),
+                "{}",
+                c.at()
+            );
+        }
+        // Any signed field changed: the signature no longer verifies.
+        let mut later = msg.clone();
+        later.sent_at_ms = later.sent_at_ms.wrapping_add(1);
+        assert!(
+            chat::verify(&later, &c.hex("sender_spki")).is_err(),
+            "{}",
+            c.at()
+        );
+    }
+    Ok(())
 }
 
 // ---- Legacy DES: one test per ciphertext file made by OpenSSL (legacy/generate.sh). ----

@@ -6,8 +6,9 @@
 use vault_core::crypto::KdfParams;
 use vault_core::proto::{
     AccountKeys, ApiError, BatchResult, ByteBuf, CommittedFile, EntryInfo, EntryKind, ErrorCode,
-    LoggedIn, NewAccount, NewEnvelope, NsRef, OpenFile, OpenedUpload, PasswordMaterial, PutFile,
-    Request, Response, SecretBytes, VersionInfo, decode_body, encode_frame, parse_header,
+    LoggedIn, NewAccount, NewEnvelope, NsRef, OpenFile, OpenedUpload, PROTOCOL_VERSION,
+    PasswordMaterial, PutFile, Request, Response, SecretBytes, VersionInfo, decode_body,
+    encode_frame, parse_header,
 };
 
 fn check<T>(name: &str, message: T)
@@ -40,11 +41,12 @@ fn bytes(n: u8, len: usize) -> ByteBuf {
 }
 
 #[test]
-fn hello() {
+fn hello_at_the_current_protocol_version() {
+    // A new protocol version must re-pin this vector (and docs/FORMAT.md section 4).
     check(
         "request_hello",
         Request::Hello {
-            protocol_version: 1,
+            protocol_version: PROTOCOL_VERSION,
         },
     );
 }

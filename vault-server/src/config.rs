@@ -409,14 +409,31 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
         flags: &Overrides,
     ) -> Result<Config, ConfigError> {
+        let text = match file {
+            Some(path) => {
+                Some(
+                    std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
+                        path: path.into(),
+                        cause,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        Config::from_text(file.zip(text.as_deref()), env, flags)
+    }
+
+    /// [`Config::load`] with the file already read: `file` is its path (named in errors)
+    /// and its text.
+    pub fn from_text(
+        file: Option<(&Path, &str)>,
+        env: impl Fn(&str) -> Option<String>,
+        flags: &Overrides,
+    ) -> Result<Config, ConfigError> {
         let defaults = toml::Table::try_from(Config::default())
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let mut table = defaults.clone();
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
-                path: path.into(),
-                cause,
-            })?;
+        if let Some((path, text)) = file {
             let from_file: toml::Table =
                 text.parse()
                     .map_err(|e: toml::de::Error| ConfigError::Parse {
@@ -425,6 +442,7 @@ impl Config {
                     })?;
             merge(&mut table, from_file);
         }
+        let file = file.map(|(path, _)| path);
         apply_env(&defaults, &mut table, &[], &env)?;
         let mut config: Config = table.try_into().map_err(|e: toml::de::Error| match file {
             Some(path) => ConfigError::Parse {

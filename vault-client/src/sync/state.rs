@@ -106,6 +106,23 @@ impl SyncState {
         }
     }
 
+    /// Reads the bytes of a `state.json` (the journal is not applied, the format not checked).
+    pub fn parse(bytes: &[u8]) -> Result<SyncState, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    /// Applies every entry of a journal's bytes, one JSON [`Entry`] a line, in order. A line
+    /// that is not an entry is skipped and the others still apply: a torn last line (power
+    /// loss, even one cut inside a multi-byte character) is redone or recognised by the
+    /// next run. Replaying a journal again changes nothing.
+    pub fn replay(&mut self, journal: &[u8]) {
+        for line in journal.split(|&b| b == b'\n') {
+            if let Ok(entry) = serde_json::from_slice::<Entry>(line) {
+                self.apply(&entry);
+            }
+        }
+    }
+
     /// Applies one journal entry.
     pub fn apply(&mut self, entry: &Entry) {
         if let Some(stamp) = entry.uploading {
@@ -248,22 +265,15 @@ impl StateFile {
             )));
         }
         let bytes = std::fs::read(&path).map_err(|e| SyncError::io("read", &path, e))?;
-        let state: SyncState = serde_json::from_slice(&bytes).map_err(|e| {
+        let mut state = SyncState::parse(&bytes).map_err(|e| {
             SyncError::Usage(format!(
                 "{} is damaged ({e}); remove it and sync again (files on both sides are kept, \
                  differing ones as conflict copies)",
                 path.display()
             ))
         })?;
-        let mut state = state;
-        let journal = self.dir.join(JOURNAL_FILE);
-        if let Ok(text) = std::fs::read_to_string(&journal) {
-            // A torn last line (power loss) is ignored: that action is redone or recognised.
-            for line in text.lines() {
-                if let Ok(entry) = serde_json::from_str::<Entry>(line) {
-                    state.apply(&entry);
-                }
-            }
+        if let Ok(journal) = std::fs::read(self.dir.join(JOURNAL_FILE)) {
+            state.replay(&journal);
         }
         if state.format != FORMAT {
             return Err(SyncError::Usage(format!(
@@ -416,6 +426,82 @@ mod tests {
         file.append(&gone).expect("append");
         let back = file.load().expect("load").expect("some");
         assert!(back.synced.is_empty() && back.remote_files.is_empty());
+    }
+
+    #[test]
+    fn a_journal_torn_inside_a_multibyte_character_keeps_the_entries_before_it() {
+        let root = tempfile::tempdir().expect("tmp");
+        let file = StateFile::new(root.path());
+        file.save(&SyncState::new("h:1", "alice", "/docs"))
+            .expect("save");
+        let done = Entry {
+            path: "notes.txt".into(),
+            synced: Some(Base {
+                local: Stamp {
+                    size: 2,
+                    mtime_ns: 5,
+                },
+                id: 4,
+                version: 1,
+            }),
+            remote: None,
+            uploading: None,
+        };
+        file.append(&done).expect("append");
+        // The next entry names a file "é.txt"; power is lost after the first byte of "é".
+        let journal = file.dir().join(JOURNAL_FILE);
+        let mut bytes = std::fs::read(&journal).expect("journal");
+        bytes.extend_from_slice(b"{\"path\":\"\xc3");
+        std::fs::write(&journal, bytes).expect("write");
+        let back = file.load().expect("load").expect("some");
+        assert_eq!(back.synced.get("notes.txt"), done.synced.as_ref());
+    }
+
+    #[test]
+    fn replaying_a_journal_twice_changes_nothing() {
+        let mut once = SyncState::new("h:1", "alice", "/docs");
+        let stamp = Stamp {
+            size: 1,
+            mtime_ns: 1,
+        };
+        let lines = [
+            Entry {
+                path: "a".into(),
+                synced: None,
+                remote: None,
+                uploading: Some(stamp),
+            },
+            Entry {
+                path: "a".into(),
+                synced: Some(Base {
+                    local: stamp,
+                    id: 1,
+                    version: 1,
+                }),
+                remote: None,
+                uploading: None,
+            },
+            Entry {
+                path: "b".into(),
+                synced: None,
+                remote: None,
+                uploading: Some(stamp),
+            },
+        ];
+        let mut journal = Vec::new();
+        for entry in &lines {
+            journal.extend(serde_json::to_vec(entry).expect("json"));
+            journal.push(b'\n');
+        }
+        once.replay(&journal);
+        let mut twice = once.clone();
+        twice.replay(&journal);
+        assert_eq!(
+            serde_json::to_string(&twice).expect("json"),
+            serde_json::to_string(&once).expect("json")
+        );
+        assert!(once.synced.contains_key("a") && !once.uploading.contains_key("a"));
+        assert_eq!(once.uploading.get("b"), Some(&stamp));
     }
 
     #[test]

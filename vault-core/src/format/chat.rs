@@ -46,6 +46,20 @@ impl MessageBody {
             file: None,
         }
     }
+
+    /// The CBOR that is sealed: a map of `text` and, when there is one, `file`.
+    pub fn to_cbor(&self) -> Result<Zeroizing<Vec<u8>>> {
+        let mut out = Zeroizing::new(Vec::new());
+        ciborium::into_writer(self, &mut *out)
+            .map_err(|e| FormatError::Chat(format!("cannot encode the message: {e}")))?;
+        Ok(out)
+    }
+
+    /// Reads the CBOR of an opened message.
+    pub fn from_cbor(plain: &[u8]) -> Result<MessageBody> {
+        ciborium::from_reader(plain)
+            .map_err(|e| FormatError::Chat(format!("the message body is malformed: {e}")))
+    }
 }
 
 /// A file a message carries, as its readers see it: what it is, where the server keeps
@@ -128,18 +142,6 @@ fn key_label(header: &str, member: &str) -> Vec<u8> {
     format!("{header};member={member}").into_bytes()
 }
 
-fn encode_body(body: &MessageBody) -> Result<Zeroizing<Vec<u8>>> {
-    let mut out = Zeroizing::new(Vec::new());
-    ciborium::into_writer(body, &mut *out)
-        .map_err(|e| FormatError::Chat(format!("cannot encode the message: {e}")))?;
-    Ok(out)
-}
-
-fn decode_body(plain: &[u8]) -> Result<MessageBody> {
-    ciborium::from_reader(plain)
-        .map_err(|e| FormatError::Chat(format!("the message body is malformed: {e}")))
-}
-
 fn sign(mut msg: SealedMessage, sender_keys: &UserKeyPair) -> Result<SealedMessage> {
     let header = header(&msg)?;
     msg.signature = ByteBuf::from(sender_keys.sign_pss(&signed_bytes(&header, &msg.ciphertext))?);
@@ -173,7 +175,7 @@ pub fn seal_direct(
     msg.ciphertext = ByteBuf::from(seal::seal(
         &message_key,
         header.as_bytes(),
-        &encode_body(body)?,
+        &body.to_cbor()?,
     )?);
     let own_key = sender_keys.public_key_der()?;
     for (member, public_key) in [(recipient, recipient_key), (sender, own_key.as_slice())] {
@@ -213,7 +215,7 @@ pub fn seal_group(
     };
     let header = header(&msg)?;
     let key = derive_subkey(group_key, LABEL_CHAT)?;
-    msg.ciphertext = ByteBuf::from(seal::seal(&key, header.as_bytes(), &encode_body(body)?)?);
+    msg.ciphertext = ByteBuf::from(seal::seal(&key, header.as_bytes(), &body.to_cbor()?)?);
     sign(msg, sender_keys)
 }
 
@@ -242,7 +244,7 @@ pub fn open_direct(msg: &SealedMessage, me: &str, my_keys: &UserKeyPair) -> Resu
     let key = Key32::from_slice(&key)?;
     let plain = seal::open(&key, header.as_bytes(), &msg.ciphertext)
         .map_err(|_| FormatError::Chat("the message does not decrypt".into()))?;
-    decode_body(&plain)
+    MessageBody::from_cbor(&plain)
 }
 
 /// Opens a group message with generation `msg.generation` of the group key (verify it
@@ -252,7 +254,7 @@ pub fn open_group(msg: &SealedMessage, group_key: &Key32) -> Result<MessageBody>
     let key = derive_subkey(group_key, LABEL_CHAT)?;
     let plain = seal::open(&key, header.as_bytes(), &msg.ciphertext)
         .map_err(|_| FormatError::Chat("the message does not decrypt".into()))?;
-    decode_body(&plain)
+    MessageBody::from_cbor(&plain)
 }
 
 #[cfg(test)]
@@ -375,7 +377,7 @@ mod tests {
             &[0xAB; 32]
         );
         // A body without a file encodes as before (no `file` field).
-        let plain = encode_body(&MessageBody::text("hi")).expect("encode");
+        let plain = MessageBody::text("hi").to_cbor().expect("encode");
         let old: std::collections::BTreeMap<String, String> =
             ciborium::from_reader(plain.as_slice()).expect("map");
         assert_eq!(old.keys().collect::<Vec<_>>(), ["text"]);

@@ -203,31 +203,71 @@ impl InviteSecret {
 
     /// Seals every generation of the group key for whoever holds this secret.
     pub fn seal_keys(&self, group_id: i64, keys: &[(u32, Key32)]) -> Result<Vec<u8>> {
-        let mut plain = Zeroizing::new(Vec::with_capacity(keys.len() * 36));
-        for (generation, key) in keys {
-            plain.extend_from_slice(&generation.to_be_bytes());
-            plain.extend_from_slice(key.dangerously_leak_secret());
-        }
-        Ok(seal::seal(&self.key()?, &Self::ad(group_id), &plain)?)
+        Ok(seal::seal(
+            &self.key()?,
+            &Self::ad(group_id),
+            &encode_invite_keys(keys),
+        )?)
+    }
+
+    /// [`InviteSecret::seal_keys`] with a caller-chosen nonce. Only for golden test vectors:
+    /// a nonce must never repeat under one key.
+    #[doc(hidden)]
+    pub fn seal_keys_with_nonce(
+        &self,
+        nonce: [u8; seal::NONCE_LEN],
+        group_id: i64,
+        keys: &[(u32, Key32)],
+    ) -> Result<Vec<u8>> {
+        Ok(seal::seal_with_nonce(
+            &self.key()?,
+            nonce,
+            &Self::ad(group_id),
+            &encode_invite_keys(keys),
+        )?)
     }
 
     /// Opens what [`InviteSecret::seal_keys`] made for group `group_id`.
     pub fn open_keys(&self, group_id: i64, sealed: &[u8]) -> Result<Vec<(u32, Key32)>> {
-        let bad = |why: &str| FormatError::InvalidJoinCode(why.to_owned());
         let plain = seal::open(&self.key()?, &Self::ad(group_id), sealed).map_err(|_| {
-            bad("the invite's keys do not open with this code (wrong code, or altered by the server)")
+            FormatError::InvalidJoinCode(
+                "the invite's keys do not open with this code (wrong code, or altered by the \
+                 server)"
+                    .into(),
+            )
         })?;
-        if plain.is_empty() || plain.len() % 36 != 0 {
-            return Err(bad("the invite's keys are malformed"));
-        }
-        plain
-            .chunks_exact(36)
-            .map(|c| {
-                let generation = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
-                Ok((generation, Key32::from_slice(&c[4..])?))
-            })
-            .collect()
+        decode_invite_keys(&plain)
     }
+}
+
+/// Bytes of one generation's key in the sealed keys of a join code: `gen (u32 BE) ‖ GK_gen`.
+const INVITE_KEY_RECORD: usize = 4 + Key32::LEN;
+
+/// The plaintext a join code seals: `gen (u32 BE) ‖ GK_gen` for each key, in order.
+pub fn encode_invite_keys(keys: &[(u32, Key32)]) -> Zeroizing<Vec<u8>> {
+    let mut plain = Zeroizing::new(Vec::with_capacity(keys.len() * INVITE_KEY_RECORD));
+    for (generation, key) in keys {
+        plain.extend_from_slice(&generation.to_be_bytes());
+        plain.extend_from_slice(key.dangerously_leak_secret());
+    }
+    plain
+}
+
+/// Reads the plaintext of a join code's sealed keys ([`encode_invite_keys`]): one or more
+/// whole records, anything else is refused.
+pub fn decode_invite_keys(plain: &[u8]) -> Result<Vec<(u32, Key32)>> {
+    if plain.is_empty() || !plain.len().is_multiple_of(INVITE_KEY_RECORD) {
+        return Err(FormatError::InvalidJoinCode(
+            "the invite's keys are malformed".into(),
+        ));
+    }
+    plain
+        .chunks_exact(INVITE_KEY_RECORD)
+        .map(|c| {
+            let generation = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+            Ok((generation, Key32::from_slice(&c[4..])?))
+        })
+        .collect()
 }
 
 #[cfg(test)]

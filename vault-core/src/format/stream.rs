@@ -80,6 +80,13 @@ impl StreamSealer {
         }
     }
 
+    /// [`StreamSealer::with_chunk_len`] for the fuzz target, which crosses chunk boundaries
+    /// with inputs of a few bytes. Exists only in builds with `--cfg fuzzing`.
+    #[cfg(fuzzing)]
+    pub fn fuzzing_with_chunk_len(file_key: &Key32, chunk_len: usize) -> Self {
+        Self::with_chunk_len(file_key, chunk_len)
+    }
+
     /// The index the next sealed chunk will get.
     pub fn next_index(&self) -> u64 {
         self.next
@@ -183,6 +190,13 @@ impl StreamOpener {
             finished: false,
             chunk_len,
         }
+    }
+
+    /// [`StreamOpener::with_chunk_len`] for the fuzz target, which crosses chunk boundaries
+    /// with inputs of a few bytes. Exists only in builds with `--cfg fuzzing`.
+    #[cfg(fuzzing)]
+    pub fn fuzzing_with_chunk_len(file_key: &Key32, chunk_len: usize) -> Self {
+        Self::with_chunk_len(file_key, chunk_len)
     }
 
     /// The index the next chunk must have: `None` before the first chunk (any index may
