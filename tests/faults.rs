@@ -1,12 +1,14 @@
 //! End to end: faults the user should barely notice. A server killed and restarted in the
 //! middle of a large put is rejoined within seconds (its stateless reset key survives the
 //! restart, so the client learns at once that the old connection is gone) and the put
-//! finishes intact.
+//! finishes intact. A full disk (a small tmpfs, filled) is reported as "no storage space",
+//! never as an internal error; deleting frees it, and the server restarts on it.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use vault_e2e::{Client, TestServer};
+use vault_e2e::small_disk::SmallDisk;
+use vault_e2e::{Client, Out, TestServer};
 
 /// A file of `mib` MiB whose every MiB differs.
 fn write_big(path: &Path, mib: usize) {
@@ -101,4 +103,201 @@ fn a_server_killed_and_restarted_during_a_put_is_rejoined_within_seconds() {
     let median = rejoined[rejoined.len() / 2];
     println!("rejoined after the restart: {rejoined:?}, median {median:?}");
     assert!(median <= Duration::from_secs(3), "{rejoined:?}");
+}
+
+/// A failure that tells the person the disk is full, never an internal error.
+fn says_no_space(what: &str, out: &Out) {
+    assert_eq!(out.code, 1, "{what}: {}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("no storage space") && !out.stderr.contains("internal server error"),
+        "{what}: {}",
+        out.stderr
+    );
+}
+
+/// On a full disk a command either still works or says so; never an internal error.
+fn works_or_says_no_space(what: &str, out: &Out) {
+    assert!(
+        out.code == 0 || out.stderr.contains("no storage space"),
+        "{what}: {}{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("internal server error"),
+        "{what}: {}",
+        out.stderr
+    );
+}
+
+fn open_uploads(server: &TestServer) -> u64 {
+    let stats: serde_json::Value =
+        serde_json::from_str(server.admin(&["stats", "--json"]).ok()).expect("stats json");
+    stats["uploads_in_progress"]
+        .as_u64()
+        .expect("uploads_in_progress")
+}
+
+fn partials(server: &TestServer) -> usize {
+    std::fs::read_dir(server.data_dir().join("blobs").join("partial"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_full_disk_says_no_storage_space_and_deleting_frees_it() {
+    let disk = SmallDisk::mount(64);
+    let mut server = TestServer::start_on_disk(
+        &disk,
+        "[storage]\nmin_free = \"8MiB\"\nreserve = \"4MiB\"\n[files]\nblob_grace_s = 0\n",
+    );
+    let alice = Client::new();
+    alice.register(&server, "alice", "alice@example.org");
+    let local = alice.dir.path();
+    std::fs::write(local.join("keep.txt"), "kept through it all").expect("write");
+    let file = |name: &str, mib: usize| {
+        let path = local.join(name);
+        write_big(&path, mib);
+        path.to_str().expect("utf-8").to_string()
+    };
+    let (big1, big2, ten, small) = (
+        file("big1", 20),
+        file("big2", 20),
+        file("ten", 10),
+        file("small", 0),
+    );
+    std::fs::write(&small, "a small file").expect("write");
+    let keep = local.join("keep.txt").to_str().expect("utf-8").to_string();
+    for (f, to) in [(&keep, "/keep.txt"), (&big1, "/big1"), (&big2, "/big2")] {
+        alice.run(&["put", f, to]).ok();
+    }
+    let stats = server.admin(&["stats"]);
+    assert!(stats.ok().contains("free of"), "{}", stats.stdout);
+
+    // What would cross the floor is refused before a byte is stored.
+    says_no_space("a put over the floor", &alice.run(&["put", &big1, "/big3"]));
+    assert_eq!((open_uploads(&server), partials(&server)), (0, 0));
+
+    // The disk fills while a put is under way (something else on the machine): the put
+    // is told, and its partial bytes and its upload go at once.
+    let put = alice.spawn_piped(&["put", &ten, "/ten", "--bwlimit", "2MiB"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    disk.fill("filler1");
+    let out = Out::from(put.wait_with_output().expect("put"));
+    says_no_space("a put the disk filled under", &out);
+    assert!(
+        SmallDisk::wait_until(Duration::from_secs(10), || open_uploads(&server) == 0
+            && partials(&server) == 0),
+        "the stopped upload was released"
+    );
+    // Whatever filled the disk takes what the stopped upload gave back too; the server
+    // then releases its reserve so that deletions keep working.
+    disk.fill("filler1b");
+    assert!(
+        SmallDisk::wait_until(Duration::from_secs(10), || server
+            .log()
+            .contains("released the reserve")),
+        "{}",
+        server.log()
+    );
+    assert!(
+        disk.free() >= 3 << 20,
+        "the reserve came back as free space"
+    );
+
+    // Full to the last byte (the filler took the reserve too): everything that stores
+    // something says so.
+    disk.fill("filler2");
+    says_no_space("a small put", &alice.run(&["put", &small, "/small"]));
+    works_or_says_no_space("mkdir", &alice.run(&["mkdir", "/new"]));
+    let rm = alice.run(&["rm", "/keep.txt"]);
+    works_or_says_no_space("rm", &rm);
+    let bob = Client::new();
+    let register = bob.run(&[
+        "register",
+        "bob",
+        "--email",
+        "bob@example.org",
+        "--server",
+        &server.addr,
+        "--fingerprint",
+        &server.fingerprint,
+    ]);
+    works_or_says_no_space("register", &register);
+    let (_, login) = Client::login_to(&server, "alice", vault_e2e::PASSWORD);
+    works_or_says_no_space("login", &login);
+
+    // The reserve's worth back: delete, empty the trash, collect, and carry on.
+    disk.unfill("filler2");
+    if rm.code == 0 {
+        alice.run(&["trash", "restore", "/keep.txt"]).ok();
+    }
+    alice.run(&["rm", "/big1"]).ok();
+    alice.run(&["rm", "/big2"]).ok();
+    alice.run(&["trash", "empty", "--yes"]).ok();
+    server.admin(&["gc"]).ok();
+    assert!(
+        disk.free() > 30 << 20,
+        "deleting gave the space back: {}",
+        disk.free()
+    );
+    alice.run(&["put", &ten, "/ten"]).ok();
+    let fsck = server.admin(&["fsck"]);
+    assert!(fsck.ok().starts_with("clean"), "{}", fsck.stdout);
+    for (remote, original) in [("/keep.txt", &keep), ("/ten", &ten)] {
+        let back = local.join("back");
+        let _ = std::fs::remove_file(&back);
+        alice
+            .run(&["get", remote, back.to_str().expect("utf-8")])
+            .ok();
+        assert!(
+            std::fs::read(&back).expect("read") == std::fs::read(original).expect("read"),
+            "{remote} came back intact"
+        );
+    }
+
+    // A restart on a full disk: the reserve (made again once there was room) is
+    // released first, so the server starts, serves reads and deletions.
+    assert!(
+        SmallDisk::wait_until(Duration::from_secs(10), || disk
+            .outside(&disk.mount.join("data").join("reserve"))
+            .exists()),
+        "the reserve is made again"
+    );
+    disk.unfill("filler1");
+    disk.unfill("filler1b");
+    disk.fill("filler3");
+    server.kill_hard();
+    server.restart(|_| {});
+    let back = local.join("back");
+    let _ = std::fs::remove_file(&back);
+    alice
+        .run(&["get", "/keep.txt", back.to_str().expect("utf-8")])
+        .ok();
+    alice.run(&["rm", "/ten"]).ok();
+
+    // Without a reserve to release, a SQLite database on the full disk cannot open: the
+    // start fails naming the disk. (PostgreSQL keeps its database elsewhere: the server
+    // starts and serves.)
+    server.stop();
+    disk.fill("filler4");
+    let on_sqlite = std::env::var("VAULT_TEST_POSTGRES_URL").map_or(true, |u| u.is_empty());
+    let start = server.start_that_fails(Duration::from_secs(if on_sqlite { 20 } else { 5 }));
+    if on_sqlite {
+        assert_ne!(start.code, 0, "{}", start.stderr);
+        assert!(
+            start
+                .stderr
+                .contains(&disk.mount.join("data").display().to_string())
+                && start.stderr.contains("is full"),
+            "{}",
+            start.stderr
+        );
+    } else {
+        assert!(
+            start.stdout.contains("vault-server listening"),
+            "{}",
+            start.stderr
+        );
+    }
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use diesel::{Connection, RunQueryDsl};
 
 pub mod raw;
+pub mod small_disk;
 pub mod smtp;
 pub mod terminal;
 
@@ -107,7 +108,7 @@ pub struct Out {
     pub stderr: String,
 }
 
-impl Out {
+impl From<std::process::Output> for Out {
     fn from(output: std::process::Output) -> Out {
         Out {
             code: output.status.code().unwrap_or(-1),
@@ -115,7 +116,9 @@ impl Out {
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
     }
+}
 
+impl Out {
     /// Asserts success and returns stdout.
     #[track_caller]
     pub fn ok(&self) -> &str {
@@ -222,6 +225,10 @@ pub struct TestServer {
     config_text: String,
     /// The database URL the server was given (shared by [`TestServer::second_instance`]).
     database_url: String,
+    /// The data directory as the test reaches it.
+    data: PathBuf,
+    /// What the server and `vault-admin` run under (empty, or [`SmallDisk::launcher`]).
+    launcher: Vec<String>,
     _pg: Option<PgDatabase>,
     /// The codes [`TestServer::outbox_code`] has handed out.
     codes_seen: Mutex<HashSet<String>>,
@@ -250,7 +257,33 @@ impl TestServer {
         TestServer::start_full(extra, CHEAP_AUTH_HASH, Some(self.database_url.clone()))
     }
 
+    /// [`TestServer::start_with`], its data directory on `disk` (a small tmpfs): the server
+    /// and `vault-admin` run in the disk's mount namespace.
+    pub fn start_on_disk(disk: &small_disk::SmallDisk, extra: &str) -> TestServer {
+        TestServer::start_full_in(
+            extra,
+            CHEAP_AUTH_HASH,
+            None,
+            Some((
+                disk.mount.join("data"),
+                disk.launcher(),
+                disk.outside(&disk.mount.join("data")),
+            )),
+        )
+    }
+
     fn start_full(extra: &str, auth_hash: &str, shared_database: Option<String>) -> TestServer {
+        TestServer::start_full_in(extra, auth_hash, shared_database, None)
+    }
+
+    /// `place`: the data directory as the server sees it, the launcher, and the data
+    /// directory as the test sees it (default: `ROOT/data`, no launcher).
+    fn start_full_in(
+        extra: &str,
+        auth_hash: &str,
+        shared_database: Option<String>,
+        place: Option<(PathBuf, Vec<String>, PathBuf)>,
+    ) -> TestServer {
         let root = tempfile::tempdir().expect("tempdir");
         let pg = match shared_database {
             Some(_) => None,
@@ -259,7 +292,10 @@ impl TestServer {
                 .filter(|u| !u.is_empty())
                 .map(|u| PgDatabase::create(&u)),
         };
-        let data = root.path().join("data");
+        let (data, launcher, data_outside) = place.unwrap_or_else(|| {
+            let data = root.path().join("data");
+            (data.clone(), Vec::new(), data)
+        });
         let database_url = shared_database.unwrap_or_else(|| match &pg {
             Some(pg) => pg.url(),
             None => format!("sqlite://{}", data.join("vault.db").display()),
@@ -278,6 +314,8 @@ impl TestServer {
             child: None,
             config_text,
             database_url,
+            data: data_outside,
+            launcher,
             _pg: pg,
             codes_seen: Mutex::new(HashSet::new()),
         };
@@ -306,7 +344,19 @@ impl TestServer {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.root.path().join("data")
+        self.data.clone()
+    }
+
+    /// `program` run the way the server runs (under the launcher, if any).
+    fn launched(&self, program: PathBuf) -> Command {
+        match self.launcher.split_first() {
+            None => Command::new(program),
+            Some((first, rest)) => {
+                let mut command = Command::new(first);
+                command.args(rest).arg(program);
+                command
+            }
+        }
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -320,7 +370,8 @@ impl TestServer {
             .append(true)
             .open(self.root.path().join("server.log"))
             .expect("log file");
-        let mut child = Command::new(bin("vault-server"))
+        let mut child = self
+            .launched(bin("vault-server"))
             .arg("--config")
             .arg(self.config_path())
             .env("VAULT_LOG", "info")
@@ -502,9 +553,32 @@ impl TestServer {
         Out::from(output)
     }
 
+    /// Runs the server binary on this server's configuration once more, while this one is
+    /// stopped, for a start that must fail; what it printed (killed after `within`).
+    pub fn start_that_fails(&self, within: Duration) -> Out {
+        let mut child = self
+            .launched(bin("vault-server"))
+            .arg("--config")
+            .arg(self.config_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start vault-server");
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        Out::from(child.wait_with_output().expect("wait for vault-server"))
+    }
+
     /// `vault-admin ARGS` against this server's configuration, not started yet.
     pub fn admin_command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(bin("vault-admin"));
+        let mut command = self.launched(bin("vault-admin"));
         command.arg("--config").arg(self.config_path()).args(args);
         command
     }

@@ -1,12 +1,15 @@
 //! `vault-admin stats`: counts for a dashboard. The keys are stable: `bytes` is the
 //! ciphertext the file store holds (all versions, trash included, personal and group
 //! spaces), also given as `stored_bytes`; `messages` counts stored chat messages and
-//! `messages_24h` those that arrived in the last 24 hours (counts only, never content).
+//! `messages_24h` those that arrived in the last 24 hours (counts only, never content);
+//! `disk` is the data directory's disk: free and total bytes, the free-space floor below
+//! which uploads are refused, and the reserve held for deletions.
 
 use clap::Args;
 use serde::Serialize;
 use vault_server::db;
 use vault_server::maintenance::stats::{file_stats, message_stats};
+use vault_server::space::{Space, SpaceReport};
 
 use crate::context::Ctx;
 use crate::output;
@@ -36,6 +39,7 @@ struct Stats {
     uploads_in_progress: i64,
     messages: i64,
     messages_24h: i64,
+    disk: Option<SpaceReport>,
 }
 
 pub fn run(ctx: &Ctx, args: StatsArgs) -> anyhow::Result<()> {
@@ -58,6 +62,9 @@ pub fn run(ctx: &Ctx, args: StatsArgs) -> anyhow::Result<()> {
         uploads_in_progress: f.uploads_in_progress,
         messages: m.total,
         messages_24h: m.last_24h,
+        disk: Space::new(&ctx.config.data_dir, &ctx.config.storage)
+            .report()
+            .ok(),
     };
     if args.json {
         return output::print_json(&s);
@@ -84,6 +91,12 @@ pub fn run(ctx: &Ctx, args: StatsArgs) -> anyhow::Result<()> {
         (
             "chat messages",
             format!("{} ({} in the last 24 h)", s.messages, s.messages_24h),
+        ),
+        (
+            "disk",
+            s.disk
+                .as_ref()
+                .map_or_else(|| "cannot be looked at".into(), SpaceReport::line),
         ),
     ])?;
     Ok(())

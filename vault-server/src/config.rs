@@ -70,17 +70,28 @@ impl Default for Config {
     }
 }
 
-/// Where file blobs are kept.
+/// Where file blobs are kept, and the room kept free on their disk (`crate::space`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     /// `fs` (the blob store under `<data_dir>/blobs`).
     pub kind: String,
+    /// Uploads that would leave less than this free on the data directory's disk are
+    /// refused, so that deletions always find room.
+    pub min_free: ByteSize,
+    /// The size of `<data_dir>/reserve`, a file kept while there is room for it and
+    /// released when the disk fills anyway, so that deletions and a restart still work
+    /// (0: none).
+    pub reserve: ByteSize,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { kind: "fs".into() }
+        StorageConfig {
+            kind: "fs".into(),
+            min_free: ByteSize(256 << 20),
+            reserve: ByteSize(64 << 20),
+        }
     }
 }
 

@@ -7,6 +7,10 @@ use crate::db::DbError;
 
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
+        if crate::space::is_full_db(&e) {
+            tracing::error!(error = %e, "the database's disk is full");
+            return crate::space::no_space();
+        }
         tracing::error!(error = %e, "database error");
         ApiError::internal()
     }

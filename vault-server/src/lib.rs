@@ -16,6 +16,7 @@ pub mod live;
 pub mod mail;
 pub mod maintenance;
 pub mod net;
+pub mod space;
 pub mod state;
 #[cfg(test)]
 mod testing;
@@ -98,8 +99,20 @@ impl Server {
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
         let data = DataDir(config.data_dir.clone());
         data.create()?;
+        // On a full disk the reserve goes first, so that the database can open.
+        let space = space::Space::new(&data.0, &config.storage);
+        space.look();
         let identity = tls::load_or_create(&data.0)?;
-        let db = open_db(&config).await?;
+        let db = open_db(&config)
+            .await
+            .map_err(|e| match space.free_and_total() {
+                Ok((free, _)) if free < space::FULL_BELOW => e.context(format!(
+                    "the disk of {} is full ({free} bytes free): free space on it and start \
+                     the server again",
+                    data.0.display()
+                )),
+                _ => e,
+            })?;
         let mailer = mailer(&config)?;
         let fake_salt_key = db
             .run(|c| db::settings::get_or_create(c, "prelogin_fake_salt_key", random_secret))
@@ -161,11 +174,13 @@ impl Server {
             tokio::spawn(async move { state.live.watch(state.db.clone(), every).await })
         };
         let housekeeping = tokio::spawn(housekeeping(Arc::clone(&state)));
+        let disk = tokio::spawn(space::watch(Arc::clone(&state)));
         let gc = tokio::spawn(maintenance::run_periodic(Arc::clone(&state)));
         let scrub = tokio::spawn(maintenance::scrub::run_periodic(Arc::clone(&state)));
         net::serve(self.endpoint, Arc::clone(&state), shutdown).await;
         watcher.abort();
         housekeeping.abort();
+        disk.abort();
         gc.abort();
         scrub.abort();
         let grace = Duration::from_secs(state.config.limits.shutdown_grace_s);

@@ -61,11 +61,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let data = DataDir(config.data_dir.clone());
     let server = Server::bind(config).await?;
     let addr = server.local_addr()?;
-    fsutil::write_atomic(
+    // For scripts that started the server on port 0; serving does not depend on it (on a
+    // full disk it cannot be written, and the server still serves reads and deletions).
+    if let Err(e) = fsutil::write_atomic(
         &data.server_addr_file(),
         format!("{addr}\n").as_bytes(),
         0o644,
-    )?;
+    ) {
+        tracing::warn!(error = %e, path = %data.server_addr_file().display(), "cannot write the server's address file");
+    }
     println!("vault-server listening on {addr}");
     println!("certificate fingerprint {}", server.fingerprint());
     server.run(shutdown).await?;

@@ -15,6 +15,7 @@ use crate::live::LiveSessions;
 use crate::mail::queue::MailQueue;
 use crate::net::budget::FrameBudget;
 use crate::net::slots::ConnectionSlots;
+use crate::space::Space;
 
 /// Shared server state, behind an `Arc`.
 #[derive(Debug)]
@@ -45,6 +46,8 @@ pub struct ServerState {
     pub frame_budget: FrameBudget,
     /// Logins being checked per address (this instance).
     pub login_gate: LoginGate,
+    /// Free space on the data directory's disk, its floor and reserve.
+    pub space: Space,
 }
 
 impl ServerState {
@@ -74,6 +77,7 @@ impl ServerState {
             slots: ConnectionSlots::new(&config.limits),
             frame_budget: FrameBudget::new(&config.limits),
             login_gate: LoginGate::new(config.throttle.logins_in_flight_per_ip),
+            space: Space::new(&config.data_dir, &config.storage),
             config,
         }
     }

@@ -53,15 +53,20 @@ pub fn load(data_dir: &Path) -> anyhow::Result<Identity> {
 /// Makes a new self-signed certificate, replacing any old one. Clients that pinned the
 /// old one will refuse the server until their users accept the new fingerprint.
 pub fn create(data_dir: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
     let names = vec!["localhost".to_string(), "vault-server".to_string()];
     let certified = rcgen::generate_simple_self_signed(names)?;
     let dir = data_dir.join("tls");
-    fsutil::create_private_dir(&dir)?;
+    fsutil::create_private_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let key_file = key_path(data_dir);
     fsutil::write_atomic(
-        &key_path(data_dir),
+        &key_file,
         certified.signing_key.serialize_pem().as_bytes(),
         0o600,
-    )?;
-    fsutil::write_atomic(&cert_path(data_dir), certified.cert.pem().as_bytes(), 0o644)?;
+    )
+    .with_context(|| format!("cannot write the private key {}", key_file.display()))?;
+    let cert_file = cert_path(data_dir);
+    fsutil::write_atomic(&cert_file, certified.cert.pem().as_bytes(), 0o644)
+        .with_context(|| format!("cannot write the certificate {}", cert_file.display()))?;
     Ok(())
 }

@@ -107,6 +107,7 @@ pub async fn open_many(
         .map(|f| upload::check_open(&f.path, f.sealed_size))
         .collect();
     let ns = super::namespace(state, session, ns).await?;
+    state.space.check_room(sealed)?;
     let user = session.user_id;
     let expiry = upload::expiry_s(state).min(BATCH_EXPIRY_S);
     let results = super::write(state, ns.id, move |c, ns| {
@@ -237,16 +238,22 @@ pub async fn put_many(
                 .map(|(_, bytes)| hash::of_bytes(bytes))
                 .collect::<Vec<BlobHash>>())
         })
-        .await
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                ApiError::conflict(
+        .await;
+        let hashes = match hashes {
+            Ok(hashes) => hashes,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(ApiError::conflict(
                     "an upload of this batch was already sent with other bytes; open new uploads",
-                )
-            } else {
-                store_error("writing a batch of small files failed", &e)
+                ));
             }
-        })?;
+            Err(e) => {
+                if crate::space::is_full_io(&e) {
+                    let ids: Vec<i64> = accepted.iter().map(|f| f.upload_id).collect();
+                    upload::release_stopped(state, session, &ids).await;
+                }
+                return Err(store_error("writing a batch of small files failed", &e));
+            }
+        };
         for (file, blob_hash) in accepted.iter_mut().zip(hashes) {
             file.blob_hash = blob_hash;
         }

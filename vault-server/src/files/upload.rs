@@ -85,6 +85,10 @@ pub(super) async fn blocking<T: Send + 'static>(
 }
 
 pub(super) fn store_error(context: &str, e: &std::io::Error) -> ApiError {
+    if crate::space::is_full_io(e) {
+        tracing::error!(error = %e, "{context}: the disk is full");
+        return crate::space::no_space();
+    }
     tracing::error!(error = %e, "{context}");
     ApiError::internal_with(format!(
         "the server could not store the data ({}); nothing partial is visible: try again \
@@ -273,6 +277,7 @@ pub async fn open(
 ) -> Result<Response, ApiError> {
     check_open(&path, sealed_size)?;
     let ns = super::namespace(state, session, ns).await?;
+    state.space.check_room(sealed_size)?;
     let user = session.user_id;
     let expiry = expiry_s(state);
     let opened = super::write(state, ns.id, move |c, ns| {
@@ -404,6 +409,10 @@ pub async fn receive<R: AsyncRead + Unpin>(
         .and_then(|r| r);
 
     match written {
+        Err(e) if crate::space::is_full_io(&e) => {
+            release_stopped(state, session, &[upload_id]).await;
+            Err(store_error("writing an upload failed", &e))
+        }
         Err(e) => {
             cut_back(state, &id, size).await;
             Err(store_error("writing an upload failed", &e))
@@ -641,6 +650,28 @@ pub async fn commit(
         state.upload_hashes.forget(&id);
     }
     committed
+}
+
+/// Releases uploads a full disk stopped, so that nothing is half-kept: their partials
+/// first (removing a file always frees room), then their rows, in `abort`'s way; the client
+/// starts over once there is room. Best effort: a row that cannot go now is collected by
+/// gc when it expires.
+pub(super) async fn release_stopped(state: &ServerState, session: &SessionCtx, upload_ids: &[i64]) {
+    let mut partials = Vec::new();
+    for &id in upload_ids {
+        if let Ok(upload) = owned(state, session, id, false).await {
+            partials.push(upload.blob_id.clone());
+            if let Ok(blob) = blob_id(&upload) {
+                state.upload_hashes.forget(&blob);
+            }
+        }
+    }
+    tree::remove_partials(state, partials).await;
+    for &id in upload_ids {
+        if let Err(e) = abort(state, session, id).await {
+            tracing::warn!(error = %e, "could not release an upload the full disk stopped");
+        }
+    }
 }
 
 pub async fn abort(
