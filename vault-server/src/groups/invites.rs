@@ -11,6 +11,7 @@ use vault_core::proto::groups::{MAX_INVITE_TTL_S, MAX_INVITE_USES};
 use vault_core::proto::{
     ApiError, ErrorCode, GroupRole, InviteInfo, NewEnvelope, Response, SecretBytes,
 };
+use vault_core::units::plural;
 
 use super::access;
 use super::envelopes;
@@ -118,8 +119,10 @@ pub async fn create(
             "group.invite",
             None,
             &format!(
-                "join code {invite_id} for group {}: {} use(s), valid for {} s",
-                a.group.name, code.uses, code.expires_s
+                "join code {invite_id} for group {}: {}, valid for {} s",
+                a.group.name,
+                plural(code.uses, "use", "uses"),
+                code.expires_s
             ),
         )?;
         Ok(Response::InviteCreated {
@@ -218,10 +221,10 @@ pub async fn join(
             "group.join",
             None,
             &format!(
-                "{me} joined group {} with join code {}, with {} envelope(s)",
+                "{me} joined group {} with join code {}, with {}",
                 group.name,
                 invite.id,
-                list.len()
+                plural(list.len(), "envelope", "envelopes")
             ),
         )?;
         Ok(Response::GroupJoined {

@@ -3,6 +3,7 @@
 //! members who lack them (key healing), and the list of such work (`key_tasks`).
 
 use std::collections::{BTreeSet, HashMap};
+use vault_core::units::plural;
 
 use vault_core::proto::{
     ApiError, ByteBuf, EnvelopeInfo, NewEnvelope, Response, Rotation, UserKey,
@@ -101,8 +102,8 @@ pub async fn rotate(
             "group.rotate",
             None,
             &format!(
-                "made key generation {expected} of group {name} for {} member(s)",
-                members.len()
+                "made key generation {expected} of group {name} for {}",
+                plural(members.len(), "member", "members")
             ),
         )?;
         Ok(Response::Ok)
@@ -177,8 +178,8 @@ pub async fn put_envelopes(
             "group.wrap",
             None,
             &format!(
-                "wrapped {} envelope(s) of group {name}'s key for {}",
-                list.len(),
+                "wrapped {} of group {name}'s key for {}",
+                plural(list.len(), "envelope", "envelopes"),
                 whom.join(", ")
             ),
         )?;
