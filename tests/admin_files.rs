@@ -54,24 +54,6 @@ fn get(client: &Client, remote: &str) -> Vec<u8> {
     std::fs::read(&out).expect("downloaded file")
 }
 
-/// Sealed blob files under the data dir.
-fn blob_files(data: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for dir in std::fs::read_dir(data.join("blobs"))
-        .expect("blobs")
-        .flatten()
-    {
-        let name = dir.file_name();
-        if name.len() != 2 || !dir.path().is_dir() {
-            continue;
-        }
-        for f in std::fs::read_dir(dir.path()).expect("fanout").flatten() {
-            files.push(f.path());
-        }
-    }
-    files
-}
-
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
@@ -92,7 +74,7 @@ fn fsck_is_clean_then_finds_a_lost_blob_and_repair_falls_back_to_the_older_versi
     assert!(out.ok().starts_with("clean: "), "{}", out.stdout);
 
     // Lose the blob of /a.bin version 2 (the only one of its size) behind the server's back.
-    let blobs = blob_files(&server.data_dir());
+    let blobs = server.blob_files();
     assert_eq!(blobs.len(), 3, "{blobs:?}");
     let newest = blobs
         .iter()
@@ -336,16 +318,6 @@ fn the_server_runs_gc_on_its_own_every_interval() {
     assert!(server.admin(&["fsck"]).ok().starts_with("clean: "));
 }
 
-/// The sealed blob file of `size` bytes (there must be exactly one).
-fn blob_of_size(data: &Path, size: u64) -> PathBuf {
-    let found: Vec<PathBuf> = blob_files(data)
-        .into_iter()
-        .filter(|b| std::fs::metadata(b).map(|m| m.len()).ok() == Some(size))
-        .collect();
-    assert_eq!(found.len(), 1, "blobs of {size} bytes: {found:?}");
-    found.into_iter().next().expect("one blob")
-}
-
 fn blob_id(blob: &Path) -> String {
     blob.file_name()
         .and_then(|n| n.to_str())
@@ -411,13 +383,14 @@ fn fsck_read_data_finds_flipped_truncated_and_swapped_blobs_and_repair_treats_th
 
     // Behind the server's back: one byte flipped, a blob cut short, two swapped.
     let data = server.data_dir();
-    let flipped = blob_of_size(&data, 200_016);
+    let flipped = server.blob_of_size(200_016);
     flip_a_byte(&flipped, 123_456);
-    let cut = blob_of_size(&data, 100_016);
+    let cut = server.blob_of_size(100_016);
     let bytes = std::fs::read(&cut).expect("read blob");
     std::fs::write(&cut, &bytes[..50_000]).expect("truncate blob");
     let (a, b) = {
-        let mut equal: Vec<PathBuf> = blob_files(&data)
+        let mut equal: Vec<PathBuf> = server
+            .blob_files()
             .into_iter()
             .filter(|p| std::fs::metadata(p).map(|m| m.len()).ok() == Some(3016))
             .collect();
@@ -439,19 +412,11 @@ fn fsck_read_data_finds_flipped_truncated_and_swapped_blobs_and_repair_treats_th
     // Sizes alone see only the truncated blob.
     let out = server.admin(&["fsck"]);
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(
-        out.stdout.starts_with("1 problem(s) found"),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.starts_with("1 problem found"), "{}", out.stdout);
 
     let out = server.admin(&["fsck", "--read-data"]);
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(
-        out.stdout.starts_with("4 problem(s) found"),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.starts_with("4 problems found"), "{}", out.stdout);
     for (blob, says) in [
         (&flipped, "BLAKE3 differs"),
         (&a, "BLAKE3 differs"),
@@ -528,7 +493,7 @@ fn the_server_scrubs_on_its_own_and_warns_of_each_damaged_version() {
         &write(&alice, "fine.bin", &content(90_000, 8)),
         "/fine.bin",
     );
-    let blob = blob_of_size(&server.data_dir(), 80_016);
+    let blob = server.blob_of_size(80_016);
     flip_a_byte(&blob, 40_000);
     let id = blob_id(&blob);
     let (file, version) = file_of(&server, &id);

@@ -301,3 +301,101 @@ fn a_full_disk_says_no_storage_space_and_deleting_frees_it() {
         );
     }
 }
+
+/// `put -r` of 2,000 small files (many batches), killed 20 times at moments spread over
+/// a run, then run to the end: the uploads a killed client opened are aborted by the next
+/// command (even those whose answer never reached it), none is left open at the end, and
+/// the quota counts exactly what is stored.
+#[test]
+fn a_put_r_killed_20_times_leaves_no_upload_open_and_the_quota_exact() {
+    let server = TestServer::start();
+    let alice = Client::new();
+    alice.register(&server, "alice", "alice@example.org");
+    let tree = alice.dir.path().join("many");
+    for i in 0..2000 {
+        let dir = tree.join(format!("d{:02}", i % 20));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let text = format!("file {i} ").repeat(1 + i % 40);
+        std::fs::write(dir.join(format!("f{i:04}.txt")), text).expect("write");
+    }
+    let tree = tree.to_str().expect("utf-8");
+    let records = alice.state_dir().join("uploads").join("batches");
+
+    // How long one whole run takes, to spread the kills over it.
+    let started = Instant::now();
+    alice.run(&["put", "-r", tree, "/first"]).ok();
+    let whole = started.elapsed();
+
+    let mut left_by_kills = 0;
+    let mut left_before: Vec<i64> = Vec::new();
+    let mut newest = 0;
+    for round in 0..20u32 {
+        let run_started = Instant::now();
+        let mut put = alice.spawn(&["put", "-r", tree, &format!("/run{round}")]);
+        // From 5 % to 95 % of a run, in a scattered order.
+        let at = whole.mul_f64(0.05 + 0.9 * f64::from((round * 7) % 20) / 19.0);
+        // Once this run has opened uploads of its own, it has cleaned up what the last kill
+        // left: only its own may be open.
+        loop {
+            let open: Vec<i64> = server.open_uploads().iter().map(|u| u.0).collect();
+            let exited = put.try_wait().expect("poll vault").is_some();
+            if exited || open.iter().any(|id| *id > newest) {
+                let kept: Vec<&i64> = left_before.iter().filter(|id| open.contains(id)).collect();
+                assert!(
+                    kept.is_empty(),
+                    "round {round}: uploads a killed run opened are still open: {kept:?}"
+                );
+                break;
+            }
+            assert!(
+                run_started.elapsed() < Duration::from_secs(60),
+                "round {round}: the run never got going"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if let Some(rest) = at.checked_sub(run_started.elapsed()) {
+            std::thread::sleep(rest);
+        }
+        put.kill().expect("kill vault");
+        put.wait().expect("wait");
+        // The server finishes what had reached it.
+        std::thread::sleep(Duration::from_millis(300));
+        left_before = server.open_uploads().iter().map(|u| u.0).collect();
+        newest = newest.max(left_before.iter().copied().max().unwrap_or(0));
+        left_by_kills += left_before.len();
+    }
+    println!(
+        "a whole run took {whole:?}; the 20 kills left {left_by_kills} uploads open for the next \
+         command to abort"
+    );
+
+    // The last run, to the end: it aborts what the last kill left and finishes.
+    let out = alice.run(&["put", "-r", tree, "/run19", "--json"]);
+    let done: serde_json::Value = serde_json::from_str(out.ok()).expect("put json");
+    assert_eq!(done["files"], 2000, "{}", out.stdout);
+    assert_eq!(server.open_uploads(), [], "uploads left open");
+    let left: Vec<_> = std::fs::read_dir(&records)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "batch records left: {left:?}");
+    assert!(server.admin(&["fsck"]).ok().starts_with("clean: "));
+
+    // The quota is exact: room for 1000 more bytes (1016 sealed) takes a 1000-byte file
+    // and then not one byte more.
+    let show: serde_json::Value =
+        serde_json::from_str(server.admin(&["user", "show", "alice", "--json"]).ok())
+            .expect("user show json");
+    let used = show["used_bytes"].as_i64().expect("used_bytes");
+    let quota = (used + 1016).to_string();
+    server.admin(&["user", "set-quota", "alice", &quota]).ok();
+    let fits = alice.dir.path().join("fits.bin");
+    std::fs::write(&fits, vec![7u8; 1000]).expect("write");
+    alice
+        .run(&["put", fits.to_str().expect("utf-8"), "/fits.bin"])
+        .ok();
+    let over = alice.dir.path().join("over.bin");
+    std::fs::write(&over, b"x").expect("write");
+    alice
+        .run(&["put", over.to_str().expect("utf-8"), "/over.bin"])
+        .fails_with("quota");
+}

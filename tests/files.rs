@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use diesel::prelude::*;
-use diesel::sql_types::BigInt;
-use vault_e2e::{Client, TestDb, TestServer};
+use vault_e2e::{Client, TestServer};
 
 const MIB: usize = 1 << 20;
 
@@ -661,26 +659,6 @@ fn remote_tree(client: &Client, dir: &str) -> Vec<(String, String, u64, u64)> {
     out
 }
 
-#[derive(QueryableByName)]
-struct OpenUpload {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-    #[diesel(sql_type = BigInt)]
-    lifetime: i64,
-}
-
-/// The uploads the server holds open, from its database: each id and the seconds it was
-/// given (ten minutes for a batch's, a day for a single file's).
-fn open_uploads(server: &TestServer) -> Vec<(i64, i64)> {
-    let query = "SELECT id, expires_at - created_at AS lifetime FROM uploads ORDER BY id";
-    let rows: Vec<OpenUpload> = match server.open_database() {
-        TestDb::Sqlite(mut c) => diesel::sql_query(query).load(&mut c),
-        TestDb::Pg(mut c) => diesel::sql_query(query).load(&mut c),
-    }
-    .expect("read uploads");
-    rows.into_iter().map(|u| (u.id, u.lifetime)).collect()
-}
-
 /// The upload ids batches noted as open in the client's records.
 fn noted_batch_uploads(records: &Path) -> Vec<i64> {
     let Ok(dir) = std::fs::read_dir(records) else {
@@ -760,28 +738,12 @@ fn a_rerun_of_an_interrupted_put_r_continues_into_the_same_places() {
         !noted_batch_uploads(&batches).is_empty()
     });
     kill(child);
-    // Uploads the server opened that the killed client had not noted yet: these alone
-    // may stay open (below).
-    let mut unnoted = Vec::new();
-    let mut note_unnoted = || {
-        // The server finishes what had reached it.
-        std::thread::sleep(Duration::from_millis(300));
-        let noted = noted_batch_uploads(&batches);
-        unnoted.extend(
-            open_uploads(&server)
-                .into_iter()
-                .map(|u| u.0)
-                .filter(|id| !noted.contains(id)),
-        );
-    };
-    note_unnoted();
     // 2: in the middle of the large file.
     let child = client.spawn(&args);
     wait_until("4 MiB of the large file", Duration::from_secs(60), || {
         largest_partial(&server) >= 4 * MIB as u64
     });
     kill(child);
-    note_unnoted();
     not_nested("after the second kill");
     assert!(
         uploads_open(&server) >= 1,
@@ -793,7 +755,6 @@ fn a_rerun_of_an_interrupted_put_r_continues_into_the_same_places() {
         largest_partial(&server) >= 12 * MIB as u64
     });
     kill(child);
-    note_unnoted();
     not_nested("after the third kill");
 
     // The same command again finishes the job: nothing twice, the large file resumed.
@@ -848,16 +809,8 @@ fn a_rerun_of_an_interrupted_put_r_continues_into_the_same_places() {
     assert_same_tree(&tree, &back);
     assert!(back.join("empty").is_dir());
 
-    // Nothing is left open on the server that the client knew of. The only uploads that
-    // may be are a batch's that the server opened in the instant before a kill, before the
-    // client noted them: nothing was sent for them and they expire in ten minutes.
-    for (id, lifetime) in open_uploads(&server) {
-        assert!(
-            unnoted.contains(&id) && lifetime <= 600,
-            "upload {id} (expiring after {lifetime} s) is left open; unnoted at the kills: \
-             {unnoted:?}"
-        );
-    }
+    // Nothing the killed runs opened is left open on the server.
+    assert_eq!(server.open_uploads(), [], "uploads left open");
     let records: Vec<_> = std::fs::read_dir(client.state_dir().join("uploads"))
         .expect("uploads")
         .flatten()
@@ -1056,4 +1009,101 @@ fn put_r_of_a_synced_folder_leaves_out_its_sync_state() {
     client.run(&["put", "-r", s(&synced), "/copy"]).ok();
     let names = client.run(&["ls", "-R", "/copy"]).ok().to_string();
     assert_eq!(names, "b.txt\ndocs/\ndocs/a.txt\n");
+}
+
+/// `get -r` where one file does not verify: every other file still arrives, the command
+/// lists the failure and exits 1. When the session ends in the middle of one, what was in
+/// flight fails and the files not tried are listed too.
+#[test]
+fn get_r_goes_on_past_a_bad_file_and_lists_what_did_not_arrive() {
+    let server = TestServer::start();
+    let client = alice(&server);
+    let tree = client.dir.path().join("ten");
+    std::fs::create_dir_all(&tree).expect("mkdir");
+    // Ten files of distinct sizes, so that each blob can be told apart by its size.
+    for i in 0..10u64 {
+        let data = random_bytes(5000 + i as usize, 900 + i);
+        std::fs::write(tree.join(format!("f{i}.bin")), data).expect("write");
+    }
+    client.run(&["put", "-r", s(&tree), "/ten"]).ok();
+
+    // One byte of f3's ciphertext flipped behind the server's back.
+    let blob = server.blob_of_size(5003 + 16);
+    let mut bytes = std::fs::read(&blob).expect("read blob");
+    bytes[2000] ^= 1;
+    std::fs::write(&blob, bytes).expect("write blob");
+
+    let back = client.dir.path().join("back");
+    let out = client.run(&["get", "-r", "/ten", s(&back)]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("failed: /ten/f3.bin: "),
+        "the bad file is named: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("1 file of 10 did not download"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("skipped:"), "{}", out.stderr);
+    for i in 0..10u64 {
+        let got = std::fs::read(back.join(format!("f{i}.bin")));
+        if i == 3 {
+            assert!(got.is_err(), "nothing is written for the bad file");
+        } else {
+            let want = std::fs::read(tree.join(format!("f{i}.bin"))).expect("read");
+            assert!(got.expect("arrived") == want, "f{i}.bin arrived intact");
+        }
+    }
+    // The same in --json: the failure with its reason, and a non-zero exit.
+    let out = client.run(&["get", "-r", "/ten", s(&back), "--json"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let report = json(&out.stdout);
+    assert_eq!(report["unchanged"], 9, "{report}");
+    let failed = report["failed"].as_array().expect("failed");
+    assert_eq!(failed.len(), 1, "{report}");
+    assert_eq!(failed[0]["remote"], "/ten/f3.bin");
+    assert!(failed[0]["error"].as_str().is_some(), "{report}");
+    assert_eq!(report["skipped"], serde_json::json!([]));
+
+    // The operator ends the session in the middle of a slow get -r: the client cannot
+    // go on, so what was in flight fails and the rest is listed as not tried.
+    let big = client.dir.path().join("big");
+    std::fs::create_dir_all(&big).expect("mkdir");
+    for i in 0..12u64 {
+        let data = random_bytes(MIB / 2 + i as usize, 700 + i);
+        std::fs::write(big.join(format!("b{i:02}.bin")), data).expect("write");
+    }
+    client.run(&["put", "-r", s(&big), "/big"]).ok();
+    let slow = client.dir.path().join("slow");
+    let get = client.spawn_piped(&["get", "-r", "--bwlimit", "1MiB", "/big", s(&slow)]);
+    wait_until(
+        "the first file to be under way",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_dir(slow.join(".vault-part"))
+                .map(|d| d.count() > 0)
+                .unwrap_or(false)
+        },
+    );
+    server.admin(&["user", "kick", "alice"]).ok();
+    let out = get.wait_with_output().expect("wait for get");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let failed = stderr.lines().filter(|l| l.starts_with("failed: ")).count();
+    let skipped = stderr
+        .lines()
+        .filter(|l| l.starts_with("skipped: ") && l.ends_with("(not tried)"))
+        .count();
+    let arrived = files_under(&slow)
+        .iter()
+        .filter(|p| !p.to_string_lossy().contains(".vault-part"))
+        .count();
+    assert!(failed >= 1 && skipped >= 1, "{stderr}");
+    assert_eq!(arrived + failed + skipped, 12, "{stderr}");
+    assert!(
+        stderr.contains("the error above stopped the transfer"),
+        "{stderr}"
+    );
 }

@@ -524,6 +524,52 @@ impl TestServer {
         }
     }
 
+    /// Every sealed blob file in the server's local store.
+    pub fn blob_files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        let blobs = self.data_dir().join("blobs");
+        for dir in std::fs::read_dir(blobs).expect("blobs").flatten() {
+            let name = dir.file_name();
+            if name.len() != 2 || !dir.path().is_dir() {
+                continue;
+            }
+            for f in std::fs::read_dir(dir.path()).expect("fanout").flatten() {
+                files.push(f.path());
+            }
+        }
+        files
+    }
+
+    /// The one sealed blob of `size` bytes.
+    pub fn blob_of_size(&self, size: u64) -> PathBuf {
+        let found: Vec<PathBuf> = self
+            .blob_files()
+            .into_iter()
+            .filter(|b| std::fs::metadata(b).map(|m| m.len()).ok() == Some(size))
+            .collect();
+        assert_eq!(found.len(), 1, "blobs of {size} bytes: {found:?}");
+        found.into_iter().next().expect("one blob")
+    }
+
+    /// The uploads the server holds open, from its database: each id and the seconds it
+    /// was given (ten minutes for a batch's, a day for a single file's).
+    pub fn open_uploads(&self) -> Vec<(i64, i64)> {
+        #[derive(diesel::QueryableByName)]
+        struct OpenUpload {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            id: i64,
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            lifetime: i64,
+        }
+        let query = "SELECT id, expires_at - created_at AS lifetime FROM uploads ORDER BY id";
+        let rows: Vec<OpenUpload> = match self.open_database() {
+            TestDb::Sqlite(mut c) => diesel::sql_query(query).load(&mut c),
+            TestDb::Pg(mut c) => diesel::sql_query(query).load(&mut c),
+        }
+        .expect("read uploads");
+        rows.into_iter().map(|u| (u.id, u.lifetime)).collect()
+    }
+
     /// Whether any file under the server's directory (database, blobs, logs, outbox)
     /// contains `needle`: what must never reach the server in the clear.
     pub fn holds(&self, needle: &str) -> bool {
@@ -657,7 +703,6 @@ impl Client {
         )
     }
 
-    /// Starts `vault ARGS` in the background (output discarded), to be killed by the test.
     /// Starts `vault` with its stdout and stderr piped to the test.
     pub fn spawn_piped(&self, args: &[&str]) -> Child {
         self.command(args)
@@ -668,6 +713,7 @@ impl Client {
             .expect("start vault")
     }
 
+    /// Starts `vault ARGS` in the background (output discarded), to be killed by the test.
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.command(args)
             .stdin(Stdio::null())

@@ -12,7 +12,9 @@ use vault_client::files::download::Downloaded;
 use vault_client::files::plan::{plan_get, plan_put};
 use vault_client::files::progress::RateLimit;
 use vault_client::files::remote::{Detail, Listed};
-use vault_client::files::transfer::{MAX_IN_FLIGHT, Options, get_all, put_all};
+use vault_client::files::transfer::{
+    GetReport, MAX_IN_FLIGHT, NotFetched, Options, get_all, put_all,
+};
 use vault_client::files::upload::Uploaded;
 use vault_client::files::{Files, RemotePath, legacy};
 use vault_client::state::StateDir;
@@ -395,6 +397,21 @@ async fn put(
     Ok(())
 }
 
+/// A file of `get` that did not arrive, for `--json`.
+fn not_fetched_json(file: &NotFetched) -> serde_json::Value {
+    let mut value = json!({
+        "remote": file.remote.to_string(),
+        "local": file.local.display().to_string(),
+    });
+    if let Some(error) = &file.error {
+        value["error"] = json!(error.to_string());
+        if let Some(code) = error.api_code() {
+            value["code"] = json!(code);
+        }
+    }
+    value
+}
+
 fn get_json(done: &[Downloaded]) -> serde_json::Value {
     let items: Vec<_> = done
         .iter()
@@ -435,20 +452,72 @@ async fn get(
         args.recursive,
     )
     .await?;
-    let done = get_all(Arc::clone(files), plan, options(args.bwlimit.as_deref())?).await?;
+    let single = plan.files.len() == 1 && !args.recursive;
+    let mut report = get_all(Arc::clone(files), plan, options(args.bwlimit.as_deref())?).await?;
+    if single && let Some(failed) = report.failed.pop() {
+        // One file asked for: its error is the command's.
+        return Err(failed.error.map_or_else(
+            || anyhow::anyhow!("{} was not downloaded", failed.remote),
+            anyhow::Error::from,
+        ));
+    }
+    let done = &report.done;
     if args.json {
-        outln!("{}", serde_json::to_string_pretty(&get_json(&done))?)?;
+        let mut value = get_json(done);
+        value["failed"] = report.failed.iter().map(not_fetched_json).collect();
+        value["skipped"] = report.skipped.iter().map(not_fetched_json).collect();
+        outln!("{}", serde_json::to_string_pretty(&value)?)?;
+    } else if !done.is_empty() || report.failed.is_empty() && report.skipped.is_empty() {
+        say_what_get_did(done, args.recursive, target)?;
+    }
+    fetch_failures(&report)
+}
+
+/// Lists on stderr every file of `get` that failed (with why) and every one not tried,
+/// then makes the command fail if there were any.
+fn fetch_failures(report: &GetReport) -> anyhow::Result<()> {
+    for file in &report.failed {
+        if let Some(error) = &file.error {
+            eprintln!("failed: {}: {error}", shown(&file.remote.to_string()));
+        }
+    }
+    for file in &report.skipped {
+        eprintln!("skipped: {} (not tried)", shown(&file.remote.to_string()));
+    }
+    if report.failed.is_empty() && report.skipped.is_empty() {
         return Ok(());
     }
+    let stopped = if report.skipped.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; the error above stopped the transfer, {} not tried",
+            plural(report.skipped.len() as u64, "file was", "files were")
+        )
+    };
+    bail!(
+        "{} of {} did not download{stopped}. Nothing was written for them; run the same \
+         command again to fetch what is missing (files that arrived are skipped as unchanged)",
+        plural(
+            (report.failed.len() + report.skipped.len()) as u64,
+            "file",
+            "files"
+        ),
+        report.done.len() + report.failed.len() + report.skipped.len()
+    )
+}
+
+/// The summary line of `get` for what arrived.
+fn say_what_get_did(done: &[Downloaded], recursive: bool, target: &Path) -> anyhow::Result<()> {
     let (unchanged, fetched): (Vec<&Downloaded>, Vec<&Downloaded>) =
         done.iter().partition(|d| d.unchanged);
-    match done.as_slice() {
-        [one] if !args.recursive && one.unchanged => outln!(
+    match done {
+        [one] if !recursive && one.unchanged => outln!(
             "{} is unchanged (version {}), skipped.",
             shown_path(&one.local),
             one.version
         )?,
-        [one] if !args.recursive => outln!(
+        [one] if !recursive => outln!(
             "Downloaded {} to {} (version {}).",
             format_size(one.bytes),
             shown_path(&one.local),

@@ -533,14 +533,22 @@ fn request_cases() -> Cases<Request> {
         any::<i64>()
             .prop_map(|upload_id| R::UploadAbort { upload_id })
             .boxed(),
-        (ns(), few((text(), any::<u64>())))
-            .prop_map(|(ns, files)| R::UploadOpenMany {
+        (
+            ns(),
+            few((text(), any::<u64>())),
+            proptest::option::of(text()),
+        )
+            .prop_map(|(ns, files, batch)| R::UploadOpenMany {
                 ns,
                 files: files
                     .into_iter()
                     .map(|(path, sealed_size)| OpenFile { path, sealed_size })
                     .collect(),
+                batch,
             })
+            .boxed(),
+        text()
+            .prop_map(|batch| R::UploadAbortBatch { batch })
             .boxed(),
         few((any::<i64>(), bytes(), bytes(), bytes()))
             .prop_map(|files| R::UploadPutMany {

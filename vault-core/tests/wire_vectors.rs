@@ -170,6 +170,29 @@ fn upload_open_many() {
                     sealed_size: 65536,
                 },
             ],
+            batch: None,
+        },
+    );
+}
+
+#[test]
+fn upload_open_many_under_a_batch_token_and_its_abort() {
+    let token = "00112233445566778899aabbccddeeff";
+    check(
+        "request_upload_open_many_batch",
+        Request::UploadOpenMany {
+            ns: NsRef::Personal,
+            files: vec![OpenFile {
+                path: "abc".into(),
+                sealed_size: 17,
+            }],
+            batch: Some(token.into()),
+        },
+    );
+    check(
+        "request_upload_abort_batch",
+        Request::UploadAbortBatch {
+            batch: token.into(),
         },
     );
 }

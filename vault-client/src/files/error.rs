@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use vault_core::format::FormatError;
+use vault_core::proto::ErrorCode;
 
 use crate::ClientError;
 
@@ -21,6 +22,9 @@ pub enum FilesError {
     /// What the user asked for can't be done as asked (a bad path, a directory without -r).
     #[error("{0}")]
     Usage(String),
+    /// The connection kept breaking: the retries are used up.
+    #[error("{0}")]
+    GaveUp(String),
     /// Something the server returned did not verify: nothing was written.
     #[error("{0}")]
     Integrity(String),
@@ -47,6 +51,29 @@ impl FilesError {
                 ClientError::Closed(_) | ClientError::Lost(_) | ClientError::Connect { .. }
             )
         )
+    }
+
+    /// Whether the rest of a many-file transfer would fail the same way, so it stops:
+    /// the connection is gone for good ([`FilesError::GaveUp`]), the server refuses the session
+    /// or fails, its certificate is wrong, or the local disk is full or read-only.
+    /// Anything else (a file that does not verify, was deleted or changed meanwhile, or
+    /// cannot be written where it goes) is that file's alone.
+    pub fn stops_the_rest(&self) -> bool {
+        match self {
+            FilesError::Client(ClientError::Api(e)) => !matches!(
+                e.code,
+                ErrorCode::NotFound | ErrorCode::Conflict | ErrorCode::BadRequest
+            ),
+            FilesError::Client(ClientError::Crypto(_)) => false,
+            FilesError::Client(_) | FilesError::GaveUp(_) => true,
+            FilesError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::StorageFull
+                    | std::io::ErrorKind::QuotaExceeded
+                    | std::io::ErrorKind::ReadOnlyFilesystem
+            ),
+            FilesError::Usage(_) | FilesError::Integrity(_) | FilesError::Format(_) => false,
+        }
     }
 
     /// The server asked to slow down (its per-connection request rate): after this many

@@ -18,13 +18,16 @@
 //! again. When the connection breaks, [`upload_batch_with_retry`] reconnects, aborts the
 //! uploads of the broken attempt (which the server may or may not have committed: a commit
 //! that happened is not undone by the abort, it only gains a newer version) and starts the
-//! batch over. While a batch holds uploads open, their ids are also in a small record in
-//! `<state>/uploads/batches/` (0600, written whole through a rename, not synced to disk: it
-//! only has to survive the process); the next command aborts what a killed one left
-//! ([`abort_leftovers`]) before it reads the remote state, so that a late commit of a dead
-//! client cannot land after a sync or a put took its files for missing. Uploads opened in
-//! the instant between the server's answer and the record can never commit (nothing was
-//! sent for them); they hold their quota until they expire, ten minutes later.
+//! batch over. Before `upload_open_many` is sent, a fresh random token for it goes into a
+//! small record in `<state>/uploads/batches/` (0600, written whole through a rename, not
+//! synced to disk: it only has to survive the process), and the request carries the
+//! token; once the answer arrives, the record holds the ids of the uploads instead. The
+//! next command aborts what a killed one left ([`abort_leftovers`]: `upload_abort_batch`
+//! for a token, `upload_abort` for an id) before it reads the remote state, so that
+//! nothing a dead client opened holds quota, and a late commit of a dead client cannot
+//! land after a sync or a put took its files for missing. The server refuses an
+//! `upload_open_many` whose token was aborted, so a request still on its way when the
+//! next command cleans up opens nothing.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -244,7 +247,9 @@ pub async fn upload_batch(
     // Before the uploads are opened: they are short-lived on the server.
     pace(limit, ready.iter().map(|(_, r, _)| r.info.size).sum()).await;
 
+    let token = opened.intend();
     let request = Request::UploadOpenMany {
+        batch: Some(token.clone()),
         ns: ns.clone(),
         files: ready
             .iter()
@@ -254,14 +259,26 @@ pub async fn upload_batch(
             })
             .collect(),
     };
-    let tickets = match files.call(&request).await? {
-        Response::UploadsOpened { results } if results.len() == ready.len() => results,
-        other => return Err(unexpected("upload_open_many", &other)),
+    let tickets = match files.call(&request).await {
+        Ok(Response::UploadsOpened { results }) if results.len() == ready.len() => results,
+        // The request may have opened uploads: the token stays for the abort.
+        Err(e) if e.is_connection() => return Err(e),
+        Ok(other) => {
+            abort_open(files, opened).await;
+            return Err(unexpected("upload_open_many", &other));
+        }
+        Err(e) => {
+            opened.settle(&token, []);
+            return Err(e);
+        }
     };
-    opened.add(tickets.iter().filter_map(|t| match t {
-        BatchResult::Ok(t) => Some(t.upload_id),
-        BatchResult::Error(_) => None,
-    }));
+    opened.settle(
+        &token,
+        tickets.iter().filter_map(|t| match t {
+            BatchResult::Ok(t) => Some(t.upload_id),
+            BatchResult::Error(_) => None,
+        }),
+    );
 
     // The generations the server named (a rotation since the keys were read fetches them
     // again).
@@ -369,6 +386,9 @@ struct BatchRecord {
     /// Unix seconds when the record was written.
     created: i64,
     upload_ids: Vec<i64>,
+    /// Tokens of `upload_open_many` requests sent and not answered yet.
+    #[serde(default)]
+    batches: Vec<String>,
 }
 
 /// A record is at most this large; anything bigger is not ours.
@@ -388,14 +408,28 @@ fn records_dir(files: &Files) -> PathBuf {
     files.state().path().join("uploads").join("batches")
 }
 
+/// What a batch may hold open on the server: the ids of its open uploads, and the tokens
+/// of `upload_open_many` requests whose answer has not arrived.
+#[derive(Debug, Default)]
+struct Open {
+    ids: Vec<i64>,
+    tokens: Vec<String>,
+}
+
+impl Open {
+    fn is_empty(&self) -> bool {
+        self.ids.is_empty() && self.tokens.is_empty()
+    }
+}
+
 /// The uploads a batch holds open on the server, in memory and in a record file, so that
 /// the next attempt after a broken connection, or the next command after this one was
 /// killed ([`abort_leftovers`]), aborts them. Otherwise an upload sent just before the
-/// client died could still commit after the next command read the remote state, which a
-/// sync would then take for someone else's change.
+/// client died would hold quota until it expired, and could still commit after the next
+/// command read the remote state, which a sync would then take for someone else's change.
 #[derive(Debug)]
 pub struct OpenUploads {
-    ids: Mutex<Vec<i64>>,
+    open: Mutex<Open>,
     record: Option<PathBuf>,
     server: String,
     user: String,
@@ -407,34 +441,76 @@ impl OpenUploads {
             .ok()
             .map(|r| format!("{}-{}.json", std::process::id(), hex::encode(r)));
         OpenUploads {
-            ids: Mutex::new(Vec::new()),
+            open: Mutex::new(Open::default()),
             record: name.map(|n| records_dir(files).join(n)),
             server: files.server().to_owned(),
             user: files.user().to_owned(),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<i64>> {
-        self.ids.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Notes newly opened uploads, on disk too (best effort: without the record only the
-    /// next command's cleanup is lost).
-    fn add(&self, ids: impl IntoIterator<Item = i64>) {
-        let ids = {
+    /// A fresh token for an `upload_open_many` about to be sent, noted (on disk too)
+    /// before it is.
+    fn intend(&self) -> String {
+        let token = match vault_core::crypto::random_bytes::<16>() {
+            Ok(bytes) => hex::encode(bytes),
+            // Without randomness there is no key to seal with either; the token only has
+            // to be unlikely to repeat.
+            Err(_) => format!(
+                "{:032x}",
+                u128::from(std::process::id()) << 64 | unix_now() as u128
+            ),
+        };
+        self.change(|open| open.tokens.push(token.clone()));
+        token
+    }
+
+    /// The answer to the request of `token` arrived: it opened `ids`.
+    fn settle(&self, token: &str, ids: impl IntoIterator<Item = i64>) {
+        self.change(|open| {
+            open.tokens.retain(|t| t != token);
+            open.ids.extend(ids);
+        });
+    }
+
+    /// Forgets uploads that are no longer open (committed or aborted).
+    fn forget(&self, done: &[i64]) {
+        self.change(|open| open.ids.retain(|id| !done.contains(id)));
+    }
+
+    /// Forgets a token whose uploads were aborted.
+    fn forget_token(&self, token: &str) {
+        self.change(|open| open.tokens.retain(|t| t != token));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// Applies `edit` and writes the record (removed once nothing is open). Best effort:
+    /// without the record only the next command's cleanup is lost.
+    fn change(&self, edit: impl FnOnce(&mut Open)) {
+        let record = {
             let mut open = self.lock();
-            open.extend(ids);
-            open.clone()
+            edit(&mut open);
+            (!open.is_empty()).then(|| BatchRecord {
+                server: self.server.clone(),
+                user: self.user.clone(),
+                pid: std::process::id(),
+                created: unix_now(),
+                upload_ids: open.ids.clone(),
+                batches: open.tokens.clone(),
+            })
         };
         let Some(path) = &self.record else {
             return;
         };
-        let record = BatchRecord {
-            server: self.server.clone(),
-            user: self.user.clone(),
-            pid: std::process::id(),
-            created: unix_now(),
-            upload_ids: ids,
+        let Some(record) = record else {
+            let _ = std::fs::remove_file(path);
+            return;
         };
         // Whole or not at all: a process killed while writing must not leave a record the
         // next command cannot read.
@@ -460,32 +536,40 @@ impl OpenUploads {
             tracing::debug!(error = %e, "cannot write a batch record");
         }
     }
+}
 
-    /// Forgets uploads that are no longer open (committed or aborted); removes the record
-    /// once none is left.
-    fn forget(&self, done: &[i64]) {
-        let empty = {
-            let mut open = self.lock();
-            open.retain(|id| !done.contains(id));
-            open.is_empty()
-        };
-        if let (true, Some(path)) = (empty, &self.record) {
-            let _ = std::fs::remove_file(path);
+/// Asks the server to abort what the request of `token` opened. `Err` only for a broken
+/// connection; a refusal (an older server that does not know the request) is logged.
+async fn abort_token(files: &Files, token: &str) -> Result<(), FilesError> {
+    let abort = Request::UploadAbortBatch {
+        batch: token.to_owned(),
+    };
+    match files.call(&abort).await {
+        Err(e) if e.is_connection() => Err(e),
+        Err(e) => {
+            tracing::debug!(error = %e, "the server did not abort a batch");
+            Ok(())
         }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        Ok(_) => Ok(()),
     }
 }
 
-/// Aborts the uploads in `opened` (best effort) and forgets them; stops at a broken
-/// connection, leaving the rest for the next attempt.
+/// Aborts what `opened` holds (best effort) and forgets it; stops at a broken connection,
+/// leaving the rest for the next attempt.
 async fn abort_open(files: &Files, opened: &OpenUploads) {
     loop {
-        let next = opened.lock().last().copied();
+        let next = opened.lock().tokens.last().cloned();
+        let Some(token) = next else {
+            break;
+        };
+        if abort_token(files, &token).await.is_err() {
+            return;
+        }
+        opened.forget_token(&token);
+    }
+    loop {
+        let next = opened.lock().ids.last().copied();
         let Some(upload_id) = next else {
-            opened.forget(&[]);
             return;
         };
         match files.call(&Request::UploadAbort { upload_id }).await {
@@ -541,6 +625,9 @@ pub async fn abort_leftovers(files: &Files) -> Result<(), FilesError> {
             continue;
         }
         if !stale {
+            for token in &record.batches {
+                abort_token(files, token).await?;
+            }
             for upload_id in &record.upload_ids {
                 let abort = Request::UploadAbort {
                     upload_id: *upload_id,

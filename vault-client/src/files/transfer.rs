@@ -4,6 +4,7 @@
 //! command gives up with an error that says rerunning it resumes.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use super::progress::{Progress, RateLimit};
 use super::rerun::{MadeDir, TargetNotes};
 use super::small::{SmallFile, abort_leftovers, batches, is_small, upload_batch_with_retry};
 use super::upload::{Uploaded, put_file};
-use super::{Files, FilesError};
+use super::{Files, FilesError, RemotePath};
 
 /// Files in flight at once.
 pub const MAX_IN_FLIGHT: usize = 4;
@@ -68,7 +69,7 @@ where
             },
         };
         if attempt == RETRIES {
-            return Err(FilesError::Usage(format!(
+            return Err(FilesError::GaveUp(format!(
                 "{what}: {e}; gave up after {RETRIES} reconnects. Run the same command again to resume"
             )));
         }
@@ -85,8 +86,83 @@ where
     }
 }
 
-/// Runs `run` over `items` with `in_flight` workers; stops taking new items after the
-/// first error, which is returned.
+/// What became of one item of [`run_each`].
+#[derive(Debug)]
+pub enum Outcome<T> {
+    Done(T),
+    Failed(FilesError),
+    /// Not tried: an error that [`FilesError::stops_the_rest`] came first.
+    Skipped,
+}
+
+/// Runs `run` over `items` with `in_flight` workers; an item's error is its own, unless
+/// `stops(&error)`, after which no new item is started. One outcome per item, in order.
+async fn run_each<I, T, F, Fut>(
+    items: Vec<I>,
+    in_flight: usize,
+    stops: fn(&FilesError) -> bool,
+    run: F,
+) -> Vec<Outcome<T>>
+where
+    I: Send + 'static,
+    T: Send + 'static,
+    F: Fn(I) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<T, FilesError>> + Send + 'static,
+{
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let count = items.len();
+    let queue = Arc::new(Mutex::new(
+        items.into_iter().enumerate().collect::<VecDeque<_>>(),
+    ));
+    let stopped = Arc::new(AtomicBool::new(false));
+    let run = Arc::new(run);
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..in_flight.clamp(1, MAX_IN_FLIGHT) {
+        let (queue, stopped, run) = (Arc::clone(&queue), Arc::clone(&stopped), Arc::clone(&run));
+        workers.spawn(async move {
+            let mut done = Vec::new();
+            while !stopped.load(Ordering::SeqCst) {
+                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                let Some((index, item)) = next else {
+                    break;
+                };
+                match run(item).await {
+                    Ok(v) => done.push((index, Outcome::Done(v))),
+                    Err(e) => {
+                        if stops(&e) {
+                            stopped.store(true, Ordering::SeqCst);
+                        }
+                        done.push((index, Outcome::Failed(e)));
+                    }
+                }
+            }
+            done
+        });
+    }
+    let mut outcomes: Vec<Outcome<T>> = std::iter::repeat_with(|| Outcome::Skipped)
+        .take(count)
+        .collect();
+    let mut crashed = None;
+    while let Some(joined) = workers.join_next().await {
+        match joined {
+            Ok(done) => {
+                for (index, outcome) in done {
+                    outcomes[index] = outcome;
+                }
+            }
+            Err(e) => crashed = Some(format!("a transfer task failed: {e}")),
+        }
+    }
+    if let Some(message) = crashed {
+        // What the crashed worker had in hand is neither done nor skipped.
+        if let Some(lost) = outcomes.iter_mut().find(|o| matches!(o, Outcome::Skipped)) {
+            *lost = Outcome::Failed(FilesError::Usage(message));
+        }
+    }
+    outcomes
+}
+
+/// [`run_each`] where any error stops the rest and is the result.
 async fn run_all<I, T, F, Fut>(
     items: Vec<I>,
     in_flight: usize,
@@ -98,54 +174,22 @@ where
     F: Fn(I) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<T, FilesError>> + Send + 'static,
 {
-    let count = items.len();
-    let queue = Arc::new(Mutex::new(
-        items.into_iter().enumerate().collect::<VecDeque<_>>(),
-    ));
-    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let run = Arc::new(run);
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..in_flight.clamp(1, MAX_IN_FLIGHT) {
-        let (queue, failed, run) = (Arc::clone(&queue), Arc::clone(&failed), Arc::clone(&run));
-        workers.spawn(async move {
-            let mut done = Vec::new();
-            loop {
-                if failed.load(std::sync::atomic::Ordering::SeqCst) {
-                    return Ok(done);
-                }
-                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-                let Some((index, item)) = next else {
-                    return Ok(done);
-                };
-                match run(item).await {
-                    Ok(v) => done.push((index, v)),
-                    Err(e) => {
-                        failed.store(true, std::sync::atomic::Ordering::SeqCst);
-                        return Err(e);
-                    }
-                }
-            }
-        });
-    }
-    let mut results: Vec<(usize, T)> = Vec::with_capacity(count);
-    let mut first_error = None;
-    while let Some(joined) = workers.join_next().await {
-        match joined {
-            Ok(Ok(done)) => results.extend(done),
-            Ok(Err(e)) => {
-                first_error.get_or_insert(e);
-            }
-            Err(e) => {
-                first_error
-                    .get_or_insert(FilesError::Usage(format!("a transfer task failed: {e}")));
-            }
+    let outcomes = run_each(items, in_flight, |_| true, run).await;
+    let mut done = Vec::with_capacity(outcomes.len());
+    let mut skipped = false;
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Done(v) => done.push(v),
+            Outcome::Failed(e) => return Err(e),
+            Outcome::Skipped => skipped = true,
         }
     }
-    if let Some(e) = first_error {
-        return Err(e);
+    if skipped {
+        return Err(FilesError::Usage(
+            "a transfer stopped without saying why; run the command again".into(),
+        ));
     }
-    results.sort_by_key(|(i, _)| *i);
-    Ok(results.into_iter().map(|(_, v)| v).collect())
+    Ok(done)
 }
 
 /// One unit of work of `put_all`: a batch of small files, or one file alone. Each file
@@ -245,14 +289,35 @@ pub async fn put_all(
     Ok(done.into_iter().map(|(_, u)| u).collect())
 }
 
+/// A file of a [`get_all`] that did not arrive.
+#[derive(Debug)]
+pub struct NotFetched {
+    pub remote: RemotePath,
+    pub local: PathBuf,
+    /// Why; `None` for a file not tried because an earlier error stopped the transfer.
+    pub error: Option<FilesError>,
+}
+
+/// What [`get_all`] did: the files that arrived (or were there already), and those that
+/// failed or were not tried, each in plan order.
+#[derive(Debug, Default)]
+pub struct GetReport {
+    pub done: Vec<Downloaded>,
+    pub failed: Vec<NotFetched>,
+    pub skipped: Vec<NotFetched>,
+}
+
 /// Creates the plan's local directories (noting the target the command makes, for its
 /// re-runs), then downloads its files; a file the target already holds is not fetched
-/// again ([`Downloaded::unchanged`]).
+/// again ([`Downloaded::unchanged`]). A file that fails (it does not verify, it was deleted
+/// meanwhile) does not stop the others; an error that would fail them all
+/// ([`FilesError::stops_the_rest`]) does, and the files not tried are reported skipped.
+/// Nothing is written for a file that failed or was skipped.
 pub async fn get_all(
     files: Arc<Files>,
     plan: GetPlan,
     opts: Options,
-) -> Result<Vec<Downloaded>, FilesError> {
+) -> Result<GetReport, FilesError> {
     for dir in &plan.dirs {
         std::fs::create_dir_all(dir).map_err(|e| FilesError::io("create", dir, e))?;
         if let Some((command, target)) = &plan.made_target
@@ -264,24 +329,51 @@ pub async fn get_all(
     }
     opts.progress.begin(plan.files.len() as u64, plan.bytes());
     let in_flight = opts.in_flight;
-    run_all(plan.files, in_flight, move |item: GetItem| {
-        let (files, opts) = (Arc::clone(&files), opts.clone());
-        async move {
-            let what = item.remote.to_string();
-            let done = with_retry(&files, &what, &*opts.progress, || {
-                get_file(
-                    &files,
-                    &item.remote,
-                    &item.local,
-                    item.current.as_ref(),
-                    &*opts.progress,
-                    opts.limit.as_deref(),
-                )
-            })
-            .await?;
-            opts.progress.file_done();
-            Ok(done)
+    let names: Vec<(RemotePath, PathBuf)> = plan
+        .files
+        .iter()
+        .map(|item| (item.remote.clone(), item.local.clone()))
+        .collect();
+    let outcomes = run_each(
+        plan.files,
+        in_flight,
+        FilesError::stops_the_rest,
+        move |item: GetItem| {
+            let (files, opts) = (Arc::clone(&files), opts.clone());
+            async move {
+                let what = item.remote.to_string();
+                let done = with_retry(&files, &what, &*opts.progress, || {
+                    get_file(
+                        &files,
+                        &item.remote,
+                        &item.local,
+                        item.current.as_ref(),
+                        &*opts.progress,
+                        opts.limit.as_deref(),
+                    )
+                })
+                .await;
+                opts.progress.file_done();
+                done
+            }
+        },
+    )
+    .await;
+    let mut report = GetReport::default();
+    for ((remote, local), outcome) in names.into_iter().zip(outcomes) {
+        match outcome {
+            Outcome::Done(done) => report.done.push(done),
+            Outcome::Failed(error) => report.failed.push(NotFetched {
+                remote,
+                local,
+                error: Some(error),
+            }),
+            Outcome::Skipped => report.skipped.push(NotFetched {
+                remote,
+                local,
+                error: None,
+            }),
         }
-    })
-    .await
+    }
+    Ok(report)
 }

@@ -49,8 +49,10 @@ impl SyncError {
     }
 
     fn is_connection(&self) -> bool {
-        matches!(self, SyncError::Files(e) if e.is_connection())
-            || self.to_string().contains("gave up after")
+        matches!(
+            self,
+            SyncError::Files(e) if e.is_connection() || matches!(e, FilesError::GaveUp(_))
+        )
     }
 }
 

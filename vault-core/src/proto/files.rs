@@ -41,6 +41,18 @@ pub const BATCH_MAX_SEALED: u64 = 768 * 1024;
 /// At most this many bytes of encrypted paths in one `upload_open_many`.
 pub const BATCH_MAX_PATH_BYTES: usize = 512 * 1024;
 
+/// Hex digits of the token a client names an `upload_open_many` with (16 random bytes).
+pub const BATCH_TOKEN_LEN: usize = 32;
+
+/// Whether `token` has the shape of a batch token: [`BATCH_TOKEN_LEN`] lowercase hex
+/// digits.
+pub fn is_batch_token(token: &str) -> bool {
+    token.len() == BATCH_TOKEN_LEN
+        && token
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// Whose space a path is in.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -363,6 +375,7 @@ mod tests {
                     sealed_size: u64::MAX,
                 })
                 .collect(),
+            batch: Some("f".repeat(BATCH_TOKEN_LEN)),
         };
         let frame = encode_frame(&open).expect("encode");
         assert!(frame.len() <= MAX_FRAME_LEN, "{} bytes", frame.len());

@@ -125,9 +125,22 @@ pub enum Request {
     /// `upload_open` for many small files of one space at once (at most
     /// [`super::files::BATCH_MAX_FILES`], each at most [`super::files::SMALL_FILE_MAX`]
     /// sealed bytes), in one transaction; answered by `uploads_opened`.
+    ///
+    /// `batch` is the client's token for this request ([`super::files::BATCH_TOKEN_LEN`]
+    /// lowercase hex digits, fresh for every request), recorded before it is sent: should
+    /// the client die before the answer, the next command aborts what the token opened
+    /// with `upload_abort_batch`.
     UploadOpenMany {
         ns: NsRef,
         files: Vec<OpenFile>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        batch: Option<String>,
+    },
+    /// Aborts every unfinished upload `upload_open_many` opened with this token, and
+    /// refuses a later `upload_open_many` that carries it (for ten minutes), so that a
+    /// request of a killed client still on its way cannot open uploads after it.
+    UploadAbortBatch {
+        batch: String,
     },
     /// The whole sealed contents, wrapped keys and metadata of uploads opened by
     /// `upload_open_many` (of one space); every file that is in order becomes current in
@@ -337,6 +350,7 @@ impl Request {
             Self::UploadData { .. } => "upload_data",
             Self::UploadCommit { .. } => "upload_commit",
             Self::UploadAbort { .. } => "upload_abort",
+            Self::UploadAbortBatch { .. } => "upload_abort_batch",
             Self::UploadOpenMany { .. } => "upload_open_many",
             Self::UploadPutMany { .. } => "upload_put_many",
             Self::Download { .. } => "download",

@@ -19,9 +19,9 @@ pub use chat::{
 };
 pub use error::{ApiError, ErrorCode};
 pub use files::{
-    BATCH_MAX_FILES, BATCH_MAX_PATH_BYTES, BATCH_MAX_SEALED, BatchResult, Change, CommittedFile,
-    EntryInfo, EntryKind, NsRef, OpenFile, OpenedUpload, PutFile, Rename, SMALL_FILE_MAX,
-    TrashItem, Usage, VersionInfo, check_encrypted_path, parent_of,
+    BATCH_MAX_FILES, BATCH_MAX_PATH_BYTES, BATCH_MAX_SEALED, BATCH_TOKEN_LEN, BatchResult, Change,
+    CommittedFile, EntryInfo, EntryKind, NsRef, OpenFile, OpenedUpload, PutFile, Rename,
+    SMALL_FILE_MAX, TrashItem, Usage, VersionInfo, check_encrypted_path, is_batch_token, parent_of,
 };
 pub use frame::{FrameError, MAX_FRAME_LEN, decode_body, encode_frame, parse_header};
 pub use groups::{

@@ -231,6 +231,35 @@ where
         })
 }
 
+/// On PostgreSQL, takes a transaction-scoped advisory lock per name (in one order, so two
+/// lockers cannot deadlock): until the transaction ends, every other transaction, on every
+/// server instance, that locks one of the names waits. On SQLite it does nothing: the
+/// first write of a transaction takes the database's one write lock, which serializes
+/// as much. Call it before the transaction reads what the lock guards.
+pub fn lock_names(conn: &mut DbConn, names: &[&str]) -> DbResult<()> {
+    use diesel::RunQueryDsl;
+    if let DbConn::Postgres(pg) = conn {
+        let mut keys: Vec<i64> = names.iter().map(|n| advisory_key(n)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for key in keys {
+            diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+                .bind::<diesel::sql_types::BigInt, _>(key)
+                .execute(pg)?;
+        }
+    }
+    Ok(())
+}
+
+/// A stable 64-bit key for a lock name: the first 8 bytes of its SHA-256 (every instance,
+/// whatever its build, computes the same).
+fn advisory_key(name: &str) -> i64 {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, name.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest.as_ref()[..8]);
+    i64::from_be_bytes(first)
+}
+
 /// Hides a password in a database URL before it reaches a message or log.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

@@ -156,6 +156,15 @@ diesel::table! {
         blob_id -> Text,
         created_at -> BigInt,
         expires_at -> BigInt,
+        batch_token -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    abandoned_batches (user_id, token) {
+        user_id -> BigInt,
+        token -> Text,
+        expires_at -> BigInt,
     }
 }
 

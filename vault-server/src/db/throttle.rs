@@ -82,30 +82,12 @@ pub fn count_locked(conn: &mut DbConn, now: i64) -> DbResult<i64> {
 /// first write of the transaction (the sweep of stale attempts that follows) takes the
 /// database's write lock. Call it first in the transaction.
 pub fn lock_subjects(conn: &mut DbConn, subjects: &[&str], now: i64) -> DbResult<()> {
-    if let DbConn::Postgres(pg) = conn {
-        let mut keys: Vec<i64> = subjects.iter().map(|s| advisory_key(s)).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        for key in keys {
-            diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
-                .bind::<diesel::sql_types::BigInt, _>(key)
-                .execute(pg)?;
-        }
-    }
+    super::lock_names(conn, subjects)?;
     diesel::delete(
         login_attempts::table.filter(login_attempts::started_at.lt(now - ATTEMPT_STALE_S)),
     )
     .execute(conn)?;
     Ok(())
-}
-
-/// A stable 64-bit key for a subject: the first 8 bytes of its SHA-256 (every instance,
-/// whatever its build, computes the same).
-fn advisory_key(subject: &str) -> i64 {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, subject.as_bytes());
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest.as_ref()[..8]);
-    i64::from_be_bytes(first)
 }
 
 /// Attempts of `subject` admitted and not yet settled.

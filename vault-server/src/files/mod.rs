@@ -51,6 +51,7 @@ pub fn is_file_request(request: &Request) -> bool {
             | Request::UploadCommit { .. }
             | Request::UploadAbort { .. }
             | Request::UploadOpenMany { .. }
+            | Request::UploadAbortBatch { .. }
             | Request::UploadPutMany { .. }
             | Request::Download { .. }
             | Request::Versions { .. }
@@ -122,7 +123,10 @@ pub async fn dispatch(
             .await
         }
         Request::UploadAbort { upload_id } => upload::abort(state, session, upload_id).await,
-        Request::UploadOpenMany { ns, files } => small::open_many(state, session, &ns, files).await,
+        Request::UploadOpenMany { ns, files, batch } => {
+            small::open_many(state, session, &ns, files, batch).await
+        }
+        Request::UploadAbortBatch { batch } => small::abort_batch(state, session, batch).await,
         Request::UploadPutMany { files } => small::put_many(state, session, files).await,
         Request::Versions { ns, path } => versions::versions(state, session, &ns, path).await,
         Request::Restore { ns, path, version } => {

@@ -19,7 +19,12 @@
 //!
 //! Batch uploads expire after [`BATCH_EXPIRY_S`]: a client that is killed between the
 //! two requests leaves them behind, and expired uploads hold neither quota nor a place
-//! under the open-upload limit.
+//! under the open-upload limit. Sooner than that, the client's next command aborts them
+//! with `upload_abort_batch` ([`abort_batch`]): `upload_open_many` names its uploads with a
+//! token the client recorded before sending it, so even a batch whose answer never arrived
+//! can be found. The abort leaves the token given up for [`BATCH_EXPIRY_S`], and an
+//! `upload_open_many` with it that is still on its way is refused: both take the token's
+//! lock ([`batches::lock`]) before they look.
 //!
 //! `upload_put_many` makes every blob durable before its transaction, and hashes each
 //! (BLAKE3, recorded with its version) from the bytes it holds in memory. After a crash in
@@ -31,14 +36,16 @@
 use std::collections::{HashMap, HashSet};
 
 use vault_core::proto::{
-    ApiError, BATCH_MAX_FILES, BATCH_MAX_PATH_BYTES, BATCH_MAX_SEALED, BatchResult, CommittedFile,
-    ErrorCode, NsRef, OpenFile, PutFile, Response, SMALL_FILE_MAX,
+    ApiError, BATCH_MAX_FILES, BATCH_MAX_PATH_BYTES, BATCH_MAX_SEALED, BATCH_TOKEN_LEN,
+    BatchResult, CommittedFile, ErrorCode, NsRef, OpenFile, PutFile, Response, SMALL_FILE_MAX,
+    is_batch_token,
 };
 use vault_core::units::format_size;
 
-use super::upload::{self, KnownPaths, blocking, gone, store_error};
+use super::upload::{self, KnownPaths, Lease, blocking, gone, store_error};
 use super::{Failure, Stamp};
 use crate::blobs::{BlobHash, BlobId, hash};
+use crate::db::files::batches;
 use crate::db::files::entries::{self, Entry};
 use crate::db::files::namespaces::{self, Namespace};
 use crate::db::files::uploads::{self, Upload};
@@ -83,13 +90,29 @@ fn check_batch(count: usize, sealed: u64, largest: u64) -> Result<(), ApiError> 
     Ok(())
 }
 
-/// Serves `upload_open_many`: `upload_open` for every file, in one transaction.
+/// Refuses a batch token of the wrong shape.
+fn check_token(token: &str) -> Result<(), ApiError> {
+    if is_batch_token(token) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "a batch token is {BATCH_TOKEN_LEN} lowercase hex digits (16 random bytes)"
+        )))
+    }
+}
+
+/// Serves `upload_open_many`: `upload_open` for every file, in one transaction; the
+/// uploads carry the client's `batch` token, if any.
 pub async fn open_many(
     state: &ServerState,
     session: &SessionCtx,
     ns: &NsRef,
     files: Vec<OpenFile>,
+    batch: Option<String>,
 ) -> Result<Response, ApiError> {
+    if let Some(token) = &batch {
+        check_token(token)?;
+    }
     let sealed = files
         .iter()
         .fold(0u64, |sum, f| sum.saturating_add(f.sealed_size));
@@ -111,6 +134,19 @@ pub async fn open_many(
     let user = session.user_id;
     let expiry = upload::expiry_s(state).min(BATCH_EXPIRY_S);
     let results = super::write(state, ns.id, move |c, ns| {
+        if let Some(token) = &batch {
+            batches::lock(c, user, token)?;
+            if batches::is_abandoned(c, user, token)? {
+                return Err(ApiError::not_found(
+                    "this batch was aborted by a later command; open it again under a new token",
+                )
+                .into());
+            }
+        }
+        let lease = Lease {
+            expiry_s: expiry,
+            batch: batch.as_deref(),
+        };
         let valid = || files.iter().zip(&checks).filter(|(_, check)| check.is_ok());
         upload::check_open_uploads(c, user, valid().count())?;
         let generation = crate::groups::files::upload_generation(c, ns)?;
@@ -127,7 +163,7 @@ pub async fn open_many(
                 Err(e) => Err(e.clone()),
                 Ok(()) => {
                     let file = (file.path.as_str(), file.sealed_size);
-                    match upload::reserve(c, ns, user, file, generation, expiry, &mut known) {
+                    match upload::reserve(c, ns, user, file, generation, &lease, &mut known) {
                         Ok(opened) => Ok(opened),
                         Err(Failure::Api(e)) => Err(e),
                         Err(failure) => return Err(failure),
@@ -140,6 +176,39 @@ pub async fn open_many(
     })
     .await?;
     Ok(Response::UploadsOpened { results })
+}
+
+/// Serves `upload_abort_batch`: gives up `batch` (a late `upload_open_many` with it is
+/// refused) and drops the caller's unfinished uploads it opened, with their files' rows if
+/// nothing else holds them, in one transaction. A token that opened nothing is fine: the
+/// client cannot tell whether its request arrived.
+pub async fn abort_batch(
+    state: &ServerState,
+    session: &SessionCtx,
+    batch: String,
+) -> Result<Response, ApiError> {
+    check_token(&batch)?;
+    let user = session.user_id;
+    let partials = state
+        .db
+        .run(move |c| {
+            db::transaction(c, |c| {
+                batches::lock(c, user, &batch)?;
+                batches::abandon(c, user, &batch, now().saturating_add(BATCH_EXPIRY_S))?;
+                let open = batches::uploads_of(c, user, &batch)?;
+                let ids: Vec<i64> = open.iter().map(|(id, _)| *id).collect();
+                let purged = crate::maintenance::purge::drop_uploads(c, &ids)?;
+                let entries: HashSet<i64> = open.iter().map(|(_, entry)| *entry).collect();
+                for entry in entries {
+                    crate::maintenance::purge::delete_if_abandoned(c, entry)?;
+                }
+                Ok::<_, db::DbError>(purged.partials)
+            })
+        })
+        .await?;
+    let partials = partials.iter().map(|id| id.as_str().to_owned()).collect();
+    super::tree::remove_partials(state, partials).await;
+    Ok(Response::Ok)
 }
 
 /// Each committed or refused file of a batch by its index in the request.

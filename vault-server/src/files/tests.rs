@@ -16,6 +16,7 @@ use vault_core::proto::{
     ErrorCode, NsRef, OpenFile, OpenedUpload, PutFile, Rename, Request, Response, SMALL_FILE_MAX,
 };
 
+use super::small::BATCH_EXPIRY_S;
 use super::{dispatch, download, upload};
 use crate::blobs::{BlobId, BlobReader, BlobStore, FsBlobStore, PartialWriter, StoredBlob};
 use crate::config::Config;
@@ -546,14 +547,11 @@ async fn a_failed_write_leaves_nothing_visible() -> R<()> {
     let bytes = sealed_bytes(3 << 20, 9);
     let (id, _) = f.open("full", bytes.len() as u64).await?;
     let e = err(f.data(id, 0, &bytes).await);
-    assert_eq!(e.code, ErrorCode::Internal);
-    assert!(e.message.contains("could not store the data"), "{e}");
-    // Cut back to the whole chunk that was stored.
-    assert_eq!(f.status(id).await?, SEALED_CHUNK_LEN as u64);
-    let held = f.state.blobs.list_partials()?;
-    assert_eq!(held.len(), 1);
-    assert_eq!(held[0].size, SEALED_CHUNK_LEN as u64);
-    assert_eq!(code(f.commit(id).await), ErrorCode::Conflict);
+    assert!(e.message.starts_with("no storage space"), "{e}");
+    // The upload is released at once, with what it had stored.
+    assert!(f.state.blobs.list_partials()?.is_empty());
+    assert_eq!(f.open_uploads()?, 0);
+    assert_eq!(code(f.commit(id).await), ErrorCode::NotFound);
     assert!(f.ls("", true).await?.is_empty());
     assert_eq!(f.usage().await?.used_bytes, 0);
     Ok(())
@@ -1140,7 +1138,17 @@ impl Fixture {
         &self,
         files: &[(&str, u64)],
     ) -> Result<Vec<Result<OpenedUpload, ApiError>>, ApiError> {
+        self.open_many_as(files, None).await
+    }
+
+    /// `open_many` under a batch token.
+    async fn open_many_as(
+        &self,
+        files: &[(&str, u64)],
+        batch: Option<&str>,
+    ) -> Result<Vec<Result<OpenedUpload, ApiError>>, ApiError> {
         let request = Request::UploadOpenMany {
+            batch: batch.map(str::to_owned),
             ns: P,
             files: files
                 .iter()
@@ -1185,6 +1193,64 @@ impl Fixture {
         db::users::set_quota(&mut c, self.alice.user_id, quota)?;
         Ok(())
     }
+}
+
+#[tokio::test]
+async fn aborting_a_batch_token_drops_its_uploads_and_refuses_a_late_open_with_it() -> R<()> {
+    let f = fixture()?;
+    let size = sealed_len(10);
+    let token = "0123456789abcdef0123456789abcdef";
+    let other = "fedcba9876543210fedcba9876543210";
+    let opened = f
+        .open_many_as(&[("aaaa", size), ("dddd/bbbb", size)], Some(token))
+        .await?;
+    assert!(opened.iter().all(Result::is_ok), "{opened:?}");
+    let kept = f.open_many_as(&[("cccc", size)], Some(other)).await?;
+    assert_eq!(f.open_uploads()?, 3);
+
+    let abort = |batch: &str| Request::UploadAbortBatch {
+        batch: batch.into(),
+    };
+    assert_eq!(f.call(abort(token)).await?, Response::Ok);
+    assert_eq!(
+        f.open_uploads()?,
+        1,
+        "only the other token's upload is open"
+    );
+    // The request of a killed client, arriving after the abort, opens nothing.
+    let late = f.open_many_as(&[("eeee", size)], Some(token)).await;
+    assert_eq!(late.map_err(|e| e.code), Err(ErrorCode::NotFound));
+    assert_eq!(f.open_uploads()?, 1);
+    // A token that opened nothing aborts fine; one of the wrong shape is refused.
+    assert_eq!(f.call(abort(&"ab".repeat(16))).await?, Response::Ok);
+    for bad in ["", "abc", &"AB".repeat(16), &"0".repeat(33)] {
+        let refused = f.call(abort(bad)).await.map_err(|e| e.code);
+        assert_eq!(refused, Err(ErrorCode::BadRequest), "{bad:?}");
+        let refused = f.open_many_as(&[("ffff", size)], Some(bad)).await;
+        assert_eq!(refused.map_err(|e| e.code), Err(ErrorCode::BadRequest));
+    }
+
+    // What the aborted token opened left no rows; the other upload still commits.
+    let id = kept[0].as_ref().map_err(|e| e.message.clone())?.upload_id;
+    let committed = f.put_many(vec![put_file(id, sealed_bytes(10, 1))]).await?;
+    assert!(committed[0].is_ok(), "{committed:?}");
+    let names: Vec<String> = f.ls("", true).await?.into_iter().map(|e| e.path).collect();
+    assert_eq!(names, ["cccc"]);
+
+    // gc forgets a given-up token once it expires.
+    let count = || -> R<i64> {
+        let mut c = f.state.db.conn()?;
+        Ok(crate::db::schema::abandoned_batches::table
+            .count()
+            .get_result(&mut *c)?)
+    };
+    assert_eq!(count()?, 2);
+    let mut c = f.state.db.conn()?;
+    assert_eq!(
+        crate::db::files::batches::purge_expired(&mut c, db::now() + BATCH_EXPIRY_S + 1)?,
+        2
+    );
+    Ok(())
 }
 
 #[tokio::test]
@@ -1656,11 +1722,11 @@ async fn a_batch_whose_blobs_cannot_be_written_commits_nothing() -> R<()> {
         .map(|(o, c)| put_file(o.upload_id, c.clone()))
         .collect();
     let e = err(f.put_many(puts).await);
-    assert_eq!(e.code, ErrorCode::Internal);
-    assert!(e.message.contains("could not store the data"), "{e}");
+    assert!(e.message.starts_with("no storage space"), "{e}");
     assert!(f.ls("", true).await?.is_empty());
     assert_eq!(f.usage().await?.used_bytes, 0);
-    assert_eq!(f.open_uploads()?, 3);
+    // The batch's uploads are released at once.
+    assert_eq!(f.open_uploads()?, 0);
     Ok(())
 }
 

@@ -186,6 +186,12 @@ impl KnownPaths {
     }
 }
 
+/// How long a new upload lives, and the client's token of the batch that opens it.
+pub(super) struct Lease<'a> {
+    pub expiry_s: i64,
+    pub batch: Option<&'a str>,
+}
+
 /// The part of `upload_open` inside the namespace's write transaction, after the quota
 /// check: finds the file's row (created, invisible, with version 1 reserved, if new; a
 /// folder at the path or a file among its parents is a conflict), reserves its next
@@ -197,7 +203,7 @@ pub(super) fn reserve(
     user: i64,
     (path, sealed_size): (&str, u64),
     generation: i64,
-    expiry_s: i64,
+    lease: &Lease<'_>,
     known: &mut KnownPaths,
 ) -> Result<OpenedUpload, Failure> {
     let existing = match known.live.remove(path) {
@@ -238,7 +244,7 @@ pub(super) fn reserve(
         }
     };
     let created = now();
-    let expires_at = created.saturating_add(expiry_s);
+    let expires_at = created.saturating_add(lease.expiry_s);
     let blob = BlobId::random();
     let upload_id = uploads::insert(
         c,
@@ -252,6 +258,7 @@ pub(super) fn reserve(
             blob_id: blob.as_str(),
             created_at: created,
             expires_at,
+            batch_token: lease.batch,
         },
     )?;
     Ok(OpenedUpload {
@@ -291,7 +298,10 @@ pub async fn open(
             user,
             (&path, sealed_size),
             generation,
-            expiry,
+            &Lease {
+                expiry_s: expiry,
+                batch: None,
+            },
             &mut KnownPaths::default(),
         )
     })

@@ -1269,6 +1269,7 @@ async fn open_small(f: &Fixture, who: &str, path: &str) -> R<i64> {
                     path: path.into(),
                     sealed_size: sealed_len(10),
                 }],
+                batch: None,
             },
         )
         .await?

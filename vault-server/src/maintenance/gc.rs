@@ -1,5 +1,5 @@
 //! `gc`: removes what is past its time, in this order: expired uploads (rows, partial
-//! blobs and the invisible entries they leave), trash items older than `trash_retention`
+//! blobs and the invisible entries they leave) and given-up batch tokens, trash items older than `trash_retention`
 //! days, versions beyond `version_retention`, queued deleted blobs older than the grace
 //! period, then orphan blob files and partials (referenced by nothing, older than the
 //! grace). Each database step is its own transaction; files go after the commit.
@@ -90,6 +90,7 @@ pub fn gc(
 ) -> MaintenanceResult<GcReport> {
     let mut report = GcReport::default();
     expire_uploads(conn, store, now, &mut report)?;
+    crate::db::files::batches::purge_expired(conn, now)?;
     expire_trash(conn, store, policy, now, &mut report)?;
     prune_versions(conn, policy, now, &mut report)?;
     remove_deleted_blobs(conn, store, policy, now, &mut report)?;

@@ -1,5 +1,6 @@
-//! Queries of the file tables: `namespaces`, `entries`, `versions`, `trash`, `uploads` and
-//! `deleted_blobs` (migration `2026-11-22-000002_files`). One code path for both backends.
+//! Queries of the file tables: `namespaces`, `entries`, `versions`, `trash`, `uploads`,
+//! `abandoned_batches` and `deleted_blobs` (migration `2026-11-22-000002_files` and
+//! later). One code path for both backends.
 //!
 //! Rules every caller keeps: a mutating transaction starts with
 //! [`namespaces::lock`] (which takes SQLite's write lock, and PostgreSQL's row lock on the
@@ -17,6 +18,7 @@ macro_rules! visible {
     };
 }
 
+pub mod batches;
 pub mod entries;
 pub mod listing;
 pub mod namespaces;

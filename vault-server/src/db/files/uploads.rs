@@ -35,6 +35,8 @@ pub struct NewUpload<'a> {
     pub blob_id: &'a str,
     pub created_at: i64,
     pub expires_at: i64,
+    /// The client's token of the `upload_open_many` that opened it.
+    pub batch_token: Option<&'a str>,
 }
 
 /// Inserts an upload and returns its id.
