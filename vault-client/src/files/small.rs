@@ -247,7 +247,7 @@ pub async fn upload_batch(
     // Before the uploads are opened: they are short-lived on the server.
     pace(limit, ready.iter().map(|(_, r, _)| r.info.size).sum()).await;
 
-    let token = opened.intend();
+    let token = opened.intend()?;
     let request = Request::UploadOpenMany {
         batch: Some(token.clone()),
         ns: ns.clone(),
@@ -454,18 +454,11 @@ impl OpenUploads {
 
     /// A fresh token for an `upload_open_many` about to be sent, noted (on disk too)
     /// before it is.
-    fn intend(&self) -> String {
-        let token = match vault_core::crypto::random_bytes::<16>() {
-            Ok(bytes) => hex::encode(bytes),
-            // Without randomness there is no key to seal with either; the token only has
-            // to be unlikely to repeat.
-            Err(_) => format!(
-                "{:032x}",
-                u128::from(std::process::id()) << 64 | unix_now() as u128
-            ),
-        };
+    fn intend(&self) -> Result<String, FilesError> {
+        let token =
+            hex::encode(vault_core::crypto::random_bytes::<16>().map_err(ClientError::from)?);
         self.change(|open| open.tokens.push(token.clone()));
-        token
+        Ok(token)
     }
 
     /// The answer to the request of `token` arrived: it opened `ids`.
@@ -594,12 +587,23 @@ pub async fn abort_leftovers(files: &Files) -> Result<(), FilesError> {
     for item in read.flatten() {
         let path = item.path();
         if path.extension().is_some_and(|e| e == "tmp") {
-            // A record a killed process never finished; a running one renames its own soon.
+            // A record a killed process never finished (what it was to note was not sent
+            // yet); a running one renames its own soon.
+            let writer = path
+                .file_stem()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok());
+            let dead = procs
+                && writer.is_some_and(|pid| {
+                    pid != std::process::id()
+                        && !std::path::Path::new("/proc").join(pid.to_string()).exists()
+                });
             let old = item
                 .metadata()
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 60));
-            if old {
+            if dead || old {
                 let _ = std::fs::remove_file(&path);
             }
             continue;
