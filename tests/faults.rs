@@ -328,18 +328,22 @@ fn a_put_r_killed_20_times_leaves_no_upload_open_and_the_quota_exact() {
 
     let mut left_by_kills = 0;
     let mut left_before: Vec<i64> = Vec::new();
-    let mut newest = 0;
     for round in 0..20u32 {
         let run_started = Instant::now();
         let mut put = alice.spawn(&["put", "-r", tree, &format!("/run{round}")]);
         // From 5 % to 95 % of a run, in a scattered order.
         let at = whole.mul_f64(0.05 + 0.9 * f64::from((round * 7) % 20) / 19.0);
-        // Once this run has opened uploads of its own, it has cleaned up what the last kill
-        // left: only its own may be open.
+        // Once this run notes a batch of its own, it has cleaned up what the last kill
+        // left: only its own uploads may be open.
+        let own = format!("{}-", put.id());
         loop {
-            let open: Vec<i64> = server.open_uploads().iter().map(|u| u.0).collect();
+            let noted = std::fs::read_dir(&records).is_ok_and(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with(&own))
+            });
             let exited = put.try_wait().expect("poll vault").is_some();
-            if exited || open.iter().any(|id| *id > newest) {
+            if noted || exited {
+                let open: Vec<i64> = server.open_uploads().iter().map(|u| u.0).collect();
                 let kept: Vec<&i64> = left_before.iter().filter(|id| open.contains(id)).collect();
                 assert!(
                     kept.is_empty(),
@@ -351,17 +355,24 @@ fn a_put_r_killed_20_times_leaves_no_upload_open_and_the_quota_exact() {
                 run_started.elapsed() < Duration::from_secs(60),
                 "round {round}: the run never got going"
             );
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(2));
         }
         if let Some(rest) = at.checked_sub(run_started.elapsed()) {
             std::thread::sleep(rest);
         }
         put.kill().expect("kill vault");
         put.wait().expect("wait");
-        // The server finishes what had reached it.
-        std::thread::sleep(Duration::from_millis(300));
+        // The server finishes what had reached it: the open uploads stop changing.
         left_before = server.open_uploads().iter().map(|u| u.0).collect();
-        newest = newest.max(left_before.iter().copied().max().unwrap_or(0));
+        let settle = Instant::now();
+        loop {
+            std::thread::sleep(Duration::from_millis(300));
+            let now: Vec<i64> = server.open_uploads().iter().map(|u| u.0).collect();
+            if now == left_before || settle.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+            left_before = now;
+        }
         left_by_kills += left_before.len();
     }
     println!(
