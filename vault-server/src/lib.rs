@@ -16,6 +16,7 @@ pub mod live;
 pub mod mail;
 pub mod maintenance;
 pub mod net;
+pub mod router;
 pub mod space;
 pub mod state;
 #[cfg(test)]

@@ -25,17 +25,13 @@ use vault_core::proto::{ApiError, Request, Response};
 use crate::net::connection::{ConnCtx, SessionCtx};
 use crate::state::ServerState;
 
-/// Handles every request after `hello`; group and key requests go to [`crate::groups`],
-/// profile, contact and chat requests to [`crate::chat`], file requests to [`crate::files`].
-pub async fn handle(
+/// Serves an account request that needs no session ([`crate::router::Route::Open`]).
+pub async fn handle_open(
     state: &ServerState,
     ctx: &ConnCtx,
     request: Request,
 ) -> Result<Response, ApiError> {
     match request {
-        Request::Hello { .. } => Err(ApiError::bad_request(
-            "hello was already sent on this connection",
-        )),
         Request::Prelogin { username } => login::prelogin(state, &username).await,
         Request::RegisterStart { username, email } => {
             register::start(state, ctx.ip, &username, &email).await
@@ -58,30 +54,31 @@ pub async fn handle(
             code,
             reset,
         } => password::reset_finish(state, ctx, &username, &code, reset).await,
-        Request::Logout => login::logout(state, ctx, require_session(state, ctx).await?).await,
-        Request::Whoami => login::whoami(state, require_session(state, ctx).await?).await,
-        Request::ChangePassword { old_auth_key, new } => {
-            let session = require_session(state, ctx).await?;
-            password::change(state, ctx, session, old_auth_key, new).await
-        }
-        group if crate::groups::is_group_request(&group) => {
-            crate::groups::handle(state, ctx, group).await
-        }
-        chat if crate::chat::is_chat_request(&chat) => crate::chat::handle(state, ctx, chat).await,
-        files => crate::files::handle(state, ctx, files).await,
+        other => Err(ApiError::bad_request(format!(
+            "{} is not an account request",
+            other.kind()
+        ))),
     }
 }
 
-/// The connection's session, checked against the database so that a session ended a
-/// moment ago elsewhere is refused even before the watcher closes the connection.
-pub async fn require_session(state: &ServerState, ctx: &ConnCtx) -> Result<SessionCtx, ApiError> {
-    let session = ctx.session().ok_or_else(ApiError::not_logged_in)?;
-    match session_refusal(state, session.session_id).await? {
-        None => Ok(session),
-        Some(refusal) => {
-            ctx.set_session(state, None);
-            Err(refusal)
+/// Serves an account request of a checked session
+/// ([`crate::router::Area::Account`]).
+pub async fn handle_logged_in(
+    state: &ServerState,
+    ctx: &ConnCtx,
+    session: SessionCtx,
+    request: Request,
+) -> Result<Response, ApiError> {
+    match request {
+        Request::Logout => login::logout(state, ctx, session).await,
+        Request::Whoami => login::whoami(state, session).await,
+        Request::ChangePassword { old_auth_key, new } => {
+            password::change(state, ctx, session, old_auth_key, new).await
         }
+        other => Err(ApiError::bad_request(format!(
+            "{} is not an account request",
+            other.kind()
+        ))),
     }
 }
 

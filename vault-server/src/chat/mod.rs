@@ -28,10 +28,9 @@ pub mod subscribe;
 
 use vault_core::proto::{ApiError, ChatMessage, Request, Response, SealedMessage};
 
-use crate::accounts::require_session;
 use crate::config::ChatConfig;
 use crate::db::chat::Delivered;
-use crate::net::connection::{ConnCtx, SessionCtx};
+use crate::net::connection::SessionCtx;
 use crate::state::ServerState;
 
 /// The chat state of one server instance.
@@ -48,35 +47,6 @@ impl Chat {
             limit: limit::MessageLimit::new(config.messages_per_minute),
         }
     }
-}
-
-/// Whether a request is a profile, contact or chat request (served by this module).
-pub fn is_chat_request(request: &Request) -> bool {
-    matches!(
-        request,
-        Request::ProfileSet { .. }
-            | Request::ContactAdd { .. }
-            | Request::ContactAccept { .. }
-            | Request::ContactReject { .. }
-            | Request::ContactRemove { .. }
-            | Request::ContactList
-            | Request::ChatSend { .. }
-            | Request::ChatHistory { .. }
-            | Request::ChatInbox
-            | Request::ChatGet { .. }
-            | Request::ChatFileDownload { .. }
-            | Request::Subscribe
-    )
-}
-
-/// Serves a one-frame chat request on a logged-in connection.
-pub async fn handle(
-    state: &ServerState,
-    ctx: &ConnCtx,
-    request: Request,
-) -> Result<Response, ApiError> {
-    let session = require_session(state, ctx).await?;
-    dispatch(state, &session, request).await
 }
 
 /// Serves a one-frame chat request for `session` (already checked).

@@ -16,12 +16,12 @@ use vault_core::proto::{
     SealedMessage, WrappedMessageKey,
 };
 
-use super::{dispatch, files, is_chat_request, now_ms, subscribe};
+use super::{files, now_ms, subscribe};
 use crate::accounts::session_refusal;
 use crate::config::Config;
 use crate::db;
 use crate::db::schema::{chat_attachments, chat_deliveries, chat_messages, contacts, profiles};
-use crate::groups::{self, Caller};
+use crate::groups::Caller;
 use crate::maintenance::stats::message_stats;
 use crate::net::connection::SessionCtx;
 use crate::state::ServerState;
@@ -145,21 +145,18 @@ impl Fixture {
         self.who(name).user_id
     }
 
-    /// A one-frame request of `who`, routed like `accounts::handle` routes it.
+    /// A one-frame request of `who`, through the router, after the check
+    /// `router::require_session` makes (an ended session is refused).
     async fn call(&self, who: &str, request: Request) -> Result<Response, ApiError> {
         let session = self.who(who);
         if let Some(refusal) = session_refusal(&self.state, session.session_id).await? {
             return Err(refusal);
         }
-        if is_chat_request(&request) {
-            dispatch(&self.state, session, request).await
-        } else {
-            let caller = Caller {
-                session: session.clone(),
-                ip: "127.0.0.1".into(),
-            };
-            groups::dispatch(&self.state, &caller, request).await
-        }
+        let caller = Caller {
+            session: session.clone(),
+            ip: "127.0.0.1".into(),
+        };
+        crate::router::serve_session(&self.state, &caller, request).await
     }
 
     async fn ok(&self, who: &str, request: Request) -> R<Response> {

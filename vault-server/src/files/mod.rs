@@ -3,7 +3,7 @@
 //! [`crate::blobs::BlobStore`]. Paths are encrypted paths; the server compares them and
 //! never builds a filesystem path from them.
 //!
-//! [`handle`] serves the requests that are one frame each way. `upload_data` and
+//! [`dispatch`] serves the requests that are one frame each way. `upload_data` and
 //! `download` carry raw bytes on their stream and are served by
 //! [`upload::receive`] and [`download::prepare`] + [`download::send`], which the network
 //! layer calls with the stream. Small files can go up in batches instead (`small`):
@@ -32,49 +32,10 @@ pub use error::Failure;
 
 use vault_core::proto::{ApiError, NsRef, Request, Response};
 
-use crate::accounts::require_session;
 use crate::db::files::namespaces::{self, Namespace};
 use crate::db::{self, DbConn};
-use crate::net::connection::{ConnCtx, SessionCtx};
+use crate::net::connection::SessionCtx;
 use crate::state::ServerState;
-
-/// Whether a request is a file request (served by this module).
-pub fn is_file_request(request: &Request) -> bool {
-    matches!(
-        request,
-        Request::List { .. }
-            | Request::Stat { .. }
-            | Request::Mkdir { .. }
-            | Request::UploadOpen { .. }
-            | Request::UploadStatus { .. }
-            | Request::UploadData { .. }
-            | Request::UploadCommit { .. }
-            | Request::UploadAbort { .. }
-            | Request::UploadOpenMany { .. }
-            | Request::UploadAbortBatch { .. }
-            | Request::UploadPutMany { .. }
-            | Request::Download { .. }
-            | Request::Versions { .. }
-            | Request::Restore { .. }
-            | Request::Remove { .. }
-            | Request::Move { .. }
-            | Request::TrashList { .. }
-            | Request::TrashRestore { .. }
-            | Request::TrashEmpty { .. }
-            | Request::Usage { .. }
-            | Request::Changes { .. }
-    )
-}
-
-/// Serves a one-frame file request on a logged-in connection.
-pub async fn handle(
-    state: &ServerState,
-    ctx: &ConnCtx,
-    request: Request,
-) -> Result<Response, ApiError> {
-    let session = require_session(state, ctx).await?;
-    dispatch(state, &session, request).await
-}
 
 /// Serves a one-frame file request for `session` (the session is already checked).
 pub async fn dispatch(

@@ -1,5 +1,5 @@
 //! Handler-level tests of the file requests: a temp SQLite database and a temp
-//! `FsBlobStore` (or one whose writer fails), driven through `dispatch`, `receive`,
+//! `FsBlobStore` (or one whose writer fails), driven through the router, `receive`,
 //! `prepare` and `send` without QUIC. Sealed bytes are arbitrary bytes of a valid STREAM
 //! length: the server never opens them.
 
@@ -17,7 +17,7 @@ use vault_core::proto::{
 };
 
 use super::small::BATCH_EXPIRY_S;
-use super::{dispatch, download, upload};
+use super::{download, upload};
 use crate::blobs::{BlobId, BlobReader, BlobStore, FsBlobStore, PartialWriter, StoredBlob};
 use crate::config::Config;
 use crate::db;
@@ -180,9 +180,22 @@ fn code(r: Result<Response, ApiError>) -> ErrorCode {
     err(r).code
 }
 
+/// A one-frame request of `session`, through the router.
+async fn route(
+    state: &ServerState,
+    session: &SessionCtx,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let caller = crate::groups::Caller {
+        session: session.clone(),
+        ip: "127.0.0.1".into(),
+    };
+    crate::router::serve_session(state, &caller, request).await
+}
+
 impl Fixture {
     async fn call(&self, request: Request) -> Result<Response, ApiError> {
-        dispatch(&self.state, &self.alice, request).await
+        route(&self.state, &self.alice, request).await
     }
 
     async fn open(&self, path: &str, size: u64) -> Result<(i64, u64), ApiError> {
@@ -428,7 +441,7 @@ async fn bad_uploads_are_refused_and_leave_nothing_visible() -> R<()> {
         let mut c = f.state.db.conn()?;
         add_user(&mut c, "bob", 1 << 30)?
     };
-    let r = dispatch(&f.state, &bob, Request::UploadStatus { upload_id: id }).await;
+    let r = route(&f.state, &bob, Request::UploadStatus { upload_id: id }).await;
     assert_eq!(code(r), ErrorCode::NotFound);
     let mut slice: &[u8] = &bytes;
     let r = upload::receive(&f.state, &bob, id, 0, &mut slice).await;
@@ -1070,7 +1083,7 @@ async fn mkdir_creates_parents_and_two_clients_see_each_other() -> R<()> {
         session_id: 99,
         ..f.alice.clone()
     };
-    match dispatch(
+    match route(
         &f.state,
         &other,
         Request::Stat {
@@ -1554,7 +1567,7 @@ async fn another_users_uploads_are_not_found_in_a_batch() -> R<()> {
     let bytes = sealed_bytes(3, 3);
     let opened = f.open_many(&[("aa", bytes.len() as u64)]).await?;
     let id = opened[0].as_ref().map_err(Clone::clone)?.upload_id;
-    let results = match dispatch(
+    let results = match route(
         &f.state,
         &bob,
         Request::UploadPutMany {

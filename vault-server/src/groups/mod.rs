@@ -33,50 +33,10 @@ pub use tasks::key_task_count;
 
 use vault_core::proto::{ApiError, Request, Response};
 
-use crate::accounts::require_session;
 use crate::db::{self, DbConn, audit::Event};
 use crate::files::Failure;
-use crate::net::connection::{ConnCtx, SessionCtx};
+use crate::net::connection::SessionCtx;
 use crate::state::ServerState;
-
-/// Whether a request is a group or key request (served by this module).
-pub fn is_group_request(request: &Request) -> bool {
-    matches!(
-        request,
-        Request::UserKey { .. }
-            | Request::GroupCreate { .. }
-            | Request::GroupList
-            | Request::GroupInfo { .. }
-            | Request::GroupMembers { .. }
-            | Request::GroupKeys { .. }
-            | Request::GroupInviteCreate { .. }
-            | Request::GroupInviteOpen { .. }
-            | Request::GroupJoin { .. }
-            | Request::GroupAdd { .. }
-            | Request::GroupRemove { .. }
-            | Request::GroupLeave { .. }
-            | Request::GroupSetRole { .. }
-            | Request::GroupRename { .. }
-            | Request::GroupDelete { .. }
-            | Request::GroupRotate { .. }
-            | Request::GroupPutEnvelopes { .. }
-            | Request::KeyTasks
-    )
-}
-
-/// Serves a group or key request on a logged-in connection.
-pub async fn handle(
-    state: &ServerState,
-    ctx: &ConnCtx,
-    request: Request,
-) -> Result<Response, ApiError> {
-    let session = require_session(state, ctx).await?;
-    let caller = Caller {
-        session,
-        ip: ctx.ip.to_string(),
-    };
-    dispatch(state, &caller, request).await
-}
 
 /// Who sends a request: the checked session and the address it came from (for the audit
 /// log).

@@ -1,7 +1,7 @@
 //! Handler-level tests of groups: a temp SQLite database (or a fresh PostgreSQL one with
-//! `VAULT_TEST_POSTGRES_URL`) and a temp `FsBlobStore`, driven through the group and file
-//! dispatchers without QUIC. Every call first checks the session the way
-//! `require_session` does, so a user the operator locked (whose sessions end) is refused
+//! `VAULT_TEST_POSTGRES_URL`) and a temp `FsBlobStore`, driven through the router
+//! (`router::serve_session`) without QUIC. Every call first checks the session the way
+//! `router::require_session` does, so a user the operator locked (whose sessions end) is refused
 //! like on a connection. Envelopes and sealed bytes are arbitrary bytes: the server never
 //! opens them.
 
@@ -16,7 +16,7 @@ use vault_core::proto::{
     MemberInfo, NewEnvelope, NsRef, OpenFile, PutFile, Request, Response, Rotation, SecretBytes,
 };
 
-use super::{Caller, change, dispatch, is_group_request};
+use super::{Caller, change};
 use crate::accounts::session_refusal;
 use crate::db::schema::{deleted_blobs, group_envelopes, group_invites, namespaces};
 use crate::db::{self, audit, groups};
@@ -121,7 +121,7 @@ impl Fixture {
         self.who(name).user_id()
     }
 
-    /// Refuses what `require_session` refuses (an ended session).
+    /// Refuses what `router::require_session` refuses (an ended session).
     async fn session(&self, who: &str) -> Result<&Caller, ApiError> {
         let caller = self.who(who);
         match session_refusal(&self.state, caller.session.session_id).await? {
@@ -130,14 +130,10 @@ impl Fixture {
         }
     }
 
-    /// A one-frame request of `who`, routed like `accounts::handle` routes it.
+    /// A one-frame request of `who`, through the router.
     async fn call(&self, who: &str, request: Request) -> Result<Response, ApiError> {
         let caller = self.session(who).await?;
-        if is_group_request(&request) {
-            dispatch(&self.state, caller, request).await
-        } else {
-            files::dispatch(&self.state, &caller.session, request).await
-        }
+        crate::router::serve_session(&self.state, caller, request).await
     }
 
     async fn ok(&self, who: &str, request: Request) -> R<Response> {

@@ -17,9 +17,9 @@ use vault_core::proto::{
 
 use super::slots::ConnectionSlot;
 use super::stream::{FrameRules, ReadError, read_request, write_response};
-use crate::accounts;
 use crate::chat;
 use crate::files;
+use crate::router::{self, Route};
 use crate::state::ServerState;
 
 /// The session a connection is logged in as.
@@ -212,49 +212,58 @@ async fn serve_stream(
         Ok(request) => {
             let span = tracing::info_span!("request", kind = request.kind());
             let answered = async {
-                let answer = if ctx.bucket.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                    match request {
-                        Request::UploadData { upload_id, offset } => {
-                            upload_data(state, ctx, upload_id, offset, &mut recv).await
-                        }
-                        Request::Download {
-                            ns,
-                            path,
-                            version,
-                            from_chunk,
-                        } => {
-                            let request = (ns, path, version, from_chunk);
-                            match download(state, ctx, request, &mut send).await {
-                                Ok(()) => return None,
-                                Err(e) => Err(e),
-                            }
-                        }
-                        Request::ChatFileDownload {
-                            message_id,
-                            from_chunk,
-                        } => {
-                            let request = (message_id, from_chunk);
-                            match chat_file_download(state, ctx, request, &mut send).await {
-                                Ok(()) => return None,
-                                Err(e) => Err(e),
-                            }
-                        }
-                        Request::Subscribe => {
-                            // A subscription lasts as long as the connection: it is not a
-                            // request in flight that shutdown should wait for.
-                            drop(in_flight.take());
-                            match subscribe(state, ctx, &mut send).await {
-                                Ok(()) => return None,
-                                Err(e) => Err(e),
-                            }
-                        }
-                        other => dispatch(state, ctx, other).await,
-                    }
-                } else {
+                let answer = if !ctx.bucket.lock().unwrap_or_else(|e| e.into_inner()).take() {
                     Err(ApiError::throttled(
                         1,
                         "too many requests on this connection; slow down",
                     ))
+                } else if router::route_of(&request) != Route::Stream {
+                    dispatch(state, ctx, request).await
+                } else {
+                    match stream_session(state, ctx).await {
+                        Err(e) => Err(e),
+                        Ok(session) => match request {
+                            Request::UploadData { upload_id, offset } => {
+                                upload_data(state, &session, upload_id, offset, &mut recv).await
+                            }
+                            Request::Download {
+                                ns,
+                                path,
+                                version,
+                                from_chunk,
+                            } => {
+                                let request = (ns, path, version, from_chunk);
+                                match download(state, &session, request, &mut send).await {
+                                    Ok(()) => return None,
+                                    Err(e) => Err(e),
+                                }
+                            }
+                            Request::ChatFileDownload {
+                                message_id,
+                                from_chunk,
+                            } => {
+                                let request = (message_id, from_chunk);
+                                match chat_file_download(state, &session, request, &mut send).await
+                                {
+                                    Ok(()) => return None,
+                                    Err(e) => Err(e),
+                                }
+                            }
+                            Request::Subscribe => {
+                                // A subscription lasts as long as the connection: it is not
+                                // a request in flight that shutdown should wait for.
+                                drop(in_flight.take());
+                                match subscribe(state, ctx, session, &mut send).await {
+                                    Ok(()) => return None,
+                                    Err(e) => Err(e),
+                                }
+                            }
+                            other => Err(ApiError::bad_request(format!(
+                                "{} is not served with its stream",
+                                other.kind()
+                            ))),
+                        },
+                    }
                 };
                 if let Err(e) = &answer {
                     tracing::info!(code = e.code.as_str(), "request refused");
@@ -300,6 +309,13 @@ async fn serve_stream(
     }
 }
 
+/// The session of a request served with its stream ([`Route::Stream`]): after `hello`,
+/// live.
+async fn stream_session(state: &ServerState, ctx: &ConnCtx) -> Result<SessionCtx, ApiError> {
+    check_hello(ctx)?;
+    router::require_session(state, ctx).await
+}
+
 /// Refuses every request before `hello`.
 fn check_hello(ctx: &ConnCtx) -> Result<(), ApiError> {
     if ctx.hello.load(Ordering::SeqCst) {
@@ -315,14 +331,12 @@ fn check_hello(ctx: &ConnCtx) -> Result<(), ApiError> {
 /// Whatever the outcome, the rest of the client's bytes are refused (`stop`).
 async fn upload_data(
     state: &ServerState,
-    ctx: &ConnCtx,
+    session: &SessionCtx,
     upload_id: i64,
     offset: u64,
     recv: &mut quinn::RecvStream,
 ) -> Result<Response, ApiError> {
-    check_hello(ctx)?;
-    let session = accounts::require_session(state, ctx).await?;
-    let answer = files::upload::receive(state, &session, upload_id, offset, recv).await;
+    let answer = files::upload::receive(state, session, upload_id, offset, recv).await;
     let _ = recv.stop(0u8.into());
     answer
 }
@@ -332,14 +346,12 @@ async fn upload_data(
 /// returned for the caller to answer.
 async fn download(
     state: &ServerState,
-    ctx: &ConnCtx,
+    session: &SessionCtx,
     (ns, path, version, from_chunk): (vault_core::proto::NsRef, String, Option<u64>, u64),
     send: &mut quinn::SendStream,
 ) -> Result<(), ApiError> {
-    check_hello(ctx)?;
-    let session = accounts::require_session(state, ctx).await?;
     let (header, body) =
-        files::download::prepare(state, &session, &ns, path, version, from_chunk).await?;
+        files::download::prepare(state, session, &ns, path, version, from_chunk).await?;
     stream_download(header, body, send).await
 }
 
@@ -347,13 +359,11 @@ async fn download(
 /// of the message (see `chat::files`).
 async fn chat_file_download(
     state: &ServerState,
-    ctx: &ConnCtx,
+    session: &SessionCtx,
     (message_id, from_chunk): (i64, u64),
     send: &mut quinn::SendStream,
 ) -> Result<(), ApiError> {
-    check_hello(ctx)?;
-    let session = accounts::require_session(state, ctx).await?;
-    let (header, body) = chat::files::prepare(state, &session, message_id, from_chunk).await?;
+    let (header, body) = chat::files::prepare(state, session, message_id, from_chunk).await?;
     stream_download(header, body, send).await
 }
 
@@ -391,10 +401,9 @@ async fn stream_download(
 async fn subscribe(
     state: &ServerState,
     ctx: &ConnCtx,
+    session: SessionCtx,
     send: &mut quinn::SendStream,
 ) -> Result<(), ApiError> {
-    check_hello(ctx)?;
-    let session = accounts::require_session(state, ctx).await?;
     let stopped = send.stopped();
     let closed = ctx.conn.closed();
     let ended = async move {
@@ -418,8 +427,7 @@ async fn subscribe(
     Ok(())
 }
 
-/// Routes a request. `hello` must come first; account requests need no session; the
-/// rest need a live session.
+/// Answers `hello`, or after it, routes a one-frame request ([`router::route`]).
 async fn dispatch(
     state: &ServerState,
     ctx: &ConnCtx,
@@ -442,5 +450,5 @@ async fn dispatch(
         });
     }
     check_hello(ctx)?;
-    accounts::handle(state, ctx, request).await
+    router::route(state, ctx, request).await
 }
