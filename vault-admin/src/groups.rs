@@ -16,7 +16,7 @@ use serde::Serialize;
 use vault_core::proto::{GroupRole, names};
 use vault_server::db::groups::{self, Group};
 use vault_server::db::{self, DbConn};
-use vault_server::files::Failure;
+use vault_server::error::Failure;
 use vault_server::groups::change;
 use vault_server::groups::view::{self, GroupView};
 use vault_server::maintenance::purge::Purged;

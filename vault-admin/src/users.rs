@@ -15,7 +15,7 @@ use serde::Serialize;
 use vault_core::proto::names;
 use vault_server::accounts::SESSION_ENDED_BY_ADMIN;
 use vault_server::db::{self, DbConn, DbError, throttle::FailureRow, users::User};
-use vault_server::files::Failure;
+use vault_server::error::Failure;
 use vault_server::groups::change;
 use vault_server::maintenance::purge::purge_user_files;
 use vault_server::maintenance::stats::used_bytes_of_user;

@@ -9,7 +9,7 @@ use vault_core::proto::{ApiError, ContactInfo, ContactState, Event, Response};
 use super::{no_such_user, presence};
 use crate::db::chat::{self as rows, STATE_CONTACT, STATE_REQUEST_RECEIVED, STATE_REQUEST_SENT};
 use crate::db::{self, DbConn, users};
-use crate::files::Failure;
+use crate::error::Failure;
 use crate::groups::access;
 use crate::net::connection::SessionCtx;
 use crate::state::ServerState;

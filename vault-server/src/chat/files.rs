@@ -15,7 +15,7 @@ use vault_core::proto::{ApiError, Attachment, Response};
 use crate::db::chat as rows;
 use crate::db::files::{entries, namespaces, versions};
 use crate::db::{DbConn, DbResult};
-use crate::files::Failure;
+use crate::error::Failure;
 use crate::files::download::{self, Body};
 use crate::net::connection::SessionCtx;
 use crate::state::ServerState;

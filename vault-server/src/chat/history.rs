@@ -9,7 +9,7 @@ use vault_core::proto::{ApiError, ChatTarget, Conversation, Response, SealedMess
 use super::{chat_message, no_such_user};
 use crate::db::chat::{self as rows, ConversationKey, InboxRow};
 use crate::db::{DbConn, groups, users};
-use crate::files::Failure;
+use crate::error::Failure;
 use crate::groups::access;
 use crate::net::connection::SessionCtx;
 use crate::state::ServerState;

@@ -18,7 +18,7 @@ use super::{files, no_such_user, now_ms};
 use crate::config::{CHAT_SEAL_OVERHEAD, ChatConfig};
 use crate::db::chat::{self as rows, KIND_GROUP, KIND_USER, NewDelivery, NewMessage};
 use crate::db::{self, DbConn, groups, users};
-use crate::files::Failure;
+use crate::error::Failure;
 use crate::groups::access;
 use crate::net::connection::SessionCtx;
 use crate::state::ServerState;

@@ -10,7 +10,7 @@ use crate::db::files::KIND_DIR;
 use crate::db::files::entries::Entry;
 use crate::db::files::listing::{Listed, ListedEntry, ListedVersion};
 use crate::db::files::versions::{self, Version};
-use crate::files::Failure;
+use crate::error::Failure;
 
 /// At most how many bytes one `EntryInfo` takes in CBOR besides its path (the widest
 /// numbers, a wrapped key and sealed metadata; a test holds it to that).

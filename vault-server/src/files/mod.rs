@@ -16,7 +16,6 @@
 
 mod changes;
 pub mod download;
-mod error;
 mod info;
 mod list;
 pub mod paths;
@@ -28,12 +27,11 @@ pub mod upload_hash;
 mod usage;
 mod versions;
 
-pub use error::Failure;
-
 use vault_core::proto::{ApiError, NsRef, Request, Response};
 
 use crate::db::files::namespaces::{self, Namespace};
 use crate::db::{self, DbConn};
+use crate::error::Failure;
 use crate::net::connection::SessionCtx;
 use crate::state::ServerState;
 

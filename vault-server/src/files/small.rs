@@ -42,14 +42,15 @@ use vault_core::proto::{
 };
 use vault_core::units::format_size;
 
+use super::Stamp;
 use super::upload::{self, KnownPaths, Lease, blocking, gone, store_error};
-use super::{Failure, Stamp};
 use crate::blobs::{BlobHash, BlobId, hash};
 use crate::db::files::batches;
 use crate::db::files::entries::{self, Entry};
 use crate::db::files::namespaces::{self, Namespace};
 use crate::db::files::uploads::{self, Upload};
 use crate::db::{self, now};
+use crate::error::Failure;
 use crate::net::connection::SessionCtx;
 use crate::state::ServerState;
 

@@ -6,10 +6,11 @@ use std::collections::{HashMap, HashSet};
 
 use vault_core::proto::{ApiError, NsRef, Rename, Response, parent_of};
 
-use super::{Failure, Stamp, info, paths};
+use super::{Stamp, info, paths};
 use crate::db::DbConn;
 use crate::db::files::entries::{self, Entry};
 use crate::db::files::{KIND_DIR, trash, uploads, versions};
+use crate::error::Failure;
 use crate::net::connection::SessionCtx;
 use crate::state::ServerState;
 

@@ -14,13 +14,14 @@ use vault_core::format::meta::SEALED_META_LEN;
 use vault_core::format::stream::{SEALED_CHUNK_LEN, plaintext_len};
 use vault_core::proto::{ApiError, ErrorCode, NsRef, OpenedUpload, Response, parent_of};
 
-use super::{Failure, Stamp, info, paths, tree};
+use super::{Stamp, info, paths, tree};
 use crate::blobs::{BlobHash, BlobId, BlobStore, hash};
 use crate::db::files::entries::{self, Entry};
 use crate::db::files::namespaces::{self, Namespace};
 use crate::db::files::uploads::{self, NewUpload, Upload};
 use crate::db::files::versions::{self, NewVersion};
 use crate::db::{DbConn, now};
+use crate::error::Failure;
 use crate::net::connection::SessionCtx;
 use crate::state::ServerState;
 

@@ -3,10 +3,11 @@
 
 use vault_core::proto::{ApiError, NsRef, Response};
 
-use super::{Failure, Stamp, info, paths};
+use super::{Stamp, info, paths};
 use crate::db::DbConn;
 use crate::db::files::entries::{self, Entry};
 use crate::db::files::versions;
+use crate::error::Failure;
 use crate::net::connection::SessionCtx;
 use crate::state::ServerState;
 

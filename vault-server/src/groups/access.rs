@@ -8,7 +8,7 @@ use vault_core::proto::{ApiError, GroupRole, names};
 
 use crate::db::DbConn;
 use crate::db::groups::{self, Group, Member};
-use crate::files::Failure;
+use crate::error::Failure;
 
 /// A group and the caller's role in it.
 #[derive(Clone, Debug)]

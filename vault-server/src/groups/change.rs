@@ -12,7 +12,7 @@ use crate::db::files::namespaces;
 use crate::db::groups::{self, Group};
 use crate::db::users::User;
 use crate::db::{DbConn, DbError};
-use crate::files::Failure;
+use crate::error::Failure;
 use crate::maintenance::purge::{self, Purged};
 
 /// Whether a failed statement was a unique violation (a name taken at the same moment).

@@ -12,7 +12,7 @@ use vault_core::proto::{ApiError, ErrorCode, NewEnvelope, Rotation, names};
 
 use crate::db::DbConn;
 use crate::db::groups::{self, NewEnvelopeRow};
-use crate::files::Failure;
+use crate::error::Failure;
 
 /// The most bytes an envelope or its signature may have (an RSA-3072 one has 384).
 pub const MAX_ENVELOPE_LEN: usize = 2048;

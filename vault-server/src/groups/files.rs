@@ -12,7 +12,7 @@ use crate::db::DbConn;
 use crate::db::files::namespaces::Namespace;
 use crate::db::files::uploads::Upload;
 use crate::db::groups::{self, Group};
-use crate::files::Failure;
+use crate::error::Failure;
 
 /// The namespace of group `raw` if `user_id` is a member (`not_found` for no such group,
 /// `forbidden` for a non-member).

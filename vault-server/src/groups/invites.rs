@@ -20,7 +20,7 @@ use super::tasks::generation;
 use super::{Caller, change};
 use crate::db::groups::{self, Invite, NewInvite};
 use crate::db::{self, DbConn};
-use crate::files::Failure;
+use crate::error::Failure;
 use crate::state::ServerState;
 
 /// The most bytes of sealed keys a code may carry.

@@ -17,7 +17,7 @@ use super::tasks::{self, Held, generation};
 use super::{Caller, change, view};
 use crate::db::groups::{self, Group, MemberUser};
 use crate::db::{self, DbConn, users};
-use crate::files::Failure;
+use crate::error::Failure;
 use crate::state::ServerState;
 
 fn summary(

@@ -34,7 +34,7 @@ pub use tasks::key_task_count;
 use vault_core::proto::{ApiError, Request, Response};
 
 use crate::db::{self, DbConn, audit::Event};
-use crate::files::Failure;
+use crate::error::Failure;
 use crate::net::connection::SessionCtx;
 use crate::state::ServerState;
 

@@ -20,7 +20,7 @@ use super::{Caller, change};
 use crate::accounts::session_refusal;
 use crate::db::schema::{deleted_blobs, group_envelopes, group_invites, namespaces};
 use crate::db::{self, audit, groups};
-use crate::files::{self, download, upload};
+use crate::files::{download, upload};
 use crate::state::ServerState;
 
 use crate::testing::{self, R};
@@ -414,7 +414,7 @@ impl Fixture {
     /// Runs a shared change as `vault-admin` does, in one transaction.
     fn admin<T>(
         &self,
-        work: impl FnOnce(&mut db::DbConn) -> Result<T, files::Failure>,
+        work: impl FnOnce(&mut db::DbConn) -> Result<T, crate::error::Failure>,
     ) -> Result<T, ApiError> {
         let mut conn = self
             .state

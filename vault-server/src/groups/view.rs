@@ -9,7 +9,7 @@ use super::access::role_of;
 use super::tasks::{self, Held, generation};
 use crate::db::DbConn;
 use crate::db::groups::{self, Group, MemberUser};
-use crate::files::Failure;
+use crate::error::Failure;
 
 /// One member as shown.
 #[derive(Clone, Debug)]
