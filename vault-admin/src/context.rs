@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use vault_server::DataDir;
 use vault_server::blobs::FsBlobStore;
 use vault_server::config::Config;
-use vault_server::db::{self, Db, DbConn, DbResult, audit::Event};
+use vault_server::db::Db;
 
 /// The configuration and, on demand, the database.
 #[derive(Debug)]
@@ -71,24 +71,8 @@ fn sqlite_path(url: &str) -> Option<PathBuf> {
     (path != ":memory:").then(|| PathBuf::from(path))
 }
 
-/// Writes an audit entry for an operator change (actor `admin`).
-pub fn record(
-    conn: &mut DbConn,
-    event: &str,
-    username: Option<&str>,
-    detail: &str,
-) -> DbResult<()> {
-    db::audit::record(
-        conn,
-        &Event {
-            actor: "admin",
-            event,
-            username,
-            client_ip: None,
-            detail,
-        },
-    )
-}
+/// Writes one of the operator's changes to the audit log, with actor `admin`.
+pub use vault_server::accounts::change::record;
 
 #[cfg(test)]
 mod tests {

@@ -13,22 +13,15 @@ use anyhow::bail;
 use clap::Subcommand;
 use serde::Serialize;
 use vault_core::proto::names;
-use vault_server::accounts::SESSION_ENDED_BY_ADMIN;
+use vault_server::accounts::change;
 use vault_server::db::{self, DbConn, DbError, throttle::FailureRow, users::User};
-use vault_server::error::Failure;
-use vault_server::groups::change;
-use vault_server::maintenance::purge::purge_user_files;
+use vault_server::groups::change as group_change;
 use vault_server::maintenance::stats::used_bytes_of_user;
 use vault_server::throttle::account_subject;
 
 use crate::context::{Ctx, record};
 use crate::out::outln;
 use crate::output::{self, Table, iso_time, or_dash, plural, yes_no};
-
-/// The reason a locked account's sessions end with.
-const ENDED_BY_LOCK: &str = "account locked by the operator";
-/// The reason a deleted account's sessions end with.
-const ENDED_BY_DELETE: &str = "account deleted";
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
@@ -285,22 +278,7 @@ fn show(conn: &mut DbConn, name: &str, json: bool) -> anyhow::Result<()> {
 
 fn lock(conn: &mut DbConn, name: &str) -> anyhow::Result<()> {
     let user = find_user(conn, name)?;
-    let ended = db::transaction(conn, |c| {
-        db::users::set_locked(c, user.id, true)?;
-        let ended = db::sessions::end_all_for_user(c, user.id, None, ENDED_BY_LOCK)?;
-        if !user.locked || ended > 0 {
-            record(
-                c,
-                "user_locked",
-                Some(&user.username),
-                &format!(
-                    "locked; {} ended",
-                    plural(ended, "live session", "live sessions")
-                ),
-            )?;
-        }
-        Ok::<_, DbError>(ended)
-    })?;
+    let ended = change::lock(conn, &user)?;
     if user.locked {
         outln!("{} was already locked", user.username)?;
     } else {
@@ -318,17 +296,14 @@ fn unlock(conn: &mut DbConn, name: &str) -> anyhow::Result<()> {
         outln!("{} is not locked", user.username)?;
         return Ok(());
     }
-    db::transaction(conn, |c| {
-        db::users::set_locked(c, user.id, false)?;
-        record(c, "user_unlocked", Some(&user.username), "unlocked")
-    })?;
+    change::unlock(conn, &user)?;
     outln!("unlocked {}", user.username)?;
     Ok(())
 }
 
 fn delete(ctx: &Ctx, conn: &mut DbConn, name: &str, yes: bool) -> anyhow::Result<()> {
     let user = find_user(conn, name)?;
-    let owned = change::owned_by(conn, user.id).map_err(crate::groups::failure)?;
+    let owned = group_change::owned_by(conn, user.id).map_err(crate::groups::failure)?;
     if !owned.is_empty() {
         let names: Vec<&str> = owned.iter().map(|g| g.name.as_str()).collect();
         bail!(
@@ -350,50 +325,11 @@ fn delete(ctx: &Ctx, conn: &mut DbConn, name: &str, yes: bool) -> anyhow::Result
             plural(live, "live session", "live sessions")
         );
     }
-    let (ended, files, groups) = db::transaction(conn, |c| {
-        let ended = db::sessions::end_all_for_user(c, user.id, None, ENDED_BY_DELETE)?;
-        // Out of every group (refused if it owns one now): its envelopes go, and each
-        // group with a key needs a new generation, which the next keyed member's client
-        // makes.
-        let groups = change::drop_user(c, &user)?;
-        for g in &groups {
-            record(
-                c,
-                "group.remove",
-                Some(&user.username),
-                &format!(
-                    "{} removed from group {} with the account; a new key generation is due",
-                    user.username, g.name
-                ),
-            )?;
-        }
-        // Its contacts, profile and message deliveries go; messages no one else can
-        // read any more go with them.
-        db::chat::delete_user(c, user.id)?;
-        // The files go with the account: their blobs are queued for gc.
-        let files = purge_user_files(c, user.id, output::now())?;
-        db::users::delete(c, user.id)?;
-        db::throttle::clear(c, &account_subject(&user.username))?;
-        // A pending password-reset code must not outlive the account: a new account of
-        // the same name could otherwise be reset with it. ("reset" is the server's
-        // `accounts::codes::PURPOSE_RESET`, which is private to that module.)
-        db::codes::delete_unused(c, "reset", &user.username)?;
-        record(
-            c,
-            "user_deleted",
-            Some(&user.username),
-            &format!(
-                "account deleted; {} ended; {}, {} ({} bytes) and {} deleted",
-                plural(ended, "live session", "live sessions"),
-                plural(files.entries, "entry", "entries"),
-                plural(files.versions, "version", "versions"),
-                files.bytes,
-                plural(files.uploads, "upload", "uploads")
-            ),
-        )?;
-        Ok::<_, Failure>((ended, files, groups))
-    })
-    .map_err(crate::groups::failure)?;
+    let change::Deleted {
+        ended,
+        files,
+        groups,
+    } = change::delete(conn, &user, output::now()).map_err(crate::groups::failure)?;
     // Partial uploads go now; gc removes anything left here as an orphan later.
     if !files.partials.is_empty()
         && let Ok(store) = ctx.blobs()
@@ -434,15 +370,7 @@ fn set_quota(conn: &mut DbConn, name: &str, bytes: i64) -> anyhow::Result<()> {
         outln!("the quota of {} is already {shown}", user.username)?;
         return Ok(());
     }
-    db::transaction(conn, |c| {
-        db::users::set_quota(c, user.id, bytes)?;
-        record(
-            c,
-            "quota_set",
-            Some(&user.username),
-            &format!("quota {} -> {bytes} bytes", user.quota_bytes),
-        )
-    })?;
+    change::set_quota(conn, &user, bytes)?;
     outln!("the quota of {} is now {shown}", user.username)?;
     Ok(())
 }
@@ -522,20 +450,7 @@ fn kick(conn: &mut DbConn, name: &str, session: Option<i64>) -> anyhow::Result<(
             );
         }
     }
-    let ended = db::transaction(conn, |c| {
-        let ended = match session {
-            Some(id) => usize::from(db::sessions::end(c, id, SESSION_ENDED_BY_ADMIN)?),
-            None => db::sessions::end_all_for_user(c, user.id, None, SESSION_ENDED_BY_ADMIN)?,
-        };
-        if ended > 0 {
-            let detail = match session {
-                Some(id) => format!("session {id} ended"),
-                None => format!("{} ended", plural(ended, "live session", "live sessions")),
-            };
-            record(c, "sessions_kicked", Some(&user.username), &detail)?;
-        }
-        Ok::<_, DbError>(ended)
-    })?;
+    let ended = change::kick(conn, &user, session)?;
     match (session, ended) {
         (_, 0) => outln!("{} has no live sessions", user.username)?,
         (Some(id), _) => outln!("ended session {id} of {}", user.username)?,

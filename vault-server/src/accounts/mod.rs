@@ -4,6 +4,7 @@
 
 mod attempts;
 mod auth_hash;
+pub mod change;
 mod codes;
 mod hash_queue;
 mod login;

@@ -143,13 +143,8 @@ impl Fixture {
     /// Locks an account as `vault-admin user lock` does: the flag, and every session ends.
     fn lock_user(&self, name: &str) -> R<()> {
         let mut conn = self.state.db.conn()?;
-        db::users::set_locked(&mut conn, self.id(name), true)?;
-        db::sessions::end_all_for_user(
-            &mut conn,
-            self.id(name),
-            None,
-            "account locked by the operator",
-        )?;
+        let user = db::users::by_name(&mut conn, name)?.ok_or("no such user")?;
+        crate::accounts::change::lock(&mut conn, &user)?;
         Ok(())
     }
 
