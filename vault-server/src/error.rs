@@ -1,4 +1,4 @@
-//! Maps internal errors to the stable wire errors of SPEC §8. Internal details go to the
+//! Maps internal errors to the stable wire errors (docs/PROTOCOL.md §4). Internal details go to the
 //! log, never over the wire.
 
 use vault_core::proto::ApiError;
