@@ -1,4 +1,4 @@
-//! `vault-admin`: the operator's tool (SPEC §4). It loads the server's configuration the
+//! `vault-admin`: the operator's tool. It loads the server's configuration the
 //! way `vault-server` does (`--config`, `VAULT_*`, flags) and works on the server's
 //! database and data directory directly, whether or not the server is running; a
 //! running server picks up ended sessions from the database within about a second.

@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::cpu;
 
-/// The chunk size of both ceilings: the client's plaintext chunk (SPEC §6.2).
+/// The chunk size of both ceilings: the client's plaintext chunk (docs/FORMAT.md §7.2).
 pub const CHUNK: usize = 1 << 20;
 
 /// Seals `total` bytes in 1 MiB chunks under one key; returns bytes per second.

@@ -1,6 +1,6 @@
 //! `vault-bench`: measures Vault on this machine against ceilings measured in the same run
-//! (SPEC §9). It starts real `vault-server`s on loopback in temp dirs and drives the real
-//! `vault` binary, from `target/release/` (it builds nothing), and prints one table of
+//! (README.md, Benchmarks). It starts real `vault-server`s on loopback in temp dirs and drives the
+//! real `vault` binary, from `target/release/` (it builds nothing), and prints one table of
 //! figures, each with its ratio to its ceiling or target.
 
 mod ceiling;

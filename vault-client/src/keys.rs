@@ -1,4 +1,4 @@
-//! Account key material, composed from `vault_core::crypto` (SPEC §6.1): everything a
+//! Account key material, composed from `vault_core::crypto` (docs/FORMAT.md §1): everything a
 //! new account sends, the password material for `passwd` and reset, and unlocking the
 //! account key after login.
 

@@ -1,4 +1,4 @@
-//! The client state directory (SPEC §3): `$VAULT_CONFIG_DIR`, else
+//! The client state directory (README.md, Command reference): `$VAULT_CONFIG_DIR`, else
 //! `$XDG_CONFIG_HOME/vault`, else `~/.config/vault`; mode 0700, every file 0600 and
 //! written atomically.
 //!

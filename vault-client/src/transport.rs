@@ -1,6 +1,10 @@
 //! The QUIC connection to a server: TLS 1.3 with ALPN `vault/1`, no 0-RTT, and a
 //! certificate check that accepts exactly one pinned SHA-256 fingerprint (or, on first
 //! use when asked, records whatever the server presents). One request per stream.
+//!
+//! A keep-alive ping goes out every [`KEEP_ALIVE`] (2 s): the answers are what lets
+//! `vault chat listen` notice a server that went away without a close. A connection is
+//! closed when its last handle drops.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

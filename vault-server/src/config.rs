@@ -1,7 +1,7 @@
-//! Server configuration (SPEC §2). Layers, later wins: built-in defaults, the TOML file
-//! given by `--config`, `VAULT_*` environment variables, command-line flags. Every key
-//! has an environment variable: the key path joined by `_`, upper-cased, after `VAULT_`
-//! (`mail.smtp_url` → `VAULT_MAIL_SMTP_URL`).
+//! Server configuration (README.md, Configuration). Layers, later wins: built-in defaults, the TOML
+//! file given by `--config`, `VAULT_*` environment variables, command-line flags. Every key has an
+//! environment variable: the key path joined by `_`, upper-cased, after `VAULT_` (`mail.smtp_url` →
+//! `VAULT_MAIL_SMTP_URL`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -157,7 +157,7 @@ pub enum Registration {
     Closed,
 }
 
-/// Login throttling (SPEC §5).
+/// Login throttling (docs/SECURITY.md §4.2).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ThrottleConfig {
@@ -186,7 +186,7 @@ impl Default for ThrottleConfig {
     }
 }
 
-/// Mailed verification codes (SPEC §5).
+/// Mailed verification codes (docs/FORMAT.md §5).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CodeConfig {

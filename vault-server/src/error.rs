@@ -1,4 +1,4 @@
-//! Maps internal errors to the stable wire errors (`vault_core::proto::ErrorCode`), and
+//! Maps internal errors to the stable wire errors (docs/PROTOCOL.md §4), and
 //! [`Failure`], what every area's database work ends in. Internal details go to the log,
 //! never over the wire.
 

@@ -37,7 +37,8 @@ use crate::mail::Mailer;
 use crate::mail::queue::{MailQueue, MailWorker};
 use crate::state::ServerState;
 
-/// The server's data directory layout (SPEC §2). Every path is built from configuration.
+/// The server's data directory layout (README.md, Configuration). Every path is built from
+/// configuration.
 #[derive(Clone, Debug)]
 pub struct DataDir(pub std::path::PathBuf);
 

@@ -1,4 +1,4 @@
-//! Contacts and the profile (SPEC §3): `vault contact add|accept|reject|remove|list` and
+//! Contacts and the profile (README.md, Chat): `vault contact add|accept|reject|remove|list` and
 //! `vault profile set` as requests. A change answers with where the relationship stands
 //! afterwards, read back from `contact_list` (an `add` may complete a request the other
 //! side made first).

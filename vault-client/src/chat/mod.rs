@@ -1,4 +1,4 @@
-//! Chat on the client side (SPEC §3, 6.6): contacts, end-to-end direct and group messages
+//! Chat on the client side (docs/FORMAT.md §9): contacts, end-to-end direct and group messages
 //! the server relays but cannot read.
 //!
 //! - [`target`] — `USER` or `@group` as typed.

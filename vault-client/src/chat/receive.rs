@@ -1,4 +1,4 @@
-//! Checking and opening the messages the server hands out (SPEC 6.6, client side). Every
+//! Checking and opening the messages the server hands out (docs/FORMAT.md §9.1, client side). Every
 //! message goes through the same steps before its text is shown:
 //!
 //! 1. the key that signed it (`ChatMessage.sender_key`) must be the one trusted for the

@@ -1,8 +1,8 @@
-//! Making and sending a message (SPEC 6.6, client side). A direct message is only made for
-//! a mutual contact whose public key (from `contact_list`) passes the pin store: trusted on
-//! first use, a changed key refused showing both fingerprints. A group message is sealed
-//! under the generation of the group key in force; when the server answers that the key
-//! changed meanwhile, the keys are fetched again and the message is made again.
+//! Making and sending a message (docs/FORMAT.md §9.1, client side). A direct message is only made
+//! for a mutual contact whose public key (from `contact_list`) passes the pin store: trusted on
+//! first use, a changed key refused showing both fingerprints. A group message is sealed under the
+//! generation of the group key in force; when the server answers that the key changed meanwhile,
+//! the keys are fetched again and the message is made again.
 //!
 //! `chat_send` is not repeated when the server refuses it as a flood: the refusal says how
 //! long to wait.

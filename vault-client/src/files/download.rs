@@ -1,4 +1,4 @@
-//! One file's download (SPEC 6.2, §7): the sealed chunks are opened one by one with
+//! One file's download (docs/FORMAT.md §7.2): the sealed chunks are opened one by one with
 //! STREAM into a part file with a sidecar that pins the file id and version, both in a
 //! `.vault-part/` folder beside the target under a short fixed-length name ([`PartPaths`]:
 //! a 255-byte name leaves no room for a suffix). At the end the BLAKE3 of the plaintext is

@@ -1,5 +1,5 @@
 //! The keys of one namespace as a file command uses them: the name key that encrypts path
-//! segments and the wrapping keys that wrap per-version file keys (SPEC 6.2–6.4). A
+//! segments and the wrapping keys that wrap per-version file keys (docs/FORMAT.md §7.1–7.5). A
 //! personal space has one wrapping key (`HKDF(AK, "vault/v1/filekeys")`, generation 0);
 //! a group space has one per key generation it holds (`HKDF(GK_g, "vault/v1/filekeys")`)
 //! and names under `HKDF(GK_0, "vault/v1/names")`. Everything the server returns is

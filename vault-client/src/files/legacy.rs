@@ -1,7 +1,7 @@
-//! `import-legacy` (SPEC 6.7): a file of the legacy DES netdisk is decrypted on this machine
-//! (streaming, `format::LegacyDecryptor`) into a private temporary file (0600, in the state
-//! directory, removed when dropped), which is then uploaded as any new file. The legacy
-//! ciphertext never leaves the machine and DES never encrypts anything.
+//! `import-legacy` (docs/FORMAT.md §7.6): a file of the legacy DES netdisk is decrypted on this
+//! machine (streaming, `format::LegacyDecryptor`) into a private temporary file (0600, in the state
+//! directory, removed when dropped), which is then uploaded as any new file. The legacy ciphertext
+//! never leaves the machine and DES never encrypts anything.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::DirBuilderExt;

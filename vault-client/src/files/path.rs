@@ -1,7 +1,7 @@
-//! Remote paths as people type them (SPEC §3): `/a/b.txt` or `a/b.txt` in the personal
-//! space, `@team/a/b.txt` in a group's space. Every segment is checked with
-//! `format::names::validate_segment`; one trailing `/` is kept as a hint that the path
-//! names a directory (the `cp` target rule).
+//! Remote paths as people type them (README.md, Command reference): `/a/b.txt` or `a/b.txt` in the
+//! personal space, `@team/a/b.txt` in a group's space. Every segment is checked with
+//! `format::names::validate_segment`; one trailing `/` is kept as a hint that the path names a
+//! directory (the `cp` target rule).
 
 use vault_core::format::names::validate_segment;
 use vault_core::proto::NsRef;

@@ -1,11 +1,11 @@
-//! Resume records of unfinished uploads, in `<state>/uploads/` (0700, files 0600). A record
-//! is named by the BLAKE3 of server, user, encrypted remote path and local path, and holds
-//! the upload's ids, what the local file looked like (size and mtime to the nanosecond) and the
-//! version's file key — wrapped under the space's wrapping key (the account's, or the
-//! group's of the recorded key generation) with the associated data of the file id and
-//! version reserved for this upload (SPEC 6.3), i.e. exactly the wrapped key sent at commit. A record is only used for the same unchanged file; anything else
-//! starts a fresh upload with a fresh key, so different plaintext is never sealed under the
-//! same key and nonce.
+//! Resume records of unfinished uploads, in `<state>/uploads/` (0700, files 0600). A record is
+//! named by the BLAKE3 of server, user, encrypted remote path and local path, and holds the
+//! upload's ids, what the local file looked like (size and mtime to the nanosecond) and the
+//! version's file key — wrapped under the space's wrapping key (the account's, or the group's of
+//! the recorded key generation) with the associated data of the file id and version reserved for
+//! this upload (docs/FORMAT.md §7.3), i.e. exactly the wrapped key sent at commit. A record is only
+//! used for the same unchanged file; anything else starts a fresh upload with a fresh key, so
+//! different plaintext is never sealed under the same key and nonce.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};

@@ -1,4 +1,4 @@
-//! Small files in batches (SPEC §7 "many small files"): instead of `upload_open`,
+//! Small files in batches (docs/FORMAT.md §4): instead of `upload_open`,
 //! `upload_data` and `upload_commit` per file, a batch of up to
 //! [`BATCH_FILES`] files of one space takes two round trips in all:
 //!

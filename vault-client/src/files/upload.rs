@@ -1,4 +1,4 @@
-//! One file's upload (SPEC 6.2, §7): the local file is read in 1 MiB chunks, sealed with
+//! One file's upload (docs/FORMAT.md §7.2): the local file is read in 1 MiB chunks, sealed with
 //! STREAM under a fresh file key (on a blocking thread, a few chunks ahead) and streamed
 //! after an `upload_data` frame; BLAKE3 of the plaintext, size, mtime and mode are sealed
 //! into the metadata sent with `upload_commit`.

@@ -1,4 +1,4 @@
-//! Key healing (SPEC 6.5): the group-key work the server has for this client
+//! Key healing (docs/FORMAT.md §8.6): the group-key work the server has for this client
 //! (`key_tasks`): the first key of a group that has none, a new generation after a
 //! member was removed without one, and envelopes for members who lack generations the
 //! caller holds. It runs when the session says there is work (`LoggedIn.key_tasks`),

@@ -1,4 +1,4 @@
-//! Groups on the client side (SPEC §3, 6.5): shared spaces whose key the server never
+//! Groups on the client side (docs/FORMAT.md §8): shared spaces whose key the server never
 //! holds.
 //!
 //! - [`pins`] — the pin store of other users' public keys (`known_keys.json`).

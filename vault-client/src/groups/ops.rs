@@ -1,4 +1,4 @@
-//! The `vault group` commands as the client performs them (SPEC §3, 6.5): each checks its
+//! The `vault group` commands as the client performs them (docs/FORMAT.md §8): each checks its
 //! arguments, makes whatever key material the request needs (envelopes only for keys
 //! that pass the pin store, see [`super::seal`]) and sends one request, retrying a
 //! request the server refused with `conflict` because the group's key or members changed

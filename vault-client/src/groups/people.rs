@@ -1,6 +1,6 @@
-//! `vault key fingerprint [USER]` and `vault key verify USER SHA256:…` (SPEC §3): show a
-//! public key's fingerprint with what the pin store knows about it, and pin one as
-//! verified after comparing it with its owner.
+//! `vault key fingerprint [USER]` and `vault key verify USER SHA256:…` (docs/FORMAT.md §8.4): show
+//! a public key's fingerprint with what the pin store knows about it, and pin one as verified after
+//! comparing it with its owner.
 
 use vault_core::crypto::public_key_fingerprint;
 

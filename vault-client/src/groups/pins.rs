@@ -4,7 +4,7 @@
 //! the first time the key was seen, since when, and the fingerprints trusted before it
 //! (so that envelopes signed with an earlier key still verify).
 //!
-//! The rules (docs: SPEC 6.5, client side):
+//! The rules (docs/FORMAT.md §8.4, client side):
 //! - a key to wrap a group key for ([`KnownKeys::check_recipient`]) must be the trusted
 //!   one; a user never seen before is recorded (trust on first use); a different key is
 //!   refused with both fingerprints and what to do;

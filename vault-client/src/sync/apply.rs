@@ -1,4 +1,4 @@
-//! Carrying out one planned action, with the safety checks of SPEC §7: a local file is
+//! Carrying out one planned action, with the safety checks of README.md, Sync: a local file is
 //! re-checked (size + mtime) right before it is replaced or deleted, and skipped when it
 //! changed during the run; downloads land in `LOCAL/.vault-sync/tmp/` first and are
 //! renamed into place only after that check; local deletions move the file into

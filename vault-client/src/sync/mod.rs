@@ -1,4 +1,4 @@
-//! `vault sync`, `vault push` and `vault pull` (SPEC §7): a local directory kept in step
+//! `vault sync`, `vault push` and `vault pull` (README.md, Sync): a local directory kept in step
 //! with a remote folder. A run reads the saved state (`state`), walks LOCAL with the
 //! ignore rules (`scan`), brings the remote view up to date from the change feed
 //! (`remote`), decides per path with the pure rule table (`plan`), and carries the

@@ -1,5 +1,5 @@
 //! The decision for one path, as a pure function of what was last in sync (`base`), the
-//! local file now and the remote file now — the rule table of SPEC §7:
+//! local file now and the remote file now — the rule table of README.md, Sync:
 //!
 //! - changed on one side only → it goes across;
 //! - changed on both sides → both kept, the local one renamed to a conflict copy

@@ -1,5 +1,5 @@
 //! Key derivation: Argon2id from the password to the master key, HKDF-SHA256 from a key to
-//! labelled subkeys (SPEC 6.1).
+//! labelled subkeys (docs/FORMAT.md §1).
 //!
 //! ```text
 //! MK       = Argon2id v0x13 (password, salt[16], m, t, p) -> 32 bytes

@@ -1,4 +1,4 @@
-//! Client-side cryptography (SPEC 6). Everything here is pure and synchronous.
+//! Client-side cryptography (docs/FORMAT.md). Everything here is pure and synchronous.
 //!
 //! - [`mod@secret`] — [`Key32`], a 32-byte key wiped on drop, and random bytes.
 //! - [`kdf`] — Argon2id password hashing ([`PasswordKeys`]) and HKDF-SHA256 subkeys.

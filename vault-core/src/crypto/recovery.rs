@@ -1,6 +1,6 @@
 //! The recovery key: 32 random bytes shown once to the user as
 //! `vault-rk-XXXX-XXXX-…-XXXX` (RFC 4648 base32, 13 groups of 4), which can open the
-//! account key when the password is lost (SPEC 6.1).
+//! account key when the password is lost (docs/FORMAT.md §1, §3).
 
 use data_encoding::BASE32_NOPAD;
 use zeroize::Zeroizing;

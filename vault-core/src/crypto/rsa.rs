@@ -1,5 +1,5 @@
 //! The user's RSA-3072 key pair: RSA-OAEP (SHA-256, MGF1-SHA-256) to wrap group and message
-//! keys, RSA-PSS-SHA-256 to sign chat messages (SPEC 6.5, 6.6).
+//! keys, RSA-PSS-SHA-256 to sign chat messages (docs/FORMAT.md §8.2, §9.1).
 //!
 //! Public keys travel as X.509 `SubjectPublicKeyInfo` DER, private keys as PKCS#8 v1 DER
 //! (sealed under the account key before they leave the client).
@@ -145,7 +145,7 @@ impl std::fmt::Debug for UserKeyPair {
 
 /// Encrypts `plaintext` (at most 318 bytes) to an RSA-3072 public key given as SPKI DER,
 /// with RSA-OAEP, SHA-256, MGF1-SHA-256 and `label` (empty for none; the group-key
-/// envelopes of SPEC 6.5 put their associated data here).
+/// envelopes of docs/FORMAT.md §8.2 put their associated data here).
 pub fn encrypt_oaep(
     public_spki_der: &[u8],
     plaintext: &[u8],

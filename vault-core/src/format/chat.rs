@@ -1,4 +1,4 @@
-//! Chat messages (SPEC 6.6): sealing, signing, verifying and opening a [`SealedMessage`].
+//! Chat messages (docs/FORMAT.md §9): sealing, signing, verifying and opening a [`SealedMessage`].
 //!
 //! Every message has a header that names its sender, its target and the sender's clock:
 //!

@@ -1,4 +1,4 @@
-//! Per-version file keys and their wrapping (SPEC 6.3).
+//! Per-version file keys and their wrapping (docs/FORMAT.md §7.3).
 //!
 //! Every file version gets a fresh 32-byte file key `FK` ([`generate_file_key`]). It is
 //! stored on the server sealed (a [`mod@crate::crypto::seal`] blob, 61 bytes) under

@@ -1,4 +1,4 @@
-//! Group keys (SPEC 6.5): the envelopes that carry each generation `GK_g` to each member,
+//! Group keys (docs/FORMAT.md §8): the envelopes that carry each generation `GK_g` to each member,
 //! the signatures that say which member wrapped them, and the keys a join code carries.
 //!
 //! An envelope is `RSA-OAEP-SHA256(member public key, GK_g)` with the OAEP label

@@ -1,4 +1,4 @@
-//! Decryption of files written by the legacy DES netdisk (SPEC 6.7), for `vault
+//! Decryption of files written by the legacy DES netdisk (docs/FORMAT.md §7.6), for `vault
 //! import-legacy`. DES is broken; it is used here only to read old data, never to encrypt.
 //!
 //! ```text

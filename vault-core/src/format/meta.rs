@@ -1,4 +1,4 @@
-//! Encrypted file metadata (SPEC 6.2): plaintext size, modification time, mode and the
+//! Encrypted file metadata (docs/FORMAT.md §7.4): plaintext size, modification time, mode and the
 //! BLAKE3 hash of the plaintext, sealed per file version.
 //!
 //! ```text

@@ -1,4 +1,4 @@
-//! The file format (SPEC 6.2–6.4, 6.7): how file contents, file keys, metadata and names
+//! The file format (docs/FORMAT.md §7): how file contents, file keys, metadata and names
 //! are sealed, and how legacy DES files are read. Pure and synchronous, like the rest of
 //! `vault-core`; `docs/FORMAT.md` §7 is the byte-level specification.
 //!

@@ -1,4 +1,4 @@
-//! Encrypted path segments (SPEC 6.4).
+//! Encrypted path segments (docs/FORMAT.md §7.5).
 //!
 //! The name key is 64 bytes, `HKDF(AK or GK_0, "vault/v1/names")`, used as an AES-SIV
 //! (RFC 5297, CMAC, AES-256) key. Each segment of a path is encrypted on its own:

@@ -1,4 +1,4 @@
-//! File contents: the STREAM construction over AES-256-GCM (SPEC 6.2), as in age.
+//! File contents: the STREAM construction over AES-256-GCM (docs/FORMAT.md §7.2), as in age.
 //!
 //! The plaintext is cut into chunks of [`CHUNK_LEN`] bytes (the last one may be shorter;
 //! an empty file is a single empty last chunk). Chunk `i` is sealed under the file key

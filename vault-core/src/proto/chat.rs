@@ -1,5 +1,5 @@
-//! Message types of the contact, profile and chat requests (SPEC §3, §6.6, §8): contacts
-//! and presence, sealed chat messages, history and the inbox, and the events a
+//! Message types of the contact, profile and chat requests (docs/PROTOCOL.md §6.4, docs/FORMAT.md
+//! §9): contacts and presence, sealed chat messages, history and the inbox, and the events a
 //! `subscribe` stream carries.
 //!
 //! A message travels as a [`SealedMessage`]: made, sealed and signed by the sender's

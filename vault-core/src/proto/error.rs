@@ -1,5 +1,5 @@
-//! The stable error codes of SPEC §8. The code is for programs; the message is for people
-//! and says what to do next. Servers never put internal details in the message.
+//! The stable error codes (docs/PROTOCOL.md §4). The code is for programs; the message is for
+//! people and says what to do next. Servers never put internal details in the message.
 
 use serde::{Deserialize, Serialize};
 

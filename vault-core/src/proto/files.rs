@@ -1,5 +1,5 @@
-//! Message types of the file requests (SPEC §7, §8): namespaces, entries, versions, trash,
-//! uploads, downloads and the change feed.
+//! Message types of the file requests (docs/PROTOCOL.md §6.2): namespaces, entries, versions,
+//! trash, uploads, downloads and the change feed.
 //!
 //! Paths on the wire are *encrypted* paths: the client's AES-SIV segments
 //! ([`crate::format::names`]) joined by `/`, with `""` for the root. The server checks only
@@ -79,9 +79,9 @@ pub struct VersionInfo {
     pub version: u64,
     /// Ciphertext bytes of the contents (what quotas count).
     pub sealed_size: u64,
-    /// The file key, wrapped per SPEC 6.3.
+    /// The file key, wrapped as docs/FORMAT.md §7.3 says.
     pub wrapped_key: ByteBuf,
-    /// Size, mtime, mode and BLAKE3 of the plaintext, sealed per SPEC 6.2.
+    /// Size, mtime, mode and BLAKE3 of the plaintext, sealed as docs/FORMAT.md §7.4 says.
     pub sealed_meta: ByteBuf,
     /// The group key generation the key is wrapped under (0 for personal files).
     pub generation: u32,

@@ -3,7 +3,7 @@
 
 use serde::{Serialize, de::DeserializeOwned};
 
-/// The largest frame body either side accepts (SPEC §8: 1 MiB).
+/// The largest frame body either side accepts (1 MiB; docs/PROTOCOL.md §2).
 pub const MAX_FRAME_LEN: usize = 1 << 20;
 
 /// Why a frame could not be encoded or decoded.

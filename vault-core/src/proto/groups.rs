@@ -1,7 +1,7 @@
-//! Message types of the group and key requests (SPEC §3, 6.5): roles, group and member
-//! listings, group-key envelopes, invites, and the key work a member's client does for
-//! the others ([`KeyTask`]: the first key of a group, a rotation after a removal, envelopes
-//! for members who have none).
+//! Message types of the group and key requests (docs/PROTOCOL.md §6.3, docs/FORMAT.md §8): roles,
+//! group and member listings, group-key envelopes, invites, and the key work a member's client does
+//! for the others ([`KeyTask`]: the first key of a group, a rotation after a removal, envelopes for
+//! members who have none).
 //!
 //! Groups are named by their (case-folded) name in requests and by their id in everything
 //! that is sealed. Envelopes are made and opened by clients only

@@ -1,4 +1,4 @@
-//! The wire protocol of SPEC §8: one bidirectional QUIC stream per request, each carrying
+//! The wire protocol (docs/PROTOCOL.md): one bidirectional QUIC stream per request, each carrying
 //! a frame of `u32` big-endian length + CBOR. `frame` encodes and decodes frames,
 //! `messages` holds the `Request`/`Response` types (`files` those of the file requests,
 //! `groups` those of the group and key requests, `chat` those of

@@ -2,7 +2,7 @@
 //! client and server so both give the same answer. Usernames are case-folded before they
 //! are checked or stored.
 
-/// Case-folds and checks a username: 3–32 characters of `[a-z0-9_.-]` (SPEC §5).
+/// Case-folds and checks a username: 3–32 characters of `[a-z0-9_.-]` (docs/SECURITY.md §4.1).
 pub fn normalize_username(raw: &str) -> Result<String, String> {
     normalize_name(raw, "username")
 }

@@ -1,6 +1,6 @@
 //! Mailed verification codes: 8 characters of an unambiguous alphabet, stored as a
 //! salted SHA-256, single-use, expiring, with a limit on wrong tries and a resend cooldown
-//! per address and purpose (SPEC §5); and the queued mails that carry them.
+//! per address and purpose (docs/FORMAT.md §5); and the queued mails that carry them.
 
 use aws_lc_rs::digest;
 use vault_core::proto::ApiError;

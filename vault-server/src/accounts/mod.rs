@@ -1,6 +1,6 @@
-//! Accounts (SPEC §5, §6.1): registration by mailed code, login with throttling, sessions,
-//! password change and reset. The server receives only client-made material: an auth key
-//! (which it hashes again with Argon2id) and sealed keys it cannot open.
+//! Accounts (docs/SECURITY.md §4, docs/FORMAT.md §1): registration by mailed code, login with
+//! throttling, sessions, password change and reset. The server receives only client-made material:
+//! an auth key (which it hashes again with Argon2id) and sealed keys it cannot open.
 
 mod attempts;
 mod auth_hash;

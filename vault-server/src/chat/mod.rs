@@ -1,7 +1,7 @@
-//! Chat (SPEC §3, §6.6, §8): profiles, contacts, end-to-end sealed messages with offline
-//! delivery, history with read state, the inbox, and the `subscribe` event stream. The
-//! server decides who may send what to whom and stores each message as the sender's
-//! client sealed it; it never opens or verifies one (it cannot).
+//! Chat (docs/PROTOCOL.md §6.4, docs/FORMAT.md §9): profiles, contacts, end-to-end sealed messages
+//! with offline delivery, history with read state, the inbox, and the `subscribe` event stream. The
+//! server decides who may send what to whom and stores each message as the sender's client sealed
+//! it; it never opens or verifies one (it cannot).
 //!
 //! - [`contacts`]: `profile_set`, `contact_add|accept|reject|remove|list`;
 //! - [`send`]: `chat_send`, its checks (sender, clock, sizes, keys, contact or membership)

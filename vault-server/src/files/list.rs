@@ -1,6 +1,11 @@
 //! `list` (a directory, or with `recursive` everything under it, in pages sorted by
 //! encrypted path, between two optional bounds) and `stat` (one entry; the root is a
 //! directory that always exists).
+//!
+//! A page is at most 1000 entries and 768 KiB (`info`). Each page is one query that walks
+//! the covering index of live children (`entries_by_parent`) in path order, joined with the
+//! current version and the version count and reading only the columns shown; a listing of
+//! names only (`ls` without `-l`) reads the index alone (`db/files/listing.rs`).
 
 use vault_core::proto::{ApiError, EntryInfo, EntryKind, NsRef, Response};
 

@@ -1,4 +1,4 @@
-//! File requests (SPEC §3, §7, §8): listing, directories, uploads, downloads, versions,
+//! File requests (docs/PROTOCOL.md §6.2): listing, directories, uploads, downloads, versions,
 //! trash, usage and the change feed, over the tables of [`crate::db::files`] and the
 //! [`crate::blobs::BlobStore`]. Paths are encrypted paths; the server compares them and
 //! never builds a filesystem path from them.

@@ -1,4 +1,4 @@
-//! Join codes (SPEC 6.5). A code is `id.secret`; the server sees only the id and an auth
+//! Join codes (docs/FORMAT.md §8.3). A code is `id.secret`; the server sees only the id and an auth
 //! value derived from the secret, and keeps a SHA-256 of that, with the group keys the
 //! inviter's client sealed under another key derived from the secret. Opening shows the
 //! sealed keys to whoever proves the auth value; joining adds them as a member with the

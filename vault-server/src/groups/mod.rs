@@ -1,6 +1,6 @@
-//! Groups (SPEC §3, §6.5): shared spaces whose files are readable only with the group key.
-//! The server stores who is a member in which role, and the envelopes that carry each
-//! generation `GK_g` of the key to each member; clients make and open envelopes, the
+//! Groups (docs/PROTOCOL.md §6.3, docs/FORMAT.md §8): shared spaces whose files are readable only
+//! with the group key. The server stores who is a member in which role, and the envelopes that
+//! carry each generation `GK_g` of the key to each member; clients make and open envelopes, the
 //! server never sees a group key.
 //!
 //! - [`access`]: group names, membership and the role rules (who may do what);

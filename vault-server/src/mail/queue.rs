@@ -6,6 +6,10 @@
 //! queue is bounded; a request that finds no free slot is refused the same way whatever
 //! it would have mailed. The queue lives in memory: what is still in it when the server
 //! stops is lost, and the person asks again.
+//!
+//! The number of slots is `mail.queue_size`. The worker sends a few messages at a time,
+//! each up to `mail.attempts` tries with waits growing fourfold ([`BACKOFF_FACTOR`]), and
+//! logs each failure by the kind of mail, never with its address or code.
 
 use std::future::Future;
 use std::sync::Arc;
