@@ -3,7 +3,7 @@
 //! when there may be more.
 
 use clap::Args;
-use vault_core::proto::names;
+use vault_proto::proto::names;
 use vault_server::db;
 
 use crate::context::Ctx;

@@ -90,7 +90,7 @@ fn render(report: &FsckReport, options: FsckOptions) -> String {
         checked.push_str(&format!(
             "; {} read ({})",
             plural(c.blobs_read, "blob", "blobs"),
-            vault_core::units::format_size(c.bytes_read)
+            vault_proto::units::format_size(c.bytes_read)
         ));
     }
     if report.is_clean() && report.errors.is_empty() {

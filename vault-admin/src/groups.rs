@@ -13,7 +13,7 @@
 use anyhow::{anyhow, bail};
 use clap::Subcommand;
 use serde::Serialize;
-use vault_core::proto::{GroupRole, names};
+use vault_proto::proto::{GroupRole, names};
 use vault_server::db::groups::{self, Group};
 use vault_server::db::{self, DbConn};
 use vault_server::error::Failure;
@@ -130,7 +130,7 @@ fn in_group<T>(
 ) -> anyhow::Result<T> {
     db::transaction(conn, |c| {
         let group = groups::lock(c, id)?.ok_or_else(|| {
-            vault_core::proto::ApiError::not_found("the group was deleted meanwhile")
+            vault_proto::proto::ApiError::not_found("the group was deleted meanwhile")
         })?;
         work(c, &group)
     })
@@ -433,14 +433,14 @@ fn remove_member(conn: &mut DbConn, name: &str, user: &str) -> anyhow::Result<St
     let user = find_user(conn, user)?;
     let due = in_group(conn, group.id, |c, g| {
         let Some(member) = groups::member(c, g.id, user.id)? else {
-            return Err(vault_core::proto::ApiError::not_found(format!(
+            return Err(vault_proto::proto::ApiError::not_found(format!(
                 "{} is not a member of group {}",
                 user.username, g.name
             ))
             .into());
         };
         if member.role == GroupRole::Owner.as_str() {
-            return Err(vault_core::proto::ApiError::forbidden(format!(
+            return Err(vault_proto::proto::ApiError::forbidden(format!(
                 "{0} owns group {1}: hand it to another member first (`vault-admin group \
                  set-owner {1} USER`), or delete the group",
                 user.username, g.name
@@ -479,7 +479,7 @@ fn set_owner(conn: &mut DbConn, name: &str, user: &str) -> anyhow::Result<String
     let user = find_user(conn, user)?;
     let old = in_group(conn, group.id, |c, g| {
         let Some(member) = groups::member(c, g.id, user.id)? else {
-            return Err(vault_core::proto::ApiError::not_found(format!(
+            return Err(vault_proto::proto::ApiError::not_found(format!(
                 "{0} is not a member of group {1}: add them first (`vault-admin group \
                  add-member {1} {0}`)",
                 user.username, g.name

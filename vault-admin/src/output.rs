@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::out::{out, outln};
-use vault_core::calendar::{civil_from_days, days_from_civil};
+use vault_proto::calendar::{civil_from_days, days_from_civil};
 
 /// A table printed with aligned columns under an upper-case header.
 #[derive(Debug)]
@@ -87,7 +87,7 @@ pub fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub use vault_core::units::plural;
+pub use vault_proto::units::plural;
 
 /// `text`, or `-` for nothing.
 pub fn or_dash(text: Option<&str>) -> &str {
@@ -104,7 +104,7 @@ pub fn yes_no(flag: bool) -> &'static str {
 
 /// A byte count for people: `10.0 GiB`.
 pub fn size(bytes: i64) -> String {
-    vault_core::units::format_size(u64::try_from(bytes).unwrap_or(0))
+    vault_proto::units::format_size(u64::try_from(bytes).unwrap_or(0))
 }
 
 /// Unix seconds as ISO-8601 UTC: `2026-01-31T12:00:00Z`.

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use anyhow::bail;
 use clap::Subcommand;
 use serde::Serialize;
-use vault_core::proto::names;
+use vault_proto::proto::names;
 use vault_server::accounts::change;
 use vault_server::db::{self, DbConn, DbError, throttle::FailureRow, users::User};
 use vault_server::groups::change as group_change;
@@ -88,7 +88,7 @@ pub fn run(ctx: &Ctx, command: UserCommand) -> anyhow::Result<()> {
 
 /// A quota from the command line: a size that fits the database's signed column.
 pub(crate) fn parse_quota(text: &str) -> Result<i64, String> {
-    let bytes = vault_core::units::parse_size(text)?;
+    let bytes = vault_proto::units::parse_size(text)?;
     i64::try_from(bytes).map_err(|_| format!("size {text:?} is too large"))
 }
 
@@ -216,7 +216,7 @@ fn show(conn: &mut DbConn, name: &str, json: bool) -> anyhow::Result<()> {
     let throttle = db::throttle::get(conn, &account_subject(&user.username))?
         .map(|row| ThrottleState::new(row, output::now()));
     let d = UserDetail {
-        public_key_fingerprint: vault_core::crypto::sha256_fingerprint(&user.public_key),
+        public_key_fingerprint: vault_proto::fingerprint::sha256_fingerprint(&user.public_key),
         kdf: KdfSummary {
             memory_kib: user.kdf_memory_kib,
             iterations: user.kdf_iterations,

@@ -70,7 +70,8 @@ pub fn create_account(
 
 /// The auth key for a login, derived from the password and the prelogin salt.
 pub fn derive(password: &[u8], salt: &[u8], kdf: &KdfParams) -> Result<PasswordKeys, ClientError> {
-    kdf.validate()?;
+    kdf.validate()
+        .map_err(vault_core::crypto::CryptoError::from)?;
     Ok(PasswordKeys::derive(password, salt, kdf)?)
 }
 

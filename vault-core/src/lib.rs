@@ -1,9 +1,9 @@
-//! Vault's shared core: the wire protocol (`proto`) and the client-side cryptography
-//! (`crypto`). Pure and synchronous: no sockets, no files, no database. The server uses
-//! only `proto` and the helpers that name no user key; it never opens user data.
+//! Vault's client-side cryptography (`crypto`) and the formats it seals (`format`), with
+//! the wire protocol re-exported from `vault-proto` (`proto`, `units`, `calendar`). Pure
+//! and synchronous: no sockets, no files, no database. Only the client side links it: the
+//! server and `vault-admin` depend on `vault-proto` alone, so they cannot open user data.
 
-pub mod calendar;
 pub mod crypto;
 pub mod format;
-pub mod proto;
-pub mod units;
+
+pub use vault_proto::{calendar, proto, units};

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use vault_core::crypto::kdf::KdfParams;
+use vault_proto::kdf::KdfParams;
 
 /// The whole server configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -383,7 +383,7 @@ impl<'de> Deserialize<'de> for ByteSize {
         }
         match Raw::deserialize(d)? {
             Raw::Int(n) => Ok(ByteSize(n)),
-            Raw::Text(t) => vault_core::units::parse_size(&t)
+            Raw::Text(t) => vault_proto::units::parse_size(&t)
                 .map(ByteSize)
                 .map_err(serde::de::Error::custom),
         }
@@ -520,7 +520,7 @@ impl Config {
         {
             return invalid("limits must be at least 1".into());
         }
-        let frame_max = vault_core::proto::MAX_FRAME_LEN as u64;
+        let frame_max = vault_proto::proto::MAX_FRAME_LEN as u64;
         if l.prelogin_frame_max.0 < 4096 || l.prelogin_frame_max.0 > frame_max {
             return invalid(format!(
                 "limits.prelogin_frame_max = {}: it must be between 4096 and {frame_max} bytes",
@@ -533,7 +533,8 @@ impl Config {
                  limits.prelogin_buffer one limits.prelogin_frame_max"
             ));
         }
-        let most_text = vault_core::proto::chat::MAX_MESSAGE_CIPHERTEXT as u64 - CHAT_SEAL_OVERHEAD;
+        let most_text =
+            vault_proto::proto::chat::MAX_MESSAGE_CIPHERTEXT as u64 - CHAT_SEAL_OVERHEAD;
         if self.chat.max_text_bytes == 0 || self.chat.max_text_bytes > most_text {
             return invalid(format!(
                 "chat.max_text_bytes = {}: it must be between 1 and {most_text}",

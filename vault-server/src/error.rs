@@ -2,7 +2,7 @@
 //! [`Failure`], what every area's database work ends in. Internal details go to the log,
 //! never over the wire.
 
-use vault_core::proto::ApiError;
+use vault_proto::proto::ApiError;
 
 use crate::db::DbError;
 

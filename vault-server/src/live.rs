@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::db::{self, Db};
 
-pub use vault_core::proto::{CLOSE_SESSION_ENDED, CLOSE_SHUTDOWN};
+pub use vault_proto::proto::{CLOSE_SESSION_ENDED, CLOSE_SHUTDOWN};
 
 /// Session id → the connections it is bound to (by quinn's stable id).
 #[derive(Debug, Default)]

@@ -5,7 +5,7 @@
 //! requests that carry bytes on their stream ([`Route::Stream`]) with the stream, after
 //! [`require_session`].
 
-use vault_core::proto::{ApiError, Request, Response};
+use vault_proto::proto::{ApiError, Request, Response};
 
 use crate::accounts::{self, session_refusal};
 use crate::groups::Caller;

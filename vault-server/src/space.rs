@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
-use vault_core::proto::ApiError;
-use vault_core::units::format_size;
+use vault_proto::proto::ApiError;
+use vault_proto::units::format_size;
 
 use crate::config::StorageConfig;
 use crate::db::DbError;

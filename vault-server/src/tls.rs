@@ -42,7 +42,7 @@ pub fn load(data_dir: &Path) -> anyhow::Result<Identity> {
     let key_file = key_path(data_dir);
     let key = PrivateKeyDer::from_pem_file(&key_file)
         .with_context(|| format!("cannot read the private key {}", key_file.display()))?;
-    let fingerprint = vault_core::crypto::sha256_fingerprint(&cert);
+    let fingerprint = vault_proto::fingerprint::sha256_fingerprint(&cert);
     Ok(Identity {
         cert,
         key,

@@ -14,7 +14,6 @@
 //! methods named `dangerously_leak_secret`.
 
 pub mod error;
-pub mod fingerprint;
 pub mod kdf;
 pub mod recovery;
 pub mod rsa;
@@ -22,9 +21,9 @@ pub mod seal;
 pub mod secret;
 
 pub use error::CryptoError;
-pub use fingerprint::{sha256, sha256_fingerprint};
 pub use kdf::{KdfParams, PasswordKeys, SALT_LEN, derive_master_key, derive_subkey, hkdf_sha256};
 pub use recovery::RecoveryKey;
 pub use rsa::{UserKeyPair, encrypt_oaep, public_key_fingerprint, verify_pss};
 pub use seal::{open, seal};
 pub use secret::{Key32, random_bytes, random_vec};
+pub use vault_proto::fingerprint::{self, sha256, sha256_fingerprint};

@@ -15,6 +15,19 @@
 //! - [`legacy`] — decryption of the legacy DES-CBC/ECB netdisk format ([`decrypt_legacy`]).
 //! - [`error`] — [`FormatError`].
 
+// The sizes the server checks without opening anything (`vault_proto::sizes`) are
+// exactly the sizes of these formats.
+const _: () = {
+    use vault_proto::sizes as checked;
+    assert!(stream::CHUNK_LEN == checked::CHUNK_LEN);
+    assert!(stream::TAG_LEN == checked::TAG_LEN);
+    assert!(stream::SEALED_CHUNK_LEN == checked::SEALED_CHUNK_LEN);
+    assert!(crate::crypto::seal::SEAL_OVERHEAD == checked::SEAL_OVERHEAD);
+    assert!(filekey::WRAPPED_FILE_KEY_LEN == checked::WRAPPED_FILE_KEY_LEN);
+    assert!(meta::SEALED_META_LEN == checked::SEALED_META_LEN);
+    assert!(names::MAX_ENCRYPTED_NAME_LEN == checked::MAX_ENCRYPTED_NAME_LEN);
+};
+
 pub mod chat;
 pub mod error;
 pub mod filekey;

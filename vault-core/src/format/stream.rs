@@ -290,40 +290,7 @@ impl StreamOpener {
     }
 }
 
-/// Number of chunks a plaintext of `plaintext_len` bytes is sealed into: at least one
-/// (an empty file is one empty chunk), else `ceil(len / CHUNK_LEN)`.
-pub fn chunk_count(plaintext_len: u64) -> u64 {
-    chunk_count_with(plaintext_len, CHUNK_LEN as u64)
-}
-
-fn chunk_count_with(plaintext_len: u64, chunk_len: u64) -> u64 {
-    plaintext_len.div_ceil(chunk_len).max(1)
-}
-
-/// Length of the sealed stream of a plaintext of `plaintext_len` bytes:
-/// `len + TAG_LEN × chunk_count(len)` (saturating at `u64::MAX`, far beyond any real file).
-pub fn sealed_len(plaintext_len: u64) -> u64 {
-    plaintext_len.saturating_add((TAG_LEN as u64).saturating_mul(chunk_count(plaintext_len)))
-}
-
-/// The plaintext length of a sealed stream of `sealed_len` bytes, or `None` if no
-/// plaintext seals to that length (shorter than one tag, or a last chunk that would be an
-/// empty trailing chunk). The inverse of [`sealed_len`].
-pub fn plaintext_len(sealed_len: u64) -> Option<u64> {
-    let tag = TAG_LEN as u64;
-    if sealed_len < tag {
-        return None;
-    }
-    let chunks = sealed_len.div_ceil(SEALED_CHUNK_LEN as u64);
-    let plain = sealed_len.checked_sub(chunks.checked_mul(tag)?)?;
-    (chunk_count(plain) == chunks).then_some(plain)
-}
-
-/// Byte offset of sealed chunk `index` in the sealed stream (where a resumed transfer
-/// continues): `index × SEALED_CHUNK_LEN`, or `None` on overflow.
-pub fn sealed_chunk_offset(index: u64) -> Option<u64> {
-    index.checked_mul(SEALED_CHUNK_LEN as u64)
-}
+pub use vault_proto::sizes::{chunk_count, plaintext_len, sealed_chunk_offset, sealed_len};
 
 /// Seals a whole in-memory plaintext into its chunks (for small files and tests).
 pub fn seal_all(file_key: &Key32, data: &[u8]) -> Result<Vec<Vec<u8>>> {
@@ -366,6 +333,11 @@ fn open_all_with<C: AsRef<[u8]>>(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// `chunk_count` for a chunk length other than [`CHUNK_LEN`].
+    fn chunk_count_with(plaintext_len: u64, chunk_len: u64) -> u64 {
+        plaintext_len.div_ceil(chunk_len).max(1)
+    }
 
     fn key(b: u8) -> Key32 {
         Key32::from_bytes([b; 32])

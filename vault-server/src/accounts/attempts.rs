@@ -6,7 +6,7 @@
 //! outside any transaction. [`settle_failure`] and [`settle_success`] lock the subjects
 //! again, remove the attempt, and write its outcome.
 
-use vault_core::proto::ApiError;
+use vault_proto::proto::ApiError;
 
 use crate::config::ThrottleConfig;
 use crate::db::{self, DbConn, DbError, audit::Event, users::User};

@@ -4,8 +4,8 @@
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use vault_core::crypto::kdf::KdfParams;
-use vault_core::proto::{ApiError, SecretBytes};
+use vault_proto::kdf::KdfParams;
+use vault_proto::proto::{ApiError, SecretBytes};
 
 use std::net::IpAddr;
 

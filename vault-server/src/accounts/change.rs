@@ -12,7 +12,7 @@ use crate::db::{self, DbConn, DbError, DbResult};
 use crate::error::Failure;
 use crate::maintenance::purge::{Purged, purge_user_files};
 use crate::throttle::account_subject;
-use vault_core::units::plural;
+use vault_proto::units::plural;
 
 use super::codes::PURPOSE_RESET;
 use super::sessions::SESSION_ENDED_BY_ADMIN;

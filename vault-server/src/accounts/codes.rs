@@ -3,8 +3,8 @@
 //! per address and purpose (docs/FORMAT.md §5); and the queued mails that carry them.
 
 use aws_lc_rs::digest;
-use vault_core::proto::ApiError;
-use vault_core::units::plural;
+use vault_proto::proto::ApiError;
+use vault_proto::units::plural;
 use zeroize::Zeroizing;
 
 use crate::config::CodeConfig;

@@ -2,8 +2,8 @@
 //! concurrency: `attempts`), `resume`, `logout`, `whoami`. A wrong username and a wrong
 //! password get the same answer, in the same time.
 
-use vault_core::crypto::kdf::KdfParams;
-use vault_core::proto::{AccountInfo, ApiError, ByteBuf, ErrorCode, Response, SecretBytes, names};
+use vault_proto::kdf::KdfParams;
+use vault_proto::proto::{AccountInfo, ApiError, ByteBuf, ErrorCode, Response, SecretBytes, names};
 
 use super::{attempts, auth_hash, sessions};
 use crate::db::{self, audit::Event, now};

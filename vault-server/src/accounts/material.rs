@@ -1,8 +1,8 @@
 //! Checks of the key material clients send. The server cannot verify what it cannot
 //! open, but it refuses malformed sizes and KDF parameters weaker than configured.
 
-use vault_core::crypto::kdf::{KdfParams, SALT_LEN};
-use vault_core::proto::{ApiError, NewAccount, PasswordMaterial};
+use vault_proto::kdf::{KdfParams, SALT_LEN};
+use vault_proto::proto::{ApiError, NewAccount, PasswordMaterial};
 
 const AUTH_KEY_LEN: usize = 32;
 /// Sealed 32-byte key: version + nonce + key + tag.

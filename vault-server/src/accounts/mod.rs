@@ -21,7 +21,7 @@ pub use hash_queue::HashQueue;
 pub use login_gate::LoginGate;
 pub use sessions::SESSION_ENDED_BY_ADMIN;
 
-use vault_core::proto::{ApiError, Request, Response};
+use vault_proto::proto::{ApiError, Request, Response};
 
 use crate::net::connection::{ConnCtx, SessionCtx};
 use crate::state::ServerState;

@@ -3,9 +3,9 @@
 //! installs fresh ones, discarding what was sealed under the old account key.
 
 use std::net::IpAddr;
-use vault_core::units::plural;
+use vault_proto::units::plural;
 
-use vault_core::proto::{
+use vault_proto::proto::{
     ApiError, ByteBuf, ErrorCode, PasswordMaterial, ResetMaterial, Response, SecretBytes, names,
 };
 

@@ -10,7 +10,7 @@
 
 use std::net::IpAddr;
 
-use vault_core::proto::{ApiError, NewAccount, Response, SecretBytes, names};
+use vault_proto::proto::{ApiError, NewAccount, Response, SecretBytes, names};
 
 use super::{auth_hash, codes, material, sessions};
 use crate::config::{CodeConfig, Registration};

@@ -2,8 +2,8 @@
 //! the database holds its SHA-256.
 
 use aws_lc_rs::digest;
-use vault_core::proto::{AccountKeys, ApiError, ByteBuf, LoggedIn, SecretBytes};
-use vault_core::units::plural;
+use vault_proto::proto::{AccountKeys, ApiError, ByteBuf, LoggedIn, SecretBytes};
+use vault_proto::units::plural;
 
 use crate::db::{self, DbConn, audit::Event, users::User};
 use crate::net::connection::{ConnCtx, SessionCtx};

@@ -7,8 +7,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use vault_core::crypto::kdf::KdfParams;
-use vault_core::proto::{
+use vault_proto::kdf::KdfParams;
+use vault_proto::proto::{
     self, ApiError, ByteBuf, ErrorCode, NewAccount, PasswordMaterial, Response, SecretBytes,
 };
 

@@ -3,8 +3,8 @@
 //! accepted. Either side may remove it in any state; both rows go. The other side hears
 //! of each change on their subscriptions (`contact_request`, `contact_changed`).
 
-use vault_core::proto::chat::MAX_DISPLAY_NAME_CHARS;
-use vault_core::proto::{ApiError, ContactInfo, ContactState, Event, Response};
+use vault_proto::proto::chat::MAX_DISPLAY_NAME_CHARS;
+use vault_proto::proto::{ApiError, ContactInfo, ContactState, Event, Response};
 
 use super::{no_such_user, presence};
 use crate::db::chat::{self as rows, STATE_CONTACT, STATE_REQUEST_RECEIVED, STATE_REQUEST_SENT};

@@ -10,7 +10,7 @@
 //!   sender or a reader): that version of that entry while the sender keeps it, streamed
 //!   like `download` from the blob the database names.
 
-use vault_core::proto::{ApiError, Attachment, Response};
+use vault_proto::proto::{ApiError, Attachment, Response};
 
 use crate::db::chat as rows;
 use crate::db::files::{entries, namespaces, versions};

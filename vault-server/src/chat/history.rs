@@ -3,8 +3,8 @@
 //! after the contact ends; a group's only while they are a member), and read state is
 //! theirs alone.
 
-use vault_core::proto::chat::MAX_HISTORY_PAGE;
-use vault_core::proto::{ApiError, ChatTarget, Conversation, Response, SealedMessage};
+use vault_proto::proto::chat::MAX_HISTORY_PAGE;
+use vault_proto::proto::{ApiError, ChatTarget, Conversation, Response, SealedMessage};
 
 use super::{chat_message, no_such_user};
 use crate::db::chat::{self as rows, ConversationKey, InboxRow};
@@ -108,7 +108,7 @@ fn target_of(conn: &mut DbConn, me: i64, row: &InboxRow) -> Result<Option<ChatTa
             let Some(newest) = newest.into_iter().next() else {
                 return Ok(None);
             };
-            let msg: SealedMessage = vault_core::proto::decode_body(&newest.body)
+            let msg: SealedMessage = vault_proto::proto::decode_body(&newest.body)
                 .map_err(|e| crate::error::internal("a stored chat message is damaged", e))?;
             let me_name = users::by_id(conn, me)?.map(|u| u.username);
             let other = match msg.target {

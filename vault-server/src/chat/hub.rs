@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, mpsc};
-use vault_core::proto::Event;
+use vault_proto::proto::Event;
 
 /// Events (other than messages) one subscription may have waiting.
 pub const QUEUE_LEN: usize = 256;

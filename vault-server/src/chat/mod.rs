@@ -26,7 +26,7 @@ pub mod presence;
 pub mod send;
 pub mod subscribe;
 
-use vault_core::proto::{ApiError, ChatMessage, Request, Response, SealedMessage};
+use vault_proto::proto::{ApiError, ChatMessage, Request, Response, SealedMessage};
 
 use crate::config::ChatConfig;
 use crate::db::chat::Delivered;
@@ -84,14 +84,14 @@ pub async fn dispatch(
 
 /// A message as stored: the CBOR of the [`SealedMessage`] as it came.
 fn encode_body(message: &SealedMessage) -> Result<Vec<u8>, ApiError> {
-    let mut frame = vault_core::proto::encode_frame(message)
+    let mut frame = vault_proto::proto::encode_frame(message)
         .map_err(|e| crate::error::internal("a chat message could not be encoded", e))?;
     Ok(frame.split_off(4))
 }
 
 /// A stored message as the server hands it out.
 fn chat_message(row: Delivered) -> Result<ChatMessage, ApiError> {
-    let message: SealedMessage = vault_core::proto::decode_body(&row.body)
+    let message: SealedMessage = vault_proto::proto::decode_body(&row.body)
         .map_err(|e| crate::error::internal("a stored chat message could not be decoded", e))?;
     Ok(ChatMessage {
         id: row.id,

@@ -3,7 +3,7 @@
 //! (`last_seen_at`) and their mutual contacts who are subscribed here hear of it. Two
 //! people who just became mutual contacts hear whether the other is online.
 
-use vault_core::proto::{ApiError, Event};
+use vault_proto::proto::{ApiError, Event};
 
 use crate::db;
 use crate::state::ServerState;

@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use vault_core::proto::{
+use vault_proto::proto::{
     ApiError, Attachment, ChatTarget, ErrorCode, Response, SealedMessage, names,
 };
 
@@ -317,7 +317,7 @@ fn sender_key(conn: &mut DbConn, user_id: i64) -> Result<Vec<u8>, Failure> {
 
 #[cfg(test)]
 mod tests {
-    use vault_core::proto::{ByteBuf, WrappedMessageKey};
+    use vault_proto::proto::{ByteBuf, WrappedMessageKey};
 
     use super::*;
 

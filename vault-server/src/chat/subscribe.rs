@@ -23,7 +23,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use vault_core::proto::{ApiError, Event, Response};
+use vault_proto::proto::{ApiError, Event, Response};
 
 use super::hub::{Signal, Subscription};
 use super::{chat_message, presence};
@@ -165,7 +165,7 @@ struct Writer<'a, W> {
 
 impl<W: AsyncWrite + Unpin> Writer<'_, W> {
     async fn frame(&mut self, response: &Response) -> Result<(), String> {
-        let frame = vault_core::proto::encode_frame(response).map_err(|e| e.to_string())?;
+        let frame = vault_proto::proto::encode_frame(response).map_err(|e| e.to_string())?;
         match tokio::time::timeout(WRITE_TIMEOUT, self.out.write_all(&frame)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(format!("write failed: {e}")),

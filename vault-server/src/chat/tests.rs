@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 use tokio::io::{AsyncReadExt, DuplexStream};
-use vault_core::proto::{
+use vault_proto::proto::{
     ApiError, Attachment, ByteBuf, ChatMessage, ChatTarget, ContactInfo, ContactState,
     Conversation, EntryInfo, ErrorCode, Event, NewEnvelope, NsRef, Request, Response, Rotation,
     SealedMessage, WrappedMessageKey,
@@ -310,7 +310,7 @@ impl Sub {
             Ok::<_, std::io::Error>(body)
         };
         match tokio::time::timeout(wait, read).await {
-            Ok(body) => Ok(Some(vault_core::proto::decode_body(&body?)?)),
+            Ok(body) => Ok(Some(vault_proto::proto::decode_body(&body?)?)),
             Err(_) => Ok(None),
         }
     }
@@ -1041,7 +1041,7 @@ async fn a_subscription_needs_nothing_but_ends_with_its_stream() -> R<()> {
 
 /// Arbitrary bytes of the sealed length of a `plain`-byte file.
 fn sealed_file(plain: u64, seed: u8) -> Vec<u8> {
-    (0..vault_core::format::stream::sealed_len(plain))
+    (0..vault_proto::sizes::sealed_len(plain))
         .map(|i| (i as u8).wrapping_mul(29).wrapping_add(seed))
         .collect()
 }
@@ -1148,7 +1148,7 @@ async fn an_attachment_must_be_a_live_file_of_the_senders_space() -> R<()> {
 async fn a_sent_file_is_readable_by_the_messages_readers_until_the_sender_removes_it() -> R<()> {
     let f = fixture()?;
     f.befriend("alice", "bob").await?;
-    let sealed = sealed_file(vault_core::format::stream::CHUNK_LEN as u64 + 100, 3);
+    let sealed = sealed_file(vault_proto::sizes::CHUNK_LEN as u64 + 100, 3);
     let v = f.put_file("alice", "doc", &sealed).await?;
     let id = f
         .send("alice", attached(direct("alice", "bob", "here"), "doc", v))
@@ -1184,10 +1184,7 @@ async fn a_sent_file_is_readable_by_the_messages_readers_until_the_sender_remove
     let Response::Download { offset, .. } = header else {
         return Err(format!("unexpected {header:?}").into());
     };
-    assert_eq!(
-        Some(offset),
-        vault_core::format::stream::sealed_chunk_offset(1)
-    );
+    assert_eq!(Some(offset), vault_proto::sizes::sealed_chunk_offset(1));
 
     // The sender removes the file: the message stays, the file is gone.
     crate::files::dispatch(

@@ -11,7 +11,7 @@
 //! first, then the namespace; file transactions lock only the namespace.
 
 use diesel::prelude::*;
-use vault_core::proto::GroupRole;
+use vault_proto::proto::GroupRole;
 
 use super::files::namespaces::Namespace;
 use super::schema::{group_envelopes, group_invites, group_members, groups, namespaces, users};

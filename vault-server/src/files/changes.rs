@@ -2,7 +2,7 @@
 //! (revision, id) order and in pages, each as its current state (deleted = in the trash).
 //! Rows that were hard-deleted after `since` cannot be listed: then `resync` is set.
 
-use vault_core::proto::{ApiError, Change, ChangeCursor, NsRef, Response};
+use vault_proto::proto::{ApiError, Change, ChangeCursor, NsRef, Response};
 
 use super::info;
 use crate::db::files::entries;

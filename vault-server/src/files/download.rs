@@ -7,8 +7,8 @@ use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use vault_core::format::stream::{chunk_count, plaintext_len, sealed_chunk_offset};
-use vault_core::proto::{ApiError, NsRef, Response};
+use vault_proto::proto::{ApiError, NsRef, Response};
+use vault_proto::sizes::{chunk_count, plaintext_len, sealed_chunk_offset};
 
 use super::{info, paths};
 use crate::blobs::{BlobId, BlobReader};

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use vault_core::proto::{EntryInfo, EntryKind, VersionInfo};
+use vault_proto::proto::{EntryInfo, EntryKind, VersionInfo};
 
 use crate::db::DbConn;
 use crate::db::files::KIND_DIR;
@@ -118,7 +118,7 @@ pub fn entry_info(conn: &mut DbConn, row: &Entry) -> Result<EntryInfo, Failure> 
     let mut infos = entry_infos(conn, std::slice::from_ref(row))?;
     infos
         .pop()
-        .ok_or_else(|| Failure::Api(vault_core::proto::ApiError::internal()))
+        .ok_or_else(|| Failure::Api(vault_proto::proto::ApiError::internal()))
 }
 
 /// How many of `rows` fit in one page: at most [`PAGE_ENTRIES`] and [`PAGE_BUDGET`] bytes
@@ -138,9 +138,9 @@ pub fn page_len<'a>(paths: impl Iterator<Item = &'a str>) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use vault_core::format::filekey::WRAPPED_FILE_KEY_LEN;
-    use vault_core::format::meta::SEALED_META_LEN;
-    use vault_core::proto::{MAX_FRAME_LEN, Response, encode_frame};
+    use vault_proto::proto::{MAX_FRAME_LEN, Response, encode_frame};
+    use vault_proto::sizes::SEALED_META_LEN;
+    use vault_proto::sizes::WRAPPED_FILE_KEY_LEN;
 
     use super::*;
 

@@ -7,7 +7,7 @@
 //! current version and the version count and reading only the columns shown; a listing of
 //! names only (`ls` without `-l`) reads the index alone (`db/files/listing.rs`).
 
-use vault_core::proto::{ApiError, EntryInfo, EntryKind, NsRef, Response};
+use vault_proto::proto::{ApiError, EntryInfo, EntryKind, NsRef, Response};
 
 use super::{info, paths};
 use crate::db::files::entries;

@@ -27,7 +27,7 @@ pub mod upload_hash;
 mod usage;
 mod versions;
 
-use vault_core::proto::{ApiError, NsRef, Request, Response};
+use vault_proto::proto::{ApiError, NsRef, Request, Response};
 
 use crate::db::files::namespaces::{self, Namespace};
 use crate::db::{self, DbConn};
@@ -221,14 +221,14 @@ pub fn check_quota(
     let quota = quota_of(conn, ns)?.max(0) as u64;
     let used = ns.used_bytes.max(0) as u64;
     if used.saturating_add(pending).saturating_add(adding) > quota {
-        use vault_core::units::format_size;
+        use vault_proto::units::format_size;
         let unfinished = if pending > 0 {
             format!(", unfinished uploads hold {} more,", format_size(pending))
         } else {
             String::new()
         };
         return Err(Failure::Api(ApiError::new(
-            vault_core::proto::ErrorCode::QuotaExceeded,
+            vault_proto::proto::ErrorCode::QuotaExceeded,
             format!(
                 "quota exceeded: this space uses {} of {} ({used} of {quota} bytes){unfinished} \
                  and the upload needs {} more; free space (`vault rm`, then `vault trash \

@@ -1,7 +1,7 @@
 //! Checks of the encrypted paths clients send, and walking a path's ancestors. The server
 //! only compares these strings; it never builds a filesystem path from them.
 
-use vault_core::proto::{ApiError, check_encrypted_path};
+use vault_proto::proto::{ApiError, check_encrypted_path};
 
 /// Refuses a path that is not encrypted segments joined by `/` (`""` is the root).
 pub fn check(path: &str) -> Result<(), ApiError> {
@@ -57,7 +57,7 @@ mod tests {
             let code = check(bad).err().map(|e| e.code);
             assert_eq!(
                 code,
-                Some(vault_core::proto::ErrorCode::BadRequest),
+                Some(vault_proto::proto::ErrorCode::BadRequest),
                 "{bad:?}"
             );
         }

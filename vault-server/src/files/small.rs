@@ -4,7 +4,7 @@
 //! [`BATCH_MAX_FILES`] files, one revision for the whole commit, and one filesystem sync
 //! for all the blobs ([`crate::blobs::BlobStore::put_many`]).
 //!
-//! A batch over a limit of [`vault_core::proto::files`] is refused as a whole
+//! A batch over a limit of [`vault_proto::proto::files`] is refused as a whole
 //! (`too_large`), and so is one over the quota (`quota_exceeded`) or over the limit of
 //! unfinished uploads (`conflict`): nothing of it is reserved or committed. Otherwise every
 //! file gets its own answer, in request order: a refused file (a bad path or length, a
@@ -35,12 +35,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use vault_core::proto::{
+use vault_proto::proto::{
     ApiError, BATCH_MAX_FILES, BATCH_MAX_PATH_BYTES, BATCH_MAX_SEALED, BATCH_TOKEN_LEN,
     BatchResult, CommittedFile, ErrorCode, NsRef, OpenFile, PutFile, Response, SMALL_FILE_MAX,
     is_batch_token,
 };
-use vault_core::units::format_size;
+use vault_proto::units::format_size;
 
 use super::Stamp;
 use super::upload::{self, KnownPaths, Lease, blocking, gone, store_error};

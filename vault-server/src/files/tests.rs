@@ -10,11 +10,11 @@ use std::task::{Context, Poll};
 
 use diesel::prelude::*;
 use tokio::io::{AsyncRead, ReadBuf};
-use vault_core::format::stream::{SEALED_CHUNK_LEN, sealed_len};
-use vault_core::proto::{
+use vault_proto::proto::{
     ApiError, BATCH_MAX_FILES, BatchResult, ChangeCursor, CommittedFile, EntryInfo, EntryKind,
     ErrorCode, NsRef, OpenFile, OpenedUpload, PutFile, Rename, Request, Response, SMALL_FILE_MAX,
 };
+use vault_proto::sizes::{SEALED_CHUNK_LEN, sealed_len};
 
 use super::small::BATCH_EXPIRY_S;
 use super::{download, upload};
@@ -290,7 +290,7 @@ impl Fixture {
         }
     }
 
-    async fn usage(&self) -> R<vault_core::proto::Usage> {
+    async fn usage(&self) -> R<vault_proto::proto::Usage> {
         match self.call(Request::Usage { ns: P }).await? {
             Response::Usage(u) => Ok(u),
             other => Err(format!("unexpected {other:?}").into()),

@@ -2,7 +2,7 @@
 //! parents; refused if something lives there now) and `trash_empty` (hard delete: blob ids
 //! to `deleted_blobs`, bytes off the quota, `purged_revision` set).
 
-use vault_core::proto::{ApiError, EntryKind, NsRef, Response, TrashItem, parent_of};
+use vault_proto::proto::{ApiError, EntryKind, NsRef, Response, TrashItem, parent_of};
 
 use super::{Stamp, info, tree};
 use crate::db::files::{KIND_DIR, entries, trash};

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use vault_core::proto::{ApiError, NsRef, Rename, Response, parent_of};
+use vault_proto::proto::{ApiError, NsRef, Rename, Response, parent_of};
 
 use super::{Stamp, info, paths};
 use crate::db::DbConn;

@@ -9,10 +9,10 @@ use std::io::Write;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
-use vault_core::format::filekey::WRAPPED_FILE_KEY_LEN;
-use vault_core::format::meta::SEALED_META_LEN;
-use vault_core::format::stream::{SEALED_CHUNK_LEN, plaintext_len};
-use vault_core::proto::{ApiError, ErrorCode, NsRef, OpenedUpload, Response, parent_of};
+use vault_proto::proto::{ApiError, ErrorCode, NsRef, OpenedUpload, Response, parent_of};
+use vault_proto::sizes::SEALED_META_LEN;
+use vault_proto::sizes::WRAPPED_FILE_KEY_LEN;
+use vault_proto::sizes::{SEALED_CHUNK_LEN, plaintext_len};
 
 use super::{Stamp, info, paths, tree};
 use crate::blobs::{BlobHash, BlobId, BlobStore, hash};

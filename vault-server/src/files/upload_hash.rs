@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use vault_core::format::stream::SEALED_CHUNK_LEN;
+use vault_proto::sizes::SEALED_CHUNK_LEN;
 
 use crate::blobs::{BlobHash, BlobId};
 

@@ -1,7 +1,7 @@
 //! `usage`: bytes used (ciphertext of every version, trash included) against the quota,
 //! with counts of files, folders, versions and deletions, and the current revision.
 
-use vault_core::proto::{ApiError, NsRef, Response, Usage};
+use vault_proto::proto::{ApiError, NsRef, Response, Usage};
 
 use crate::db::files::{entries, trash, versions};
 use crate::net::connection::SessionCtx;

@@ -1,7 +1,7 @@
 //! `versions` (the kept versions of a file, newest first) and `restore` (make a kept
 //! version current again: no new version row, one new revision).
 
-use vault_core::proto::{ApiError, NsRef, Response};
+use vault_proto::proto::{ApiError, NsRef, Response};
 
 use super::{Stamp, info, paths};
 use crate::db::DbConn;

@@ -4,7 +4,7 @@
 //! only the owner deletes. A group that does not exist is `not_found` (naming it); an
 //! existing group asked about by someone who is not a member is `forbidden`.
 
-use vault_core::proto::{ApiError, GroupRole, names};
+use vault_proto::proto::{ApiError, GroupRole, names};
 
 use crate::db::DbConn;
 use crate::db::groups::{self, Group, Member};
@@ -149,7 +149,7 @@ mod tests {
             (Member, Owner),
         ] {
             let e = check_remove("g", caller, target).expect_err("refused");
-            assert_eq!(e.code, vault_core::proto::ErrorCode::Forbidden);
+            assert_eq!(e.code, vault_proto::proto::ErrorCode::Forbidden);
             assert!(e.message.contains("owner"), "{e}");
         }
     }

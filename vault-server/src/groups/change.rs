@@ -5,8 +5,8 @@
 //! account, removing the owner with the account) is refused here, before any write.
 //! The messages name no command: the server and `vault-admin` add their own advice.
 
-use vault_core::proto::groups::MAX_GROUP_MEMBERS;
-use vault_core::proto::{ApiError, GroupRole};
+use vault_proto::proto::groups::MAX_GROUP_MEMBERS;
+use vault_proto::proto::{ApiError, GroupRole};
 
 use crate::db::files::namespaces;
 use crate::db::groups::{self, Group};

@@ -7,8 +7,8 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use vault_core::proto::groups::MAX_ENVELOPES;
-use vault_core::proto::{ApiError, ErrorCode, NewEnvelope, Rotation, names};
+use vault_proto::proto::groups::MAX_ENVELOPES;
+use vault_proto::proto::{ApiError, ErrorCode, NewEnvelope, Rotation, names};
 
 use crate::db::DbConn;
 use crate::db::groups::{self, NewEnvelopeRow};

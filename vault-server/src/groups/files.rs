@@ -4,7 +4,7 @@
 //! ([`commit_rule`], [`check_commit`]: the uploader is still a member and no newer
 //! generation came meanwhile, so a removed member's key never protects a new version).
 
-use vault_core::proto::ApiError;
+use vault_proto::proto::ApiError;
 
 use super::access;
 use super::tasks::generation;

@@ -7,11 +7,11 @@
 //! and the same answer.
 
 use aws_lc_rs::digest;
-use vault_core::proto::groups::{MAX_INVITE_TTL_S, MAX_INVITE_USES};
-use vault_core::proto::{
+use vault_proto::proto::groups::{MAX_INVITE_TTL_S, MAX_INVITE_USES};
+use vault_proto::proto::{
     ApiError, ErrorCode, GroupRole, InviteInfo, NewEnvelope, Response, SecretBytes,
 };
-use vault_core::units::plural;
+use vault_proto::units::plural;
 
 use super::access;
 use super::envelopes;

@@ -3,9 +3,9 @@
 //! members who lack them (key healing), and the list of such work (`key_tasks`).
 
 use std::collections::{BTreeSet, HashMap};
-use vault_core::units::plural;
+use vault_proto::units::plural;
 
-use vault_core::proto::{
+use vault_proto::proto::{
     ApiError, ByteBuf, EnvelopeInfo, NewEnvelope, Response, Rotation, UserKey,
 };
 

@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use vault_core::units::plural;
+use vault_proto::units::plural;
 
-use vault_core::proto::{
+use vault_proto::proto::{
     ApiError, ByteBuf, GroupDetails, GroupRole, GroupSummary, MemberInfo, NewEnvelope, Response,
     Rotation,
 };

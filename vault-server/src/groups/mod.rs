@@ -17,7 +17,7 @@
 //! Every change runs in one transaction that starts by locking the group
 //! ([`crate::db::groups::lock`]) and is written to the audit log with the user as actor.
 //!
-//! [`KeyTask`]: vault_core::proto::KeyTask
+//! [`KeyTask`]: vault_proto::proto::KeyTask
 
 pub mod access;
 pub mod change;
@@ -31,7 +31,7 @@ pub mod view;
 
 pub use tasks::key_task_count;
 
-use vault_core::proto::{ApiError, Request, Response};
+use vault_proto::proto::{ApiError, Request, Response};
 
 use crate::db::{self, DbConn, audit::Event};
 use crate::error::Failure;

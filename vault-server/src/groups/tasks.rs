@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use vault_core::proto::{ByteBuf, KeyTask, UserKey};
+use vault_proto::proto::{ByteBuf, KeyTask, UserKey};
 
 use crate::db::groups::{self, Group, MemberUser};
 use crate::db::{DbConn, DbResult};

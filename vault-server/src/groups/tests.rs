@@ -9,12 +9,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use diesel::prelude::*;
-use vault_core::format::stream::sealed_len;
-use vault_core::proto::groups::{MAX_GROUP_MEMBERS, MAX_INVITE_TTL_S, MAX_INVITE_USES};
-use vault_core::proto::{
+use vault_proto::proto::groups::{MAX_GROUP_MEMBERS, MAX_INVITE_TTL_S, MAX_INVITE_USES};
+use vault_proto::proto::{
     ApiError, BatchResult, EntryInfo, ErrorCode, GroupDetails, GroupRole, GroupSummary, KeyTask,
     MemberInfo, NewEnvelope, NsRef, OpenFile, PutFile, Request, Response, Rotation, SecretBytes,
 };
+use vault_proto::sizes::sealed_len;
 
 use super::{Caller, change};
 use crate::accounts::session_refusal;

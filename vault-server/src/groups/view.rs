@@ -3,7 +3,7 @@
 //! who do not are waiting for a keyed member's client to wrap it for them), and the space
 //! its files use.
 
-use vault_core::proto::GroupRole;
+use vault_proto::proto::GroupRole;
 
 use super::access::role_of;
 use super::tasks::{self, Held, generation};

@@ -25,7 +25,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use vault_core::units::plural;
+use vault_proto::units::plural;
 
 use diesel::prelude::*;
 use serde::Serialize;

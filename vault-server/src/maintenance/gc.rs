@@ -5,7 +5,7 @@
 //! grace). Each database step is its own transaction; files go after the commit.
 
 use std::collections::HashSet;
-use vault_core::units::plural;
+use vault_proto::units::plural;
 
 use diesel::dsl::count_star;
 use diesel::prelude::*;

@@ -14,7 +14,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use vault_core::units::plural;
+use vault_proto::units::plural;
 
 use diesel::prelude::*;
 
@@ -226,7 +226,7 @@ impl ScrubReport {
             "{} checked, {} read, {} damaged, {} without a recorded hash, {} \
              unreadable",
             plural(self.versions, "version", "versions"),
-            vault_core::units::format_size(self.bytes),
+            vault_proto::units::format_size(self.bytes),
             self.damaged.len(),
             self.unrecorded,
             self.errors.len()

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tracing::Instrument;
-use vault_core::proto::{
+use vault_proto::proto::{
     ApiError, CLOSE_TOO_SLOW, ErrorCode, MAX_FRAME_LEN, PROTOCOL_VERSION, Request, Response,
 };
 
@@ -347,7 +347,7 @@ async fn upload_data(
 async fn download(
     state: &ServerState,
     session: &SessionCtx,
-    (ns, path, version, from_chunk): (vault_core::proto::NsRef, String, Option<u64>, u64),
+    (ns, path, version, from_chunk): (vault_proto::proto::NsRef, String, Option<u64>, u64),
     send: &mut quinn::SendStream,
 ) -> Result<(), ApiError> {
     let (header, body) =
@@ -374,7 +374,7 @@ async fn stream_download(
     body: files::download::Body,
     send: &mut quinn::SendStream,
 ) -> Result<(), ApiError> {
-    let frame = vault_core::proto::encode_frame(&header)
+    let frame = vault_proto::proto::encode_frame(&header)
         .map_err(|e| crate::error::internal("download header could not be encoded", e))?;
     let sent = async {
         send.write_all(&frame).await?;

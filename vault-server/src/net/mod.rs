@@ -39,7 +39,7 @@ pub fn endpoint(
         .with_no_client_auth()
         .with_single_cert(vec![identity.cert.clone()], identity.key.clone_key())
         .context("the TLS certificate and key do not form a usable pair")?;
-    tls.alpn_protocols = vec![vault_core::proto::ALPN.to_vec()];
+    tls.alpn_protocols = vec![vault_proto::proto::ALPN.to_vec()];
     tls.max_early_data_size = 0;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));

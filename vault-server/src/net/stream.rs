@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use vault_core::proto::{self, FrameError, Request, Response};
+use vault_proto::proto::{self, FrameError, Request, Response};
 
 use super::budget::{FrameBudget, Reservation};
 
@@ -114,7 +114,7 @@ pub async fn write_response(
         Ok(f) => f,
         Err(e) => {
             tracing::error!(error = %e, "response could not be encoded");
-            let fallback = Response::Error(vault_core::proto::ApiError::internal());
+            let fallback = Response::Error(vault_proto::proto::ApiError::internal());
             proto::encode_frame(&fallback).unwrap_or_default()
         }
     };

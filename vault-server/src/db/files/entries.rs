@@ -74,7 +74,7 @@ pub fn insert(
         .values((
             entries::namespace_id.eq(ns),
             entries::path.eq(path),
-            entries::parent.eq(vault_core::proto::parent_of(path)),
+            entries::parent.eq(vault_proto::proto::parent_of(path)),
             entries::kind.eq(kind),
             entries::revision.eq(revision),
             entries::created_at.eq(now),
@@ -98,7 +98,7 @@ pub fn insert_new_file(
         .values((
             entries::namespace_id.eq(ns),
             entries::path.eq(path),
-            entries::parent.eq(vault_core::proto::parent_of(path)),
+            entries::parent.eq(vault_proto::proto::parent_of(path)),
             entries::kind.eq(KIND_FILE),
             entries::next_version.eq(2),
             entries::revision.eq(revision),
@@ -240,7 +240,7 @@ pub fn rename(conn: &mut DbConn, id: i64, to: &str, revision: i64, now: i64) -> 
     diesel::update(entries::table.find(id))
         .set((
             entries::path.eq(to),
-            entries::parent.eq(vault_core::proto::parent_of(to)),
+            entries::parent.eq(vault_proto::proto::parent_of(to)),
             entries::revision.eq(revision),
             entries::updated_at.eq(now),
         ))

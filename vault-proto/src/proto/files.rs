@@ -2,7 +2,7 @@
 //! trash, uploads, downloads and the change feed.
 //!
 //! Paths on the wire are *encrypted* paths: the client's AES-SIV segments
-//! ([`crate::format::names`]) joined by `/`, with `""` for the root. The server checks only
+//! (`vault_core::format::names`) joined by `/`, with `""` for the root. The server checks only
 //! their shape ([`check_encrypted_path`]) and never builds a filesystem path from them.
 //!
 //! Bulk data travels outside CBOR, as raw bytes on the request's stream:
@@ -24,7 +24,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ByteBuf};
-use crate::format::names::MAX_ENCRYPTED_NAME_LEN;
+use crate::sizes::MAX_ENCRYPTED_NAME_LEN;
 
 /// At most this many segments in a path.
 pub const MAX_PATH_DEPTH: usize = 64;
@@ -336,9 +336,8 @@ mod tests {
 
     #[test]
     fn the_largest_batches_fit_in_a_frame() {
-        use crate::format::filekey::WRAPPED_FILE_KEY_LEN;
-        use crate::format::meta::SEALED_META_LEN;
         use crate::proto::{MAX_FRAME_LEN, Request, encode_frame};
+        use crate::sizes::{SEALED_META_LEN, WRAPPED_FILE_KEY_LEN};
 
         let per_file = (BATCH_MAX_SEALED / BATCH_MAX_FILES as u64) as usize;
         let put = Request::UploadPutMany {

@@ -3,7 +3,7 @@
 //! `subscribe` stream carries.
 //!
 //! A message travels as a [`SealedMessage`]: made, sealed and signed by the sender's
-//! client ([`crate::format::chat`]), checked by the server only for who may send what to
+//! client (`vault_core::format::chat`), checked by the server only for who may send what to
 //! whom (the sender named inside must be the session's user, the recipient a mutual
 //! contact, the group one the sender is a member of, the sizes within limits), stored as
 //! it came, and opened and verified by each receiver's client.

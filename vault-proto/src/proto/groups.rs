@@ -5,7 +5,7 @@
 //!
 //! Groups are named by their (case-folded) name in requests and by their id in everything
 //! that is sealed. Envelopes are made and opened by clients only
-//! ([`crate::format::groupkey`]); the server stores them with the name and public key of
+//! (`vault_core::format::groupkey`); the server stores them with the name and public key of
 //! the member who sent them, and hands each member only their own.
 
 use serde::{Deserialize, Serialize};
@@ -117,7 +117,7 @@ pub struct UserKey {
 }
 
 /// An envelope a client sends: `GK_generation` for `member`, signed by the sender
-/// (see [`crate::format::groupkey`]).
+/// (see `vault_core::format::groupkey`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NewEnvelope {
     pub member: String,

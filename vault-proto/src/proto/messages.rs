@@ -16,7 +16,7 @@ use super::groups::{
     NewEnvelope, Rotation, UserKey,
 };
 use super::{ApiError, SecretBytes};
-use crate::crypto::kdf::KdfParams;
+use crate::kdf::KdfParams;
 
 /// Everything a client can ask. The first request on a connection must be `Hello`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
