@@ -74,7 +74,10 @@ pub type DbResult<T> = Result<T, DbError>;
 pub struct Db {
     pool: Pool<ConnectionManager<DbConn>>,
     backend: Backend,
-    workers: workers::Workers,
+    /// The database threads, started by the first [`Db::run`] (`vault-admin`, which uses
+    /// [`Db::conn`] alone, starts none).
+    workers: std::sync::OnceLock<workers::Workers>,
+    threads: usize,
 }
 
 impl std::fmt::Debug for Db {
@@ -161,15 +164,11 @@ impl Db {
                 url: redact_url(url),
                 reason: e.to_string(),
             })?;
-        let workers =
-            workers::Workers::start(connections as usize, "db").map_err(|e| DbError::Open {
-                url: redact_url(url),
-                reason: format!("cannot start the database threads: {e}"),
-            })?;
         Ok(Db {
             pool,
             backend,
-            workers,
+            workers: std::sync::OnceLock::new(),
+            threads: connections as usize,
         })
     }
 
@@ -203,8 +202,20 @@ impl Db {
         E: From<DbError> + Send + 'static,
         F: FnOnce(&mut DbConn) -> Result<T, E> + Send + 'static,
     {
+        let workers = match self.workers.get() {
+            Some(workers) => workers,
+            None => {
+                let started = workers::Workers::start(self.threads, "db").map_err(|e| {
+                    tracing::error!(error = %e, "cannot start the database threads");
+                    E::from(DbError::Worker)
+                })?;
+                // Two first calls at once may both start threads: the loser's stop when
+                // its handle is dropped here.
+                self.workers.get_or_init(|| started)
+            }
+        };
         let pool = self.pool.clone();
-        self.workers
+        workers
             .run(move || {
                 let mut conn = pool.get().map_err(DbError::from)?;
                 work(&mut conn)
