@@ -5,80 +5,11 @@
 use vault_core::crypto::kdf::{self, KdfParams, LABEL_AUTH, LABEL_KEK, PasswordKeys};
 use vault_core::crypto::rsa::{self, UserKeyPair};
 use vault_core::crypto::seal::{self, ad};
-use vault_core::crypto::{CryptoError, Key32, RecoveryKey};
+use vault_core::crypto::{CryptoError, RecoveryKey};
 
-/// One `key = value` block of a vector file.
-struct Case {
-    file: &'static str,
-    index: usize,
-    fields: Vec<(String, String)>,
-}
+mod case;
 
-impl Case {
-    fn text(&self, name: &str) -> &str {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or_else(|| panic!("{} case {}: no field {name:?}", self.file, self.index))
-    }
-
-    fn hex(&self, name: &str) -> Vec<u8> {
-        hex::decode(self.text(name)).unwrap_or_else(|e| {
-            panic!(
-                "{} case {}: field {name:?} is not hex: {e}",
-                self.file, self.index
-            )
-        })
-    }
-
-    fn num(&self, name: &str) -> u32 {
-        self.text(name).parse().unwrap_or_else(|e| {
-            panic!(
-                "{} case {}: field {name:?} is not a number: {e}",
-                self.file, self.index
-            )
-        })
-    }
-
-    fn key(&self, name: &str) -> Key32 {
-        Key32::from_slice(&self.hex(name))
-            .unwrap_or_else(|e| panic!("{} case {}: field {name:?}: {e}", self.file, self.index))
-    }
-
-    /// "file case N" for assertion messages.
-    fn at(&self) -> String {
-        format!("{} case {}", self.file, self.index)
-    }
-}
-
-/// Splits a vector file into blank-line-separated blocks of `key = value` lines
-/// (`#` starts a comment line). Panics on an empty file so a lost vector can't pass.
-fn cases(file: &'static str, text: &str) -> Vec<Case> {
-    let mut out = Vec::new();
-    let mut fields = Vec::new();
-    for line in text.lines().chain(std::iter::once("")) {
-        if line.starts_with('#') {
-            continue;
-        }
-        if line.trim().is_empty() {
-            if !fields.is_empty() {
-                out.push(Case {
-                    file,
-                    index: out.len() + 1,
-                    fields: std::mem::take(&mut fields),
-                });
-            }
-            continue;
-        }
-        let (k, v) = line
-            .split_once('=')
-            .unwrap_or_else(|| panic!("{file}: bad line {line:?}"));
-        fields.push((k.trim().to_string(), v.trim().to_string()));
-    }
-    assert!(!out.is_empty(), "{file}: no cases");
-    out
-}
+use case::cases;
 
 fn hexs(bytes: &[u8]) -> String {
     hex::encode(bytes)
@@ -189,7 +120,7 @@ fn password_keys_v1() -> Result<(), CryptoError> {
 #[test]
 fn hkdf_v1() -> Result<(), CryptoError> {
     for c in cases("hkdf_v1.txt", include_str!("vectors/hkdf_v1.txt")) {
-        let mut okm = vec![0u8; c.num("length") as usize];
+        let mut okm = vec![0u8; c.num::<usize>("length")];
         kdf::hkdf_sha256(&c.hex("ikm"), c.text("info"), &mut okm)?;
         assert_eq!(hexs(&okm), c.text("okm"), "{}", c.at());
         if okm.len() == 32 {
@@ -219,7 +150,7 @@ fn recovery_key_v1() -> Result<(), CryptoError> {
             c.at()
         );
         let mut inputs = vec![c.text("display")];
-        if c.fields.iter().any(|(k, _)| k == "typed") {
+        if c.get("typed").is_some() {
             inputs.push(c.text("typed"));
         }
         for input in inputs {
