@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::purge::{self, Purged};
 use super::rows::{self, CHUNK};
 use super::{MaintenanceResult, Policy};
-use crate::blobs::{BlobId, BlobStore};
+use crate::blobs::{BlobId, BlobStore, StoredBlob};
 use crate::db::schema::{deleted_blobs, trash, uploads, versions};
 use crate::db::{self, DbConn, DbError};
 
@@ -272,35 +272,43 @@ fn remove_orphans(
     // Read after listing: a blob listed above and committed since is referenced now.
     let referenced = rows::referenced_blobs(conn)?;
     let uploading = rows::upload_blobs(conn)?;
-    for blob in blobs.iter().filter(|b| old(b.age_s)) {
-        if referenced.contains(blob.id.as_str()) {
-            continue;
-        }
-        match store.remove(&blob.id) {
-            Ok(()) => {
-                report.orphan_blobs += 1;
-                report.orphan_blob_bytes += blob.size;
-            }
-            Err(e) => report
-                .errors
-                .push(format!("cannot remove orphan blob {}: {e}", blob.id)),
-        }
-    }
-    for partial in partials.iter().filter(|p| old(p.age_s)) {
-        if uploading.contains(partial.id.as_str()) {
-            continue;
-        }
-        match store.remove_partial(&partial.id) {
-            Ok(()) => {
-                report.orphan_partials += 1;
-                report.orphan_partial_bytes += partial.size;
-            }
-            Err(e) => report
-                .errors
-                .push(format!("cannot remove orphan partial {}: {e}", partial.id)),
-        }
-    }
+    let (count, bytes, errors) =
+        remove_unreferenced(&blobs, old, &referenced, "blob", |id| store.remove(id));
+    report.orphan_blobs += count;
+    report.orphan_blob_bytes += bytes;
+    report.errors.extend(errors);
+    let (count, bytes, errors) = remove_unreferenced(&partials, old, &uploading, "partial", |id| {
+        store.remove_partial(id)
+    });
+    report.orphan_partials += count;
+    report.orphan_partial_bytes += bytes;
+    report.errors.extend(errors);
     Ok(())
+}
+
+/// Removes, with `remove`, each of `found` that is old enough and not in `keep`; returns
+/// how many went, their bytes, and an error line (naming the `kind`) for each that did not.
+fn remove_unreferenced(
+    found: &[StoredBlob],
+    old_enough: impl Fn(u64) -> bool,
+    keep: &HashSet<String>,
+    kind: &str,
+    remove: impl Fn(&BlobId) -> std::io::Result<()>,
+) -> (u64, u64, Vec<String>) {
+    let (mut count, mut bytes, mut errors) = (0, 0, Vec::new());
+    for blob in found.iter().filter(|b| old_enough(b.age_s)) {
+        if keep.contains(blob.id.as_str()) {
+            continue;
+        }
+        match remove(&blob.id) {
+            Ok(()) => {
+                count += 1;
+                bytes += blob.size;
+            }
+            Err(e) => errors.push(format!("cannot remove orphan {kind} {}: {e}", blob.id)),
+        }
+    }
+    (count, bytes, errors)
 }
 
 #[cfg(test)]
