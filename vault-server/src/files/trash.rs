@@ -6,6 +6,7 @@ use vault_proto::proto::{ApiError, EntryKind, NsRef, Response, TrashItem, parent
 
 use super::{Stamp, info, tree};
 use crate::db::files::{KIND_DIR, entries, trash};
+use crate::maintenance::purge;
 use crate::net::connection::SessionCtx;
 use crate::state::ServerState;
 
@@ -76,12 +77,13 @@ pub async fn empty(
     let ns = super::namespace(state, session, ns).await?;
     let purged = super::write(state, ns.id, move |c, ns| {
         let ids = trash::ids_before(c, ns.id, i64::MAX)?;
-        Ok(trash::purge(c, ns.id, &ids, crate::db::now())?)
+        Ok(purge::purge_trash(c, ns.id, &ids, crate::db::now())?)
     })
     .await?;
-    tree::remove_partials(state, purged.partials).await;
+    let partials = purged.partials.iter().map(|id| id.as_str().to_owned());
+    tree::remove_partials(state, partials.collect()).await;
     Ok(Response::TrashEmptied {
-        items: purged.items,
-        sealed_bytes: purged.sealed_bytes.max(0) as u64,
+        items: purged.trash_items,
+        sealed_bytes: purged.bytes.max(0) as u64,
     })
 }

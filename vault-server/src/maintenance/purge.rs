@@ -1,5 +1,5 @@
-//! Hard deletes: entries with their versions and uploads (gc of expired trash, fsck
-//! repairs), whole trash items, and whole namespaces (a deleted user's, a deleted group's).
+//! Hard deletes: entries with their versions and uploads (fsck repairs), whole trash
+//! items (`trash empty`, gc of expired trash), and whole namespaces (a deleted user's, a deleted group's).
 //! Versions' blob ids go to `deleted_blobs` (gc removes the files after the grace period);
 //! partial blobs of dropped uploads are returned so the caller removes them once the
 //! transaction has committed.
@@ -14,6 +14,8 @@ use crate::db::{DbConn, DbResult};
 /// What a hard delete removed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Purged {
+    /// Trash items (deletions) removed whole.
+    pub trash_items: u64,
     pub entries: u64,
     pub versions: u64,
     /// Ciphertext bytes of the deleted versions.
@@ -25,6 +27,7 @@ pub struct Purged {
 
 impl Purged {
     fn add(&mut self, other: Purged) {
+        self.trash_items += other.trash_items;
         self.entries += other.entries;
         self.versions += other.versions;
         self.bytes += other.bytes;
@@ -111,8 +114,35 @@ pub fn purge_entries(conn: &mut DbConn, ids: &[i64], now: i64) -> DbResult<Purge
     Ok(out)
 }
 
-/// Hard-deletes one trash item with everything in it, releases its bytes and marks the
-/// namespace purged. `None` if the item is gone already.
+/// Hard-deletes the trash items `trash_ids` of namespace `ns` (those that are still
+/// there) with everything in them, releases their bytes, and bumps the revision and marks
+/// the namespace purged, so the change feed tells clients to resync. `trash empty` calls it
+/// with the namespace locked, gc for each expired item.
+pub fn purge_trash(conn: &mut DbConn, ns: i64, trash_ids: &[i64], now: i64) -> DbResult<Purged> {
+    let mut out = Purged::default();
+    for chunk in trash_ids.chunks(CHUNK) {
+        let items: Vec<i64> = trash::table
+            .filter(trash::namespace_id.eq(ns))
+            .filter(trash::id.eq_any(chunk))
+            .select(trash::id)
+            .load(conn)?;
+        for item in items {
+            let ids: Vec<i64> = entries::table
+                .filter(entries::trash_id.eq(item))
+                .select(entries::id)
+                .load(conn)?;
+            out.add(purge_entries(conn, &ids, now)?);
+            diesel::delete(trash::table.find(item)).execute(conn)?;
+            out.trash_items += 1;
+        }
+    }
+    if out.trash_items > 0 {
+        rows::release(conn, ns, out.bytes, true)?;
+    }
+    Ok(out)
+}
+
+/// [`purge_trash`] of one item, wherever it is; `None` if it is gone already.
 pub fn purge_trash_item(conn: &mut DbConn, trash_id: i64, now: i64) -> DbResult<Option<Purged>> {
     let ns: Option<i64> = trash::table
         .find(trash_id)
@@ -120,14 +150,7 @@ pub fn purge_trash_item(conn: &mut DbConn, trash_id: i64, now: i64) -> DbResult<
         .first(conn)
         .optional()?;
     let Some(ns) = ns else { return Ok(None) };
-    let ids: Vec<i64> = entries::table
-        .filter(entries::trash_id.eq(trash_id))
-        .select(entries::id)
-        .load(conn)?;
-    let purged = purge_entries(conn, &ids, now)?;
-    diesel::delete(trash::table.find(trash_id)).execute(conn)?;
-    rows::release(conn, ns, purged.bytes, true)?;
-    Ok(Some(purged))
+    Ok(Some(purge_trash(conn, ns, &[trash_id], now)?))
 }
 
 /// Deletes a namespace and everything in it: entries with their versions (blob ids
