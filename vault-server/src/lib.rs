@@ -2,23 +2,27 @@
 //! mail, and stores only ciphertext and sealed keys: it never holds a key that opens
 //! user data. `Server::bind` prepares the data directory, database and endpoint;
 //! `Server::run` serves until a shutdown signal. Tests start it on `127.0.0.1:0`.
+//!
+//! The public modules are what `vault-admin` (and the fuzz targets) build on: the
+//! database, the blob store, configuration, maintenance and the shared account and group
+//! changes. The request handlers, the router and the network stay private.
 
 pub mod accounts;
 pub mod blobs;
-pub mod chat;
+mod chat;
 pub mod config;
 pub mod db;
 pub mod error;
-pub mod files;
+mod files;
 pub mod fsutil;
 pub mod groups;
-pub mod live;
+mod live;
 pub mod mail;
 pub mod maintenance;
-pub mod net;
-pub mod router;
+mod net;
+mod router;
 pub mod space;
-pub mod state;
+mod state;
 #[cfg(test)]
 mod testing;
 pub mod throttle;
