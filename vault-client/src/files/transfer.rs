@@ -154,9 +154,13 @@ where
         }
     }
     if let Some(message) = crashed {
-        // What the crashed worker had in hand is neither done nor skipped.
-        if let Some(lost) = outcomes.iter_mut().find(|o| matches!(o, Outcome::Skipped)) {
-            *lost = Outcome::Failed(FilesError::Usage(message));
+        // A worker that panicked took its results with it: what is not accounted for
+        // cannot be said to be done or untried.
+        for lost in outcomes
+            .iter_mut()
+            .filter(|o| matches!(o, Outcome::Skipped))
+        {
+            *lost = Outcome::Failed(FilesError::Usage(message.clone()));
         }
     }
     outcomes
