@@ -69,16 +69,7 @@ fn register_through_the_outbox_code_then_whoami() {
     alice.run(&["logout"]).ok();
     let again = Client::new();
     again
-        .run(&[
-            "register",
-            "alice2",
-            "--email",
-            "a2@example.org",
-            "--server",
-            &server.addr,
-            "--fingerprint",
-            &server.fingerprint,
-        ])
+        .register_start(&server, "alice2", "a2@example.org")
         .ok();
     let out = again.run_stdin(
         &["register", "alice", "--code", &code, "--password-stdin"],
@@ -102,17 +93,7 @@ fn register_through_the_outbox_code_then_whoami() {
 fn wrong_codes_use_up_tries_and_a_right_code_still_works_before_that() {
     let server = TestServer::start();
     let bob = Client::new();
-    bob.run(&[
-        "register",
-        "bob",
-        "--email",
-        "bob@example.org",
-        "--server",
-        &server.addr,
-        "--fingerprint",
-        &server.fingerprint,
-    ])
-    .ok();
+    bob.register_start(&server, "bob", "bob@example.org").ok();
     let out = bob.run_stdin(
         &["register", "bob", "--code", "AAAAAAAA", "--password-stdin"],
         &format!("{PASSWORD}\n"),
@@ -134,16 +115,7 @@ fn wrong_codes_use_up_tries_and_a_right_code_still_works_before_that() {
 
     let carol = Client::new();
     carol
-        .run(&[
-            "register",
-            "carol",
-            "--email",
-            "carol@example.org",
-            "--server",
-            &server.addr,
-            "--fingerprint",
-            &server.fingerprint,
-        ])
+        .register_start(&server, "carol", "carol@example.org")
         .ok();
     for _ in 0..5 {
         carol.run_stdin(
@@ -175,17 +147,7 @@ fn wrong_codes_use_up_tries_and_a_right_code_still_works_before_that() {
 fn an_expired_code_is_refused() {
     let server = TestServer::start_with("[codes]\nttl_s = 1\n");
     let dan = Client::new();
-    dan.run(&[
-        "register",
-        "dan",
-        "--email",
-        "dan@example.org",
-        "--server",
-        &server.addr,
-        "--fingerprint",
-        &server.fingerprint,
-    ])
-    .ok();
+    dan.register_start(&server, "dan", "dan@example.org").ok();
     let code = server.outbox_code("dan@example.org");
     std::thread::sleep(Duration::from_millis(2100));
     let out = dan.run_stdin(
@@ -664,16 +626,7 @@ const NO_INPUT: Duration = Duration::from_secs(30);
 
 fn register_start(client: &Client, server: &TestServer, user: &str) {
     client
-        .run(&[
-            "register",
-            user,
-            "--email",
-            &format!("{user}@example.org"),
-            "--server",
-            &server.addr,
-            "--fingerprint",
-            &server.fingerprint,
-        ])
+        .register_start(server, user, &format!("{user}@example.org"))
         .ok();
 }
 

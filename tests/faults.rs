@@ -212,16 +212,7 @@ fn a_full_disk_says_no_storage_space_and_deleting_frees_it() {
     let rm = alice.run(&["rm", "/keep.txt"]);
     works_or_says_no_space("rm", &rm);
     let bob = Client::new();
-    let register = bob.run(&[
-        "register",
-        "bob",
-        "--email",
-        "bob@example.org",
-        "--server",
-        &server.addr,
-        "--fingerprint",
-        &server.fingerprint,
-    ]);
+    let register = bob.register_start(&server, "bob", "bob@example.org");
     works_or_says_no_space("register", &register);
     let (_, login) = Client::login_to(&server, "alice", vault_e2e::PASSWORD);
     works_or_says_no_space("login", &login);

@@ -723,12 +723,23 @@ impl Client {
             .expect("start vault")
     }
 
+    /// Starts `vault ARGS` with extra environment variables and stdin, stdout and stderr
+    /// all piped to the test.
+    fn spawn_all_piped(&self, args: &[&str], env: &[(&str, &str)]) -> Child {
+        let mut command = self.command(args);
+        command.envs(env.iter().copied());
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run vault")
+    }
+
     /// Runs `vault ARGS` with extra environment variables.
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
         let mut cmd = self.command(args);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
+        cmd.envs(env.iter().copied());
         Out::from(cmd.stdin(Stdio::null()).output().expect("run vault"))
     }
 
@@ -740,16 +751,7 @@ impl Client {
     /// Runs `vault ARGS` with extra environment variables and `input` on standard input.
     pub fn run_stdin_env(&self, args: &[&str], env: &[(&str, &str)], input: &str) -> Out {
         use std::io::Write;
-        let mut command = self.command(args);
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run vault");
+        let mut child = self.spawn_all_piped(args, env);
         // A command may end without reading its input (it failed a check first).
         match child
             .stdin
@@ -773,16 +775,7 @@ impl Client {
         env: &[(&str, &str)],
         limit: Duration,
     ) -> Out {
-        let mut command = self.command(args);
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run vault");
+        let mut child = self.spawn_all_piped(args, env);
         let held = child.stdin.take();
         let deadline = Instant::now() + limit;
         while child.try_wait().expect("wait").is_none() {
@@ -813,8 +806,9 @@ impl Client {
         terminal::Terminal::start(&bin("vault"), args, &vars)
     }
 
-    /// Registers `user` through the mailed code; returns the printed recovery key.
-    pub fn register(&self, server: &TestServer, user: &str, email: &str) -> String {
+    /// `vault register USER --email EMAIL` against `server` (step 1: the server mails a
+    /// code).
+    pub fn register_start(&self, server: &TestServer, user: &str, email: &str) -> Out {
         self.run(&[
             "register",
             user,
@@ -825,7 +819,11 @@ impl Client {
             "--fingerprint",
             &server.fingerprint,
         ])
-        .ok();
+    }
+
+    /// Registers `user` through the mailed code; returns the printed recovery key.
+    pub fn register(&self, server: &TestServer, user: &str, email: &str) -> String {
+        self.register_start(server, user, email).ok();
         let code = server.outbox_code(email);
         let out = self.run_stdin(
             &["register", user, "--code", &code, "--password-stdin"],
