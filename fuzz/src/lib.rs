@@ -1,11 +1,44 @@
 //! What the fuzz targets share: a reader that cuts an input into the fields of a target's
-//! layout, and the fixed test keys the sealed inputs are opened with. The keys come from
+//! layout, the frame reader of both sides ([`read_frame`]), and the fixed test keys the sealed inputs are opened with. The keys come from
 //! the golden vectors in `vault-core/tests/vectors/`, so the seeds made from those vectors
 //! open and reach the parsers behind the openers.
 
 use std::sync::OnceLock;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use vault_core::crypto::{Key32, UserKeyPair};
+use vault_core::proto::{FrameError, MAX_FRAME_LEN, decode_body, encode_frame, parse_header};
+
+/// Reads one frame from the front of `data` as both sides read a stream: a 4-byte header
+/// through `parse_header`, then the body it announces through `decode_body`. A header may
+/// be refused only as too large; a message that decodes must encode again, and that
+/// encoding must decode to the same message, which is returned.
+pub fn read_frame<T>(data: &[u8]) -> Option<T>
+where
+    T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let (header, rest) = data.split_first_chunk::<4>()?;
+    let len = match parse_header(*header) {
+        Ok(len) => len,
+        Err(FrameError::TooLarge(n)) => {
+            assert!(
+                n > MAX_FRAME_LEN,
+                "a header of {n} bytes refused as too large"
+            );
+            return None;
+        }
+        Err(e) => panic!("a header fails only as too large: {e}"),
+    };
+    assert!(len <= MAX_FRAME_LEN);
+    // Short of the body: the stream ended inside the frame (the server answers
+    // `bad_request`, the client reports a protocol error).
+    let message: T = decode_body(rest.get(..len)?).ok()?;
+    let frame = encode_frame(&message).expect("a decoded message encodes");
+    let again: T = decode_body(&frame[4..]).expect("an encoded message decodes");
+    assert_eq!(again, message);
+    Some(again)
+}
 
 /// Reads fixed-size fields from the front of a fuzz input; a field past the end reads as
 /// zeros (or empty), so every input has a meaning.
