@@ -404,7 +404,7 @@ fn not_fetched_json(file: &NotFetched) -> serde_json::Value {
         "local": file.local.display().to_string(),
     });
     if let Some(error) = &file.error {
-        value["error"] = json!(error.to_string());
+        value["error"] = json!(failure_text(file, error));
         if let Some(code) = error.api_code() {
             value["code"] = json!(code);
         }
@@ -473,12 +473,21 @@ async fn get(
     fetch_failures(&report)
 }
 
+/// Why a file of `get` failed, without the remote path the error may begin with (the
+/// line that shows it names the file already).
+fn failure_text(file: &NotFetched, error: &vault_client::files::FilesError) -> String {
+    let text = error.to_string();
+    let path = format!("{}: ", file.remote);
+    text.strip_prefix(&path).map_or(text.clone(), str::to_owned)
+}
+
 /// Lists on stderr every file of `get` that failed (with why) and every one not tried,
 /// then makes the command fail if there were any.
 fn fetch_failures(report: &GetReport) -> anyhow::Result<()> {
     for file in &report.failed {
         if let Some(error) = &file.error {
-            eprintln!("failed: {}: {error}", shown(&file.remote.to_string()));
+            let why = failure_text(file, error);
+            eprintln!("failed: {}: {why}", shown(&file.remote.to_string()));
         }
     }
     for file in &report.skipped {
@@ -496,8 +505,9 @@ fn fetch_failures(report: &GetReport) -> anyhow::Result<()> {
         )
     };
     bail!(
-        "{} of {} did not download{stopped}. Nothing was written for them; run the same \
-         command again to fetch what is missing (files that arrived are skipped as unchanged)",
+        "{} of {} did not download{stopped}. Nothing was written for them; once the cause is \
+         dealt with, the same command fetches only what is missing (what arrived is skipped \
+         as unchanged)",
         plural(
             (report.failed.len() + report.skipped.len()) as u64,
             "file",
