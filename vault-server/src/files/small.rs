@@ -59,6 +59,11 @@ use crate::state::ServerState;
 /// stop holding quota and the open-upload limit soon (expired uploads count for neither).
 pub const BATCH_EXPIRY_S: i64 = 600;
 
+/// Given-up batch tokens a user may hold at once: a client gives up at most a few per
+/// command it finds killed, so this bounds only what a client sending
+/// `upload_abort_batch` in a loop leaves in the database.
+pub const MAX_ABANDONED_BATCHES: i64 = 1024;
+
 fn too_large(message: String) -> ApiError {
     ApiError::new(ErrorCode::TooLarge, message)
 }
@@ -195,7 +200,17 @@ pub async fn abort_batch(
         .run(move |c| {
             db::transaction(c, |c| {
                 batches::lock(c, user, &batch)?;
-                batches::abandon(c, user, &batch, now().saturating_add(BATCH_EXPIRY_S))?;
+                let today = now();
+                batches::abandon(c, user, &batch, today.saturating_add(BATCH_EXPIRY_S))?;
+                // Counted after the write, which takes SQLite's write lock.
+                if batches::count_abandoned(c, user, today)? > MAX_ABANDONED_BATCHES {
+                    return Err(ApiError::conflict(format!(
+                        "more than {MAX_ABANDONED_BATCHES} batches were aborted in the last \
+                         {} minutes; wait for them to expire",
+                        BATCH_EXPIRY_S / 60
+                    ))
+                    .into());
+                }
                 let open = batches::uploads_of(c, user, &batch)?;
                 let ids: Vec<i64> = open.iter().map(|(id, _)| *id).collect();
                 let purged = crate::maintenance::purge::drop_uploads(c, &ids)?;
@@ -203,7 +218,7 @@ pub async fn abort_batch(
                 for entry in entries {
                     crate::maintenance::purge::delete_if_abandoned(c, entry)?;
                 }
-                Ok::<_, db::DbError>(purged.partials)
+                Ok::<_, Failure>(purged.partials)
             })
         })
         .await?;

@@ -16,7 +16,7 @@ use vault_proto::proto::{
 };
 use vault_proto::sizes::{SEALED_CHUNK_LEN, sealed_len};
 
-use super::small::BATCH_EXPIRY_S;
+use super::small::{BATCH_EXPIRY_S, MAX_ABANDONED_BATCHES};
 use super::{download, upload};
 use crate::blobs::{BlobId, BlobReader, BlobStore, FsBlobStore, PartialWriter, StoredBlob};
 use crate::config::Config;
@@ -1263,6 +1263,25 @@ async fn aborting_a_batch_token_drops_its_uploads_and_refuses_a_late_open_with_i
         crate::db::files::batches::purge_expired(&mut c, db::now() + BATCH_EXPIRY_S + 1)?,
         2
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_user_holds_a_bounded_number_of_given_up_batch_tokens() -> R<()> {
+    let f = fixture()?;
+    let abort = |n: i64| Request::UploadAbortBatch {
+        batch: format!("{n:032x}"),
+    };
+    for n in 0..MAX_ABANDONED_BATCHES {
+        assert_eq!(f.call(abort(n)).await?, Response::Ok);
+    }
+    // The same token again takes no more room; a new one is refused.
+    assert_eq!(f.call(abort(0)).await?, Response::Ok);
+    let refused = f
+        .call(abort(MAX_ABANDONED_BATCHES))
+        .await
+        .map_err(|e| e.code);
+    assert_eq!(refused, Err(ErrorCode::Conflict));
     Ok(())
 }
 

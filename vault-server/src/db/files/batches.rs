@@ -23,6 +23,15 @@ pub fn is_abandoned(conn: &mut DbConn, user: i64, token: &str) -> DbResult<bool>
     Ok(n > 0)
 }
 
+/// How many tokens `user` has given up that have not expired at `now`.
+pub fn count_abandoned(conn: &mut DbConn, user: i64, now: i64) -> DbResult<i64> {
+    Ok(abandoned_batches::table
+        .filter(abandoned_batches::user_id.eq(user))
+        .filter(abandoned_batches::expires_at.ge(now))
+        .count()
+        .get_result(conn)?)
+}
+
 /// Records that `token` of `user` is given up until `expires_at`. Its first statement is
 /// a write, which on SQLite takes the write lock.
 pub fn abandon(conn: &mut DbConn, user: i64, token: &str, expires_at: i64) -> DbResult<()> {
