@@ -383,7 +383,8 @@ pub enum Command {
         #[command(flatten)]
         transfer: TransferArgs,
     },
-    /// Download files or trees (-r): get REMOTE… LOCAL. Resumable: run it again after a failure.
+    /// Download files or trees (-r): get REMOTE… LOCAL. A file that fails does not stop the
+    /// others; each is listed at the end. Resumable: run it again after a failure.
     #[command(override_usage = "vault get [OPTIONS] <REMOTE>... <LOCAL>")]
     Get {
         /// One or more remote sources, then the local target.
