@@ -25,7 +25,7 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> anyhow::Result<()> {
     let db = ctx.db()?;
     let store = ctx.blobs()?;
     let url = ctx.config.database_url();
-    let report = maintenance::backup(&db, &url, &store, &ctx.config.data_dir, &args.dest)?;
+    let report = maintenance::backup(&db, &url, store.as_ref(), &ctx.config.data_dir, &args.dest)?;
     record(
         &mut *db.conn()?,
         "backup",

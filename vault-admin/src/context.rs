@@ -3,10 +3,11 @@
 //! or not), and its blob store. Also the one way the admin tool writes to the audit log.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use vault_server::DataDir;
-use vault_server::blobs::FsBlobStore;
+use vault_server::blobs::{self, BlobStore};
 use vault_server::config::Config;
 use vault_server::db::Db;
 
@@ -32,19 +33,22 @@ impl Ctx {
         Db::open(&url).context("cannot open the server's database")
     }
 
-    /// Opens the server's blob store (`<data-dir>/blobs`), refusing a missing one for the
-    /// same reason as a missing database.
-    pub fn blobs(&self) -> anyhow::Result<FsBlobStore> {
+    /// Opens the server's blob store: `<data-dir>/blobs`, refusing a missing one for the
+    /// same reason as a missing database, or the configured bucket (`storage.kind = "s3"`).
+    pub fn blobs(&self) -> anyhow::Result<Arc<dyn BlobStore>> {
         let root = DataDir(self.config.data_dir.clone()).blobs();
-        if !root.is_dir() {
+        let storage = &self.config.storage;
+        if storage.kind == "fs" && !root.is_dir() {
             bail!(
                 "no blob store at {}: check --data-dir or --config (vault-server creates it \
                  on first start)",
                 root.display()
             );
         }
-        FsBlobStore::open(&root)
-            .with_context(|| format!("cannot open the blob store at {}", root.display()))
+        blobs::open(storage, &root).with_context(|| match storage.kind.as_str() {
+            "s3" => format!("cannot open the blob store {}", storage.s3().describe()),
+            _ => format!("cannot open the blob store at {}", root.display()),
+        })
     }
 
     /// Connects without migrating, creating a missing SQLite file; for `migrate`.

@@ -37,7 +37,7 @@ pub fn run(ctx: &Ctx, args: FsckArgs) -> anyhow::Result<ExitCode> {
         repair: args.repair,
         read_data: args.read_data,
     };
-    let report = maintenance::fsck_with(conn, &store, options, output::now())?;
+    let report = maintenance::fsck_with(conn, store.as_ref(), options, output::now())?;
     if args.repair && !report.is_clean() {
         let repaired = report.findings.len()
             - report

@@ -22,7 +22,7 @@ pub fn run(ctx: &Ctx, args: GcArgs) -> anyhow::Result<ExitCode> {
     let store = ctx.blobs()?;
     let conn = &mut *db.conn()?;
     let policy = Policy::from_config(&ctx.config);
-    let report = maintenance::gc(conn, &store, &policy, output::now())?;
+    let report = maintenance::gc(conn, store.as_ref(), &policy, output::now())?;
     if !report.is_empty() {
         record(conn, "gc", None, &report.summary())?;
     }

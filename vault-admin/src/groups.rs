@@ -88,7 +88,7 @@ pub fn run(ctx: &Ctx, command: GroupCommand) -> anyhow::Result<()> {
             if !purged.partials.is_empty()
                 && let Ok(store) = ctx.blobs()
             {
-                for problem in purged.remove_partials(&store) {
+                for problem in purged.remove_partials(store.as_ref()) {
                     eprintln!("warning: {problem} (gc removes it later)");
                 }
             }

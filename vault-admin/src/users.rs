@@ -334,7 +334,7 @@ fn delete(ctx: &Ctx, conn: &mut DbConn, name: &str, yes: bool) -> anyhow::Result
     if !files.partials.is_empty()
         && let Ok(store) = ctx.blobs()
     {
-        for problem in files.remove_partials(&store) {
+        for problem in files.remove_partials(store.as_ref()) {
             eprintln!("warning: {problem} (gc removes it later)");
         }
     }

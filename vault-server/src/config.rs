@@ -74,7 +74,8 @@ impl Default for Config {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
-    /// `fs` (the blob store under `<data_dir>/blobs`).
+    /// `fs` (the blob store under `<data_dir>/blobs`) or `s3` (an S3-compatible bucket,
+    /// the `s3_*` keys).
     pub kind: String,
     /// Uploads that would leave less than this free on the data directory's disk are
     /// refused, so that deletions always find room.
@@ -83,6 +84,18 @@ pub struct StorageConfig {
     /// released when the disk fills anyway, so that deletions and a restart still work
     /// (0: none).
     pub reserve: ByteSize,
+    /// `http://host:port` of an S3-compatible service; empty: AWS.
+    pub s3_endpoint: String,
+    pub s3_bucket: String,
+    pub s3_region: String,
+    /// Empty: `AWS_ACCESS_KEY_ID`.
+    pub s3_access_key_id: String,
+    /// Empty: `AWS_SECRET_ACCESS_KEY`.
+    pub s3_secret_access_key: Secret,
+    /// `endpoint/bucket/key` (Garage, MinIO) rather than `bucket.endpoint/key`.
+    pub s3_path_style: bool,
+    /// Prepended to every key in the bucket (several deployments may share one bucket).
+    pub s3_prefix: String,
 }
 
 impl Default for StorageConfig {
@@ -91,7 +104,54 @@ impl Default for StorageConfig {
             kind: "fs".into(),
             min_free: ByteSize(256 << 20),
             reserve: ByteSize(64 << 20),
+            s3_endpoint: String::new(),
+            s3_bucket: String::new(),
+            s3_region: "us-east-1".into(),
+            s3_access_key_id: String::new(),
+            s3_secret_access_key: Secret::default(),
+            s3_path_style: true,
+            s3_prefix: String::new(),
         }
+    }
+}
+
+impl StorageConfig {
+    /// The bucket settings of `kind = "s3"`.
+    pub fn s3(&self) -> crate::blobs::S3Settings {
+        let mut prefix = self.s3_prefix.trim_matches('/').to_owned();
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        crate::blobs::S3Settings {
+            endpoint: self.s3_endpoint.trim_end_matches('/').to_owned(),
+            bucket: self.s3_bucket.clone(),
+            region: self.s3_region.clone(),
+            access_key_id: self.s3_access_key_id.clone(),
+            secret_access_key: zeroize::Zeroizing::new(self.s3_secret_access_key.0.clone()),
+            path_style: self.s3_path_style,
+            prefix,
+        }
+    }
+}
+
+/// A configured secret: read like any string, never shown by `Debug`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "<secret>"
+        })
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
     }
 }
 
@@ -462,6 +522,16 @@ impl Config {
             },
             None => ConfigError::Invalid(e.to_string()),
         })?;
+        if config.storage.kind == "s3" {
+            let storage = &mut config.storage;
+            if storage.s3_access_key_id.is_empty() {
+                storage.s3_access_key_id = env("AWS_ACCESS_KEY_ID").unwrap_or_default();
+            }
+            if storage.s3_secret_access_key.0.is_empty() {
+                storage.s3_secret_access_key =
+                    Secret(env("AWS_SECRET_ACCESS_KEY").unwrap_or_default());
+            }
+        }
         if let Some(listen) = flags.listen {
             config.listen = listen;
         }
@@ -486,11 +556,38 @@ impl Config {
 
     fn check(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        if self.storage.kind != "fs" {
-            return invalid(format!(
-                "storage.kind = {:?}: only \"fs\" is available in this version",
-                self.storage.kind
-            ));
+        match self.storage.kind.as_str() {
+            "fs" => {}
+            "s3" => {
+                let s = &self.storage;
+                if s.s3_bucket.is_empty() {
+                    return invalid("storage.kind = \"s3\" needs storage.s3_bucket".into());
+                }
+                if s.s3_access_key_id.is_empty() || s.s3_secret_access_key.0.is_empty() {
+                    return invalid(
+                        "storage.kind = \"s3\" needs a key: storage.s3_access_key_id and \
+                         storage.s3_secret_access_key (or AWS_ACCESS_KEY_ID and \
+                         AWS_SECRET_ACCESS_KEY)"
+                            .into(),
+                    );
+                }
+                if !(s.s3_endpoint.is_empty()
+                    || s.s3_endpoint.starts_with("http://")
+                    || s.s3_endpoint.starts_with("https://"))
+                {
+                    return invalid(format!(
+                        "storage.s3_endpoint = {:?}: write it as http://host:port or \
+                         https://host (empty: AWS)",
+                        s.s3_endpoint
+                    ));
+                }
+            }
+            other => {
+                return invalid(format!(
+                    "storage.kind = {other:?}: use \"fs\" (blobs under the data directory) \
+                     or \"s3\" (an S3-compatible bucket)"
+                ));
+            }
         }
         if self.mail.transport == MailTransport::Smtp && self.mail.smtp_url.is_empty() {
             return invalid("mail.transport = \"smtp\" needs mail.smtp_url (e.g. smtps://user:pass@mail.example.org)".into());
@@ -618,6 +715,30 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn s3_storage_takes_its_key_from_the_aws_variables_and_never_shows_the_secret() {
+        let c = Config::load(
+            None,
+            env_of(&[
+                ("VAULT_STORAGE_KIND", "s3"),
+                ("VAULT_STORAGE_S3_ENDPOINT", "http://127.0.0.1:3900/"),
+                ("VAULT_STORAGE_S3_BUCKET", "vault"),
+                ("VAULT_STORAGE_S3_PREFIX", "/site-a/"),
+                ("AWS_ACCESS_KEY_ID", "GK0123"),
+                ("AWS_SECRET_ACCESS_KEY", "very-secret"),
+            ]),
+            &Overrides::default(),
+        )
+        .expect("s3 from the environment");
+        let s3 = c.storage.s3();
+        assert_eq!(s3.endpoint, "http://127.0.0.1:3900");
+        assert_eq!(s3.prefix, "site-a/");
+        assert_eq!(s3.access_key_id, "GK0123");
+        assert_eq!(s3.secret_access_key.as_str(), "very-secret");
+        assert!(s3.path_style);
+        assert!(!format!("{c:?}{s3:?}").contains("very-secret"));
     }
 
     #[test]
@@ -749,10 +870,20 @@ mod tests {
         assert!(err.to_string().contains("sometimes"), "{err}");
         let err = Config::load(
             None,
-            env_of(&[("VAULT_STORAGE_KIND", "s3")]),
+            env_of(&[("VAULT_STORAGE_KIND", "s4")]),
             &Overrides::default(),
         )
-        .expect_err("s3");
-        assert!(err.to_string().contains("only \"fs\""), "{err}");
+        .expect_err("s4");
+        assert!(err.to_string().contains("\"s3\""), "{err}");
+        let err = Config::load(
+            None,
+            env_of(&[
+                ("VAULT_STORAGE_KIND", "s3"),
+                ("VAULT_STORAGE_S3_BUCKET", "b"),
+            ]),
+            &Overrides::default(),
+        )
+        .expect_err("no key");
+        assert!(err.to_string().contains("AWS_ACCESS_KEY_ID"), "{err}");
     }
 }

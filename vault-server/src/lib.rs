@@ -136,10 +136,17 @@ impl Server {
             accounts::hash_auth_key(&random, &params)
         })
         .await??;
-        let blobs: Arc<dyn blobs::BlobStore> =
-            Arc::new(blobs::FsBlobStore::open(data.blobs()).with_context(|| {
-                format!("cannot open the blob store {}", data.blobs().display())
-            })?);
+        let storage = config.storage.clone();
+        let blobs_dir = data.blobs();
+        let blobs = tokio::task::spawn_blocking(move || blobs::open(&storage, &blobs_dir))
+            .await?
+            .with_context(|| match config.storage.kind.as_str() {
+                "s3" => format!(
+                    "cannot open the blob store {}",
+                    config.storage.s3().describe()
+                ),
+                _ => format!("cannot open the blob store {}", data.blobs().display()),
+            })?;
         let endpoint = net::endpoint(&identity, config.listen, &config.limits, &reset_key)?;
         let (mail, mail_worker) = MailQueue::new(config.mail.queue_size);
         let state = Arc::new(ServerState::new(

@@ -113,3 +113,19 @@ pub fn add_user_with_session(
         username: name.to_owned(),
     })
 }
+
+/// With `VAULT_TEST_S3_ENDPOINT`, `_BUCKET`, `_ACCESS_KEY_ID` and `_SECRET_ACCESS_KEY` set
+/// (`.ci/garage start` prints them), settings for that bucket under a fresh prefix of its
+/// own; else `None`.
+pub fn s3_settings() -> Option<crate::blobs::S3Settings> {
+    let var = |name: &str| std::env::var(format!("VAULT_TEST_S3_{name}")).ok();
+    Some(crate::blobs::S3Settings {
+        endpoint: var("ENDPOINT").filter(|e| !e.is_empty())?,
+        bucket: var("BUCKET")?,
+        region: var("REGION").unwrap_or_else(|| "garage".into()),
+        access_key_id: var("ACCESS_KEY_ID")?,
+        secret_access_key: zeroize::Zeroizing::new(var("SECRET_ACCESS_KEY")?),
+        path_style: true,
+        prefix: format!("test-{}/", BlobId::random()),
+    })
+}

@@ -48,7 +48,8 @@ impl FsBlobStore {
         &self.root
     }
 
-    fn sealed_path(root: &Path, id: &BlobId) -> PathBuf {
+    /// Where a sealed blob lives under `root` (also the layout of a backup's blobs).
+    pub(crate) fn sealed_path(root: &Path, id: &BlobId) -> PathBuf {
         root.join(&id.as_str()[..2]).join(id.as_str())
     }
 

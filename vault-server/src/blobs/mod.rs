@@ -11,17 +11,32 @@
 //! The BLAKE3 of each blob's bytes is recorded with its version ([`hash`]), so that
 //! `fsck --read-data` and the server's scrub can tell when stored bytes changed.
 //!
-//! [`FsBlobStore`] is the local filesystem backend (the embedded default). The calls are
-//! blocking; async callers run them in `spawn_blocking`.
+//! [`FsBlobStore`] is the local filesystem backend (the embedded default); [`S3BlobStore`]
+//! keeps blobs in an S3-compatible bucket (`storage.kind = "s3"`). The calls are blocking;
+//! async callers run them in `spawn_blocking`.
 
 mod fs;
 pub mod hash;
+mod s3;
 
 use std::fmt;
 use std::io::{self, Read, Seek, Write};
 
 pub use fs::FsBlobStore;
 pub use hash::BlobHash;
+pub use s3::{PART_LEN, S3BlobStore, S3Settings};
+
+/// Opens the blob store `config` names: `<blobs_dir>` for `fs`, the bucket for `s3`
+/// (checked: a wrong endpoint, bucket or key fails here).
+pub fn open(
+    config: &crate::config::StorageConfig,
+    blobs_dir: &std::path::Path,
+) -> io::Result<std::sync::Arc<dyn BlobStore>> {
+    Ok(match config.kind.as_str() {
+        "s3" => std::sync::Arc::new(S3BlobStore::open(&config.s3())?),
+        _ => std::sync::Arc::new(FsBlobStore::open(blobs_dir)?),
+    })
+}
 
 /// A server-chosen blob id: 32 lowercase hex characters (128 random bits).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

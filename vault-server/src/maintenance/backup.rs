@@ -49,7 +49,7 @@ pub struct BackupReport {
 pub fn backup(
     db: &Db,
     database_url: &str,
-    store: &FsBlobStore,
+    store: &dyn BlobStore,
     data_dir: &Path,
     dest: &Path,
 ) -> MaintenanceResult<BackupReport> {
@@ -139,7 +139,7 @@ fn check_dest(dest: &Path, data_dir: &Path) -> MaintenanceResult<()> {
 fn write_backup(
     db: &Db,
     database_url: &str,
-    store: &FsBlobStore,
+    store: &dyn BlobStore,
     data_dir: &Path,
     tmp: &Path,
 ) -> MaintenanceResult<BackupReport> {
