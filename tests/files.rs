@@ -235,8 +235,21 @@ fn no_plaintext_marker_reaches_the_server_data_dir() {
     let data = server.data_dir();
     let all = files_under(&data);
     assert!(all.len() > 3, "{all:?}");
-    for f in all {
-        let bytes = std::fs::read(&f).expect("read");
+    // What the server keeps: its directory, and the blobs wherever they are.
+    let mut kept: Vec<(PathBuf, Vec<u8>)> = all
+        .into_iter()
+        .map(|f| {
+            let bytes = std::fs::read(&f).expect("read");
+            (f, bytes)
+        })
+        .collect();
+    if server.on_s3() {
+        for blob in server.blob_store().list().expect("list blobs") {
+            let name = PathBuf::from(format!("s3:{}", blob.id));
+            kept.push((name, server.blob_bytes(&blob.id)));
+        }
+    }
+    for (f, bytes) in kept {
         for marker in [name_marker.as_bytes(), content_marker.as_slice()] {
             assert!(
                 !bytes.windows(marker.len()).any(|w| w == marker),
@@ -498,13 +511,12 @@ fn an_upload_survives_kill_9_of_the_server_and_resumes() {
     let content = random_bytes(16 * MIB + 5, 6);
     let local = client.dir.path().join("big.bin");
     std::fs::write(&local, &content).expect("write");
-    let partial = server.data_dir().join("blobs").join("partial");
     let mut child = client.spawn(&["put", "--bwlimit", "3MiB", s(&local), "/big.bin"]);
     wait_until("3 MiB on the server", Duration::from_secs(60), || {
-        std::fs::read_dir(&partial).is_ok_and(|d| {
-            d.flatten()
-                .any(|e| e.metadata().is_ok_and(|m| m.len() >= 3 * MIB as u64))
-        })
+        server
+            .partial_lens()
+            .into_iter()
+            .any(|len| len >= 3 * MIB as u64)
     });
     server.kill_hard();
     child.kill().expect("kill client");
@@ -686,13 +698,7 @@ fn uploads_open(server: &TestServer) -> u64 {
 
 /// The largest partial blob on the server.
 fn largest_partial(server: &TestServer) -> u64 {
-    let partial = server.data_dir().join("blobs").join("partial");
-    std::fs::read_dir(partial).map_or(0, |d| {
-        d.flatten()
-            .filter_map(|e| e.metadata().ok().map(|m| m.len()))
-            .max()
-            .unwrap_or(0)
-    })
+    server.partial_lens().into_iter().max().unwrap_or(0)
 }
 
 fn kill(mut child: std::process::Child) {
@@ -1028,10 +1034,10 @@ fn get_r_goes_on_past_a_bad_file_and_lists_what_did_not_arrive() {
     client.run(&["put", "-r", s(&tree), "/ten"]).ok();
 
     // One byte of f3's ciphertext flipped behind the server's back.
-    let blob = server.blob_of_size(5003 + 16);
-    let mut bytes = std::fs::read(&blob).expect("read blob");
+    let blob = server.stored_blob_of_size(5003 + 16);
+    let mut bytes = server.blob_bytes(&blob);
     bytes[2000] ^= 1;
-    std::fs::write(&blob, bytes).expect("write blob");
+    server.replace_blob(&blob, &bytes);
 
     let back = client.dir.path().join("back");
     let out = client.run(&["get", "-r", "/ten", s(&back)]);

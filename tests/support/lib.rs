@@ -1,6 +1,7 @@
 //! Test support for the end-to-end suite: starts the real `vault-server` binary on a
 //! loopback port in a temp dir (on PostgreSQL when `VAULT_TEST_POSTGRES_URL` is set, in a
-//! fresh database dropped afterwards), and runs the real `vault` and `vault-admin`
+//! fresh database dropped afterwards; with its blobs in an S3-compatible bucket, under a
+//! fresh prefix, when `VAULT_TEST_S3_*` names one: `.ci/garage start`), and runs the real `vault` and `vault-admin`
 //! binaries against it. The binaries are built on first use by the same profile as the
 //! tests, so `cargo test --workspace` on a clean clone needs nothing else.
 
@@ -8,11 +9,14 @@ use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use diesel::{Connection, RunQueryDsl};
+pub use vault_server::blobs::BlobId;
+use vault_server::blobs::BlobStore;
+use vault_server::config::{Secret, StorageConfig};
 
 pub mod raw;
 pub mod small_disk;
@@ -154,6 +158,55 @@ impl Out {
 
 static DATABASES: AtomicUsize = AtomicUsize::new(0);
 
+/// What a second instance shares with the first: the database and the blob store.
+#[derive(Debug)]
+struct Shared {
+    database_url: String,
+    storage_env: Vec<(String, String)>,
+}
+
+/// With `VAULT_TEST_S3_ENDPOINT`, `_BUCKET`, `_ACCESS_KEY_ID` and `_SECRET_ACCESS_KEY`
+/// set, the `VAULT_STORAGE_*` variables of a blob store in that bucket under a fresh
+/// prefix; else none (the local store).
+fn fresh_s3_storage() -> Vec<(String, String)> {
+    let var = |name: &str| {
+        std::env::var(format!("VAULT_TEST_S3_{name}"))
+            .ok()
+            .filter(|v| !v.is_empty())
+    };
+    let (Some(endpoint), Some(bucket), Some(key), Some(secret)) = (
+        var("ENDPOINT"),
+        var("BUCKET"),
+        var("ACCESS_KEY_ID"),
+        var("SECRET_ACCESS_KEY"),
+    ) else {
+        return Vec::new();
+    };
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let prefix = format!(
+        "e2e-{started}-{}-{}",
+        std::process::id(),
+        DATABASES.fetch_add(1, Ordering::SeqCst)
+    );
+    [
+        ("KIND", "s3".to_owned()),
+        ("S3_ENDPOINT", endpoint),
+        ("S3_BUCKET", bucket),
+        (
+            "S3_REGION",
+            var("REGION").unwrap_or_else(|| "garage".into()),
+        ),
+        ("S3_ACCESS_KEY_ID", key),
+        ("S3_SECRET_ACCESS_KEY", secret),
+        ("S3_PREFIX", prefix),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("VAULT_STORAGE_{k}"), v))
+    .collect()
+}
+
 /// A fresh PostgreSQL database, dropped with the value.
 #[derive(Debug)]
 struct PgDatabase {
@@ -230,6 +283,10 @@ pub struct TestServer {
     /// What the server and `vault-admin` run under (empty, or [`SmallDisk::launcher`]).
     launcher: Vec<String>,
     _pg: Option<PgDatabase>,
+    /// `VAULT_STORAGE_*` for the server and `vault-admin`: empty for the local blob store.
+    storage_env: Vec<(String, String)>,
+    /// The blob store, opened on first use by the test.
+    store: std::sync::OnceLock<Arc<dyn BlobStore>>,
     /// The codes [`TestServer::outbox_code`] has handed out.
     codes_seen: Mutex<HashSet<String>>,
 }
@@ -254,7 +311,11 @@ impl TestServer {
     /// A second server instance on this server's database, with its own data directory,
     /// address and certificate, and `extra` config: several instances of one deployment.
     pub fn second_instance(&self, extra: &str) -> TestServer {
-        TestServer::start_full(extra, CHEAP_AUTH_HASH, Some(self.database_url.clone()))
+        let shared = Shared {
+            database_url: self.database_url.clone(),
+            storage_env: self.storage_env.clone(),
+        };
+        TestServer::start_full(extra, CHEAP_AUTH_HASH, Some(shared))
     }
 
     /// [`TestServer::start_with`], its data directory on `disk` (a small tmpfs): the server
@@ -272,8 +333,8 @@ impl TestServer {
         )
     }
 
-    fn start_full(extra: &str, auth_hash: &str, shared_database: Option<String>) -> TestServer {
-        TestServer::start_full_in(extra, auth_hash, shared_database, None)
+    fn start_full(extra: &str, auth_hash: &str, shared: Option<Shared>) -> TestServer {
+        TestServer::start_full_in(extra, auth_hash, shared, None)
     }
 
     /// `place`: the data directory as the server sees it, the launcher, and the data
@@ -281,10 +342,14 @@ impl TestServer {
     fn start_full_in(
         extra: &str,
         auth_hash: &str,
-        shared_database: Option<String>,
+        shared: Option<Shared>,
         place: Option<(PathBuf, Vec<String>, PathBuf)>,
     ) -> TestServer {
         let root = tempfile::tempdir().expect("tempdir");
+        let (shared_database, storage_env) = match shared {
+            Some(s) => (Some(s.database_url), s.storage_env),
+            None => (None, fresh_s3_storage()),
+        };
         let pg = match shared_database {
             Some(_) => None,
             None => std::env::var("VAULT_TEST_POSTGRES_URL")
@@ -317,6 +382,8 @@ impl TestServer {
             data: data_outside,
             launcher,
             _pg: pg,
+            storage_env,
+            store: std::sync::OnceLock::new(),
             codes_seen: Mutex::new(HashSet::new()),
         };
         server.launch();
@@ -349,14 +416,16 @@ impl TestServer {
 
     /// `program` run the way the server runs (under the launcher, if any).
     fn launched(&self, program: PathBuf) -> Command {
-        match self.launcher.split_first() {
+        let mut command = match self.launcher.split_first() {
             None => Command::new(program),
             Some((first, rest)) => {
                 let mut command = Command::new(first);
                 command.args(rest).arg(program);
                 command
             }
-        }
+        };
+        command.envs(self.storage_env.iter().map(|(k, v)| (k, v)));
+        command
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -522,6 +591,81 @@ impl TestServer {
                 .expect("open the test database"),
             ),
         }
+    }
+
+    /// Whether the server keeps its blobs in an S3-compatible bucket.
+    pub fn on_s3(&self) -> bool {
+        !self.storage_env.is_empty()
+    }
+
+    /// The server's blob store, opened as `vault-admin` opens it (local or S3).
+    pub fn blob_store(&self) -> Arc<dyn BlobStore> {
+        self.store
+            .get_or_init(|| {
+                let env: std::collections::HashMap<_, _> =
+                    self.storage_env.iter().cloned().collect();
+                let var = |k: &str| {
+                    env.get(&format!("VAULT_STORAGE_{k}"))
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                let mut storage = StorageConfig::default();
+                if self.on_s3() {
+                    storage.kind = var("KIND");
+                    storage.s3_endpoint = var("S3_ENDPOINT");
+                    storage.s3_bucket = var("S3_BUCKET");
+                    storage.s3_region = var("S3_REGION");
+                    storage.s3_access_key_id = var("S3_ACCESS_KEY_ID");
+                    storage.s3_secret_access_key = Secret(var("S3_SECRET_ACCESS_KEY"));
+                    storage.s3_prefix = var("S3_PREFIX");
+                }
+                vault_server::blobs::open(&storage, &self.data_dir().join("blobs"))
+                    .expect("open the server's blob store")
+            })
+            .clone()
+    }
+
+    /// The length of every partial blob (upload in progress) the store holds.
+    pub fn partial_lens(&self) -> Vec<u64> {
+        self.blob_store()
+            .list_partials()
+            .expect("list partial blobs")
+            .into_iter()
+            .map(|p| p.size)
+            .collect()
+    }
+
+    /// The one sealed blob of `size` bytes, in whichever store the server uses.
+    pub fn stored_blob_of_size(&self, size: u64) -> BlobId {
+        let found: Vec<BlobId> = self
+            .blob_store()
+            .list()
+            .expect("list blobs")
+            .into_iter()
+            .filter(|b| b.size == size)
+            .map(|b| b.id)
+            .collect();
+        assert_eq!(found.len(), 1, "blobs of {size} bytes: {found:?}");
+        found.into_iter().next().expect("one blob")
+    }
+
+    /// The bytes of the sealed blob `id`.
+    pub fn blob_bytes(&self, id: &BlobId) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        self.blob_store()
+            .open(id)
+            .and_then(|mut r| std::io::Read::read_to_end(&mut r, &mut bytes))
+            .expect("read a blob");
+        bytes
+    }
+
+    /// Replaces the sealed blob `id` with `bytes` behind the server's back (damage).
+    pub fn replace_blob(&self, id: &BlobId, bytes: &[u8]) {
+        let store = self.blob_store();
+        store.remove(id).expect("remove a blob");
+        store
+            .put_many(&[(id.clone(), bytes)])
+            .expect("store a blob");
     }
 
     /// Every sealed blob file in the server's local store.
