@@ -1,14 +1,22 @@
 //! What the handler tests share: a server state on a temp SQLite file (or, with
 //! `VAULT_TEST_POSTGRES_URL` set, a fresh database on that PostgreSQL server), and accounts
-//! with sessions, made straight in the database.
+//! with sessions, made straight in the database. [`Fixture`] puts them together for the
+//! tests of files, groups and chat: a server with named users, each request going through
+//! the router as on a connection. Each area adds its own requests to it with a trait in
+//! its `tests` module.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use diesel::RunQueryDsl;
+use vault_proto::proto::{ApiError, ErrorCode, Request, Response};
+use vault_proto::sizes::sealed_len;
 
+use crate::accounts::session_refusal;
 use crate::blobs::{BlobId, BlobStore, FsBlobStore};
 use crate::config::Config;
 use crate::db::{self, Db, DbConn};
+use crate::groups::Caller;
 use crate::mail::queue::{MailQueue, MailWorker};
 use crate::net::connection::SessionCtx;
 use crate::state::ServerState;
@@ -112,6 +120,121 @@ pub fn add_user_with_session(
         user_id: user.id,
         username: name.to_owned(),
     })
+}
+
+/// The address every test user's requests come from.
+const TEST_IP: &str = "127.0.0.1";
+
+/// A server state in a temp directory and its users, each with a live session; what the
+/// handler tests of files, groups and chat call. The directory goes when it is dropped.
+pub struct Fixture {
+    _dir: tempfile::TempDir,
+    pub state: Arc<ServerState>,
+    users: HashMap<String, Caller>,
+}
+
+impl Fixture {
+    /// A server with the default configuration and the plain blob store, and `users` (see
+    /// [`Fixture::with`]). `prefix` names its PostgreSQL database, if any.
+    pub fn new(prefix: &str, users: &[&str]) -> R<Fixture> {
+        Fixture::with(prefix, users, |_| {}, |s| Arc::new(s))
+    }
+
+    /// A server whose configuration `config` changes and whose blob store `store` makes of
+    /// the plain one (see [`state`]), with accounts `users`, the n-th (from 1) with public
+    /// key `[n; 24]`.
+    pub fn with(
+        prefix: &str,
+        users: &[&str],
+        config: impl FnOnce(&mut Config),
+        store: impl FnOnce(FsBlobStore) -> Arc<dyn BlobStore>,
+    ) -> R<Fixture> {
+        let dir = tempfile::tempdir()?;
+        let state = Arc::new(state(&dir, prefix, config, store)?);
+        let mut f = Fixture {
+            _dir: dir,
+            state,
+            users: HashMap::new(),
+        };
+        for (i, name) in (1..).zip(users) {
+            f.add_user(name, i)?;
+        }
+        Ok(f)
+    }
+
+    /// Account `name` with public key `[seed; 24]`, a quota of 100 MiB and a live session.
+    pub fn add_user(&mut self, name: &str, seed: u8) -> R<()> {
+        let mut conn = self.state.db.conn()?;
+        let session = add_user_with_session(&mut conn, name, &[seed; 24], 100 << 20)?;
+        let caller = Caller {
+            session,
+            ip: TEST_IP.into(),
+        };
+        self.users.insert(name.to_owned(), caller);
+        Ok(())
+    }
+
+    /// User `name` as the router sees them: their session and address.
+    pub fn who(&self, name: &str) -> &Caller {
+        self.users
+            .get(name)
+            .unwrap_or_else(|| panic!("no test user {name}"))
+    }
+
+    /// The account id of user `name`.
+    pub fn id(&self, name: &str) -> i64 {
+        self.who(name).user_id()
+    }
+
+    /// User `who`, if their session is live; else what `router::require_session` answers
+    /// on a connection (an ended session, such as one the operator ended, is refused).
+    pub async fn live(&self, who: &str) -> Result<&Caller, ApiError> {
+        let caller = self.who(who);
+        match session_refusal(&self.state, caller.session.session_id).await? {
+            None => Ok(caller),
+            Some(refusal) => Err(refusal),
+        }
+    }
+
+    /// A one-frame request of `who`, through the router, after the session check
+    /// [`Fixture::live`] makes.
+    pub async fn call(&self, who: &str, request: Request) -> Result<Response, ApiError> {
+        let caller = self.live(who).await?;
+        crate::router::serve_session(&self.state, caller, request).await
+    }
+
+    /// A one-frame request of `session` as given (no session check), through the router.
+    pub async fn serve(
+        &self,
+        session: &SessionCtx,
+        request: Request,
+    ) -> Result<Response, ApiError> {
+        let caller = Caller {
+            session: session.clone(),
+            ip: TEST_IP.into(),
+        };
+        crate::router::serve_session(&self.state, &caller, request).await
+    }
+}
+
+/// Arbitrary bytes of the sealed length of a `plain`-byte file.
+pub fn sealed_bytes(plain: u64, seed: u8) -> Vec<u8> {
+    (0..sealed_len(plain))
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// The error of a result that must be one.
+pub fn err<T: std::fmt::Debug>(r: Result<T, ApiError>) -> ApiError {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e,
+    }
+}
+
+/// The code of the error of a result that must be one.
+pub fn code<T: std::fmt::Debug>(r: Result<T, ApiError>) -> ErrorCode {
+    err(r).code
 }
 
 /// With `VAULT_TEST_S3_ENDPOINT`, `_BUCKET`, `_ACCESS_KEY_ID` and `_SECRET_ACCESS_KEY` set
