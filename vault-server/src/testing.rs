@@ -203,6 +203,11 @@ impl Fixture {
         crate::router::serve_session(&self.state, caller, request).await
     }
 
+    /// [`Fixture::call`], for a request that must succeed.
+    pub async fn ok(&self, who: &str, request: Request) -> R<Response> {
+        Ok(self.call(who, request).await?)
+    }
+
     /// A one-frame request of `session` as given (no session check), through the router.
     pub async fn serve(
         &self,
