@@ -137,32 +137,26 @@ pub fn settle_failure(
         db::throttle::put(c, &address)?;
         db::audit::record(
             c,
-            &Event {
-                actor: "anonymous",
-                event: "login_failed",
-                username: Some(&login.username),
-                client_ip: Some(&login.client_ip),
-                detail: &format!("failure {} in a row", account.failures),
-            },
+            &Event::anonymous(&login.client_ip, "login_failed")
+                .about(&login.username)
+                .with_detail(&format!("failure {} in a row", account.failures)),
         )?;
         for row in [&account, &address]
             .into_iter()
             .filter(|r| r.locked_until > now)
         {
+            let detail = format!(
+                "{} locked for {} s after {} failures",
+                row.subject,
+                row.locked_until - now,
+                row.failures
+            );
             db::audit::record(
                 c,
-                &Event {
-                    actor: "server",
-                    event: "lockout",
-                    username: Some(&login.username),
-                    client_ip: Some(&login.client_ip),
-                    detail: &format!(
-                        "{} locked for {} s after {} failures",
-                        row.subject,
-                        row.locked_until - now,
-                        row.failures
-                    ),
-                },
+                &Event::by_server("lockout")
+                    .about(&login.username)
+                    .from_ip(&login.client_ip)
+                    .with_detail(&detail),
             )?;
         }
         Ok(())

@@ -1,9 +1,10 @@
 //! The account changes the operator makes (`vault-admin user lock`, `unlock`, `delete`,
-//! `kick`, `set-quota`), each one transaction with its audit event (actor
-//! [`OPERATOR`]), shared by `vault-admin` and the server's tests as `groups::change` is
-//! for groups. Sessions end in the database; a running server closes their connections
-//! within `sessions.check_interval_ms`, with the reason given here. The caller has found
-//! the account; what the operator is told is the caller's.
+//! `kick`, `set-quota`), each one transaction with its audit event (by
+//! [`Actor::Operator`](crate::db::audit::Actor::Operator)), shared by `vault-admin` and
+//! the server's tests as `groups::change` is for groups. Sessions end in the database; a
+//! running server closes their connections within `sessions.check_interval_ms`, with the
+//! reason given here. The caller has found the account; what the operator is told is the
+//! caller's.
 
 use crate::db::audit::{self, Event};
 use crate::db::groups::Group;
@@ -17,8 +18,6 @@ use vault_proto::units::plural;
 use super::codes::PURPOSE_RESET;
 use super::sessions::SESSION_ENDED_BY_ADMIN;
 
-/// The actor of the operator's changes in the audit log.
-pub const OPERATOR: &str = "admin";
 /// The reason a locked account's sessions end with.
 pub const ENDED_BY_LOCK: &str = "account locked by the operator";
 /// The reason a deleted account's sessions end with.
@@ -31,16 +30,12 @@ pub fn record(
     username: Option<&str>,
     detail: &str,
 ) -> DbResult<()> {
-    audit::record(
-        conn,
-        &Event {
-            actor: OPERATOR,
-            event,
-            username,
-            client_ip: None,
-            detail,
-        },
-    )
+    let entry = Event::by_operator(event).with_detail(detail);
+    let entry = match username {
+        Some(name) => entry.about(name),
+        None => entry,
+    };
+    audit::record(conn, &entry)
 }
 
 /// Locks `user`: its logins are refused and its live sessions end. Returns how many

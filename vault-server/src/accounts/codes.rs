@@ -131,18 +131,15 @@ pub fn check(
     if aws_lc_rs::constant_time::verify_slices_are_equal(&given, &row.code_hash).is_err() {
         db::codes::record_failure(conn, row.id)?;
         let left = max - row.failed_attempts - 1;
+        let detail = format!(
+            "wrong {purpose} code, {} left",
+            plural(left, "try", "tries")
+        );
         db::audit::record(
             conn,
-            &db::audit::Event {
-                actor: "anonymous",
-                event: "code_rejected",
-                username: Some(username),
-                client_ip: Some(client_ip),
-                detail: &format!(
-                    "wrong {purpose} code, {} left",
-                    plural(left, "try", "tries")
-                ),
-            },
+            &db::audit::Event::anonymous(client_ip, "code_rejected")
+                .about(username)
+                .with_detail(&detail),
         )?;
         return Err(if left > 0 {
             ApiError::forbidden(format!(

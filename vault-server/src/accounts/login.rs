@@ -177,15 +177,10 @@ pub async fn logout(
         .db
         .run(move |c| {
             db::sessions::end(c, session.session_id, "logged out")?;
+            let detail = format!("session {} logged out", session.session_id);
             db::audit::record(
                 c,
-                &Event {
-                    actor: &format!("user:{}", session.username),
-                    event: "session_ended",
-                    username: Some(&session.username),
-                    client_ip: Some(&ip),
-                    detail: &format!("session {} logged out", session.session_id),
-                },
+                &Event::by_user(&session.username, &ip, "session_ended").with_detail(&detail),
             )
         })
         .await?;

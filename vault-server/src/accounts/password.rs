@@ -59,13 +59,8 @@ pub async fn change(
             .run(move |c| {
                 db::audit::record(
                     c,
-                    &Event {
-                        actor: &format!("user:{name}"),
-                        event: "password_change_refused",
-                        username: Some(&name),
-                        client_ip: Some(&ip),
-                        detail: "the current password was wrong",
-                    },
+                    &Event::by_user(&name, &ip, "password_change_refused")
+                        .with_detail("the current password was wrong"),
                 )
             })
             .await?;
@@ -87,18 +82,10 @@ pub async fn change(
                     Some(session.session_id),
                     "password changed",
                 )?;
+                let detail = format!("{} ended", plural(ended, "other session", "other sessions"));
                 db::audit::record(
                     c,
-                    &Event {
-                        actor: &format!("user:{}", user.username),
-                        event: "password_changed",
-                        username: Some(&user.username),
-                        client_ip: Some(&ip),
-                        detail: &format!(
-                            "{} ended",
-                            plural(ended, "other session", "other sessions")
-                        ),
-                    },
+                    &Event::by_user(&user.username, &ip, "password_changed").with_detail(&detail),
                 )?;
                 Ok::<_, db::DbError>(ended)
             })
@@ -165,13 +152,9 @@ fn record_reset_start(
     };
     db::audit::record(
         c,
-        &Event {
-            actor: "anonymous",
-            event: "reset_requested",
-            username: Some(name),
-            client_ip: Some(ip),
-            detail: what,
-        },
+        &Event::anonymous(ip, "reset_requested")
+            .about(name)
+            .with_detail(what),
     )?;
     Ok(mail)
 }
@@ -283,15 +266,10 @@ pub async fn reset_finish(
                 db::users::set_password(c, user.id, &password_columns(password, &new_hash))?;
                 let ended = db::sessions::end_all_for_user(c, user.id, None, "password reset")?;
                 db::throttle::clear(c, &throttle::account_subject(&user.username))?;
+                let detail = format!("{how}; {} ended", plural(ended, "session", "sessions"));
                 db::audit::record(
                     c,
-                    &Event {
-                        actor: &format!("user:{}", user.username),
-                        event: "password_reset",
-                        username: Some(&user.username),
-                        client_ip: Some(&ip),
-                        detail: &format!("{how}; {} ended", plural(ended, "session", "sessions")),
-                    },
+                    &Event::by_user(&user.username, &ip, "password_reset").with_detail(&detail),
                 )?;
                 Ok(())
             })

@@ -106,25 +106,17 @@ fn record_start(
     match &owner {
         None => db::audit::record(
             c,
-            &Event {
-                actor: "anonymous",
-                event: "registration_started",
-                username: Some(name),
-                client_ip: Some(ip),
-                detail: what,
-            },
+            &Event::anonymous(ip, "registration_started")
+                .about(name)
+                .with_detail(what),
         )?,
         Some(owner) => db::audit::record(
             c,
-            &Event {
-                actor: "anonymous",
-                event: "registration_email_taken",
-                username: Some(owner),
-                client_ip: Some(ip),
-                detail: &format!(
+            &Event::anonymous(ip, "registration_email_taken")
+                .about(owner)
+                .with_detail(&format!(
                     "someone asked to register {name} with this account's address; {what}"
-                ),
-            },
+                )),
         )?,
     }
     Ok(mail)
@@ -219,13 +211,8 @@ pub(super) async fn create(
                 )?;
                 db::audit::record(
                     c,
-                    &Event {
-                        actor: &format!("user:{}", user.username),
-                        event: "registered",
-                        username: Some(&user.username),
-                        client_ip: Some(&ip),
-                        detail: &format!("email {}", user.email),
-                    },
+                    &Event::by_user(&user.username, &ip, "registered")
+                        .with_detail(&format!("email {}", user.email)),
                 )?;
                 Ok::<_, ApiError>(user)
             })?;

@@ -45,30 +45,23 @@ pub fn open(
             let ended =
                 db::sessions::end_all_for_user(conn, user.id, Some(row.id), ENDED_BY_NEWER_LOGIN)?;
             if ended > 0 {
+                let detail = format!(
+                    "{}: newer login with single_session",
+                    plural(ended, "older session", "older sessions")
+                );
                 db::audit::record(
                     conn,
-                    &Event {
-                        actor: "server",
-                        event: "session_ended",
-                        username: Some(&user.username),
-                        client_ip: Some(ip),
-                        detail: &format!(
-                            "{}: newer login with single_session",
-                            plural(ended, "older session", "older sessions")
-                        ),
-                    },
+                    &Event::by_server("session_ended")
+                        .about(&user.username)
+                        .from_ip(ip)
+                        .with_detail(&detail),
                 )?;
             }
         }
         db::audit::record(
             conn,
-            &Event {
-                actor: &format!("user:{}", user.username),
-                event: "login",
-                username: Some(&user.username),
-                client_ip: Some(ip),
-                detail: &format!("session {}", row.id),
-            },
+            &Event::by_user(&user.username, ip, "login")
+                .with_detail(&format!("session {}", row.id)),
         )?;
         Ok::<_, db::DbError>(row)
     })?;

@@ -66,13 +66,9 @@ impl Caller {
     ) -> Result<(), Failure> {
         db::audit::record(
             conn,
-            &Event {
-                actor: &format!("user:{}", self.username()),
-                event,
-                username: Some(username.unwrap_or(self.username())),
-                client_ip: Some(&self.ip),
-                detail,
-            },
+            &Event::by_user(self.username(), &self.ip, event)
+                .about(username.unwrap_or(self.username()))
+                .with_detail(detail),
         )?;
         Ok(())
     }

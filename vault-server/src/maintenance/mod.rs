@@ -109,12 +109,7 @@ pub async fn run_periodic(state: Arc<ServerState>) {
                 if !report.is_empty() {
                     db::audit::record(
                         c,
-                        &db::audit::Event {
-                            actor: "server",
-                            event: "gc",
-                            detail: &report.summary(),
-                            ..Default::default()
-                        },
+                        &db::audit::Event::by_server("gc").with_detail(&report.summary()),
                     )?;
                 }
                 Ok::<_, MaintenanceError>(report)

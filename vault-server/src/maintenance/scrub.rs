@@ -425,12 +425,7 @@ pub async fn run_periodic(state: Arc<ServerState>) {
                         .run(move |c| {
                             db::audit::record(
                                 c,
-                                &db::audit::Event {
-                                    actor: "server",
-                                    event: "scrub",
-                                    detail: &detail,
-                                    ..Default::default()
-                                },
+                                &db::audit::Event::by_server("scrub").with_detail(&detail),
                             )
                         })
                         .await;
