@@ -1,16 +1,17 @@
 //! File commands on the client side (README.md, Command reference): remote paths (`path`), the keys
 //! of a space (`keys`), the connection shared by concurrent transfers (`Files`, here), typed
-//! requests (`remote`), uploads with resume records (`upload`, `resume`), small files in batches of
-//! two round trips (`small`), downloads into part files (`download`), files already the same on
-//! both sides (`unchanged`), planning of `put`/`get` over files and trees (`plan`) with the target
-//! a command made noted for its re-runs (`rerun`), running several transfers at once with
-//! reconnects (`transfer`), progress and rate limits (`progress`), and the legacy DES import
-//! (`legacy`).
+//! requests (`remote`), listings walked page by page and put in order (`listing`), uploads with
+//! resume records (`upload`, `resume`), small files in batches of two round trips (`small`),
+//! downloads into part files (`download`), files already the same on both sides (`unchanged`),
+//! planning of `put`/`get` over files and trees (`plan`) with the target a command made noted for
+//! its re-runs (`rerun`), running several transfers at once with reconnects (`transfer`),
+//! progress and rate limits (`progress`), and the legacy DES import (`legacy`).
 
 pub mod download;
 pub mod error;
 pub mod keys;
 pub mod legacy;
+pub mod listing;
 pub mod path;
 pub mod plan;
 pub mod progress;
