@@ -168,7 +168,7 @@ struct Shared {
 /// With `VAULT_TEST_S3_ENDPOINT`, `_BUCKET`, `_ACCESS_KEY_ID` and `_SECRET_ACCESS_KEY`
 /// set, the `VAULT_STORAGE_*` variables of a blob store in that bucket under a fresh
 /// prefix; else none (the local store).
-fn fresh_s3_storage() -> Vec<(String, String)> {
+pub fn fresh_s3_storage() -> Vec<(String, String)> {
     let var = |name: &str| {
         std::env::var(format!("VAULT_TEST_S3_{name}"))
             .ok()
@@ -591,6 +591,33 @@ impl TestServer {
                 .expect("open the test database"),
             ),
         }
+    }
+
+    /// [`TestServer::start_with`], its blobs in the local store whatever `VAULT_TEST_S3_*`
+    /// says (a test then moves them with [`TestServer::set_storage_env`]).
+    pub fn start_with_local_blobs(extra: &str) -> TestServer {
+        TestServer::start_with_storage(extra, Vec::new())
+    }
+
+    /// [`TestServer::start_with`], relaunched on `storage_env` if that is not what it got.
+    fn start_with_storage(extra: &str, storage_env: Vec<(String, String)>) -> TestServer {
+        let mut server = TestServer::start_with(extra);
+        if server.storage_env != storage_env {
+            server.set_storage_env(storage_env);
+            server.restart(|_| {});
+        }
+        server
+    }
+
+    /// The `VAULT_STORAGE_*` variables the server and `vault-admin` get from now on (the
+    /// server at its next start).
+    pub fn set_storage_env(&mut self, env: Vec<(String, String)>) {
+        self.storage_env = env;
+        self.store = std::sync::OnceLock::new();
+    }
+
+    pub fn storage_env(&self) -> &[(String, String)] {
+        &self.storage_env
     }
 
     /// Whether the server keeps its blobs in an S3-compatible bucket.

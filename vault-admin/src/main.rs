@@ -15,6 +15,7 @@ mod fsck;
 mod gc;
 mod groups;
 mod mail;
+mod migrate_blobs;
 mod out;
 mod output;
 mod stats;
@@ -78,6 +79,9 @@ enum Command {
     Gc(gc::GcArgs),
     /// Copy the database and blobs, consistently, into a new directory (server may run).
     Backup(backup::BackupArgs),
+    /// Copy every blob from the store in use into the other (the storage.s3_* bucket, or
+    /// <data-dir>/blobs) before changing storage.kind; the server may run.
+    MigrateBlobs(migrate_blobs::MigrateBlobsArgs),
 }
 
 fn main() -> ExitCode {
@@ -125,6 +129,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Fsck(a) => return fsck::run(&ctx, a),
         Command::Gc(a) => return gc::run(&ctx, a),
         Command::Backup(a) => backup::run(&ctx, a),
+        Command::MigrateBlobs(a) => migrate_blobs::run(&ctx, a),
     };
     done.map(|()| ExitCode::SUCCESS)
 }

@@ -1,7 +1,8 @@
 //! Upkeep of the file store, shared by `vault-admin` and the server's periodic tasks:
 //! `gc` (what is past its time), `fsck` (do the database and the blob store agree),
 //! `scrub` (do the blobs still hold the bytes stored: for `fsck --read-data` and the
-//! server's background scrub), `backup` (a consistent copy while the server runs), plus
+//! server's background scrub), `backup` (a consistent copy while the server runs),
+//! `move_blobs` (from one blob store into another), plus
 //! the hard deletes they and `vault-admin user delete` need (`purge`) and the counts of
 //! `vault-admin stats`.
 //!
@@ -17,6 +18,7 @@
 pub mod backup;
 pub mod fsck;
 pub mod gc;
+pub mod move_blobs;
 pub mod purge;
 mod rows;
 pub mod scrub;
@@ -35,6 +37,7 @@ use crate::state::ServerState;
 pub use backup::{BackupReport, backup};
 pub use fsck::{FsckOptions, FsckReport, Problem, fsck, fsck_with};
 pub use gc::{GcReport, gc};
+pub use move_blobs::{MoveReport, copy_blobs};
 
 /// Why a maintenance run failed.
 #[derive(Debug, thiserror::Error)]
