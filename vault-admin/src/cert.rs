@@ -1,5 +1,6 @@
 //! `vault-admin cert show`: where the server's TLS certificate is and its fingerprint,
-//! the `SHA256:…` value clients pin. Reads `<data_dir>/tls/`; needs no database.
+//! the `SHA256:…` value clients pin. Reads `<data_dir>/tls/` or `tls.cert_file`; needs no
+//! database.
 
 use clap::Subcommand;
 use serde::Serialize;
@@ -30,15 +31,14 @@ pub fn run(ctx: &Ctx, command: CertCommand) -> anyhow::Result<()> {
 }
 
 fn show(ctx: &Ctx, json: bool) -> anyhow::Result<()> {
-    let data_dir = &ctx.config.data_dir;
-    let path = vault_server::tls::cert_path(data_dir);
+    let (path, key) = vault_server::tls::files(&ctx.config);
     if !path.exists() {
         anyhow::bail!(
-            "no certificate at {}: check --data-dir or --config (vault-server creates one on first start)",
+            "no certificate at {}: check --data-dir, --config or tls.cert_file (vault-server creates one in <data_dir>/tls/ on first start)",
             path.display()
         );
     }
-    let identity = vault_server::tls::load(data_dir)?;
+    let identity = vault_server::tls::load_files(&path, &key)?;
     let info = CertInfo {
         path: path.display().to_string(),
         fingerprint: identity.fingerprint,

@@ -18,6 +18,7 @@ pub struct Config {
     /// `sqlite://PATH` or `postgres://…`; empty means `sqlite://<data_dir>/vault.db`.
     pub database_url: String,
     pub storage: StorageConfig,
+    pub tls: TlsConfig,
     pub mail: MailConfig,
     pub registration: Registration,
     /// A new login ends the user's older sessions.
@@ -47,6 +48,7 @@ impl Default for Config {
             data_dir: PathBuf::from("vault-data"),
             database_url: String::new(),
             storage: StorageConfig::default(),
+            tls: TlsConfig::default(),
             mail: MailConfig::default(),
             registration: Registration::Open,
             single_session: false,
@@ -132,6 +134,16 @@ impl StorageConfig {
             prefix,
         }
     }
+}
+
+/// The server's certificate (`crate::tls`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// A PEM certificate; empty: `<data_dir>/tls/cert.pem`, made on first start.
+    pub cert_file: PathBuf,
+    /// Its PEM private key (with `cert_file`).
+    pub key_file: PathBuf,
 }
 
 /// A configured secret: read like any string, never shown by `Debug`.
@@ -556,6 +568,13 @@ impl Config {
 
     fn check(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.tls.cert_file.as_os_str().is_empty() != self.tls.key_file.as_os_str().is_empty() {
+            return invalid(
+                "tls.cert_file and tls.key_file go together: set both (the same files on \
+                 every instance) or neither (<data_dir>/tls/)"
+                    .into(),
+            );
+        }
         match self.storage.kind.as_str() {
             "fs" => {}
             "s3" => {

@@ -108,7 +108,7 @@ impl Server {
         // On a full disk the reserve goes first, so that the database can open.
         let space = space::Space::new(&data.0, &config.storage);
         space.look();
-        let identity = tls::load_or_create(&data.0)?;
+        let identity = tls::load_or_create(&config)?;
         let db = open_db(&config)
             .await
             .map_err(|e| match space.free_and_total() {

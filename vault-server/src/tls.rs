@@ -1,5 +1,7 @@
 //! The server's TLS identity: a self-signed certificate made on first start and kept in
-//! `<data_dir>/tls/` (`cert.pem`, and `key.pem` with mode 0600). Clients pin its SHA-256.
+//! `<data_dir>/tls/` (`cert.pem`, and `key.pem` with mode 0600), or the files
+//! `tls.cert_file` and `tls.key_file` name (several instances of one deployment present the
+//! same certificate). Clients pin its SHA-256.
 
 use std::path::{Path, PathBuf};
 
@@ -25,22 +27,53 @@ pub fn key_path(data_dir: &Path) -> PathBuf {
     data_dir.join("tls").join("key.pem")
 }
 
-/// Loads the identity, creating a new self-signed one if none exists yet.
-pub fn load_or_create(data_dir: &Path) -> anyhow::Result<Identity> {
-    if !cert_path(data_dir).exists() {
-        create(data_dir)?;
+/// Where the certificate and key are: the configured files, or `<data_dir>/tls/`.
+pub fn files(config: &crate::config::Config) -> (PathBuf, PathBuf) {
+    match configured(config) {
+        Some(files) => files,
+        None => (cert_path(&config.data_dir), key_path(&config.data_dir)),
     }
-    load(data_dir)
 }
 
-/// Loads an existing identity.
+fn configured(config: &crate::config::Config) -> Option<(PathBuf, PathBuf)> {
+    let tls = &config.tls;
+    (!tls.cert_file.as_os_str().is_empty()).then(|| (tls.cert_file.clone(), tls.key_file.clone()))
+}
+
+/// Loads the identity: the configured files, which must exist, or `<data_dir>/tls/`,
+/// where a new self-signed one is made if none exists yet.
+pub fn load_or_create(config: &crate::config::Config) -> anyhow::Result<Identity> {
+    if let Some((cert, key)) = configured(config) {
+        for (file, key_name) in [(&cert, "tls.cert_file"), (&key, "tls.key_file")] {
+            if !file.exists() {
+                anyhow::bail!(
+                    "{key_name} = {}: no such file. Every instance of a deployment needs the \
+                     same certificate: copy cert.pem and key.pem from the first instance's \
+                     <data_dir>/tls/ (or use your own), or leave tls.cert_file empty to use \
+                     <data_dir>/tls/",
+                    file.display()
+                );
+            }
+        }
+        return load_files(&cert, &key);
+    }
+    if !cert_path(&config.data_dir).exists() {
+        create(&config.data_dir)?;
+    }
+    load(&config.data_dir)
+}
+
+/// Loads an existing identity from `<data_dir>/tls/`.
 pub fn load(data_dir: &Path) -> anyhow::Result<Identity> {
+    load_files(&cert_path(data_dir), &key_path(data_dir))
+}
+
+/// Loads an identity from a PEM certificate and a PEM private key.
+pub fn load_files(cert_file: &Path, key_file: &Path) -> anyhow::Result<Identity> {
     use anyhow::Context;
-    let cert_file = cert_path(data_dir);
-    let cert = CertificateDer::from_pem_file(&cert_file)
+    let cert = CertificateDer::from_pem_file(cert_file)
         .with_context(|| format!("cannot read the certificate {}", cert_file.display()))?;
-    let key_file = key_path(data_dir);
-    let key = PrivateKeyDer::from_pem_file(&key_file)
+    let key = PrivateKeyDer::from_pem_file(key_file)
         .with_context(|| format!("cannot read the private key {}", key_file.display()))?;
     let fingerprint = vault_proto::fingerprint::sha256_fingerprint(&cert);
     Ok(Identity {
