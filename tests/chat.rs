@@ -5,14 +5,11 @@
 //! has left, oversized messages, floods); plaintext never on the server; a message altered
 //! on the server flagged by the receiver; a listener ended by a newer login says why.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdout};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Binary};
-use vault_e2e::{Client, PASSWORD, TestDb, TestServer};
+use vault_e2e::{Client, Listener, PASSWORD, TestDb, TestServer};
 
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
@@ -48,56 +45,6 @@ fn texts(messages: &[serde_json::Value]) -> Vec<String> {
         .iter()
         .map(|m| m["text"].as_str().unwrap_or("<no text>").to_string())
         .collect()
-}
-
-/// A running `vault chat listen --json`, its lines arriving on a channel.
-struct Listener {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Listener {
-    fn start(c: &Client) -> Listener {
-        let mut child = c.spawn_piped(&["chat", "listen", "--json"]);
-        let stdout: ChildStdout = child.stdout.take().expect("listen stdout");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Listener { child, lines }
-    }
-
-    /// The next JSON line of type `kind`, within `limit`.
-    fn next(&self, kind: &str, limit: Duration) -> serde_json::Value {
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let value = json(&line);
-                    if value["type"] == kind {
-                        return value;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => panic!("no {kind} line within {limit:?}"),
-                Err(RecvTimeoutError::Disconnected) => panic!("listen ended before a {kind} line"),
-            }
-        }
-    }
-
-    /// Gives the listener time to start and subscribe.
-    fn settle(&self) {
-        std::thread::sleep(Duration::from_millis(1500));
-    }
-
-    fn stop(mut self) -> std::process::Output {
-        let _ = self.child.kill();
-        self.child.wait_with_output().expect("listen output")
-    }
 }
 
 #[test]

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use vault_e2e::{Client, PASSWORD, TestServer};
+use std::time::{Duration, Instant};
+
+use vault_e2e::{Client, Listener, PASSWORD, TestServer};
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
@@ -112,4 +114,78 @@ fn a_file_put_on_one_instance_is_listed_and_downloaded_on_the_others() {
             "the same bytes"
         );
     }
+}
+
+fn on_postgres() -> bool {
+    std::env::var("VAULT_TEST_POSTGRES_URL").is_ok_and(|u| !u.is_empty())
+}
+
+/// A client of `user` logged in on `server` (registered elsewhere).
+fn logged_in(server: &TestServer, user: &str) -> Client {
+    let (client, out) = Client::login_to(server, user, PASSWORD);
+    out.ok();
+    client
+}
+
+/// On PostgreSQL the relay (`LISTEN`/`NOTIFY`) carries wake-ups and events between
+/// instances at once; on SQLite a listener reads the database every 2 s, and events such as
+/// contact requests stay on their instance.
+#[test]
+fn chat_crosses_instances_messages_at_once_and_events_on_postgresql() {
+    let a = TestServer::start();
+    let b = a.second_instance(&same_certificate(&a));
+    let alice = Client::new();
+    alice.register(&a, "alice", "alice@example.org");
+    Client::new().register(&b, "bob", "bob@example.org");
+    Client::new().register(&b, "carol", "carol@example.org");
+    let bob = logged_in(&b, "bob");
+    let listener = Listener::start(&bob);
+    listener.settle();
+
+    alice.run(&["contact", "add", "bob"]).ok();
+    if on_postgres() {
+        let request = listener.next("contact_request", Duration::from_secs(2));
+        assert_eq!(request["from"], "alice", "{request}");
+    }
+    bob.run(&["contact", "accept", "alice"]).ok();
+
+    let limit = if on_postgres() {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(3)
+    };
+    for text in ["across instances", "and again"] {
+        alice.run(&["chat", "send", "bob", text]).ok();
+        let sent = Instant::now();
+        let m = listener.next("message", Duration::from_secs(10));
+        let latency = sent.elapsed();
+        assert_eq!(m["text"], text, "{m}");
+        assert!(
+            latency < limit,
+            "delivered {latency:?} after the send on the other instance finished"
+        );
+        println!("message from instance A to a listener on B: {latency:?}");
+    }
+
+    // An operator's kick reaches the listener's instance.
+    let kicked = Instant::now();
+    a.admin(&["user", "kick", "bob"]).ok();
+    let mut listener = listener;
+    loop {
+        if listener.child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        assert!(
+            kicked.elapsed() < Duration::from_secs(10),
+            "listen did not end"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!(
+        "kick on A ended the listener on B after {:?}",
+        kicked.elapsed()
+    );
+    let out = listener.stop();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("session ended"), "{stderr}");
 }

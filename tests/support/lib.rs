@@ -8,8 +8,9 @@
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -1050,4 +1051,56 @@ impl Client {
 /// Installs the TLS provider once for in-process clients.
 pub fn init_tls() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// A running `vault chat listen --json`, its lines arriving on a channel.
+#[derive(Debug)]
+pub struct Listener {
+    pub child: Child,
+    lines: Receiver<String>,
+}
+
+impl Listener {
+    pub fn start(c: &Client) -> Listener {
+        let mut child = c.spawn_piped(&["chat", "listen", "--json"]);
+        let stdout: ChildStdout = child.stdout.take().expect("listen stdout");
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Listener { child, lines }
+    }
+
+    /// The next JSON line of type `kind`, within `limit`.
+    pub fn next(&self, kind: &str, limit: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let value: serde_json::Value =
+                        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                    if value["type"] == kind {
+                        return value;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!("no {kind} line within {limit:?}"),
+                Err(RecvTimeoutError::Disconnected) => panic!("listen ended before a {kind} line"),
+            }
+        }
+    }
+
+    /// Gives the listener time to start and subscribe.
+    pub fn settle(&self) {
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+
+    pub fn stop(mut self) -> std::process::Output {
+        let _ = self.child.kill();
+        self.child.wait_with_output().expect("listen output")
+    }
 }

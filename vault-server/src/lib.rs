@@ -20,6 +20,7 @@ mod live;
 pub mod mail;
 pub mod maintenance;
 mod net;
+mod relay;
 mod router;
 pub mod space;
 mod state;
@@ -98,6 +99,8 @@ pub struct Server {
     fingerprint: String,
     mailer: Mailer,
     mail_worker: MailWorker,
+    /// The relay's connection, on PostgreSQL (`relay::run` keeps it).
+    relay: Option<relay::Connection>,
 }
 
 impl Server {
@@ -149,17 +152,18 @@ impl Server {
             })?;
         let endpoint = net::endpoint(&identity, config.listen, &config.limits, &reset_key)?;
         let (mail, mail_worker) = MailQueue::new(config.mail.queue_size);
-        let state = Arc::new(ServerState::new(
-            config,
-            db,
-            blobs,
-            mail,
-            fake_salt_key,
-            dummy_auth_hash,
-        ));
+        let on_postgres = db.backend() == db::Backend::Postgres;
+        let database_url = config.database_url();
+        let mut state = ServerState::new(config, db, blobs, mail, fake_salt_key, dummy_auth_hash);
+        let relay = on_postgres.then(|| {
+            let (relay, connection) = relay::Relay::postgres(&database_url);
+            state.relay = relay;
+            connection
+        });
         Ok(Server {
             endpoint,
-            state,
+            state: Arc::new(state),
+            relay,
             fingerprint: identity.fingerprint,
             mailer,
             mail_worker,
@@ -190,7 +194,13 @@ impl Server {
         let disk = tokio::spawn(space::watch(Arc::clone(&state)));
         let gc = tokio::spawn(maintenance::run_periodic(Arc::clone(&state)));
         let scrub = tokio::spawn(maintenance::scrub::run_periodic(Arc::clone(&state)));
+        let relay = self
+            .relay
+            .map(|connection| tokio::spawn(relay::run(Arc::clone(&state), connection)));
         net::serve(self.endpoint, Arc::clone(&state), shutdown).await;
+        if let Some(relay) = relay {
+            relay.abort();
+        }
         watcher.abort();
         housekeeping.abort();
         disk.abort();
@@ -218,15 +228,20 @@ async fn housekeeping(state: Arc<ServerState>) {
             .db
             .run(move |c| {
                 let now = db::now();
-                Ok::<_, db::DbError>((
-                    db::sessions::expire_idle(c, now - idle)?,
-                    db::codes::delete_expired(c, now - 86_400)?,
-                    db::groups::delete_expired_invites(c, now)?,
-                ))
+                // One instance of a deployment at a time.
+                db::exclusively(c, "housekeeping", |c| {
+                    Ok::<_, db::DbError>((
+                        db::sessions::expire_idle(c, now - idle)?,
+                        db::codes::delete_expired(c, now - 86_400)?,
+                        db::groups::delete_expired_invites(c, now)?,
+                    ))
+                })?
+                .transpose()
             })
             .await;
         match result {
-            Ok((sessions, codes, invites)) => {
+            Ok(None) => tracing::debug!("housekeeping: another instance is doing it"),
+            Ok(Some((sessions, codes, invites))) => {
                 tracing::debug!(sessions, codes, invites, "housekeeping done")
             }
             Err(e) => tracing::warn!(error = %e, "housekeeping failed"),

@@ -15,6 +15,8 @@ pub use vault_proto::proto::{CLOSE_SESSION_ENDED, CLOSE_SHUTDOWN};
 #[derive(Debug, Default)]
 pub struct LiveSessions {
     map: Mutex<HashMap<i64, Vec<(usize, quinn::Connection)>>>,
+    /// Wakes [`LiveSessions::watch`] before its next tick (a session ended somewhere).
+    check: tokio::sync::Notify,
 }
 
 impl LiveSessions {
@@ -58,12 +60,21 @@ impl LiveSessions {
         }
     }
 
-    /// Polls the database for bound sessions that have ended and closes them. Runs until
-    /// the task is dropped.
+    /// Has [`LiveSessions::watch`] look at the database now.
+    pub fn check_now(&self) {
+        self.check.notify_one();
+    }
+
+    /// Looks in the database for bound sessions that have ended and closes them: at once
+    /// when told ([`LiveSessions::check_now`]: the relay heard of an ended session), and
+    /// every `every` in case a note was missed. Runs until the task is dropped.
     pub async fn watch(&self, db: Db, every: Duration) {
         let mut tick = tokio::time::interval(every);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = self.check.notified() => {}
+            }
             let ids = self.session_ids();
             if ids.is_empty() {
                 continue;

@@ -29,6 +29,8 @@ pub struct ServerState {
     pub live: LiveSessions,
     /// Chat subscriptions of this instance and the per-user message rate limit.
     pub chat: Chat,
+    /// What reaches the other instances of the deployment (`crate::relay`).
+    pub relay: crate::relay::Relay,
     /// Key for `prelogin`'s stable fake salts, shared by all instances via the database.
     pub fake_salt_key: [u8; 32],
     /// A PHC hash of random bytes, verified against when a username is unknown so that
@@ -65,6 +67,7 @@ impl ServerState {
         let upload_expiry = std::time::Duration::from_secs(config.files.upload_expiry_s);
         ServerState {
             chat: Chat::new(&config.chat),
+            relay: crate::relay::Relay::local(),
             upload_hashes: Arc::new(UploadHashes::new(upload_expiry)),
             db,
             blobs,

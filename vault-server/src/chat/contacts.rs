@@ -139,9 +139,9 @@ pub async fn add(
         }
     })
     .await?;
-    let hub = &state.chat.hub;
     match added {
-        Added::Requested => hub.send(
+        Added::Requested => crate::relay::send(
+            state,
             other,
             &Event::ContactRequest {
                 from: session.username.clone(),
@@ -149,7 +149,7 @@ pub async fn add(
         ),
         Added::AlreadyRequested => {}
         Added::BecameContacts => {
-            hub.send(other, &changed(session, Some(ContactState::Contact)));
+            crate::relay::send(state, other, &changed(session, Some(ContactState::Contact)));
             presence::introduce(state, (me, &session.username), (other, &name));
         }
     }
@@ -192,7 +192,7 @@ async fn answer(
     })
     .await?;
     let new = accept.then_some(ContactState::Contact);
-    state.chat.hub.send(other, &changed(session, new));
+    crate::relay::send(state, other, &changed(session, new));
     if accept {
         presence::introduce(state, (me, &session.username), (other, &name));
     }
@@ -231,7 +231,7 @@ pub async fn remove(
         Ok(())
     })
     .await?;
-    state.chat.hub.send(other, &changed(session, None));
+    crate::relay::send(state, other, &changed(session, None));
     Ok(Response::Ok)
 }
 

@@ -108,6 +108,13 @@ impl Hub {
         }
     }
 
+    /// Tells every subscription here to read what is new (after the relay missed notes).
+    pub fn wake_all(&self) {
+        for slot in self.lock().values().flatten() {
+            slot.wake.notify_one();
+        }
+    }
+
     /// Queues `event` for every subscription of `user_id`. A subscription whose queue is
     /// full is marked overflowed and woken, so that it closes.
     pub fn send(&self, user_id: i64, event: &Event) {

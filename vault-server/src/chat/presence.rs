@@ -29,7 +29,7 @@ pub async fn announce(
         last_seen: (!online).then_some(now),
     };
     for contact in contacts {
-        state.chat.hub.send(contact, &event);
+        crate::relay::send(state, contact, &event);
     }
     Ok(())
 }
@@ -43,7 +43,7 @@ pub fn introduce(state: &ServerState, a: (i64, &str), b: (i64, &str)) {
                 online: true,
                 last_seen: None,
             };
-            state.chat.hub.send(to, &event);
+            crate::relay::send(state, to, &event);
         }
     }
 }

@@ -179,7 +179,7 @@ pub async fn send(
         .db
         .run(move |c| store(c, &session, &target, &body, attachment.as_ref()))
         .await?;
-    state.chat.hub.wake(&readers);
+    crate::relay::wake(state, &readers);
     Ok(Response::ChatSent { id, received_at_ms })
 }
 

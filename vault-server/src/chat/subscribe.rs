@@ -7,9 +7,10 @@
 //!    an id up to the newest at the start, oldest first; each is marked delivered once
 //!    written;
 //! 2. then every new delivery (a message id above those at the start) as it arrives. The
-//!    hub wakes the subscription when a message is stored on this instance; it also
-//!    reads the database every [`POLL`] so that another instance's messages arrive too.
-//!    Contact and presence events come from the hub's queue.
+//!    hub wakes the subscription when a message is stored, on this instance or, through
+//!    the relay (`crate::relay`, PostgreSQL `LISTEN`/`NOTIFY`), on another. Without a
+//!    relay (SQLite) it also reads the database every [`POLL`], for what other processes
+//!    on the same file stored. Contact and presence events come from the hub's queue.
 //!
 //! Ids are read from the database in arrival order, but on PostgreSQL a transaction may
 //! commit after one that took a higher id. So each read looks back [`LOOKBACK`] ids below
@@ -32,7 +33,8 @@ use crate::db::chat::{self as rows, Delivered};
 use crate::net::connection::SessionCtx;
 use crate::state::ServerState;
 
-/// How often a subscription reads the database even when not woken.
+/// How often a subscription reads the database even when not woken, when there is no
+/// relay between instances.
 pub const POLL: Duration = Duration::from_secs(2);
 /// How far below the newest id carried each read looks for late commits.
 pub const LOOKBACK: i64 = 256;
@@ -119,9 +121,11 @@ where
     }
     let mut cursor = Cursor::new(start);
     let mut ended = std::pin::pin!(ended);
-    let mut tick = tokio::time::interval(POLL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
+    let mut poll = (!state.relay.crosses_instances()).then(|| {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + POLL, POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    });
     let run = async {
         backlog(state, user, start, &mut writer).await?;
         catch_up(state, user, &mut cursor, &mut writer).await?;
@@ -138,7 +142,7 @@ where
                     Signal::Event(event) => writer.event(*event).await?,
                     Signal::Gone => return Ok(()),
                 },
-                _ = tick.tick() => catch_up(state, user, &mut cursor, &mut writer).await?,
+                () = next_poll(&mut poll) => catch_up(state, user, &mut cursor, &mut writer).await?,
             }
         }
     };
@@ -154,6 +158,16 @@ where
     // would carry them again.
     let _ = writer.mark_delivered(state, user).await;
     Ok(ended)
+}
+
+/// The next tick of the poll, or never when the relay wakes the subscription.
+async fn next_poll(poll: &mut Option<tokio::time::Interval>) {
+    match poll {
+        Some(tick) => {
+            tick.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Writes frames, each within [`WRITE_TIMEOUT`], and remembers which messages it wrote

@@ -269,6 +269,58 @@ pub fn lock_names(conn: &mut DbConn, names: &[&str]) -> DbResult<()> {
     Ok(())
 }
 
+/// On PostgreSQL, `NOTIFY channel, payload`: delivered to every listener when the
+/// transaction `conn` is in commits (at once outside one). Nothing on SQLite.
+pub fn notify(conn: &mut DbConn, channel: &str, payload: &str) -> DbResult<()> {
+    use diesel::RunQueryDsl;
+    if let DbConn::Postgres(pg) = conn {
+        diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<diesel::sql_types::Text, _>(channel)
+            .bind::<diesel::sql_types::Text, _>(payload)
+            .execute(pg)?;
+    }
+    Ok(())
+}
+
+/// On PostgreSQL, tries the session-level advisory lock `name` and runs `work` only if
+/// this connection got it, releasing it after: work that one instance of a deployment at a
+/// time should do (gc, expiry, the scrub). On SQLite `work` always runs.
+pub fn exclusively<T>(
+    conn: &mut DbConn,
+    name: &str,
+    work: impl FnOnce(&mut DbConn) -> T,
+) -> DbResult<Option<T>> {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Got {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        got: bool,
+    }
+    if !matches!(conn, DbConn::Postgres(_)) {
+        return Ok(Some(work(conn)));
+    }
+    let key = advisory_key(name);
+    let got = match conn {
+        DbConn::Postgres(pg) => {
+            diesel::sql_query("SELECT pg_try_advisory_lock($1) AS got")
+                .bind::<diesel::sql_types::BigInt, _>(key)
+                .get_result::<Got>(pg)?
+                .got
+        }
+        _ => true,
+    };
+    if !got {
+        return Ok(None);
+    }
+    let done = work(conn);
+    if let DbConn::Postgres(pg) = conn {
+        diesel::sql_query("SELECT pg_advisory_unlock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(key)
+            .execute(pg)?;
+    }
+    Ok(Some(done))
+}
+
 /// A stable 64-bit key for a lock name: the first 8 bytes of its SHA-256 (every instance,
 /// whatever its build, computes the same).
 fn advisory_key(name: &str) -> i64 {
@@ -301,6 +353,29 @@ pub fn now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On PostgreSQL one connection holds the lock while the other is turned away, then
+    /// gets it; on SQLite (one instance per file's writer) the work always runs.
+    #[test]
+    fn exclusive_work_runs_on_one_connection_at_a_time() -> crate::testing::R<()> {
+        let dir = tempfile::tempdir()?;
+        let url = crate::testing::fresh_postgres_database("exclusive")?
+            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("x.db").display()));
+        let db = Db::open(&url)?;
+        let (mut one, mut two) = (db.conn()?, db.conn()?);
+        let outer = exclusively(&mut one, "job", |_| exclusively(&mut two, "job", |_| ()))?;
+        let inner = outer.ok_or("the first gets the lock")??;
+        match db.backend() {
+            Backend::Postgres => assert_eq!(inner, None, "the second is turned away"),
+            Backend::Sqlite => assert_eq!(inner, Some(())),
+        }
+        assert_eq!(
+            exclusively(&mut two, "job", |_| 5)?,
+            Some(5),
+            "released after"
+        );
+        Ok(())
+    }
 
     #[test]
     fn redacts_passwords_in_urls() {

@@ -77,7 +77,15 @@ pub fn end(conn: &mut DbConn, id: i64, reason: &str) -> DbResult<bool> {
         sessions::end_reason.eq(reason),
     ))
     .execute(conn)?;
+    if n == 1 {
+        announce_ended(conn)?;
+    }
     Ok(n == 1)
+}
+
+/// Tells every server instance, at commit, to close the connections of ended sessions.
+fn announce_ended(conn: &mut DbConn) -> DbResult<()> {
+    super::notify(conn, crate::relay::CHANNEL, crate::relay::SESSIONS_ENDED)
 }
 
 /// Ends every live session of a user, except `keep` if given. Returns how many ended.
@@ -91,12 +99,16 @@ pub fn end_all_for_user(
         .filter(sessions::user_id.eq(user_id))
         .filter(sessions::ended_at.is_null())
         .filter(sessions::id.ne(keep.unwrap_or(-1)));
-    Ok(diesel::update(target)
+    let ended = diesel::update(target)
         .set((
             sessions::ended_at.eq(now()),
             sessions::end_reason.eq(reason),
         ))
-        .execute(conn)?)
+        .execute(conn)?;
+    if ended > 0 {
+        announce_ended(conn)?;
+    }
+    Ok(ended)
 }
 
 /// Live sessions of one user, newest first.

@@ -92,7 +92,8 @@ impl Policy {
 }
 
 /// Runs `gc` every `files.gc_interval_s` seconds (the first run one interval after start)
-/// on the server's own database and blob store. Failures are logged and retried at the
+/// on the server's own database and blob store, on one instance of a deployment at a time
+/// (PostgreSQL advisory lock `gc`; an instance that finds it taken skips that run). Failures are logged and retried at the
 /// next tick; a run that changed something is written to the audit log (actor `server`).
 pub async fn run_periodic(state: Arc<ServerState>) {
     let every = state.config.files.gc_interval_s;
@@ -108,18 +109,23 @@ pub async fn run_periodic(state: Arc<ServerState>) {
         let result = state
             .db
             .run(move |c| {
-                let report = gc(c, store.as_ref(), &policy, db::now())?;
-                if !report.is_empty() {
-                    db::audit::record(
-                        c,
-                        &db::audit::Event::by_server("gc").with_detail(&report.summary()),
-                    )?;
-                }
-                Ok::<_, MaintenanceError>(report)
+                // One instance of a deployment at a time; the others skip this tick.
+                db::exclusively(c, "gc", |c| {
+                    let report = gc(c, store.as_ref(), &policy, db::now())?;
+                    if !report.is_empty() {
+                        db::audit::record(
+                            c,
+                            &db::audit::Event::by_server("gc").with_detail(&report.summary()),
+                        )?;
+                    }
+                    Ok::<_, MaintenanceError>(report)
+                })?
+                .transpose()
             })
             .await;
         match result {
-            Ok(report) => {
+            Ok(None) => tracing::debug!("gc: another instance is running it"),
+            Ok(Some(report)) => {
                 for e in &report.errors {
                     tracing::warn!(error = %e, "gc could not remove a file; retrying later");
                 }
