@@ -18,8 +18,10 @@ pub struct Cli {
 /// Where the server is and how to trust it.
 #[derive(Debug, Args, Clone, Default)]
 pub struct ServerArgs {
-    /// The server, HOST:PORT (remembered after the first use).
-    #[arg(long, value_name = "HOST:PORT")]
+    /// The server, HOST:PORT, or several instances of one deployment separated by commas
+    /// (a:7443,b:7443: the next is tried when one does not answer). Remembered after the
+    /// first use.
+    #[arg(long, value_name = "HOST:PORT[,…]")]
     pub server: Option<String>,
     /// Pin the server certificate to this fingerprint (from `vault-admin cert show`).
     #[arg(long, value_name = "SHA256:…", conflicts_with = "accept_new_cert")]

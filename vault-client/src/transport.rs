@@ -134,7 +134,8 @@ pub async fn resolve(server: &str) -> Result<SocketAddr, ClientError> {
         .ok_or_else(|| fail("the name resolved to no address".into()))
 }
 
-/// Connects to `server`, checks the certificate against `pin`, and says `hello`.
+/// Connects to `server` (one address or several, see [`open`]), checks the certificate
+/// against `pin`, and says `hello`.
 pub async fn connect(server: &str, pin: &Pin) -> Result<Connection, ClientError> {
     let connection = open(server, pin).await?;
     match connection
@@ -150,9 +151,57 @@ pub async fn connect(server: &str, pin: &Pin) -> Result<Connection, ClientError>
     }
 }
 
+/// How long one address of several may take to answer before the next is tried.
+const NEXT_AFTER: Duration = Duration::from_secs(4);
+
+/// The address of [`open`]'s list that answered last, tried first next time (several
+/// instances of one deployment: a reconnect goes to one that works).
+static LAST_GOOD: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// The addresses of `servers`: one `HOST:PORT`, or several separated by commas (instances of
+/// one deployment, sharing one certificate).
+pub fn addresses(servers: &str) -> Vec<&str> {
+    servers
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 /// Connects and checks the certificate, without saying `hello` (tests use this to see
-/// how the server treats a client that skips it).
-pub async fn open(server: &str, pin: &Pin) -> Result<Connection, ClientError> {
+/// how the server treats a client that skips it). With several addresses, each is tried
+/// in turn (the one that answered last first), [`NEXT_AFTER`] each, until one answers; a
+/// certificate that is not the pinned one stops the search.
+pub async fn open(servers: &str, pin: &Pin) -> Result<Connection, ClientError> {
+    let mut list = addresses(servers);
+    if list.len() <= 1 {
+        return open_one(servers.trim(), pin, Duration::from_secs(15)).await;
+    }
+    let last = LAST_GOOD.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(at) = last.and_then(|l| list.iter().position(|a| *a == l)) {
+        list[..=at].rotate_right(1);
+    }
+    let mut failures = Vec::new();
+    for server in list {
+        match open_one(server, pin, NEXT_AFTER).await {
+            Ok(conn) => {
+                *LAST_GOOD.lock().unwrap_or_else(|e| e.into_inner()) = Some(server.to_owned());
+                return Ok(conn);
+            }
+            Err(e @ (ClientError::CertificateChanged { .. } | ClientError::NotPinned { .. })) => {
+                return Err(e);
+            }
+            Err(e) => failures.push(format!("{server}: {e}")),
+        }
+    }
+    Err(ClientError::Connect {
+        addr: servers.to_owned(),
+        reason: format!("no instance answered ({})", failures.join("; ")),
+    })
+}
+
+/// [`open`] on one address, waiting up to `wait` for the handshake.
+async fn open_one(server: &str, pin: &Pin, wait: Duration) -> Result<Connection, ClientError> {
     let addr = resolve(server).await?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let seen = Arc::new(Mutex::new(None));
@@ -205,7 +254,7 @@ pub async fn open(server: &str, pin: &Pin) -> Result<Connection, ClientError> {
     let connecting = endpoint
         .connect(addr, sni)
         .map_err(|e| setup(e.to_string()))?;
-    let conn = match tokio::time::timeout(Duration::from_secs(15), connecting).await {
+    let conn = match tokio::time::timeout(wait, connecting).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
             let presented = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -223,9 +272,10 @@ pub async fn open(server: &str, pin: &Pin) -> Result<Connection, ClientError> {
             });
         }
         Err(_) => {
-            return Err(setup(
-                "no answer within 15 s (is vault-server running, and is UDP allowed?)".into(),
-            ));
+            return Err(setup(format!(
+                "no answer within {} s (is vault-server running, and is UDP allowed?)",
+                wait.as_secs()
+            )));
         }
     };
     let fingerprint = seen
@@ -555,5 +605,17 @@ impl RawDownload {
                 "the server sent more bytes than the file has".into(),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_list_is_split_at_commas_and_blanks_are_dropped() {
+        assert_eq!(addresses("a:1"), ["a:1"]);
+        assert_eq!(addresses(" a:1, b:2 ,,c:3 "), ["a:1", "b:2", "c:3"]);
+        assert!(addresses(" , ").is_empty());
     }
 }
