@@ -1,6 +1,6 @@
 //! `vault-admin cert show`: where the server's TLS certificate is and its fingerprint,
-//! the `SHA256:…` value clients pin. Reads `<data_dir>/tls/` or `tls.cert_file`; needs no
-//! database.
+//! the `SHA256:…` value clients pin (from `<data_dir>/tls/` or `tls.cert_file`); and `cert
+//! new DIR`, a certificate for the instances of a deployment to share. Needs no database.
 
 use clap::Subcommand;
 use serde::Serialize;
@@ -15,6 +15,12 @@ pub enum CertCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Make a new self-signed certificate as DIR/cert.pem and DIR/key.pem, for
+    /// tls.cert_file and tls.key_file (every instance of a deployment gets the same pair).
+    New {
+        /// A directory (created if missing) without cert.pem or key.pem in it.
+        dir: std::path::PathBuf,
+    },
 }
 
 /// What `cert show --json` prints.
@@ -27,7 +33,30 @@ struct CertInfo {
 pub fn run(ctx: &Ctx, command: CertCommand) -> anyhow::Result<()> {
     match command {
         CertCommand::Show { json } => show(ctx, json),
+        CertCommand::New { dir } => new(&dir),
     }
+}
+
+fn new(dir: &std::path::Path) -> anyhow::Result<()> {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    for file in [&cert, &key] {
+        if file.exists() {
+            anyhow::bail!(
+                "{} exists: a new certificate would lock out every client that pinned the old \
+                 one; choose another directory",
+                file.display()
+            );
+        }
+    }
+    vault_server::fsutil::create_private_dir(dir)?;
+    vault_server::tls::write_new(&cert, &key)?;
+    let identity = vault_server::tls::load_files(&cert, &key)?;
+    output::print_fields(&[
+        ("certificate", cert.display().to_string()),
+        ("key", key.display().to_string()),
+        ("fingerprint", identity.fingerprint),
+    ])?;
+    Ok(())
 }
 
 fn show(ctx: &Ctx, json: bool) -> anyhow::Result<()> {

@@ -7,7 +7,8 @@
 //! One connection per instance (tokio-postgres; every query stays on diesel) both listens
 //! and sends, from one task, so notes leave in the order they were published. When the
 //! connection drops, the task connects again and wakes every local subscription, which
-//! reads the database for anything missed meanwhile; nothing is polled while it is up.
+//! reads the database for anything missed meanwhile; nothing is polled while it is up
+//! (while it is down, subscriptions read the database every `chat::subscribe::POLL`).
 //! `NOTIFY` is delivered at commit, so the database code may also send notes inside its
 //! transactions (`db::sessions` does, for kicks and locks by a server or `vault-admin`), and
 //! a listener never hears of a change before it can read it.
@@ -62,6 +63,8 @@ pub struct Relay {
     /// Random per process: the `from` of the notes this instance sends.
     instance: String,
     outbox: Option<mpsc::Sender<String>>,
+    /// Whether the connection is listening now.
+    listening: std::sync::atomic::AtomicBool,
 }
 
 /// What [`run`] needs to keep the connection: give it to a task for the server's lifetime.
@@ -77,6 +80,7 @@ impl Relay {
         Relay {
             instance: crate::blobs::BlobId::random().to_string(),
             outbox: None,
+            listening: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -94,9 +98,14 @@ impl Relay {
         (relay, connection)
     }
 
-    /// Whether notes reach other instances (else subscriptions poll the database).
-    pub fn crosses_instances(&self) -> bool {
-        self.outbox.is_some()
+    /// Whether notes reach the other instances now (else subscriptions poll the database).
+    pub fn connected(&self) -> bool {
+        self.listening.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn set_listening(&self, on: bool) {
+        self.listening
+            .store(on, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -154,9 +163,14 @@ fn deliver(state: &ServerState, note: &Note) {
 pub async fn run(state: Arc<ServerState>, mut connection: Connection) {
     let mut pause = Duration::from_millis(100);
     loop {
-        match session(&state, &connection.url, &mut connection.outbox).await {
+        let outcome = session(&state, &connection.url, &mut connection.outbox).await;
+        state.relay.set_listening(false);
+        match outcome {
             Ok(()) => return,
-            Err(e) => tracing::warn!(error = %e, "relay connection lost; connecting again"),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "relay connection lost; listeners read the database every 2 s until it is back"
+            ),
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(5));
@@ -193,6 +207,7 @@ async fn session(
         .batch_execute(&format!("LISTEN {CHANNEL}"))
         .await
         .map_err(|e| e.to_string())?;
+    state.relay.set_listening(true);
     // Whatever was sent while this instance was not listening is in the database.
     state.chat.hub.wake_all();
     state.live.check_now();

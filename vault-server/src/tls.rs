@@ -83,23 +83,28 @@ pub fn load_files(cert_file: &Path, key_file: &Path) -> anyhow::Result<Identity>
     })
 }
 
-/// Makes a new self-signed certificate, replacing any old one. Clients that pinned the
-/// old one will refuse the server until their users accept the new fingerprint.
+/// Makes a new self-signed certificate in `<data_dir>/tls/`, replacing any old one.
+/// Clients that pinned the old one will refuse the server until their users accept the
+/// new fingerprint.
 pub fn create(data_dir: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let dir = data_dir.join("tls");
+    fsutil::create_private_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    write_new(&cert_path(data_dir), &key_path(data_dir))
+}
+
+/// Writes a new self-signed certificate and its key (mode 0600) to these files.
+pub fn write_new(cert_file: &Path, key_file: &Path) -> anyhow::Result<()> {
     use anyhow::Context;
     let names = vec!["localhost".to_string(), "vault-server".to_string()];
     let certified = rcgen::generate_simple_self_signed(names)?;
-    let dir = data_dir.join("tls");
-    fsutil::create_private_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let key_file = key_path(data_dir);
     fsutil::write_atomic(
-        &key_file,
+        key_file,
         certified.signing_key.serialize_pem().as_bytes(),
         0o600,
     )
     .with_context(|| format!("cannot write the private key {}", key_file.display()))?;
-    let cert_file = cert_path(data_dir);
-    fsutil::write_atomic(&cert_file, certified.cert.pem().as_bytes(), 0o644)
+    fsutil::write_atomic(cert_file, certified.cert.pem().as_bytes(), 0o644)
         .with_context(|| format!("cannot write the certificate {}", cert_file.display()))?;
     Ok(())
 }

@@ -8,9 +8,9 @@
 //!    written;
 //! 2. then every new delivery (a message id above those at the start) as it arrives. The
 //!    hub wakes the subscription when a message is stored, on this instance or, through
-//!    the relay (`crate::relay`, PostgreSQL `LISTEN`/`NOTIFY`), on another. Without a
-//!    relay (SQLite) it also reads the database every [`POLL`], for what other processes
-//!    on the same file stored. Contact and presence events come from the hub's queue.
+//!    the relay (`crate::relay`, PostgreSQL `LISTEN`/`NOTIFY`), on another. While no relay
+//!    connection is up (SQLite, or PostgreSQL between a lost connection and the next) it
+//!    also reads the database every [`POLL`], for what other processes stored. Contact and presence events come from the hub's queue.
 //!
 //! Ids are read from the database in arrival order, but on PostgreSQL a transaction may
 //! commit after one that took a higher id. So each read looks back [`LOOKBACK`] ids below
@@ -33,8 +33,8 @@ use crate::db::chat::{self as rows, Delivered};
 use crate::net::connection::SessionCtx;
 use crate::state::ServerState;
 
-/// How often a subscription reads the database even when not woken, when there is no
-/// relay between instances.
+/// How often a subscription reads the database even when not woken, while no relay
+/// connection is up.
 pub const POLL: Duration = Duration::from_secs(2);
 /// How far below the newest id carried each read looks for late commits.
 pub const LOOKBACK: i64 = 256;
@@ -121,11 +121,8 @@ where
     }
     let mut cursor = Cursor::new(start);
     let mut ended = std::pin::pin!(ended);
-    let mut poll = (!state.relay.crosses_instances()).then(|| {
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + POLL, POLL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick
-    });
+    let mut poll = tokio::time::interval_at(tokio::time::Instant::now() + POLL, POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let run = async {
         backlog(state, user, start, &mut writer).await?;
         catch_up(state, user, &mut cursor, &mut writer).await?;
@@ -142,7 +139,12 @@ where
                     Signal::Event(event) => writer.event(*event).await?,
                     Signal::Gone => return Ok(()),
                 },
-                () = next_poll(&mut poll) => catch_up(state, user, &mut cursor, &mut writer).await?,
+                _ = poll.tick() => {
+                    // While the relay is up it wakes this subscription for every message.
+                    if !state.relay.connected() {
+                        catch_up(state, user, &mut cursor, &mut writer).await?;
+                    }
+                }
             }
         }
     };
@@ -158,16 +160,6 @@ where
     // would carry them again.
     let _ = writer.mark_delivered(state, user).await;
     Ok(ended)
-}
-
-/// The next tick of the poll, or never when the relay wakes the subscription.
-async fn next_poll(poll: &mut Option<tokio::time::Interval>) {
-    match poll {
-        Some(tick) => {
-            tick.tick().await;
-        }
-        None => std::future::pending().await,
-    }
 }
 
 /// Writes frames, each within [`WRITE_TIMEOUT`], and remembers which messages it wrote

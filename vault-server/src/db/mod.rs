@@ -176,13 +176,26 @@ impl Db {
         self.backend
     }
 
-    /// Runs pending migrations; returns how many ran.
+    /// Runs pending migrations; returns how many ran. On PostgreSQL under a session
+    /// advisory lock: instances of a deployment started together wait for the first one's
+    /// migrations, then find none pending.
     pub fn migrate(&self) -> DbResult<usize> {
+        use diesel::RunQueryDsl;
         let mut conn = self.conn()?;
         let ran = match &mut *conn {
-            DbConn::Postgres(c) => c
-                .run_pending_migrations(POSTGRES_MIGRATIONS)
-                .map(|v| v.len()),
+            DbConn::Postgres(c) => {
+                let key = advisory_key("migrations");
+                diesel::sql_query("SELECT pg_advisory_lock($1)")
+                    .bind::<diesel::sql_types::BigInt, _>(key)
+                    .execute(c)?;
+                let ran = c
+                    .run_pending_migrations(POSTGRES_MIGRATIONS)
+                    .map(|v| v.len());
+                diesel::sql_query("SELECT pg_advisory_unlock($1)")
+                    .bind::<diesel::sql_types::BigInt, _>(key)
+                    .execute(c)?;
+                ran
+            }
             DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
         };
         ran.map_err(|e| DbError::Migration(e.to_string()))
