@@ -47,16 +47,61 @@ const RELAY_REFERENCE: &str = "no target; [chat] messages_per_minute = 1000000";
 pub fn relay(bins: &Bins, plan: &Plan, work: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let count = plan.chat_messages;
     let server = Server::start_with(bins, &plan.limits, LIFTED_CHAT)?;
-    let outcome = server.explain(measure(bins, &server, count, work))?;
+    let outcome = server.explain(measure(bins, [&server, &server], count, work))?;
     server.stop()?;
     rows.extend(outcome.rows(count));
     Ok(())
 }
 
-/// Two mutual contacts, the listener started, the messages sent and collected.
-fn measure(bins: &Bins, server: &Server, count: usize, work: &Path) -> anyhow::Result<Outcome> {
-    let sender = Client::register(bins, server, SENDER)?;
-    let listener = Client::register(bins, server, LISTENER)?;
+/// The sender on one instance and the listener on another, of one deployment on the
+/// PostgreSQL database `database_url`: what crosses is the relay's `NOTIFY`. Adds the
+/// latency row, against the target of 20 ms.
+pub fn across_instances(
+    bins: &Bins,
+    plan: &Plan,
+    database_url: &str,
+    work: &Path,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
+    let count = plan.chat_messages.min(500);
+    let top = format!("database_url = \"{database_url}\"");
+    let a = Server::start_on(bins, &plan.limits, LIFTED_CHAT, &top, &[])?;
+    let b = Server::start_on(bins, &plan.limits, LIFTED_CHAT, &top, &[])?;
+    let outcome = a.explain(b.explain(measure(bins, [&a, &b], count, work)))?;
+    a.stop()?;
+    b.stop()?;
+    match outcome {
+        Outcome::Done(f) => {
+            rows.push(Row::at_most(
+                ACROSS,
+                f.median_ms,
+                "ms",
+                20.0,
+                &format!("≤ 20 ms; p99 {:.1} ms, {count} messages", f.p99_ms),
+            ));
+        }
+        Outcome::TimedOut { arrived } => rows.push(Row::not_available(
+            ACROSS,
+            "ms",
+            "≤ 20 ms",
+            &format!("only {arrived} of {count} messages arrived"),
+        )),
+    }
+    Ok(())
+}
+
+const ACROSS: &str = "chat latency across two instances, median";
+
+/// Two mutual contacts, the listener started, the messages sent and collected: the
+/// sender on `servers[0]`, the listener on `servers[1]`.
+fn measure(
+    bins: &Bins,
+    [on, to]: [&Server; 2],
+    count: usize,
+    work: &Path,
+) -> anyhow::Result<Outcome> {
+    let sender = Client::register(bins, on, SENDER)?;
+    let listener = Client::register(bins, to, LISTENER)?;
     sender.run(&["contact", "add", LISTENER], None)?;
     listener.run(&["contact", "accept", SENDER], None)?;
 

@@ -9,6 +9,7 @@ mod cpu;
 mod data;
 mod procs;
 mod report;
+mod scale;
 mod scenarios;
 mod stages;
 

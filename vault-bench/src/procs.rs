@@ -77,10 +77,22 @@ impl Server {
 
     /// [`Server::start`] with more configuration tables after `[limits]` (`[chat]\n...`).
     pub fn start_with(bins: &Bins, limits: &str, tables: &str) -> anyhow::Result<Server> {
+        Server::start_on(bins, limits, tables, "", &[])
+    }
+
+    /// [`Server::start_with`] with top-level keys `top` (`database_url = …`) and
+    /// environment variables `env` (`VAULT_STORAGE_*`).
+    pub fn start_on(
+        bins: &Bins,
+        limits: &str,
+        tables: &str,
+        top: &str,
+        env: &[(String, String)],
+    ) -> anyhow::Result<Server> {
         let root = tempfile::tempdir().context("cannot make a temp dir")?;
         let data = root.path().join("data");
         let config = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{top}\n\
              [files]\ngc_interval_s = 0\n\
              [kdf]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n\
              [auth_hash]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n\
@@ -95,6 +107,7 @@ impl Server {
             .arg("--config")
             .arg(&config_path)
             .env("VAULT_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

@@ -2,7 +2,8 @@
 //! their own ([`stages`]); a fresh server for the large `put` and `get` (its peak RSS
 //! covers exactly that phase, its CPU time is read around each run); a second fresh
 //! server for the small files — `put -r` of a flat directory, `ls` of it, and `vault sync`
-//! when the CLI has it; a third for the chat relay ([`chat`]).
+//! when the CLI has it; a third for the chat relay ([`chat`]); then the S3 store and two
+//! instances ([`crate::scale`]).
 
 use std::path::Path;
 
@@ -45,6 +46,7 @@ pub fn run_all(bins: &Bins, plan: &Plan) -> anyhow::Result<Vec<Row>> {
     big_files(bins, plan, work.path(), quinn, &mut rows)?;
     small_files(bins, plan, work.path(), &mut rows)?;
     chat::relay(bins, plan, work.path(), &mut rows)?;
+    crate::scale::rows(bins, plan, work.path(), &mut rows)?;
     Ok(rows)
 }
 
@@ -417,12 +419,12 @@ fn sync_rows(
     Ok(())
 }
 
-fn rss_row(figure: &str, bytes: u64) -> Row {
+pub(crate) fn rss_row(figure: &str, bytes: u64) -> Row {
     Row::at_most(figure, bytes as f64 / MIB, "MiB", RSS_LIMIT_MIB, "≤ 64 MiB")
 }
 
 /// `64 MiB`, `1 GiB`.
-fn human_size(bytes: u64) -> String {
+pub(crate) fn human_size(bytes: u64) -> String {
     if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
         format!("{} GiB", bytes >> 30)
     } else {
@@ -431,7 +433,7 @@ fn human_size(bytes: u64) -> String {
 }
 
 /// Fails unless the two files hold the same bytes.
-fn same_contents(a: &Path, b: &Path) -> anyhow::Result<()> {
+pub(crate) fn same_contents(a: &Path, b: &Path) -> anyhow::Result<()> {
     use std::io::Read;
     let open = |p: &Path| {
         std::fs::File::open(p)
