@@ -166,9 +166,11 @@ fn fresh_database(admin_url: &str) -> anyhow::Result<String> {
             .context("cannot connect to VAULT_BENCH_POSTGRES_URL")?;
         tokio::spawn(connection);
         client
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
-            ))
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+            .await
+            .context("cannot drop an old benchmark database")?;
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .context("cannot create the benchmark's database")
     })?;
