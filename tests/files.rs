@@ -10,23 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use vault_e2e::{Client, TestServer};
+use vault_e2e::{Client, TestServer, random_bytes};
 
 const MIB: usize = 1 << 20;
-
-/// Deterministic pseudo-random bytes (xorshift64*), different for each seed.
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 fn alice(server: &TestServer) -> Client {
     let client = Client::new();

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use std::time::{Duration, Instant};
 
-use vault_e2e::{Client, Listener, PASSWORD, TestServer};
+use vault_e2e::{Client, Listener, PASSWORD, TestServer, random_bytes};
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
@@ -188,19 +188,6 @@ fn chat_crosses_instances_messages_at_once_and_events_on_postgresql() {
     let out = listener.stop();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("session ended"), "{stderr}");
-}
-
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// A client given three instances (`--server a,b,c`) keeps going when the one it uses is

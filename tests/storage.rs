@@ -4,21 +4,9 @@
 
 use std::path::Path;
 
-use vault_e2e::{Client, TestServer, fresh_s3_storage};
+use vault_e2e::{Client, TestServer, fresh_s3_storage, random_bytes};
 
 const MIB: usize = 1 << 20;
-
-fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
@@ -49,10 +37,10 @@ fn put_tree(client: &Client, name: &str, seed: u64) -> Vec<(String, Vec<u8>)> {
     for i in 0..12u64 {
         files.push((
             format!("small-{i}.bin"),
-            bytes(1000 + i as usize * 37, seed + i),
+            random_bytes(1000 + i as usize * 37, seed + i),
         ));
     }
-    files.push(("large.bin".into(), bytes(20 * MIB + 11, seed + 100)));
+    files.push(("large.bin".into(), random_bytes(20 * MIB + 11, seed + 100)));
     for (file, data) in &files {
         std::fs::write(dir.join(file), data).expect("write");
     }

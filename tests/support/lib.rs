@@ -1104,3 +1104,18 @@ impl Listener {
         self.child.wait_with_output().expect("listen output")
     }
 }
+
+/// `len` deterministic pseudo-random bytes, different for each `seed` (file contents that
+/// neither compress nor repeat).
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
