@@ -372,7 +372,7 @@ mod tests {
     #[test]
     fn exclusive_work_runs_on_one_connection_at_a_time() -> crate::testing::R<()> {
         let dir = tempfile::tempdir()?;
-        let url = crate::testing::fresh_postgres_database("exclusive")?
+        let url = crate::testing::fresh_postgres_database("maintenance")?
             .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("x.db").display()));
         let db = Db::open(&url)?;
         let (mut one, mut two) = (db.conn()?, db.conn()?);
