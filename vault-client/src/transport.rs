@@ -175,7 +175,8 @@ pub fn addresses(servers: &str) -> Vec<&str> {
 pub async fn open(servers: &str, pin: &Pin) -> Result<Connection, ClientError> {
     let mut list = addresses(servers);
     if list.len() <= 1 {
-        return open_one(servers.trim(), pin, Duration::from_secs(15)).await;
+        let one = list.first().copied().unwrap_or(servers.trim());
+        return open_one(one, pin, Duration::from_secs(15)).await;
     }
     let last = LAST_GOOD.lock().unwrap_or_else(|e| e.into_inner()).clone();
     if let Some(at) = last.and_then(|l| list.iter().position(|a| *a == l)) {

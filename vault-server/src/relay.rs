@@ -158,12 +158,18 @@ fn deliver(state: &ServerState, note: &Note) {
     }
 }
 
-/// Keeps the relay connection: listens, sends what is queued, and connects again (after a
-/// pause that grows to 5 s) when it drops. Returns when the server shuts down.
+/// Keeps the relay connection: listens, sends what is queued, and connects again when it
+/// drops (after a pause that grows to 5 s, and starts afresh once a connection stayed up).
+/// Returns when the server shuts down.
 pub async fn run(state: Arc<ServerState>, mut connection: Connection) {
     let mut pause = Duration::from_millis(100);
     loop {
+        let began = tokio::time::Instant::now();
         let outcome = session(&state, &connection.url, &mut connection.outbox).await;
+        if began.elapsed() > Duration::from_secs(30) {
+            // It was up for a while: a new drop starts the pauses afresh.
+            pause = Duration::from_millis(100);
+        }
         state.relay.set_listening(false);
         match outcome {
             Ok(()) => return,
