@@ -576,7 +576,7 @@ impl BlobStore for S3BlobStore {
     fn list(&self) -> io::Result<Vec<StoredBlob>> {
         let inner = &self.inner;
         let prefix = Key::from(format!("{}blobs", inner.prefix));
-        let now = chrono_now();
+        let now = crate::db::now();
         inner.wait(async {
             let mut blobs = Vec::new();
             let mut listing = inner.s3.list(Some(&prefix));
@@ -597,7 +597,7 @@ impl BlobStore for S3BlobStore {
     fn list_partials(&self) -> io::Result<Vec<StoredBlob>> {
         let inner = &self.inner;
         let prefix = Key::from(format!("{}partials", inner.prefix));
-        let now = chrono_now();
+        let now = crate::db::now();
         inner.wait(async {
             // Newest object of each partial: its age is the time since it last grew.
             let mut seen: std::collections::BTreeMap<BlobId, i64> = Default::default();
@@ -652,12 +652,6 @@ impl BlobStore for S3BlobStore {
                 .map(drop)
         })
     }
-}
-
-fn chrono_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn age(now: i64, at: i64) -> u64 {
