@@ -371,6 +371,12 @@ async fn check_access(s3: &AmazonS3, settings: &S3Settings) -> io::Result<()> {
                  create {}`) or fix storage.s3_bucket",
                     settings.bucket, settings.bucket
                 )
+            } else if text.contains("AuthorizationHeaderMalformed") || text.contains("region") {
+                format!(
+                    "the region {:?} is not the service's: set storage.s3_region to the one it \
+                 expects (Garage: its s3_region, \"garage\" in the examples)",
+                    settings.region
+                )
             } else if text.contains("InvalidAccessKeyId")
                 || text.contains("SignatureDoesNotMatch")
                 || text.contains("AccessDenied")
@@ -1023,6 +1029,13 @@ mod tests {
                     ..good.clone()
                 },
                 "was refused",
+            ),
+            (
+                S3Settings {
+                    region: "us-east-1".into(),
+                    ..good.clone()
+                },
+                "storage.s3_region",
             ),
             (
                 S3Settings {
