@@ -190,6 +190,80 @@ fn chat_crosses_instances_messages_at_once_and_events_on_postgresql() {
     assert!(stderr.contains("session ended"), "{stderr}");
 }
 
+/// Whether `who` shows as online in `c`'s contact list.
+fn shows_online(c: &Client, who: &str) -> bool {
+    let list: serde_json::Value =
+        serde_json::from_str(c.run(&["contact", "list", "--json"]).ok()).expect("json");
+    let entry = list
+        .as_array()
+        .expect("contacts")
+        .iter()
+        .find(|e| e["username"] == who)
+        .unwrap_or_else(|| panic!("{who} not in {list}"))
+        .clone();
+    entry["online"].as_bool().expect("online flag")
+}
+
+/// Presence is the deployment's, not an instance's: a user listening on instance A is
+/// online in a contact list read through B, and offline there once A notices their
+/// listen has gone; on PostgreSQL B's listeners also hear both changes at once.
+#[test]
+fn presence_is_shared_by_the_instances() {
+    // A notices a killed client's connection within seconds.
+    let a = TestServer::start_with("[limits]\nidle_timeout_s = 3\n");
+    let b = a.second_instance(&same_certificate(&a));
+    let alice = Client::new();
+    alice.register(&a, "alice", "alice@example.org");
+    let bob = Client::new();
+    bob.register(&b, "bob", "bob@example.org");
+    alice.run(&["contact", "add", "bob"]).ok();
+    bob.run(&["contact", "accept", "alice"]).ok();
+    let bob_hears = Listener::start(&bob);
+    bob_hears.settle();
+    assert!(!shows_online(&bob, "alice"));
+
+    let alice_listens = Listener::start(&alice);
+    if on_postgres() {
+        let came = bob_hears.next("presence", Duration::from_secs(5));
+        assert_eq!(
+            (&came["username"], &came["online"]),
+            (&"alice".into(), &true.into()),
+            "{came}"
+        );
+    } else {
+        alice_listens.settle();
+    }
+    assert!(
+        shows_online(&bob, "alice"),
+        "alice listens on A; bob asks B"
+    );
+    assert!(shows_online(&alice, "bob"), "and the other way round");
+
+    alice_listens.stop();
+    let gone = Instant::now();
+    if on_postgres() {
+        let went = bob_hears.next("presence", Duration::from_secs(15));
+        assert_eq!(
+            (&went["username"], &went["online"]),
+            (&"alice".into(), &false.into()),
+            "{went}"
+        );
+        assert!(went["last_seen"].is_number(), "{went}");
+        println!(
+            "a listen killed on A was offline on B after {:?}",
+            gone.elapsed()
+        );
+    }
+    while shows_online(&bob, "alice") {
+        assert!(
+            gone.elapsed() < Duration::from_secs(15),
+            "alice still online"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    bob_hears.stop();
+}
+
 /// A client given three instances (`--server a,b,c`) keeps going when the one it uses is
 /// killed in the middle of a 200 MiB upload: it reconnects to another, resumes the upload
 /// where the store holds it, and the bytes come back equal. Needs a shared blob store.

@@ -194,11 +194,16 @@ impl Server {
         let disk = tokio::spawn(space::watch(Arc::clone(&state)));
         let gc = tokio::spawn(maintenance::run_periodic(Arc::clone(&state)));
         let scrub = tokio::spawn(maintenance::scrub::run_periodic(Arc::clone(&state)));
+        let presence = tokio::spawn(chat::presence::keep(Arc::clone(&state)));
         let relay = self
             .relay
             .map(|connection| tokio::spawn(relay::run(Arc::clone(&state), connection)));
         net::serve(self.endpoint, Arc::clone(&state), shutdown).await;
+        // While the relay still runs, so that the other instances hear of it.
+        presence.abort();
+        chat::presence::stop(&state).await;
         if let Some(relay) = relay {
+            state.relay.drained(Duration::from_secs(1)).await;
             relay.abort();
         }
         watcher.abort();

@@ -98,9 +98,26 @@ impl Relay {
         (relay, connection)
     }
 
+    /// This instance's id, random per process (also its row in `db::presence`).
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
     /// Whether notes reach the other instances now (else subscriptions poll the database).
     pub fn connected(&self) -> bool {
         self.listening.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits, at most `limit`, until the notes queued so far have left (at shutdown, before
+    /// the relay task stops).
+    pub async fn drained(&self, limit: Duration) {
+        let Some(outbox) = &self.outbox else { return };
+        let until = tokio::time::Instant::now() + limit;
+        while outbox.capacity() < outbox.max_capacity() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The last one taken may still be on its way to the database.
+        tokio::time::sleep(Duration::from_millis(50).min(limit)).await;
     }
 
     fn set_listening(&self, on: bool) {

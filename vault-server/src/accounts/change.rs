@@ -121,6 +121,7 @@ pub fn delete(conn: &mut DbConn, user: &User, now: i64) -> Result<Deleted, Failu
             record(c, "group.remove", Some(&user.username), &detail)?;
         }
         db::chat::delete_user(c, user.id)?;
+        db::presence::delete_user(c, user.id)?;
         let files = purge_user_files(c, user.id, now)?;
         db::users::delete(c, user.id)?;
         db::throttle::clear(c, &account_subject(&user.username))?;

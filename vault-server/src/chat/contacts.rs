@@ -150,7 +150,7 @@ pub async fn add(
         Added::AlreadyRequested => {}
         Added::BecameContacts => {
             crate::relay::send(state, other, &changed(session, Some(ContactState::Contact)));
-            presence::introduce(state, (me, &session.username), (other, &name));
+            presence::introduce(state, (me, &session.username), (other, &name)).await?;
         }
     }
     Ok(Response::Ok)
@@ -194,7 +194,7 @@ async fn answer(
     let new = accept.then_some(ContactState::Contact);
     crate::relay::send(state, other, &changed(session, new));
     if accept {
-        presence::introduce(state, (me, &session.username), (other, &name));
+        presence::introduce(state, (me, &session.username), (other, &name)).await?;
     }
     Ok(Response::Ok)
 }
@@ -237,7 +237,15 @@ pub async fn remove(
 
 pub async fn list(state: &ServerState, session: &SessionCtx) -> Result<Response, ApiError> {
     let me = session.user_id;
-    let found = state.db.run(move |c| rows::contacts_of(c, me)).await?;
+    let (found, online) = state
+        .db
+        .run(move |c| {
+            let found = rows::contacts_of(c, me)?;
+            let ids: Vec<i64> = found.iter().map(|row| row.contact.other_id).collect();
+            let online = db::presence::online_among(c, &ids, db::now())?;
+            Ok::<_, db::DbError>((found, online))
+        })
+        .await?;
     let contacts = found
         .into_iter()
         .map(|row| {
@@ -247,7 +255,7 @@ pub async fn list(state: &ServerState, session: &SessionCtx) -> Result<Response,
                 username: row.username,
                 display_name: row.display_name,
                 state: contact_state,
-                online: mutual && state.chat.hub.is_online(row.contact.other_id),
+                online: mutual && online.contains(&row.contact.other_id),
                 last_seen: if mutual { row.last_seen_at } else { None },
                 public_key: row.public_key.into(),
             })

@@ -7,9 +7,9 @@
 //! bounded queue per subscription; a subscription whose queue is full cannot keep up and
 //! is closed (its client reconnects and reads the database again).
 //!
-//! A user is online while they have at least one subscription here; [`Hub::subscribe`]
-//! and [`Subscription::leave`] say when the first opened and the last closed, so that
-//! presence is announced once per change.
+//! [`Hub::subscribe`] and [`Subscription::leave`] say when a user's first subscription
+//! here opened and their last closed; `chat::presence` takes it from there (whether they
+//! are online anywhere is the deployment's, in `db::presence`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -127,8 +127,8 @@ impl Hub {
         }
     }
 
-    /// Whether `user_id` has a subscription on this instance.
-    pub fn is_online(&self, user_id: i64) -> bool {
+    /// Whether `user_id` has a subscription on this instance (online anywhere: `db::presence`).
+    pub fn listens_here(&self, user_id: i64) -> bool {
         self.lock().get(&user_id).is_some_and(|s| !s.is_empty())
     }
 
@@ -218,18 +218,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn online_while_a_subscription_is_open() {
+    async fn listens_here_while_a_subscription_is_open() {
         let hub = Hub::default();
-        assert!(!hub.is_online(1));
+        assert!(!hub.listens_here(1));
         let (a, first) = hub.subscribe(1).expect("room");
         assert!(first);
         let (b, first) = hub.subscribe(1).expect("room");
         assert!(!first);
-        assert!(hub.is_online(1));
+        assert!(hub.listens_here(1));
         assert!(!a.leave(), "another subscription is still open");
-        assert!(hub.is_online(1));
+        assert!(hub.listens_here(1));
         drop(b);
-        assert!(!hub.is_online(1));
+        assert!(!hub.listens_here(1));
         let (c, first) = hub.subscribe(1).expect("room");
         assert!(first);
         assert!(c.leave());

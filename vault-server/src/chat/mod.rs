@@ -12,7 +12,7 @@
 //! - [`subscribe`]: the event stream: undelivered messages first, then new ones and other
 //!   events as they come;
 //! - [`hub`]: who is subscribed on this instance, wake-ups and queued events;
-//! - [`presence`]: online/offline announcements to mutual contacts;
+//! - [`presence`]: who is online on any instance, and the announcements to mutual contacts;
 //! - [`limit`]: the per-user message rate limit.
 //!
 //! Contact and profile changes are not audited: they are not security changes.

@@ -1,15 +1,49 @@
-//! Presence: a user is online while they have a subscription on this instance. When their
-//! first subscription opens or their last one closes, the time goes into their profile
-//! (`last_seen_at`) and their mutual contacts who are subscribed here hear of it. Two
-//! people who just became mutual contacts hear whether the other is online.
+//! Presence: a user is online while they have a subscription on any instance of the
+//! deployment (`db::presence`: each instance's users, and a heartbeat per instance). When
+//! their first subscription opens or their last one closes, wherever it is, the time goes
+//! into their profile (`last_seen_at`) and their mutual contacts hear of it on every
+//! instance (through the relay). Two people who just became mutual contacts hear whether
+//! the other is online. [`keep`] beats for this instance and sweeps the instances that
+//! stopped, announcing their users offline.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use vault_proto::proto::{ApiError, Event};
 
 use crate::db;
 use crate::state::ServerState;
 
+/// Records that `user_id`'s first subscription on this instance opened, and announces
+/// them online if no other instance had them.
+pub async fn joined(state: &ServerState, user_id: i64, username: &str) -> Result<(), ApiError> {
+    let instance = state.relay.instance().to_owned();
+    let came_online = state
+        .db
+        .run(move |c| db::transaction(c, |c| db::presence::join(c, &instance, user_id, db::now())))
+        .await?;
+    if came_online {
+        announce(state, user_id, username, true).await?;
+    }
+    Ok(())
+}
+
+/// Records that `user_id`'s last subscription on this instance closed, and announces
+/// them offline if no other instance has them.
+pub async fn left(state: &ServerState, user_id: i64, username: &str) -> Result<(), ApiError> {
+    let instance = state.relay.instance().to_owned();
+    let went_offline = state
+        .db
+        .run(move |c| db::transaction(c, |c| db::presence::leave(c, &instance, user_id, db::now())))
+        .await?;
+    if went_offline {
+        announce(state, user_id, username, false).await?;
+    }
+    Ok(())
+}
+
 /// Records and announces that `user_id` came online or went offline.
-pub async fn announce(
+async fn announce(
     state: &ServerState,
     user_id: i64,
     username: &str,
@@ -34,16 +68,85 @@ pub async fn announce(
     Ok(())
 }
 
-/// Tells each of two new mutual contacts whether the other is online here.
-pub fn introduce(state: &ServerState, a: (i64, &str), b: (i64, &str)) {
+/// Tells each of two new mutual contacts whether the other is online.
+pub async fn introduce(
+    state: &ServerState,
+    a: (i64, &str),
+    b: (i64, &str),
+) -> Result<(), ApiError> {
+    let ids = [a.0, b.0];
+    let online = state
+        .db
+        .run(move |c| db::presence::online_among(c, &ids, db::now()))
+        .await?;
     for ((who, name), to) in [(a, b.0), (b, a.0)] {
-        if state.chat.hub.is_online(who) {
+        if online.contains(&who) {
             let event = Event::Presence {
                 username: name.to_owned(),
                 online: true,
                 last_seen: None,
             };
             crate::relay::send(state, to, &event);
+        }
+    }
+    Ok(())
+}
+
+/// For the server's lifetime: beats for this instance every `db::presence::BEAT_S`, and
+/// (one instance at a time) sweeps the instances that stopped beating, announcing their
+/// users offline.
+pub async fn keep(state: Arc<ServerState>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(db::presence::BEAT_S as u64));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let instance = state.relay.instance().to_owned();
+        let swept: Result<Option<Vec<i64>>, db::DbError> = state
+            .db
+            .run(move |c| {
+                let now = db::now();
+                db::presence::beat(c, &instance, now)?;
+                db::exclusively(c, "presence sweep", |c| {
+                    db::transaction(c, |c| db::presence::sweep(c, now))
+                })?
+                .transpose()
+            })
+            .await;
+        match swept {
+            Ok(gone) => offline(&state, gone.unwrap_or_default()).await,
+            Err(e) => tracing::warn!(error = %e, "presence: could not beat or sweep"),
+        }
+    }
+}
+
+/// At shutdown, after the subscriptions closed: removes this instance's row (and any
+/// presence left on it), announcing those users offline.
+pub async fn stop(state: &ServerState) {
+    let instance = state.relay.instance().to_owned();
+    let gone: Result<Vec<i64>, db::DbError> = state
+        .db
+        .run(move |c| db::transaction(c, |c| db::presence::stop(c, &instance, db::now())))
+        .await;
+    match gone {
+        Ok(gone) => offline(state, gone).await,
+        Err(e) => tracing::warn!(error = %e, "presence: could not remove this instance"),
+    }
+}
+
+/// Announces `users` offline (their instance stopped).
+async fn offline(state: &ServerState, users: Vec<i64>) {
+    for user in users {
+        let name: Result<Option<String>, ApiError> = state
+            .db
+            .run(move |c| Ok(db::users::by_id(c, user)?.map(|u| u.username)))
+            .await;
+        let result = match name {
+            Ok(Some(name)) => announce(state, user, &name, false).await,
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::warn!(code = e.code.as_str(), "could not announce presence");
         }
     }
 }

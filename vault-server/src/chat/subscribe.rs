@@ -81,12 +81,12 @@ where
             ),
         )
     })?;
-    if first && let Err(e) = presence::announce(state, user, &session.username, true).await {
+    if first && let Err(e) = presence::joined(state, user, &session.username).await {
         tracing::warn!(code = e.code.as_str(), "could not announce presence");
     }
     let outcome = stream(state, &mut sub, out, ended, live).await;
     if sub.leave()
-        && let Err(e) = presence::announce(state, user, &session.username, false).await
+        && let Err(e) = presence::left(state, user, &session.username).await
     {
         tracing::warn!(code = e.code.as_str(), "could not announce presence");
     }

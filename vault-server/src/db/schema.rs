@@ -269,6 +269,20 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    instances (id) {
+        id -> Text,
+        beat_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    presence (user_id, instance) {
+        user_id -> BigInt,
+        instance -> Text,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     sessions,
@@ -286,4 +300,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     chat_messages,
     chat_deliveries,
     chat_attachments,
+    instances,
+    presence,
 );

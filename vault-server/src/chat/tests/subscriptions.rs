@@ -212,9 +212,9 @@ async fn a_subscription_needs_nothing_but_ends_with_its_stream() -> R<()> {
     let mut bob = f.subscribe("bob");
     bob.subscribed().await?;
     bob.quiet(Duration::from_millis(50)).await?;
-    assert!(f.state.chat.hub.is_online(f.id("bob")));
+    assert!(f.state.chat.hub.listens_here(f.id("bob")));
     assert_eq!(bob.stop().await?, subscribe::Ended::Closed);
-    assert!(!f.state.chat.hub.is_online(f.id("bob")));
+    assert!(!f.state.chat.hub.listens_here(f.id("bob")));
     // Subscribe is refused as a one-frame request.
     let e = err(f.call("bob", Request::Subscribe).await);
     assert_eq!(e.code, ErrorCode::BadRequest);
