@@ -3,6 +3,7 @@
 //! real `vault` binary, from `target/release/` (it builds nothing), and prints one table of
 //! figures, each with its ratio to its ceiling or target.
 
+mod capacity;
 mod ceiling;
 mod chat;
 mod cpu;
@@ -45,6 +46,10 @@ struct Args {
     /// Directory of the vault-server and vault binaries (default: this executable's).
     #[arg(long, value_name = "DIR")]
     bin_dir: Option<PathBuf>,
+    /// Run one phase only: `scale` (S3 and chat across instances) or `capacity` (the
+    /// cost of each action, for docs/SCALING.md). Both need the services they name.
+    #[arg(long, value_parser = ["scale", "capacity"])]
+    only: Option<String>,
     /// Print the report as JSON on stdout instead of the table.
     #[arg(long)]
     json: bool,
@@ -100,7 +105,7 @@ fn run(args: &Args) -> anyhow::Result<Report> {
             String::new()
         },
     };
-    let rows = scenarios::run_all(&bins, &plan)?;
+    let rows = scenarios::run(&bins, &plan, args.only.as_deref())?;
     Ok(Report {
         mode: if args.quick { "quick" } else { "full" },
         runs: plan.runs,

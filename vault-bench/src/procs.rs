@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 /// The password of the benchmark user.
-const PASSWORD: &str = "correct horse battery staple";
+pub const PASSWORD: &str = "correct horse battery staple";
 /// GNU time, which reports a child's peak RSS (`%M`, KiB) and user and system CPU time
 /// (`%U`, `%S`, seconds) from `wait4`.
 const GNU_TIME: &str = "/usr/bin/time";
@@ -150,6 +150,11 @@ impl Server {
     /// The server's peak RSS so far (`VmHWM`), in bytes.
     pub fn peak_rss(&self) -> anyhow::Result<u64> {
         vm_hwm(self.child.id()).context("cannot read the server's peak RSS from /proc")
+    }
+
+    /// The server's RSS now (`VmRSS`), in bytes.
+    pub fn rss(&self) -> anyhow::Result<u64> {
+        vm_field(self.child.id(), "VmRSS:").context("cannot read the server's RSS from /proc")
     }
 
     /// The server's CPU time so far (user + system, every thread).
@@ -380,10 +385,15 @@ fn read_all(stream: Option<impl std::io::Read>) -> String {
 
 /// `VmHWM` of process `pid` in bytes, if it is still there.
 fn vm_hwm(pid: u32) -> Option<u64> {
+    vm_field(pid, "VmHWM:")
+}
+
+/// A `kB` field of `/proc/PID/status`, in bytes.
+fn vm_field(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line
-        .trim_start_matches("VmHWM:")
+        .trim_start_matches(field)
         .trim()
         .trim_end_matches("kB")
         .trim()

@@ -141,7 +141,7 @@ pub fn rows(bins: &Bins, plan: &Plan, work: &Path, rows: &mut Vec<Row>) -> anyho
     }
     match std::env::var("VAULT_BENCH_POSTGRES_URL") {
         Ok(admin) if !admin.is_empty() => {
-            let url = fresh_database(&admin)?;
+            let url = fresh_database(&admin, "scale")?;
             crate::chat::across_instances(bins, plan, &url, work, rows)?;
         }
         _ => rows.push(Row::not_available(
@@ -154,9 +154,9 @@ pub fn rows(bins: &Bins, plan: &Plan, work: &Path, rows: &mut Vec<Row>) -> anyho
     Ok(())
 }
 
-/// A new database on the server of `admin_url`, for one run.
-fn fresh_database(admin_url: &str) -> anyhow::Result<String> {
-    let name = format!("vault_bench_{}", std::process::id());
+/// A new database on the server of `admin_url`, for one phase of one run.
+pub fn fresh_database(admin_url: &str, phase: &str) -> anyhow::Result<String> {
+    let name = format!("vault_bench_{phase}_{}", std::process::id());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -179,6 +179,14 @@ fn fresh_database(admin_url: &str) -> anyhow::Result<String> {
         .rsplit_once('/')
         .context("VAULT_BENCH_POSTGRES_URL needs a database name")?;
     Ok(format!("{server}/{name}"))
+}
+
+/// `VAULT_STORAGE_*` for a server on the environment's bucket under a fresh prefix named
+/// after `phase`; empty when no bucket is named (the server keeps blobs on its disk).
+pub fn storage_env(phase: &str) -> Vec<(String, String)> {
+    Bucket::from_env()
+        .map(|b| b.server_env(&format!("bench-{phase}-{}", std::process::id())))
+        .unwrap_or_default()
 }
 
 fn s3(

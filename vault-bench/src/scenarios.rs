@@ -39,15 +39,25 @@ pub struct Plan {
 }
 
 /// Runs every phase and returns the rows of the table.
-pub fn run_all(bins: &Bins, plan: &Plan) -> anyhow::Result<Vec<Row>> {
+pub fn run(bins: &Bins, plan: &Plan, only: Option<&str>) -> anyhow::Result<Vec<Row>> {
     let work = tempfile::tempdir().context("cannot make a temp dir")?;
     let mut rows = Vec::new();
-    let quinn = ceilings(plan, &mut rows)?;
-    big_files(bins, plan, work.path(), quinn, &mut rows)?;
-    small_files(bins, plan, work.path(), &mut rows)?;
-    chat::relay(bins, plan, work.path(), &mut rows)?;
-    crate::scale::rows(bins, plan, work.path(), &mut rows)?;
+    match only {
+        Some("scale") => crate::scale::rows(bins, plan, work.path(), &mut rows)?,
+        Some("capacity") => crate::capacity::rows(bins, plan, work.path(), &mut rows)?,
+        _ => run_all(bins, plan, work.path(), &mut rows)?,
+    }
     Ok(rows)
+}
+
+fn run_all(bins: &Bins, plan: &Plan, work: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let quinn = ceilings(plan, rows)?;
+    big_files(bins, plan, work, quinn, rows)?;
+    small_files(bins, plan, work, rows)?;
+    chat::relay(bins, plan, work, rows)?;
+    crate::scale::rows(bins, plan, work, rows)?;
+    crate::capacity::rows(bins, plan, work, rows)?;
+    Ok(())
 }
 
 fn note(what: &str) {
