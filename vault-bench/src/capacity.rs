@@ -4,7 +4,8 @@
 //! `/metrics`) and the client's wall time — and what the server holds per idle
 //! subscription (RSS) and issues with nobody active (statements per second).
 //!
-//! It needs `VAULT_BENCH_POSTGRES_URL` (a superuser: it creates the database and reads and
+//! With `VAULT_BENCH_SHOW_SQL` set it prints each action's statements, by calls, to
+//! stderr. It needs `VAULT_BENCH_POSTGRES_URL` (a superuser: it creates the database and reads and
 //! resets `pg_stat_statements`, which must be in `shared_preload_libraries`); the bucket
 //! of the scale phase is used when it is there (`VAULT_TEST_S3_*`, with
 //! `VAULT_TEST_GARAGE_DIR` for Garage's metrics), else blobs stay on the server's disk and
@@ -31,6 +32,7 @@ struct Statements {
     runtime: tokio::runtime::Runtime,
     client: tokio_postgres::Client,
     database: String,
+    database_url: String,
 }
 
 /// What the server's database did between two resets.
@@ -42,7 +44,8 @@ struct Sql {
 }
 
 impl Statements {
-    fn connect(admin_url: &str, database: &str) -> anyhow::Result<Statements> {
+    fn connect(admin_url: &str, database_url: &str) -> anyhow::Result<Statements> {
+        let database = database_url.rsplit('/').next().unwrap_or_default();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -68,6 +71,30 @@ impl Statements {
             runtime,
             client,
             database: database.to_owned(),
+            database_url: database_url.to_owned(),
+        })
+    }
+
+    /// Waits until `count` users are online (`presence` rows of the server's database),
+    /// at most `limit`; returns how many were.
+    fn wait_for_presence(&self, count: usize, limit: Duration) -> anyhow::Result<usize> {
+        let until = Instant::now() + limit;
+        let url = self.database_url.clone();
+        self.runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .context("cannot connect to the server's database")?;
+            tokio::spawn(connection);
+            loop {
+                let row = client
+                    .query_one("SELECT count(DISTINCT user_id) FROM presence", &[])
+                    .await?;
+                let online = usize::try_from(row.get::<_, i64>(0))?;
+                if online >= count || Instant::now() >= until {
+                    return Ok(online);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         })
     }
 
@@ -92,6 +119,16 @@ impl Statements {
              WHERE d.datname = $1",
             &[&self.database],
         ))?;
+        if std::env::var_os("VAULT_BENCH_SHOW_SQL").is_some() {
+            for row in self.runtime.block_on(self.client.query(
+                "SELECT calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 150) \
+                 FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
+                 WHERE d.datname = $1 ORDER BY calls DESC",
+                &[&self.database],
+            ))? {
+                eprintln!("  {:>5} {}", row.get::<_, i64>(0), row.get::<_, String>(1));
+            }
+        }
         Ok(Sql {
             statements: row.get(0),
             transactions: row.get(1),
@@ -187,8 +224,7 @@ pub fn rows(bins: &Bins, plan: &Plan, work: &Path, rows: &mut Vec<Row>) -> anyho
         }
     };
     let url = crate::scale::fresh_database(&admin, "capacity")?;
-    let database = url.rsplit('/').next().unwrap_or_default().to_owned();
-    let statements = match Statements::connect(&admin, &database) {
+    let statements = match Statements::connect(&admin, &url) {
         Ok(s) => s,
         Err(e) => {
             rows.push(Row::not_available(
@@ -242,6 +278,7 @@ impl Meter<'_> {
             None => None,
         };
         self.statements.reset()?;
+        eprintln!("vault-bench: capacity: {what}");
         let started = Instant::now();
         act()?;
         let elapsed = started.elapsed();
@@ -261,14 +298,90 @@ impl Meter<'_> {
             sql.statements as f64 / per_f,
             "statements",
             &format!(
-                "{:.1} transactions, {:.1} row writes per one; S3 requests in all: {s3}; {:.0} ms in all",
+                "{:.2} transactions, {:.2} row writes per one; S3 requests in all: {s3}; \
+                 {:.0} ms in all ({:.0} statements/s)",
                 sql.transactions as f64 / per_f,
                 sql.writes as f64 / per_f,
-                elapsed.as_secs_f64() * 1000.0
+                elapsed.as_secs_f64() * 1000.0,
+                sql.statements as f64 / elapsed.as_secs_f64()
             ),
         ));
         Ok(())
     }
+}
+
+/// Users with an idle `vault chat listen` each, on a server that has done nothing else
+/// yet: the server's RSS per subscription, and its statements per second while nobody acts.
+fn idle_subscriptions(
+    bins: &Bins,
+    plan: &Plan,
+    server: &Server,
+    statements: &Statements,
+) -> anyhow::Result<Vec<Row>> {
+    let count = if plan.chat_messages < 1000 {
+        10
+    } else {
+        LISTENERS
+    };
+    eprintln!("vault-bench: capacity, {count} users with an idle subscription each");
+    let users = (0..count)
+        .map(|i| Client::register(bins, server, &format!("listener{i}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let rss_before = server.rss()?;
+    // A few at a time: the server admits 16 connections per address before login.
+    let mut listeners: Vec<Child> = Vec::new();
+    let mut held = Ok(0);
+    for batch in users.chunks(8) {
+        for user in batch {
+            let child = user
+                .command(&["chat", "listen", "--json"], None)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("cannot start vault chat listen")?;
+            listeners.push(child);
+        }
+        held = statements.wait_for_presence(listeners.len(), Duration::from_secs(30));
+        if !matches!(held, Ok(n) if n == listeners.len()) {
+            break;
+        }
+    }
+    let rss_held = server.rss()?;
+    let idle = Duration::from_secs(20);
+    statements.reset()?;
+    std::thread::sleep(idle);
+    let sql = statements.read()?;
+    for mut child in listeners {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let held = held?;
+    anyhow::ensure!(
+        held == count,
+        "only {held} of {count} subscriptions were held"
+    );
+    Ok(vec![
+        Row::info(
+            &format!("capacity: server RSS per idle subscription ({count})"),
+            rss_held.saturating_sub(rss_before) as f64 / count as f64 / 1024.0,
+            "KiB each",
+            &format!(
+                "one QUIC connection and one `subscribe` stream each; {:.1} MiB before, {:.1} MiB with them",
+                rss_before as f64 / f64::from(1 << 20),
+                rss_held as f64 / f64::from(1 << 20)
+            ),
+        ),
+        Row::info(
+            "capacity: SQL statements per second, no user active",
+            sql.statements as f64 / idle.as_secs_f64(),
+            "statements/s",
+            &format!(
+                "over {} s with {count} subscriptions open: session checks, presence beat, relay",
+                idle.as_secs()
+            ),
+        ),
+    ])
 }
 
 fn measure(
@@ -284,6 +397,7 @@ fn measure(
         counters,
         rows: Vec::new(),
     };
+    let idle = idle_subscriptions(bins, plan, server, statements)?;
     eprintln!("vault-bench: capacity, the cost of each action");
     let mut alice = None;
     meter.action("register (code mailed, then keys)", 1, || {
@@ -311,7 +425,7 @@ fn measure(
         alice.run(&["put", one_arg, "/one.txt"], None).map(drop)
     })?;
 
-    let files = 100u64;
+    let files: u64 = if plan.small_files < 1000 { 100 } else { 1000 };
     let dir = work.join("capacity-tree");
     std::fs::create_dir_all(&dir)?;
     for i in 0..files {
@@ -321,8 +435,8 @@ fn measure(
         )?;
     }
     let dir_arg = dir.to_str().context("utf-8 path")?;
-    meter.action("put a folder of 100 small files", files, || {
-        alice.run(&["put", dir_arg, "/tree"], None).map(drop)
+    meter.action(&format!("put -r of {files} small files"), files, || {
+        alice.run(&["put", "-r", dir_arg, "/tree"], None).map(drop)
     })?;
     meter.action("ls of that folder", 1, || {
         alice.run(&["ls", "/tree"], None).map(drop)
@@ -331,7 +445,7 @@ fn measure(
         meter.action("sync of that folder, nothing changed", 1, || {
             alice.run(&["sync", dir_arg, "/tree"], None).map(drop)
         })?;
-        std::fs::write(dir.join("f000.txt"), "changed\n")?;
+        std::fs::write(dir.join("f0000.txt"), "changed\n")?;
         meter.action("sync of that folder, one file changed", 1, || {
             alice.run(&["sync", dir_arg, "/tree"], None).map(drop)
         })?;
@@ -361,59 +475,8 @@ fn measure(
         alice.run(&["chat", "send", "bob", "hello"], None).map(drop)
     })?;
 
-    // Idle subscriptions, one user each: the server's RSS and its statements per second
-    // with them open.
-    let count = if plan.chat_messages < 1000 {
-        10
-    } else {
-        LISTENERS
-    };
-    eprintln!("vault-bench: capacity, {count} users with an idle subscription each");
-    let users = (0..count)
-        .map(|i| Client::register(bins, server, &format!("listener{i}")))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let rss_before = server.rss()?;
-    let mut listeners: Vec<Child> = Vec::new();
-    for user in &users {
-        let child = user
-            .command(&["chat", "listen", "--json"], None)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start vault chat listen")?;
-        listeners.push(child);
-    }
-    std::thread::sleep(Duration::from_secs(5));
-    let rss_held = server.rss()?;
-    let idle = Duration::from_secs(20);
-    statements.reset()?;
-    std::thread::sleep(idle);
-    let sql = statements.read()?;
-    for mut child in listeners {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
     let mut rows = meter.rows;
-    rows.push(Row::info(
-        &format!("capacity: server RSS with {count} `chat listen` clients"),
-        rss_held.saturating_sub(rss_before) as f64 / count as f64 / 1024.0,
-        "KiB each",
-        &format!(
-            "{:.1} MiB before, {:.1} MiB after",
-            rss_before as f64 / (1 << 20) as f64,
-            rss_held as f64 / (1 << 20) as f64
-        ),
-    ));
-    rows.push(Row::info(
-        "capacity: SQL statements per second, no user active",
-        sql.statements as f64 / idle.as_secs_f64(),
-        "statements/s",
-        &format!(
-            "over {} s with {count} connections open: session checks, presence beat, relay",
-            idle.as_secs()
-        ),
-    ));
+    rows.extend(idle);
     Ok(rows)
 }
 
