@@ -126,14 +126,22 @@ impl Relay {
     }
 }
 
+/// User ids per wake-up note: at most 20 characters each (19 digits and a comma), so a
+/// note stays under [`MAX_PAYLOAD`] however large the group.
+const WAKE_USERS_PER_NOTE: usize = 300;
+
 /// Tells `users`' subscriptions, here and on every instance, to read new messages.
 pub fn wake(state: &ServerState, users: &[i64]) {
-    publish(
-        state,
-        Note::Wake {
-            users: users.to_vec(),
-        },
-    );
+    for note in wake_notes(users) {
+        publish(state, note);
+    }
+}
+
+/// The wake-up notes for `users`, each small enough to cross.
+fn wake_notes(users: &[i64]) -> impl Iterator<Item = Note> + '_ {
+    users.chunks(WAKE_USERS_PER_NOTE).map(|users| Note::Wake {
+        users: users.to_vec(),
+    })
 }
 
 /// Queues `event` for `user`'s subscriptions here and on every instance.
@@ -293,5 +301,26 @@ mod tests {
         assert_eq!(back.note, note);
         let ended: Envelope = serde_json::from_str(SESSIONS_ENDED).expect("decode");
         assert_eq!(ended.note, Note::SessionsEnded);
+    }
+
+    /// A message to a group of thousands wakes every member on every instance: its
+    /// wake-up goes out in notes that each fit `NOTIFY`'s payload.
+    #[test]
+    fn a_wake_up_of_a_large_group_is_split_into_notes_that_cross() {
+        let users: Vec<i64> = (0..5000).map(|n| i64::MAX - n).collect();
+        let mut woken = Vec::new();
+        for note in wake_notes(&users) {
+            let text = serde_json::to_string(&Envelope {
+                from: crate::blobs::BlobId::random().to_string(),
+                note: note.clone(),
+            })
+            .expect("encode");
+            assert!(text.len() <= MAX_PAYLOAD, "{} bytes", text.len());
+            let Note::Wake { users } = note else {
+                panic!("not a wake-up")
+            };
+            woken.extend(users);
+        }
+        assert_eq!(woken, users, "every member, once, in order");
     }
 }
