@@ -264,6 +264,55 @@ fn presence_is_shared_by_the_instances() {
     bob_hears.stop();
 }
 
+/// With several addresses the client remembers, in its state directory, which one answered
+/// last: once the first-listed instance is gone, one command waits for it and the next
+/// ones go straight to the instance that works.
+#[test]
+fn after_an_instance_dies_only_the_first_command_waits_for_it() {
+    let mut a = TestServer::start();
+    let b = a.second_instance(&same_certificate(&a));
+    Client::new().register(&a, "alice", "alice@example.org");
+    let list = format!("{},{}", a.addr, b.addr);
+    let alice = Client::new();
+    alice
+        .run_stdin(
+            &[
+                "login",
+                "alice",
+                "--server",
+                &list,
+                "--fingerprint",
+                &a.fingerprint,
+                "--password-stdin",
+            ],
+            &format!("{PASSWORD}\n"),
+        )
+        .ok();
+    alice.run(&["ls", "/"]).ok();
+    a.kill_hard();
+    let timed = |args: &[&str]| {
+        let started = Instant::now();
+        alice.run(args).ok();
+        started.elapsed()
+    };
+    let first = timed(&["ls", "/"]);
+    let next = [timed(&["ls", "/"]), timed(&["whoami"])];
+    println!("after the kill: first command {first:?}, the next {next:?}");
+    assert!(
+        first >= Duration::from_secs(3),
+        "the first command waited for the dead instance: {first:?}"
+    );
+    for took in next {
+        assert!(
+            took < Duration::from_secs(2),
+            "later commands go straight to the live instance: {took:?}"
+        );
+    }
+    let remembered =
+        std::fs::read_to_string(alice.state_dir().join("last-server")).expect("last-server");
+    assert_eq!(remembered.trim(), b.addr);
+}
+
 /// A client given three instances (`--server a,b,c`) keeps going when the one it uses is
 /// killed in the middle of a 200 MiB upload: it reconnects to another, resumes the upload
 /// where the store holds it, and the bytes come back equal. Needs a shared blob store.

@@ -72,7 +72,38 @@ fn target(config: &ClientConfig, opts: &ServerOpts) -> Result<(String, Pin), Cli
 
 /// Connects to `server` accepting `pin`; a certificate that is not the one the user typed
 /// with `--fingerprint` (`typed`) is reported as such, not as a changed certificate.
-async fn open(server: &str, pin: &Pin, typed: bool) -> Result<Connection, ClientError> {
+async fn open(
+    state: &StateDir,
+    server: &str,
+    pin: &Pin,
+    typed: bool,
+) -> Result<Connection, ClientError> {
+    let several = transport::addresses(server).len() > 1;
+    let before = if several {
+        state
+            .read(crate::state::LAST_SERVER)?
+            .map(|a| a.trim().to_owned())
+    } else {
+        None
+    };
+    if let Some(address) = &before {
+        transport::prefer(address);
+    }
+    let conn = connect_to(server, pin, typed).await?;
+    if several {
+        let now = transport::last_good();
+        if now.is_some() && now != before {
+            // Only a hint: a command that cannot write it still works.
+            let _ = state.write(
+                crate::state::LAST_SERVER,
+                now.unwrap_or_default().as_bytes(),
+            );
+        }
+    }
+    Ok(conn)
+}
+
+async fn connect_to(server: &str, pin: &Pin, typed: bool) -> Result<Connection, ClientError> {
     transport::connect(server, pin).await.map_err(|e| match e {
         ClientError::CertificateChanged { pinned, presented } if typed => {
             ClientError::FingerprintMismatch {
@@ -116,7 +147,7 @@ pub async fn connect(
 ) -> Result<(Connection, ClientConfig), ClientError> {
     let config = state.config()?;
     let (server, pin) = target(&config, opts)?;
-    let conn = open(&server, &pin, opts.fingerprint.is_some()).await?;
+    let conn = open(state, &server, &pin, opts.fingerprint.is_some()).await?;
     let config = remember(state, config, server, &conn)?;
     Ok((conn, config))
 }
@@ -141,7 +172,7 @@ pub async fn check_server(
     opts: &ServerOpts,
 ) -> Result<CheckedServer, ClientError> {
     let (server, pin) = target(&state.config()?, opts)?;
-    let conn = open(&server, &pin, opts.fingerprint.is_some()).await?;
+    let conn = open(state, &server, &pin, opts.fingerprint.is_some()).await?;
     let fingerprint = conn.fingerprint.clone();
     conn.close();
     Ok(CheckedServer {
@@ -158,7 +189,7 @@ async fn connect_checked(
     checked: &CheckedServer,
 ) -> Result<(Connection, ClientConfig), ClientError> {
     let pin = Pin::Fingerprint(checked.fingerprint.clone());
-    let conn = open(&checked.server, &pin, false).await?;
+    let conn = open(state, &checked.server, &pin, false).await?;
     let config = remember(state, state.config()?, checked.server.clone(), &conn)?;
     Ok((conn, config))
 }

@@ -8,7 +8,9 @@
 //! - `account.key`: the unlocked account key (hex);
 //! - `known_keys.json`: other users' public-key fingerprints (`crate::groups::pins`),
 //!   which belong to the server's users: they go when the client moves to another
-//!   server or forgets it.
+//!   server or forgets it;
+//! - `last-server`: of several server addresses, the one that answered last (a hint the
+//!   next command tries first).
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -51,6 +53,9 @@ pub struct StateDir {
 const CONFIG: &str = "client.toml";
 const SESSION: &str = "session";
 const ACCOUNT_KEY: &str = "account.key";
+/// The address of a several-address server (`--server a,b,c`) that answered last: the next
+/// command tries it first instead of waiting on one that is down. Only a hint.
+pub(crate) const LAST_SERVER: &str = "last-server";
 
 fn state_error(what: &str, path: &Path, e: impl std::fmt::Display) -> ClientError {
     ClientError::State(format!("cannot {what} {}: {e}", path.display()))
@@ -200,6 +205,7 @@ impl StateDir {
     pub fn wipe_all(&self) -> Result<(), ClientError> {
         self.wipe_session()?;
         self.forget_known_keys()?;
+        self.remove(LAST_SERVER)?;
         self.remove(CONFIG)
     }
 

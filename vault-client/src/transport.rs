@@ -158,6 +158,17 @@ const NEXT_AFTER: Duration = Duration::from_secs(4);
 /// instances of one deployment: a reconnect goes to one that works).
 static LAST_GOOD: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
+/// Has [`open`] try `address` first when it is one of several (the caller kept the one
+/// that answered last, across processes).
+pub fn prefer(address: &str) {
+    *LAST_GOOD.lock().unwrap_or_else(|e| e.into_inner()) = Some(address.to_owned());
+}
+
+/// The address of several that answered last in this process, if any.
+pub fn last_good() -> Option<String> {
+    LAST_GOOD.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 /// The addresses of `servers`: one `HOST:PORT`, or several separated by commas (instances of
 /// one deployment, sharing one certificate).
 pub fn addresses(servers: &str) -> Vec<&str> {
