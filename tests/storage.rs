@@ -1,6 +1,7 @@
-//! Moving a deployment's blobs between stores and restoring an S3 deployment from a backup,
-//! through the real binaries. These need an S3-compatible service (`VAULT_TEST_S3_*`, as
-//! `.ci/garage start` prints; CI runs them on Garage) and say so and pass without one.
+//! Moving a deployment's blobs between stores, restoring an S3 deployment from a backup,
+//! and fsck and gc on a bucket, through the real binaries. These need an S3-compatible
+//! service (`VAULT_TEST_S3_*`, as `.ci/garage start` prints; CI runs them on Garage) and
+//! say so and pass without one.
 
 use std::path::Path;
 
@@ -166,5 +167,86 @@ fn an_s3_deployment_is_restored_from_its_backup_and_a_bucket_refilled_from_it() 
     assert!(
         !listed.contains("lost"),
         "what came after the backup is gone: {listed}"
+    );
+}
+
+/// fsck and gc on a bucket, as on a disk: a blob lost from the bucket is found and
+/// `fsck --repair` falls back to the file's older version; a blob whose bytes changed is
+/// found by `--read-data`; an orphan object older than the grace is collected and a young
+/// one stays.
+#[test]
+fn fsck_and_gc_find_and_collect_in_a_bucket() {
+    if s3_or_skip().is_none() {
+        return;
+    }
+    let server = TestServer::start_with("[files]\nblob_grace_s = 3\n");
+    assert!(server.on_s3());
+    let alice = Client::new();
+    alice.register(&server, "alice", "alice@example.org");
+    let (v1, v2) = (random_bytes(3000, 1), random_bytes(5000, 2));
+    let local = alice.dir.path().join("a.bin");
+    for data in [&v1, &v2] {
+        std::fs::write(&local, data).expect("write");
+        alice.run(&["put", s(&local), "/a.bin"]).ok();
+    }
+    let other = random_bytes(7000, 3);
+    std::fs::write(&local, &other).expect("write");
+    alice.run(&["put", s(&local), "/b.bin"]).ok();
+    assert!(server.admin(&["fsck"]).ok().starts_with("clean: "));
+
+    // Lost from the bucket behind the server's back.
+    let store = server.blob_store();
+    store
+        .remove(&server.stored_blob_of_size(5000 + 16))
+        .expect("remove the blob of /a.bin version 2");
+    let out = server.admin(&["fsck"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("is missing"), "{}", out.stdout);
+    let text = server.admin(&["fsck", "--repair"]).ok().to_owned();
+    assert!(text.contains("lost version 2; now at version 1"), "{text}");
+    let back = alice.dir.path().join("back.bin");
+    alice.run(&["get", "/a.bin", s(&back)]).ok();
+    assert!(
+        std::fs::read(&back).expect("back") == v1,
+        "the older version"
+    );
+
+    // Changed in the bucket: only reading the bytes tells.
+    let changed = server.stored_blob_of_size(7000 + 16);
+    let mut bytes = server.blob_bytes(&changed);
+    bytes[4000] ^= 0x01;
+    server.replace_blob(&changed, &bytes);
+    assert!(server.admin(&["fsck"]).ok().starts_with("clean: "));
+    let out = server.admin(&["fsck", "--read-data"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout.contains("does not hold the bytes stored"),
+        "{}",
+        out.stdout
+    );
+
+    // Orphans: one older than the grace, one younger.
+    let old = vault_e2e::BlobId::random();
+    store
+        .put_many(&[(old.clone(), b"nobody's")])
+        .expect("orphan");
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let young = vault_e2e::BlobId::random();
+    store
+        .put_many(&[(young.clone(), b"too young")])
+        .expect("orphan");
+    let report: serde_json::Value =
+        serde_json::from_str(server.admin(&["gc", "--json"]).ok()).expect("json");
+    assert_eq!(report["orphan_blobs"], 1, "{report}");
+    let left: Vec<_> = store
+        .list()
+        .expect("list")
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    assert!(!left.contains(&old), "the old orphan went");
+    assert!(
+        left.contains(&young),
+        "an orphan younger than the grace stays"
     );
 }
