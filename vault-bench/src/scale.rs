@@ -70,6 +70,8 @@ impl Bucket {
             .with_access_key_id(&self.key)
             .with_secret_access_key(&self.secret)
             .with_virtual_hosted_style_request(false)
+            // As the server's store: bodies are not hashed into the signature.
+            .with_unsigned_payload(true)
             .with_client_options(ClientOptions::new().with_allow_http(true))
             .build()
             .context("cannot set up the S3 client")
@@ -230,10 +232,12 @@ fn s3(
     let (mut put, mut get) = (Costs::default(), Costs::default());
     for run in 1..=plan.runs {
         eprintln!("vault-bench: put and get of {label} on S3 (run {run})");
+        // A new name each run: the same file put again over itself is skipped as unchanged.
+        let remote = format!("/big-{run}.bin");
         vault(
             &server,
             &client,
-            &["put", source_arg, "/big.bin"],
+            &["put", source_arg, &remote],
             size,
             bucket,
             &mut put,
@@ -242,7 +246,7 @@ fn s3(
         vault(
             &server,
             &client,
-            &["get", "/big.bin", target_arg],
+            &["get", &remote, target_arg],
             size,
             bucket,
             &mut get,

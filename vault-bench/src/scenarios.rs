@@ -190,7 +190,9 @@ fn big_files(
     let mut put = Transfers::default();
     for run in 1..=plan.runs {
         note(&format!("put {label} (run {run})"));
-        put.run(&server, &client, &["put", source_arg, "/big.bin"], size)?;
+        // A new name each run: the same file put again over itself is skipped as unchanged.
+        let remote = format!("/big-{run}.bin");
+        put.run(&server, &client, &["put", source_arg, &remote], size)?;
     }
     let target = work.join("big.out");
     let target_arg = target.to_str().context("temp dir path is not UTF-8")?;
@@ -198,7 +200,7 @@ fn big_files(
     for run in 1..=plan.runs {
         note(&format!("get {label} (run {run})"));
         let _ = std::fs::remove_file(&target);
-        get.run(&server, &client, &["get", "/big.bin", target_arg], size)?;
+        get.run(&server, &client, &["get", "/big-1.bin", target_arg], size)?;
         if run == 1 {
             same_contents(&source, &target)?;
         }
