@@ -255,6 +255,9 @@ pub fn rows(bins: &Bins, plan: &Plan, work: &Path, rows: &mut Vec<Row>) -> anyho
     let stopped = server.stop();
     let measured = outcome?;
     stopped?;
+    if !s3.is_empty() {
+        crate::scale::remove_stored("capacity")?;
+    }
     rows.extend(measured);
     Ok(())
 }

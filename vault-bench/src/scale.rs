@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as Key;
 use object_store::{ClientOptions, ObjectStoreExt, WriteMultipart};
@@ -183,6 +183,40 @@ pub fn fresh_database(admin_url: &str, phase: &str) -> anyhow::Result<String> {
     Ok(format!("{server}/{name}"))
 }
 
+/// Deletes every object under `prefix` (a bench server's blobs), so that runs do not pile
+/// up in the bucket.
+async fn remove_prefix(s3: &AmazonS3, prefix: &str) -> anyhow::Result<()> {
+    use object_store::ObjectStore;
+    let under = Key::from(prefix);
+    let keys: Vec<Key> = s3
+        .list(Some(&under))
+        .map_ok(|meta| meta.location)
+        .try_collect()
+        .await
+        .context("cannot list the bench's objects")?;
+    for key in keys {
+        s3.delete(&key)
+            .await
+            .context("cannot delete a bench object")?;
+    }
+    Ok(())
+}
+
+/// Deletes what a phase's server stored under [`storage_env`]'s prefix for `phase`.
+pub fn remove_stored(phase: &str) -> anyhow::Result<()> {
+    let Some(bucket) = Bucket::from_env() else {
+        return Ok(());
+    };
+    let s3 = bucket.client()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(remove_prefix(
+        &s3,
+        &format!("bench-{phase}-{}", std::process::id()),
+    ))
+}
+
 /// `VAULT_STORAGE_*` for a server on the environment's bucket under a fresh prefix named
 /// after `phase`; empty when no bucket is named (the server keeps blobs on its disk).
 pub fn storage_env(phase: &str) -> Vec<(String, String)> {
@@ -257,6 +291,7 @@ fn s3(
     }
     let server_rss = server.peak_rss()?;
     server.stop()?;
+    runtime.block_on(remove_prefix(&s3, &prefix))?;
     let _ = std::fs::remove_file(&target);
     let _ = std::fs::remove_file(&source);
 
