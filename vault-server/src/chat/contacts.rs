@@ -150,7 +150,7 @@ pub async fn add(
         Added::AlreadyRequested => {}
         Added::BecameContacts => {
             crate::relay::send(state, other, &changed(session, Some(ContactState::Contact)));
-            presence::introduce(state, (me, &session.username), (other, &name)).await?;
+            presence::introduce(state, (me, &session.username), (other, &name)).await;
         }
     }
     Ok(Response::Ok)
@@ -194,7 +194,7 @@ async fn answer(
     let new = accept.then_some(ContactState::Contact);
     crate::relay::send(state, other, &changed(session, new));
     if accept {
-        presence::introduce(state, (me, &session.username), (other, &name)).await?;
+        presence::introduce(state, (me, &session.username), (other, &name)).await;
     }
     Ok(Response::Ok)
 }

@@ -127,6 +127,11 @@ impl Hub {
         }
     }
 
+    /// The users with a subscription on this instance.
+    pub fn users(&self) -> Vec<i64> {
+        self.lock().keys().copied().collect()
+    }
+
     /// Whether `user_id` has a subscription on this instance (online anywhere: `db::presence`).
     pub fn listens_here(&self, user_id: i64) -> bool {
         self.lock().get(&user_id).is_some_and(|s| !s.is_empty())

@@ -68,17 +68,21 @@ async fn announce(
     Ok(())
 }
 
-/// Tells each of two new mutual contacts whether the other is online.
-pub async fn introduce(
-    state: &ServerState,
-    a: (i64, &str),
-    b: (i64, &str),
-) -> Result<(), ApiError> {
+/// Tells each of two new mutual contacts whether the other is online (the change itself
+/// is made: a failure here is only logged).
+pub async fn introduce(state: &ServerState, a: (i64, &str), b: (i64, &str)) {
     let ids = [a.0, b.0];
-    let online = state
+    let online: Result<_, db::DbError> = state
         .db
         .run(move |c| db::presence::online_among(c, &ids, db::now()))
-        .await?;
+        .await;
+    let online = match online {
+        Ok(online) => online,
+        Err(e) => {
+            tracing::warn!(error = %e, "presence: cannot tell new contacts who is online");
+            return;
+        }
+    };
     for ((who, name), to) in [(a, b.0), (b, a.0)] {
         if online.contains(&who) {
             let event = Event::Presence {
@@ -89,7 +93,6 @@ pub async fn introduce(
             crate::relay::send(state, to, &event);
         }
     }
-    Ok(())
 }
 
 /// For the server's lifetime: beats for this instance every `db::presence::BEAT_S`, and
@@ -101,20 +104,51 @@ pub async fn keep(state: Arc<ServerState>) {
     loop {
         tick.tick().await;
         let instance = state.relay.instance().to_owned();
-        let swept: Result<Option<Vec<i64>>, db::DbError> = state
+        let beaten: Result<(bool, Option<Vec<i64>>), db::DbError> = state
             .db
             .run(move |c| {
                 let now = db::now();
-                db::presence::beat(c, &instance, now)?;
-                db::exclusively(c, "presence sweep", |c| {
+                let known = db::presence::beat(c, &instance, now)?;
+                let swept = db::exclusively(c, "presence sweep", |c| {
                     db::transaction(c, |c| db::presence::sweep(c, now))
                 })?
-                .transpose()
+                .transpose()?;
+                Ok((known, swept))
             })
             .await;
-        match swept {
-            Ok(gone) => offline(&state, gone.unwrap_or_default()).await,
+        match beaten {
+            Ok((known, swept)) => {
+                if !known {
+                    rejoin(&state).await;
+                }
+                offline(&state, swept.unwrap_or_default()).await;
+            }
             Err(e) => tracing::warn!(error = %e, "presence: could not beat or sweep"),
+        }
+    }
+}
+
+/// After another instance swept this one's rows (its beats failed for a while: a database
+/// outage, a paused process), records again who listens here, and announces those who
+/// thereby come online.
+pub(crate) async fn rejoin(state: &ServerState) {
+    for user in state.chat.hub.users() {
+        let instance = state.relay.instance().to_owned();
+        let back: Result<(bool, Option<String>), db::DbError> = state
+            .db
+            .run(move |c| {
+                let came =
+                    db::transaction(c, |c| db::presence::join(c, &instance, user, db::now()))?;
+                Ok((came, db::users::by_id(c, user)?.map(|u| u.username)))
+            })
+            .await;
+        let result = match back {
+            Ok((true, Some(name))) => announce(state, user, &name, true).await,
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(code = e.code.as_str(), "could not announce presence");
         }
     }
 }

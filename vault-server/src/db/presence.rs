@@ -24,8 +24,9 @@ pub const STALE_S: i64 = 30;
 /// At most this many ids in one `IN (…)` list (SQLite's parameter limit).
 const CHUNK: usize = 500;
 
-/// Records that `instance` runs at `now` (adds its row the first time).
-pub fn beat(conn: &mut DbConn, instance: &str, now: i64) -> DbResult<()> {
+/// Records that `instance` runs at `now`; returns whether its row was there (false the
+/// first time, and after another instance swept it).
+pub fn beat(conn: &mut DbConn, instance: &str, now: i64) -> DbResult<bool> {
     let updated = diesel::update(instances::table.find(instance))
         .set(instances::beat_at.eq(now))
         .execute(conn)?;
@@ -34,7 +35,7 @@ pub fn beat(conn: &mut DbConn, instance: &str, now: i64) -> DbResult<()> {
             .values((instances::id.eq(instance), instances::beat_at.eq(now)))
             .execute(conn)?;
     }
-    Ok(())
+    Ok(updated > 0)
 }
 
 /// Whether `user_id` has a live subscription on an instance that runs.
@@ -205,7 +206,7 @@ mod tests {
         join_at(&mut c, "crashed", bob, t)?;
         join_at(&mut c, "running", bob, t)?;
         let later = t + STALE_S + 1;
-        beat(&mut c, "running", later)?;
+        assert!(beat(&mut c, "running", later)?, "its row was there");
         assert!(
             !is_online(&mut c, alice, later)?,
             "only on a silent instance"
@@ -227,6 +228,10 @@ mod tests {
             vec![bob]
         );
         assert!(!is_online(&mut c, bob, later)?);
+        assert!(
+            !beat(&mut c, "crashed", later)?,
+            "swept: it must join its users again"
+        );
         Ok(())
     }
 }

@@ -220,3 +220,50 @@ async fn a_subscription_needs_nothing_but_ends_with_its_stream() -> R<()> {
     assert_eq!(e.code, ErrorCode::BadRequest);
     Ok(())
 }
+
+/// An instance whose beats stopped for a while (a database outage, a paused process) is
+/// swept by another, which announces its users offline; at its next beat it finds its row
+/// gone, records again who listens on it and announces them online.
+#[tokio::test]
+async fn an_instance_swept_while_it_ran_records_its_listeners_again() -> R<()> {
+    let f = fixture()?;
+    f.befriend("alice", "bob").await?;
+    let mut alice = f.subscribe("alice");
+    alice.subscribed().await?;
+    let mut bob = f.subscribe("bob");
+    bob.subscribed().await?;
+    alice.event().await?; // bob online
+    let bob_id = f.id("bob");
+    assert_eq!(f.state.chat.hub.users().len(), 2);
+
+    let instance = f.state.relay.instance().to_owned();
+    let mut conn = f.state.db.conn()?;
+    crate::db::transaction(&mut conn, |c| {
+        crate::db::presence::stop(c, &instance, crate::db::now())
+    })?;
+    assert!(!crate::db::presence::is_online(
+        &mut conn,
+        bob_id,
+        crate::db::now()
+    )?);
+    drop(conn);
+
+    crate::chat::presence::rejoin(&f.state).await;
+    let mut conn = f.state.db.conn()?;
+    assert!(crate::db::presence::is_online(
+        &mut conn,
+        bob_id,
+        crate::db::now()
+    )?);
+    match alice.event().await? {
+        Event::Presence {
+            username,
+            online: true,
+            ..
+        } => assert_eq!(username, "bob"),
+        other => return Err(format!("unexpected {other:?}").into()),
+    }
+    bob.stop().await?;
+    alice.stop().await?;
+    Ok(())
+}
