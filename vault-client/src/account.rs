@@ -79,9 +79,12 @@ async fn open(
     typed: bool,
 ) -> Result<Connection, ClientError> {
     let several = transport::addresses(server).len() > 1;
+    // Only a hint: a command that cannot read or write it still works.
     let before = if several {
         state
-            .read(crate::state::LAST_SERVER)?
+            .read(crate::state::LAST_SERVER)
+            .ok()
+            .flatten()
             .map(|a| a.trim().to_owned())
     } else {
         None
@@ -93,7 +96,6 @@ async fn open(
     if several {
         let now = transport::last_good();
         if now.is_some() && now != before {
-            // Only a hint: a command that cannot write it still works.
             let _ = state.write(
                 crate::state::LAST_SERVER,
                 now.unwrap_or_default().as_bytes(),

@@ -100,8 +100,8 @@ impl S3Settings {
             .with_secret_access_key(self.secret_access_key.as_str())
             .with_virtual_hosted_style_request(!self.path_style)
             // Bodies are not hashed into the signature (`UNSIGNED-PAYLOAD`): SHA-256 of
-            // every byte cost the server most of a core per 400 MB/s, and the store would
-            // hash them again to check. Blobs are sealed chunks whose BLAKE3 the database
+            // every byte cost the server 0.8 CPU-seconds per GiB, and the store hashes
+            // them again to check. Blobs are sealed chunks whose BLAKE3 the database
             // records, and https protects them on the way (docs/FORMAT.md §7.9).
             .with_unsigned_payload(true)
             .with_retry(retry)
@@ -724,9 +724,9 @@ impl S3PartialWriter {
             });
             // The bytes the tail object held are in the part now.
             self.manifest.tail = 0;
-            // Recorded every few parts (and at each sync): a small object write per part
-            // cost the store a third more CPU than the parts themselves. Parts sent since
-            // the last record are sent again after a crash, under the same numbers.
+            // Recorded every few parts (and at each sync): each record is one more object
+            // write for the store. Parts sent since the last record are sent again after a
+            // crash (at most RECORD_EVERY_PARTS × 8 MiB), under the same numbers.
             self.unrecorded = true;
             if self.manifest.parts.len().is_multiple_of(RECORD_EVERY_PARTS) {
                 self.inner.save_manifest(&self.id, &self.manifest).await?;
