@@ -47,9 +47,6 @@ use super::{BlobId, BlobReader, BlobStore, BlobStream, FsBlobStore, PartialWrite
 /// 8 MiB, above S3's 5 MiB floor). A writer holds at most two parts in memory.
 pub const PART_LEN: usize = 8 * SEALED_CHUNK_LEN;
 
-/// The manifest is written after every this many parts, and at each sync.
-const RECORD_EVERY_PARTS: usize = 4;
-
 /// Batched small blobs go up this many at a time.
 const PUT_CONCURRENCY: usize = 16;
 
@@ -475,7 +472,6 @@ impl BlobStore for S3BlobStore {
             manifest,
             buf,
             in_flight: None,
-            unrecorded: false,
         }))
     }
 
@@ -706,8 +702,6 @@ struct S3PartialWriter {
     buf: Vec<u8>,
     /// The part going up, and its length.
     in_flight: Option<(JoinHandle<object_store::Result<PartId>>, u64)>,
-    /// Whether parts have landed since the manifest was last written.
-    unrecorded: bool,
 }
 
 impl S3PartialWriter {
@@ -724,14 +718,7 @@ impl S3PartialWriter {
             });
             // The bytes the tail object held are in the part now.
             self.manifest.tail = 0;
-            // Recorded every few parts (and at each sync): each record is one more object
-            // write for the store. Parts sent since the last record are sent again after a
-            // crash (at most RECORD_EVERY_PARTS × 8 MiB), under the same numbers.
-            self.unrecorded = true;
-            if self.manifest.parts.len().is_multiple_of(RECORD_EVERY_PARTS) {
-                self.inner.save_manifest(&self.id, &self.manifest).await?;
-                self.unrecorded = false;
-            }
+            self.inner.save_manifest(&self.id, &self.manifest).await?;
         }
         Ok(())
     }
@@ -790,8 +777,7 @@ impl PartialWriter for S3PartialWriter {
         let inner = Arc::clone(&self.inner);
         inner.wait(async {
             self.land().await?;
-            let tail_changed = self.buf.len() as u64 != self.manifest.tail;
-            if tail_changed {
+            if self.buf.len() as u64 != self.manifest.tail {
                 let tail = Bytes::copy_from_slice(&self.buf);
                 self.inner
                     .s3
@@ -799,10 +785,7 @@ impl PartialWriter for S3PartialWriter {
                     .await
                     .map_err(|e| self.inner.error("writing a partial's tail", e))?;
                 self.manifest.tail = self.buf.len() as u64;
-            }
-            if tail_changed || self.unrecorded {
                 self.inner.save_manifest(&self.id, &self.manifest).await?;
-                self.unrecorded = false;
             }
             Ok(())
         })
@@ -911,46 +894,6 @@ mod tests {
         let mut out = Vec::new();
         store.open(id)?.read_to_end(&mut out)?;
         Ok(out)
-    }
-
-    /// The manifest is written every [`RECORD_EVERY_PARTS`] parts: a writer that dies
-    /// after more leaves a partial that holds what the last record says, and a new writer
-    /// sends the rest again under the same part numbers. The sealed blob then streams
-    /// whole from any offset.
-    #[test]
-    fn parts_after_the_last_record_are_sent_again_and_a_stream_reads_from_any_offset() -> R<()> {
-        let Some(store) = store()? else { return Ok(()) };
-        let data = pattern((RECORD_EVERY_PARTS + 2) * PART_LEN + 77, 9);
-        let id = BlobId::random();
-        let mut w = store.write_partial(&id, 0)?;
-        w.write_all(&data[..(RECORD_EVERY_PARTS + 1) * PART_LEN + 10])?;
-        drop(w);
-        let held = store.partial_len(&id)?.ok_or("a partial")?;
-        assert_eq!(
-            held,
-            (RECORD_EVERY_PARTS * PART_LEN) as u64,
-            "as last recorded"
-        );
-
-        let mut w = store.write_partial(&id, held)?;
-        w.write_all(&data[held as usize..])?;
-        w.sync()?;
-        drop(w);
-        assert_eq!(store.seal_partial(&id)?, data.len() as u64);
-
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        for from in [0, PART_LEN as u64 + 5, data.len() as u64 - 3] {
-            let stream = store.stream_from(&id, from).ok_or("S3 streams")?;
-            let got: Vec<Bytes> = runtime.block_on(stream.try_collect())?;
-            assert!(
-                got.concat() == data[from as usize..],
-                "the bytes from {from} on"
-            );
-        }
-        store.remove(&id)?;
-        Ok(())
     }
 
     #[test]
