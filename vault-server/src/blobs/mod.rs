@@ -77,9 +77,6 @@ impl fmt::Display for BlobId {
 pub trait BlobReader: Read + Seek + Send {}
 impl<T: Read + Seek + Send> BlobReader for T {}
 
-/// A sealed blob's bytes as a stream of buffers ([`BlobStore::stream_from`]).
-pub type BlobStream = futures::stream::BoxStream<'static, io::Result<bytes::Bytes>>;
-
 /// A partial blob being written.
 pub trait PartialWriter: Write + Send {
     /// Makes everything written so far durable.
@@ -109,13 +106,6 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
 
     /// Opens a sealed blob for reading.
     fn open(&self, id: &BlobId) -> io::Result<Box<dyn BlobReader>>;
-
-    /// The sealed blob `id` from byte `offset` on, as the buffers a store that reads
-    /// asynchronously (S3) receives them: no thread in between and no copy, for downloads.
-    /// `None` (the default): read it through [`BlobStore::open`].
-    fn stream_from(&self, _id: &BlobId, _offset: u64) -> Option<BlobStream> {
-        None
-    }
 
     /// A sealed blob's size, `None` if absent.
     fn size(&self, id: &BlobId) -> io::Result<Option<u64>>;

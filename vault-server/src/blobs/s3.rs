@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use vault_proto::sizes::SEALED_CHUNK_LEN;
 
-use super::{BlobId, BlobReader, BlobStore, BlobStream, FsBlobStore, PartialWriter, StoredBlob};
+use super::{BlobId, BlobReader, BlobStore, FsBlobStore, PartialWriter, StoredBlob};
 
 /// The length of every part of a multipart upload but the last: 8 sealed chunks (just over
 /// 8 MiB, above S3's 5 MiB floor). A writer holds at most two parts in memory.
@@ -572,30 +572,6 @@ impl BlobStore for S3BlobStore {
             stream: None,
             buf: Bytes::new(),
         }))
-    }
-
-    /// One streamed GET from `offset`, polled by the caller's task: the response's
-    /// buffers go on as they arrive.
-    fn stream_from(&self, id: &BlobId, offset: u64) -> Option<BlobStream> {
-        let inner = Arc::clone(&self.inner);
-        let key = inner.sealed_key(id);
-        let get = async move {
-            let options = GetOptions {
-                range: Some(GetRange::Offset(offset)),
-                ..GetOptions::default()
-            };
-            let got = inner
-                .s3
-                .get_opts(&key, options)
-                .await
-                .map_err(|e| inner.error("reading a blob", e))?;
-            let errors = Arc::clone(&inner);
-            Ok::<_, io::Error>(
-                got.into_stream()
-                    .map_err(move |e| errors.error("reading a blob", e)),
-            )
-        };
-        Some(futures::stream::once(get).try_flatten().boxed())
     }
 
     fn size(&self, id: &BlobId) -> io::Result<Option<u64>> {

@@ -1,8 +1,7 @@
 //! Downloads: [`prepare`] finds the version, [`open`] opens its blob at the requested
-//! chunk and makes the header; [`send`] then streams the sealed bytes: from a blocking
-//! reader (a file) through a small bounded queue, or as the store's own stream (S3) passes
-//! them on, so memory stays bounded whatever the size; the buffers go to the QUIC stream as
-//! they are ([`BodySink`]), without a copy.
+//! chunk and makes the header; [`send`] then streams the sealed bytes from a blocking
+//! reader through a small bounded queue, so memory stays bounded whatever the size; the
+//! buffers read go to the stream as they are ([`BodySink`]), without a copy.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
@@ -12,7 +11,7 @@ use vault_proto::proto::{ApiError, NsRef, Response};
 use vault_proto::sizes::{chunk_count, plaintext_len, sealed_chunk_offset};
 
 use super::{info, paths};
-use crate::blobs::{BlobId, BlobReader, BlobStream};
+use crate::blobs::{BlobId, BlobReader};
 use crate::db::files::{entries, versions};
 use crate::net::connection::SessionCtx;
 use crate::state::ServerState;
@@ -24,16 +23,8 @@ const QUEUE_LEN: usize = 4;
 
 /// An opened download: the blob positioned at the first byte to send.
 pub struct Body {
-    source: Source,
+    reader: Box<dyn BlobReader>,
     remaining: u64,
-}
-
-/// Where a download's bytes come from.
-enum Source {
-    /// A blocking reader (a file), read on its own thread a few buffers ahead.
-    Reader(Box<dyn BlobReader>),
-    /// The store's own stream (S3), passed on as it arrives.
-    Stream(BlobStream),
 }
 
 impl std::fmt::Debug for Body {
@@ -93,7 +84,7 @@ pub async fn open(
     let id = BlobId::parse(&row.blob_id)
         .ok_or_else(|| crate::error::internal("bad blob id in versions", &row.blob_id))?;
     let blobs = Arc::clone(&state.blobs);
-    let source = tokio::task::spawn_blocking(move || -> std::io::Result<Source> {
+    let reader = tokio::task::spawn_blocking(move || -> std::io::Result<Box<dyn BlobReader>> {
         let stored = blobs.size(&id)?;
         if stored != Some(size) {
             return Err(std::io::Error::new(
@@ -101,12 +92,9 @@ pub async fn open(
                 format!("blob {id} is {stored:?} bytes, the database says {size}"),
             ));
         }
-        if let Some(stream) = blobs.stream_from(&id, offset) {
-            return Ok(Source::Stream(stream));
-        }
         let mut reader = blobs.open(&id)?;
         reader.seek(SeekFrom::Start(offset))?;
-        Ok(Source::Reader(reader))
+        Ok(reader)
     })
     .await
     .map_err(|e| crate::error::internal("blob reader failed", e))?
@@ -124,7 +112,7 @@ pub async fn open(
     Ok((
         header,
         Body {
-            source,
+            reader,
             remaining: size - offset,
         },
     ))
@@ -153,47 +141,11 @@ impl BodySink for Vec<u8> {
 /// Streams the body to `out`. An error means the stream must be reset, not finished, so
 /// the client sees an incomplete download.
 pub async fn send<S: BodySink>(body: Body, out: &mut S) -> std::io::Result<()> {
-    match body.source {
-        Source::Reader(reader) => send_read(reader, body.remaining, out).await,
-        Source::Stream(stream) => send_stream(stream, body.remaining, out).await,
-    }
-}
-
-/// Passes the store's buffers on as they come, checking that they add up to `len`.
-async fn send_stream<S: BodySink>(
-    mut stream: BlobStream,
-    len: u64,
-    out: &mut S,
-) -> std::io::Result<()> {
-    use futures::StreamExt;
-    let mut remaining = len;
-    while remaining > 0 {
-        let Some(bytes) = stream.next().await.transpose()? else {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the blob is shorter than the database says",
-            ));
-        };
-        let bytes = bytes.slice(
-            ..bytes
-                .len()
-                .min(usize::try_from(remaining).unwrap_or(usize::MAX)),
-        );
-        remaining -= bytes.len() as u64;
-        if !bytes.is_empty() {
-            out.put(bytes).await?;
-        }
-    }
-    Ok(())
-}
-
-/// Reads on a blocking thread a few buffers ahead of the stream.
-async fn send_read<S: BodySink>(
-    mut reader: Box<dyn BlobReader>,
-    mut remaining: u64,
-    out: &mut S,
-) -> std::io::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(QUEUE_LEN);
+    let Body {
+        mut reader,
+        mut remaining,
+    } = body;
     let reading = tokio::task::spawn_blocking(move || {
         while remaining > 0 {
             let want = remaining.min(READ_BUF_LEN as u64);
@@ -225,38 +177,4 @@ fn read_piece(reader: &mut Box<dyn BlobReader>, len: u64) -> std::io::Result<Byt
         ));
     }
     Ok(Bytes::from(buf))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn stream_of(pieces: &[&'static [u8]]) -> BlobStream {
-        use futures::StreamExt;
-        let items: Vec<std::io::Result<Bytes>> =
-            pieces.iter().map(|p| Ok(Bytes::from_static(p))).collect();
-        futures::stream::iter(items).boxed()
-    }
-
-    #[tokio::test]
-    async fn a_streamed_body_is_passed_on_whole_and_only_as_long_as_the_version() {
-        let mut out = Vec::new();
-        send_stream(stream_of(&[b"abc", b"", b"defg"]), 7, &mut out)
-            .await
-            .expect("sent");
-        assert_eq!(out, b"abcdefg");
-
-        let mut out = Vec::new();
-        send_stream(stream_of(&[b"abc", b"defg", b"more"]), 5, &mut out)
-            .await
-            .expect("sent");
-        assert_eq!(out, b"abcde", "what the store has beyond the version stays");
-
-        let mut out = Vec::new();
-        let short = send_stream(stream_of(&[b"abc"]), 5, &mut out).await;
-        assert_eq!(
-            short.expect_err("short").kind(),
-            std::io::ErrorKind::UnexpectedEof
-        );
-    }
 }
