@@ -264,6 +264,26 @@ fn presence_is_shared_by_the_instances() {
     bob_hears.stop();
 }
 
+/// A client of alice logged in with every address of `list` (`--server a,b,c`).
+fn logged_in_to_all(list: &str, fingerprint: &str) -> Client {
+    let alice = Client::new();
+    alice
+        .run_stdin(
+            &[
+                "login",
+                "alice",
+                "--server",
+                list,
+                "--fingerprint",
+                fingerprint,
+                "--password-stdin",
+            ],
+            &format!("{PASSWORD}\n"),
+        )
+        .ok();
+    alice
+}
+
 /// With several addresses the client remembers, in its state directory, which one answered
 /// last: once the first-listed instance is gone, one command waits for it and the next
 /// ones go straight to the instance that works.
@@ -273,21 +293,7 @@ fn after_an_instance_dies_only_the_first_command_waits_for_it() {
     let b = a.second_instance(&same_certificate(&a));
     Client::new().register(&a, "alice", "alice@example.org");
     let list = format!("{},{}", a.addr, b.addr);
-    let alice = Client::new();
-    alice
-        .run_stdin(
-            &[
-                "login",
-                "alice",
-                "--server",
-                &list,
-                "--fingerprint",
-                &a.fingerprint,
-                "--password-stdin",
-            ],
-            &format!("{PASSWORD}\n"),
-        )
-        .ok();
+    let alice = logged_in_to_all(&list, &a.fingerprint);
     alice.run(&["ls", "/"]).ok();
     a.kill_hard();
     let timed = |args: &[&str]| {
@@ -327,21 +333,7 @@ fn an_upload_interrupted_by_a_killed_instance_finishes_on_another() {
     let c = a.second_instance(&same_certificate(&a));
     Client::new().register(&a, "alice", "alice@example.org");
     let list = format!("{},{},{}", a.addr, b.addr, c.addr);
-    let alice = Client::new();
-    alice
-        .run_stdin(
-            &[
-                "login",
-                "alice",
-                "--server",
-                &list,
-                "--fingerprint",
-                &a.fingerprint,
-                "--password-stdin",
-            ],
-            &format!("{PASSWORD}\n"),
-        )
-        .ok();
+    let alice = logged_in_to_all(&list, &a.fingerprint);
 
     let data = random_bytes(200 << 20, 11);
     let local = alice.dir.path().join("big.bin");

@@ -17,27 +17,37 @@ use crate::state::ServerState;
 /// Records that `user_id`'s first subscription on this instance opened, and announces
 /// them online if no other instance had them.
 pub async fn joined(state: &ServerState, user_id: i64, username: &str) -> Result<(), ApiError> {
-    let instance = state.relay.instance().to_owned();
-    let came_online = state
-        .db
-        .run(move |c| db::transaction(c, |c| db::presence::join(c, &instance, user_id, db::now())))
-        .await?;
-    if came_online {
-        announce(state, user_id, username, true).await?;
-    }
-    Ok(())
+    changed(state, user_id, username, true).await
 }
 
 /// Records that `user_id`'s last subscription on this instance closed, and announces
 /// them offline if no other instance has them.
 pub async fn left(state: &ServerState, user_id: i64, username: &str) -> Result<(), ApiError> {
+    changed(state, user_id, username, false).await
+}
+
+/// Joins or leaves this instance's presence; announces only a change for the deployment.
+async fn changed(
+    state: &ServerState,
+    user_id: i64,
+    username: &str,
+    here: bool,
+) -> Result<(), ApiError> {
     let instance = state.relay.instance().to_owned();
-    let went_offline = state
+    let flipped = state
         .db
-        .run(move |c| db::transaction(c, |c| db::presence::leave(c, &instance, user_id, db::now())))
+        .run(move |c| {
+            db::transaction(c, |c| {
+                if here {
+                    db::presence::join(c, &instance, user_id, db::now())
+                } else {
+                    db::presence::leave(c, &instance, user_id, db::now())
+                }
+            })
+        })
         .await?;
-    if went_offline {
-        announce(state, user_id, username, false).await?;
+    if flipped {
+        announce(state, user_id, username, here).await?;
     }
     Ok(())
 }
