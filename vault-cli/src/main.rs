@@ -17,6 +17,7 @@ mod chat;
 mod escape;
 mod files;
 mod groups;
+mod hidden;
 mod listing;
 mod out;
 mod progress;

@@ -54,9 +54,7 @@ pub fn password(prompt: &str, source: Source<'_>) -> anyhow::Result<Zeroizing<St
         return Ok(Zeroizing::new(p));
     }
     if std::io::stdin().is_terminal() {
-        return Ok(Zeroizing::new(
-            rpassword::prompt_password(prompt).context("cannot read the password")?,
-        ));
+        return crate::hidden::ask(prompt).context("cannot read the password");
     }
     bail!(
         "no password given: run in a terminal, pipe it with --password-stdin, or set {}",
@@ -73,16 +71,13 @@ pub fn new_password(prompt: &str, source: Source<'_>) -> anyhow::Result<Zeroizin
         return Ok(password);
     }
     for _ in 0..TRIES {
-        let first =
-            Zeroizing::new(rpassword::prompt_password(prompt).context("cannot read the password")?);
+        let first = crate::hidden::ask(prompt).context("cannot read the password")?;
         if let Err(e) = check_length(&first) {
             eprintln!("{e}");
             continue;
         }
-        let again = Zeroizing::new(
-            rpassword::prompt_password("Repeat the password: ")
-                .context("cannot read the password")?,
-        );
+        let again =
+            crate::hidden::ask("Repeat the password: ").context("cannot read the password")?;
         if *again == *first {
             return Ok(first);
         }
@@ -148,10 +143,8 @@ pub fn recovery_key<T>(
     mut accept: impl FnMut(&RecoveryKey) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     for _ in 0..TRIES {
-        let text = Zeroizing::new(
-            rpassword::prompt_password("Recovery key (vault-rk-…): ")
-                .context("cannot read the recovery key")?,
-        );
+        let text = crate::hidden::ask("Recovery key (vault-rk-…): ")
+            .context("cannot read the recovery key")?;
         let checked = parse_recovery_key(&text).and_then(|rk| accept(&rk));
         match checked {
             Ok(done) => return Ok(done),
