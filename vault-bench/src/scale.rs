@@ -109,6 +109,18 @@ struct Costs {
 }
 
 impl Costs {
+    /// The highest ratio to `ceiling` (bytes/s) these processes could reach if they kept
+    /// every core of this machine busy and cost no more CPU per byte than measured: when
+    /// client, server and store share the cores, their CPU per byte bounds the rate.
+    fn cpu_bound(&self, ceiling: f64) -> Option<f64> {
+        if self.client.is_empty() || self.server.is_empty() || self.store.is_empty() {
+            return None;
+        }
+        let per_byte = median(&self.client) + median(&self.server) + median(&self.store);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        (per_byte > 0.0 && ceiling > 0.0).then(|| cores / per_byte / ceiling)
+    }
+
     fn reference(&self) -> String {
         let each = |v: &[f64]| {
             if v.is_empty() {
@@ -313,6 +325,14 @@ fn s3(
         );
         row.note = Some(vault.reference());
         rows.push(row);
+        if let Some(bound) = vault.cpu_bound(ceiling) {
+            rows.push(Row::info(
+                &format!("{what} on S3: best ratio possible here"),
+                bound,
+                "× raw S3",
+                "cores ÷ (client + server + Garage CPU per byte) ÷ raw rate: all cores busy",
+            ));
+        }
     }
     rows.push(rss_row(
         &format!("server peak RSS, S3 put+get {label}"),
