@@ -1,7 +1,8 @@
 //! Golden vectors for `vault_core::format`, one test per file in `tests/vectors/format/`.
 //! The expected values come from implementations independent of ours: Python
 //! `cryptography` and `blake3` (`vectors/format/generate.py`; `generate_groups.py` for
-//! group-key envelopes, join codes and chat messages) and OpenSSL for the legacy DES files
+//! group-key envelopes, join codes and chat messages; `generate_chunks.py` for the
+//! content-defined chunks of format version 2) and OpenSSL for the legacy DES files
 //! (`vectors/format/legacy/generate.sh`). A change to any byte format fails here, naming
 //! the vector file and case.
 
@@ -9,6 +10,7 @@ use vault_core::crypto::kdf::LABEL_CHAT;
 use vault_core::crypto::seal;
 use vault_core::crypto::{Key32, UserKeyPair, derive_subkey};
 use vault_core::format::chat::{self, MessageBody};
+use vault_core::format::chunks::{ChunkId, ChunkKeys};
 use vault_core::format::filekey::{self, FileKeyAd, Namespace};
 use vault_core::format::groupkey::{
     self, EnvelopeSlot, InviteSecret, SignedEnvelope, open_envelope,
@@ -231,6 +233,55 @@ fn blake3_v1() {
             c.at()
         );
     }
+}
+
+#[test]
+fn chunks_v2() -> Result<(), FormatError> {
+    for c in cases(
+        "chunks_v2.txt",
+        include_str!("vectors/format/chunks_v2.txt"),
+    ) {
+        let keys = ChunkKeys::derive(&c.key("space_key"))?;
+        if c.get("gear.0").is_some() {
+            continue; // the table's entries, for other implementations; the cuts check it
+        }
+        let data = c.data("input");
+        if let Some(lengths) = c.get("lengths") {
+            let expected: Vec<usize> = lengths
+                .split(',')
+                .map(|l| l.parse().expect("a length"))
+                .collect();
+            assert_eq!(keys.chunk_lengths(&data), expected, "{}", c.at());
+            let mut at = 0;
+            let ids: Vec<String> = expected
+                .iter()
+                .map(|len| {
+                    at += len;
+                    keys.id(&data[at - len..at]).to_hex()
+                })
+                .collect();
+            assert_eq!(ids.join(","), c.text("ids"), "{}", c.at());
+            continue;
+        }
+        let (id, sealed) = keys.seal(&data)?;
+        assert_eq!(id.to_hex(), c.text("id"), "{}", c.at());
+        assert_eq!(sealed.len(), c.num::<usize>("sealed_len"), "{}", c.at());
+        assert_eq!(
+            hex::encode(&sealed[..32]),
+            c.text("sealed_head"),
+            "{}",
+            c.at()
+        );
+        assert_eq!(
+            blake3::hash(&sealed).to_hex().as_str(),
+            c.text("sealed_blake3"),
+            "{}",
+            c.at()
+        );
+        let id = ChunkId(c.hex("id").try_into().expect("32 bytes"));
+        assert_eq!(*keys.open(&id, &sealed)?, data, "{}", c.at());
+    }
+    Ok(())
 }
 
 // ---- Groups and chat (generate_groups.py): RSA parts are checked by opening and verifying

@@ -40,6 +40,20 @@ pub enum FormatError {
         got: u64,
     },
 
+    /// A content-defined chunk (format version 2) did not open as the chunk it should be:
+    /// wrong space, another chunk in its place, bad padding, or altered bytes.
+    #[error(
+        "chunk {id} could not be decrypted: wrong key, or the server sent other or altered bytes"
+    )]
+    ChunkOpen {
+        /// The chunk's id, in hex.
+        id: String,
+    },
+
+    /// Sealing a content-defined chunk failed in the AEAD itself.
+    #[error("a chunk could not be sealed")]
+    ChunkSeal,
+
     /// A chunk was supplied after the one flagged as last.
     #[error("a chunk came after the last chunk of the file")]
     ChunkAfterLast,

@@ -2,6 +2,8 @@
 //! are sealed, and how legacy DES files are read. Pure and synchronous, like the rest of
 //! `vault-core`; `docs/FORMAT.md` §7 is the byte-level specification.
 //!
+//! - [`chunks`] — content-defined chunks of a space (format version 2, not yet used by
+//!   uploads): keyed chunker, keyed ids, padded chunk seals ([`chunks::ChunkKeys`]).
 //! - [`stream`] — file contents: STREAM over AES-256-GCM in 1 MiB chunks
 //!   ([`StreamSealer`], [`StreamOpener`]).
 //! - [`filekey`] — per-version file keys wrapped under the account or group key, bound to
@@ -29,6 +31,7 @@ const _: () = {
 };
 
 pub mod chat;
+pub mod chunks;
 pub mod error;
 pub mod filekey;
 pub mod groupkey;

@@ -51,8 +51,18 @@ impl Case {
             .unwrap_or_else(|_| panic!("{}: nonce is not 12 bytes", self.at()))
     }
 
-    /// `plaintext`/`content` given in hex, or as `…_pattern_len = N` (the bytes i % 251).
+    /// `plaintext`/`content` given in hex, as `…_pattern_len = N` (the bytes i % 251), or
+    /// as `…_noise_seed = S` and `…_noise_len = N` (the first N bytes of BLAKE3's extended
+    /// output for S).
     pub fn data(&self, name: &str) -> Vec<u8> {
+        if let Some(seed) = self.get(&format!("{name}_noise_seed")) {
+            let mut out = vec![0u8; self.num(&format!("{name}_noise_len"))];
+            blake3::Hasher::new()
+                .update(seed.as_bytes())
+                .finalize_xof()
+                .fill(&mut out);
+            return out;
+        }
         match self.get(&format!("{name}_pattern_len")) {
             Some(_) => pattern(self.num(&format!("{name}_pattern_len"))),
             None => self.hex(name),

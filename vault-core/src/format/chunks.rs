@@ -1,0 +1,346 @@
+//! Content-defined chunks of a space (docs/FORMAT.md §7.10, format version 2, not yet
+//! used by uploads): a keyed chunker that cuts a file where its content says, so an edit
+//! changes only the chunks around it; a keyed chunk id, so equal chunks of one space
+//! (an account or a group) are stored once; and each chunk sealed on its own, padded so
+//! that the server sees its size only to within [`PAD_TO`].
+//!
+//! Everything is keyed by the space's key ([`ChunkKeys::derive`]): the gear table the
+//! chunker rolls over, the id (keyed BLAKE3 of the plaintext, never a plain hash) and the
+//! sealing key. Without the space key the server cannot recompute where a known file
+//! would be cut, nor its chunk ids; it learns which chunks of the space are equal, how
+//! many a version has, and their sizes rounded up to [`PAD_TO`].
+//!
+//! ```text
+//! gear[0..256]  = BLAKE3-XOF(key = HKDF(SK, "vault/v2/chunker"), "vault/v2/gear"), 2048 bytes, u64 LE each
+//! cut           = FastCDC with normalized chunking: no cut before MIN_CHUNK; up to AVG_CHUNK a cut
+//!                 where the top 22 bits of h are zero, then where the top 18 are; at MAX_CHUNK at most
+//!                 h = (h << 1) + gear[byte]  (wrapping, from 0 at MIN_CHUNK)
+//! id            = BLAKE3(key = HKDF(SK, "vault/v2/chunk-id"), plaintext)
+//! padded        = plaintext ‖ 0x80 ‖ 0x00 × k   (smallest k with len(padded) + 16 a multiple of PAD_TO)
+//! sealed        = AES-256-GCM(HKDF(HKDF(SK, "vault/v2/chunk-seal"), "vault/v2/chunk-key;id=<hex id>"),
+//!                             nonce = 0 × 12, ad = "vault/v2/ad/chunk;id=<hex id>", padded)
+//! ```
+//!
+//! A chunk's key is unique to its id, and the same id always seals the same plaintext, so
+//! the fixed nonce never meets two messages under one key. Opening checks the padding and
+//! recomputes the id from the plaintext: a chunk swapped for another, of another space or
+//! altered does not open. The order of a version's chunks is kept in its sealed metadata.
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use zeroize::Zeroizing;
+
+use super::error::{FormatError, Result};
+use crate::crypto::{Key32, kdf::derive_subkey};
+
+/// No chunk but a file's last is shorter than this (256 KiB).
+pub const MIN_CHUNK: usize = 256 << 10;
+/// Where the chunker moves from its strict to its loose cut condition (1 MiB); the mean
+/// chunk of random data is about this long.
+pub const AVG_CHUNK: usize = 1 << 20;
+/// No chunk is longer than this (4 MiB).
+pub const MAX_CHUNK: usize = 4 << 20;
+/// Sealed chunks are a multiple of this long (64 KiB): the server sees sizes only to
+/// within it.
+pub const PAD_TO: usize = 64 << 10;
+/// Bytes the AES-GCM tag adds.
+const TAG_LEN: usize = 16;
+
+/// Label of the chunker key, from the space key.
+pub const LABEL_CHUNKER: &str = "vault/v2/chunker";
+/// Label of the chunk-id key, from the space key.
+pub const LABEL_CHUNK_ID: &str = "vault/v2/chunk-id";
+/// Label of the chunk-sealing key, from the space key.
+pub const LABEL_CHUNK_SEAL: &str = "vault/v2/chunk-seal";
+
+/// Before [`AVG_CHUNK`], a cut needs the top 22 bits of the rolling hash to be zero.
+const STRICT: u64 = !0 << (64 - 22);
+/// From [`AVG_CHUNK`], the top 18.
+const LOOSE: u64 = !0 << (64 - 18);
+
+/// A chunk's identity in its space: the keyed BLAKE3 of its plaintext.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChunkId(pub [u8; 32]);
+
+impl ChunkId {
+    /// Lowercase hex, as it appears in associated data and on the wire.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl std::fmt::Debug for ChunkId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ChunkId({})", self.to_hex())
+    }
+}
+
+/// The keys of one space's chunks, derived from the space key (the account key, or the
+/// group key of the generation new uploads use).
+pub struct ChunkKeys {
+    gear: Zeroizing<[u64; 256]>,
+    id_key: Key32,
+    seal_key: Key32,
+}
+
+impl std::fmt::Debug for ChunkKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChunkKeys(..)")
+    }
+}
+
+impl ChunkKeys {
+    /// Derives the gear table, the id key and the sealing key from `space_key`.
+    pub fn derive(space_key: &Key32) -> Result<ChunkKeys> {
+        let chunker = derive_subkey(space_key, LABEL_CHUNKER)?;
+        let mut table = Zeroizing::new([0u8; 256 * 8]);
+        blake3::Hasher::new_keyed(chunker.dangerously_leak_secret())
+            .update(b"vault/v2/gear")
+            .finalize_xof()
+            .fill(table.as_mut_slice());
+        let mut gear = Zeroizing::new([0u64; 256]);
+        for (entry, bytes) in gear.iter_mut().zip(table.chunks_exact(8)) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(bytes);
+            *entry = u64::from_le_bytes(word);
+        }
+        Ok(ChunkKeys {
+            gear,
+            id_key: derive_subkey(space_key, LABEL_CHUNK_ID)?,
+            seal_key: derive_subkey(space_key, LABEL_CHUNK_SEAL)?,
+        })
+    }
+
+    /// The length of the chunk that starts `data`. `data` is the rest of the file, or at
+    /// least [`MAX_CHUNK`] bytes of it; the answer depends only on the first
+    /// [`MAX_CHUNK`] bytes. An empty `data` gives 0.
+    pub fn cut(&self, data: &[u8]) -> usize {
+        if data.len() <= MIN_CHUNK {
+            return data.len();
+        }
+        let end = data.len().min(MAX_CHUNK);
+        let normal = end.min(AVG_CHUNK);
+        let gear = &*self.gear;
+        let mut h: u64 = 0;
+        for (at, &byte) in data[MIN_CHUNK..normal].iter().enumerate() {
+            h = (h << 1).wrapping_add(gear[usize::from(byte)]);
+            if h & STRICT == 0 {
+                return MIN_CHUNK + at + 1;
+            }
+        }
+        for (at, &byte) in data[normal..end].iter().enumerate() {
+            h = (h << 1).wrapping_add(gear[usize::from(byte)]);
+            if h & LOOSE == 0 {
+                return normal + at + 1;
+            }
+        }
+        end
+    }
+
+    /// The lengths of the chunks of a whole file held in memory, in order (none for an
+    /// empty file).
+    pub fn chunk_lengths(&self, mut data: &[u8]) -> Vec<usize> {
+        let mut lengths = Vec::new();
+        while !data.is_empty() {
+            let len = self.cut(data);
+            lengths.push(len);
+            data = &data[len..];
+        }
+        lengths
+    }
+
+    /// The id of a chunk with this plaintext.
+    pub fn id(&self, plaintext: &[u8]) -> ChunkId {
+        ChunkId(*blake3::keyed_hash(self.id_key.dangerously_leak_secret(), plaintext).as_bytes())
+    }
+
+    /// The AES-256-GCM key that seals the chunk `id` and nothing else.
+    fn chunk_key(&self, id: &ChunkId) -> Result<LessSafeKey> {
+        let key = derive_subkey(
+            &self.seal_key,
+            &format!("vault/v2/chunk-key;id={}", id.to_hex()),
+        )?;
+        let unbound = UnboundKey::new(&AES_256_GCM, key.dangerously_leak_secret())
+            .map_err(|_| FormatError::ChunkSeal)?;
+        Ok(LessSafeKey::new(unbound))
+    }
+
+    /// Seals one chunk (at most [`MAX_CHUNK`] bytes): returns its id and the sealed bytes,
+    /// a positive multiple of [`PAD_TO`] long.
+    pub fn seal(&self, plaintext: &[u8]) -> Result<(ChunkId, Vec<u8>)> {
+        if plaintext.len() > MAX_CHUNK {
+            return Err(FormatError::ChunkSize {
+                index: 0,
+                len: plaintext.len(),
+                expected: format!("a chunk holds at most {MAX_CHUNK} bytes"),
+            });
+        }
+        let id = self.id(plaintext);
+        let sealed_len = sealed_len(plaintext.len());
+        let mut buf = Zeroizing::new(Vec::with_capacity(sealed_len));
+        buf.extend_from_slice(plaintext);
+        buf.push(0x80);
+        buf.resize(sealed_len - TAG_LEN, 0);
+        let ad = ad(&id);
+        self.chunk_key(&id)?
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key([0u8; 12]),
+                Aad::from(ad.as_bytes()),
+                &mut *buf,
+            )
+            .map_err(|_| FormatError::ChunkSeal)?;
+        Ok((id, std::mem::take(&mut *buf)))
+    }
+
+    /// Opens a sealed chunk that should be `id`: checks its length, its tag, its padding
+    /// (canonical: no more than reaches the next multiple of [`PAD_TO`]) and that its
+    /// plaintext has this id.
+    pub fn open(&self, id: &ChunkId, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        if sealed.is_empty()
+            || !sealed.len().is_multiple_of(PAD_TO)
+            || sealed.len() > sealed_len(MAX_CHUNK)
+        {
+            return Err(FormatError::ChunkOpen { id: id.to_hex() });
+        }
+        let mut buf = Zeroizing::new(sealed.to_vec());
+        let ad = ad(id);
+        let len = self
+            .chunk_key(id)?
+            .open_in_place(
+                Nonce::assume_unique_for_key([0u8; 12]),
+                Aad::from(ad.as_bytes()),
+                &mut buf,
+            )
+            .map_err(|_| FormatError::ChunkOpen { id: id.to_hex() })?
+            .len();
+        buf.truncate(len);
+        let Some(mark) = buf.iter().rposition(|&b| b != 0) else {
+            return Err(FormatError::ChunkOpen { id: id.to_hex() });
+        };
+        // The mark, then only as many zeros as reach the next multiple of PAD_TO.
+        if buf[mark] != 0x80 || sealed_len(mark) != sealed.len() {
+            return Err(FormatError::ChunkOpen { id: id.to_hex() });
+        }
+        buf.truncate(mark);
+        if self.id(&buf) != *id {
+            return Err(FormatError::ChunkOpen { id: id.to_hex() });
+        }
+        Ok(buf)
+    }
+}
+
+/// The associated data of chunk `id`.
+fn ad(id: &ChunkId) -> String {
+    format!("vault/v2/ad/chunk;id={}", id.to_hex())
+}
+
+/// The sealed length of a chunk of `len` plaintext bytes: `len` + the 0x80 mark + the tag,
+/// rounded up to [`PAD_TO`].
+pub fn sealed_len(len: usize) -> usize {
+    (len + 1 + TAG_LEN).div_ceil(PAD_TO) * PAD_TO
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(seed: u8) -> ChunkKeys {
+        ChunkKeys::derive(&Key32::from_slice(&[seed; 32]).expect("a key")).expect("chunk keys")
+    }
+
+    /// `len` bytes that look random and are the same every run.
+    fn noise(len: usize, seed: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; len];
+        blake3::Hasher::new()
+            .update(seed)
+            .finalize_xof()
+            .fill(&mut out);
+        out
+    }
+
+    fn chunks<'a>(keys: &ChunkKeys, data: &'a [u8]) -> Vec<&'a [u8]> {
+        let mut at = 0;
+        keys.chunk_lengths(data)
+            .into_iter()
+            .map(|len| {
+                at += len;
+                &data[at - len..at]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunks_are_within_bounds_and_average_about_a_mebibyte() {
+        let data = noise(64 << 20, b"bounds");
+        let lengths = keys(1).chunk_lengths(&data);
+        assert_eq!(lengths.iter().sum::<usize>(), data.len());
+        let (last, rest) = lengths.split_last().expect("chunks");
+        assert!(
+            rest.iter().all(|&l| (MIN_CHUNK..=MAX_CHUNK).contains(&l)),
+            "{lengths:?}"
+        );
+        assert!(*last <= MAX_CHUNK);
+        let mean = data.len() / lengths.len();
+        assert!(
+            (768 << 10..=1536 << 10).contains(&mean),
+            "mean chunk {mean} bytes"
+        );
+    }
+
+    #[test]
+    fn an_insertion_or_deletion_changes_only_the_chunks_around_it() {
+        let keys = keys(2);
+        let data = noise(32 << 20, b"edit");
+        let before: Vec<ChunkId> = chunks(&keys, &data).iter().map(|c| keys.id(c)).collect();
+        let middle = data.len() / 2 + 12_345;
+        let mut inserted = data.clone();
+        inserted.splice(middle..middle, noise(100, b"inserted"));
+        let mut deleted = data.clone();
+        deleted.drain(middle..middle + 100);
+        for edited in [inserted, deleted] {
+            let after: Vec<ChunkId> = chunks(&keys, &edited).iter().map(|c| keys.id(c)).collect();
+            let new = after.iter().filter(|id| !before.contains(id)).count();
+            assert!(
+                (1..=2).contains(&new),
+                "{new} new chunks of {}",
+                after.len()
+            );
+            assert!(after.len().abs_diff(before.len()) <= 1);
+        }
+    }
+
+    #[test]
+    fn another_space_cuts_elsewhere_and_names_chunks_otherwise() {
+        let data = noise(16 << 20, b"spaces");
+        let (a, b) = (keys(3), keys(4));
+        assert_ne!(a.chunk_lengths(&data), b.chunk_lengths(&data));
+        assert_ne!(a.id(&data[..1000]), b.id(&data[..1000]));
+        assert_ne!(
+            a.id(&data[..1000]),
+            ChunkId(*blake3::hash(&data[..1000]).as_bytes())
+        );
+    }
+
+    #[test]
+    fn a_sealed_chunk_is_padded_opens_to_its_plaintext_and_nothing_else() {
+        let keys = keys(5);
+        for len in [0, 1, PAD_TO - 17, PAD_TO - 16, MIN_CHUNK + 3, MAX_CHUNK] {
+            let plaintext = noise(len, b"seal");
+            let (id, sealed) = keys.seal(&plaintext).expect("sealed");
+            assert_eq!(sealed.len(), sealed_len(len));
+            assert!(sealed.len().is_multiple_of(PAD_TO) && sealed.len() > len);
+            assert_eq!(*keys.open(&id, &sealed).expect("opened"), plaintext);
+            // Sealing is deterministic within the space: equal chunks are stored once.
+            assert_eq!(keys.seal(&plaintext).expect("sealed").1, sealed);
+        }
+        let (id, sealed) = keys.seal(b"one chunk").expect("sealed");
+        let (other_id, other) = keys.seal(b"another chunk").expect("sealed");
+        assert!(keys.open(&other_id, &sealed).is_err(), "swapped");
+        assert!(keys.open(&id, &other).is_err(), "swapped");
+        let mut flipped = sealed.clone();
+        flipped[7] ^= 1;
+        assert!(keys.open(&id, &flipped).is_err(), "altered");
+        assert!(keys.open(&id, &sealed[..PAD_TO / 2]).is_err(), "cut");
+        assert!(self::keys(6).open(&id, &sealed).is_err(), "another space");
+        assert!(keys.seal(&vec![0u8; MAX_CHUNK + 1]).is_err());
+    }
+}
