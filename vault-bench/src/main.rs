@@ -6,6 +6,7 @@
 mod capacity;
 mod ceiling;
 mod chat;
+mod chunking;
 mod cpu;
 mod data;
 mod procs;

@@ -76,7 +76,8 @@ struct Quinn {
 /// The raw quinn and AEAD ceilings.
 fn ceilings(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<Quinn> {
     let size = plan.big_bytes;
-    let (mut quinn, mut apart, mut aead) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut quinn, mut apart, mut aead, mut chunker) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 1..=plan.runs {
         note(&format!(
             "raw quinn, {} MiB on one stream (run {run})",
@@ -90,6 +91,11 @@ fn ceilings(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<Quinn> {
         apart.push(ceiling::quinn_bulk_two_processes(size)?);
         note(&format!("raw AES-256-GCM, {} MiB (run {run})", size >> 20));
         aead.push(ceiling::aead_seal(size)?);
+        note(&format!(
+            "keyed chunker and chunk ids, {} MiB (run {run})",
+            size >> 20
+        ));
+        chunker.push(crate::chunking::cut_and_identify(size)?);
     }
     let of = |transfers: &[ceiling::Transfer]| Quinn {
         rate: median(&transfers.iter().map(|t| t.rate).collect::<Vec<_>>()),
@@ -128,6 +134,14 @@ fn ceilings(plan: &Plan, rows: &mut Vec<Row>) -> anyhow::Result<Quinn> {
         median(&aead) / MB,
         "MB/s",
         "one core, 1 MiB chunks",
+    ));
+    rows.push(Row::at_least(
+        "keyed chunker + chunk ids (format v2)",
+        median(&chunker) / MB,
+        "MB/s",
+        1000.0,
+        1.0,
+        "≥ 1 GB/s on one core",
     ));
     Ok(quinn)
 }
