@@ -2,7 +2,7 @@
 //! The expected values come from implementations independent of ours: Python
 //! `cryptography` and `blake3` (`vectors/format/generate.py`; `generate_groups.py` for
 //! group-key envelopes, join codes and chat messages; `generate_chunks.py` for the
-//! content-defined chunks of format version 2) and OpenSSL for the legacy DES files
+//! content-defined chunks and chunk lists of format version 2) and OpenSSL for the legacy DES files
 //! (`vectors/format/legacy/generate.sh`). A change to any byte format fails here, naming
 //! the vector file and case.
 
@@ -10,6 +10,7 @@ use vault_core::crypto::kdf::LABEL_CHAT;
 use vault_core::crypto::seal;
 use vault_core::crypto::{Key32, UserKeyPair, derive_subkey};
 use vault_core::format::chat::{self, MessageBody};
+use vault_core::format::chunklist::{self, ChunkRef};
 use vault_core::format::chunks::{ChunkId, ChunkKeys};
 use vault_core::format::filekey::{self, FileKeyAd, Namespace};
 use vault_core::format::groupkey::{
@@ -280,6 +281,34 @@ fn chunks_v2() -> Result<(), FormatError> {
         );
         let id = ChunkId(c.hex("id").try_into().expect("32 bytes"));
         assert_eq!(*keys.open(&id, &sealed)?, data, "{}", c.at());
+    }
+    Ok(())
+}
+
+#[test]
+fn chunk_list_v2() -> Result<(), FormatError> {
+    for c in cases(
+        "chunk_list_v2.txt",
+        include_str!("vectors/format/chunk_list_v2.txt"),
+    ) {
+        let key = c.key("file_key");
+        let ids = c.text("ids").split(',').filter(|t| !t.is_empty());
+        let lens = c.text("lens").split(',').filter(|t| !t.is_empty());
+        let list: Vec<ChunkRef> = ids
+            .zip(lens)
+            .map(|(id, len)| ChunkRef {
+                id: ChunkId(hex::decode(id).expect("hex").try_into().expect("32 bytes")),
+                len: len.parse().expect("a length"),
+            })
+            .collect();
+        let sealed = chunklist::seal_chunk_list_with_nonce(&key, c.nonce(), &list)?;
+        assert_eq!(hex::encode(&sealed), c.text("sealed"), "{}", c.at());
+        assert_eq!(
+            chunklist::open_chunk_list(&key, &c.hex("sealed"))?,
+            list,
+            "{}",
+            c.at()
+        );
     }
     Ok(())
 }

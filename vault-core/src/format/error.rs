@@ -50,6 +50,15 @@ pub enum FormatError {
         id: String,
     },
 
+    /// A sealed chunk list did not open: wrong file key (another version's list), or
+    /// altered.
+    #[error("the file's chunk list could not be decrypted: wrong key, or it was altered")]
+    ChunkListDecrypt,
+
+    /// A chunk list opened but is not the version-2 grammar.
+    #[error("malformed chunk list: {0}")]
+    ChunkListFormat(String),
+
     /// Sealing a content-defined chunk failed in the AEAD itself.
     #[error("a chunk could not be sealed")]
     ChunkSeal,

@@ -4,6 +4,8 @@
 //!
 //! - [`chunks`] — content-defined chunks of a space (format version 2, not yet used by
 //!   uploads): keyed chunker, keyed ids, padded chunk seals ([`chunks::ChunkKeys`]).
+//! - [`chunklist`] — a version's ordered chunk ids and lengths, sealed under its file key
+//!   ([`chunklist::seal_chunk_list`]; format version 2).
 //! - [`stream`] — file contents: STREAM over AES-256-GCM in 1 MiB chunks
 //!   ([`StreamSealer`], [`StreamOpener`]).
 //! - [`filekey`] — per-version file keys wrapped under the account or group key, bound to
@@ -31,6 +33,7 @@ const _: () = {
 };
 
 pub mod chat;
+pub mod chunklist;
 pub mod chunks;
 pub mod error;
 pub mod filekey;
