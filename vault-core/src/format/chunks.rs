@@ -24,7 +24,8 @@
 //! A chunk's key is unique to its id, and the same id always seals the same plaintext, so
 //! the fixed nonce never meets two messages under one key. Opening checks the padding and
 //! recomputes the id from the plaintext: a chunk swapped for another, of another space or
-//! altered does not open. The order of a version's chunks is kept in its sealed metadata.
+//! altered does not open. The order of a version's chunks is kept in its sealed chunk list
+//! ([`super::chunklist`]).
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use zeroize::Zeroizing;
