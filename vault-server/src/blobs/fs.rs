@@ -128,7 +128,10 @@ fn list_dir(dir: &Path, into: &mut Vec<StoredBlob>) -> io::Result<()> {
         let Some(id) = name.to_str().and_then(BlobId::parse) else {
             continue;
         };
-        let meta = item.metadata()?;
+        // Gone since the directory was read (sealed, or removed by gc): not here any more.
+        let Some(meta) = not_found_is_none(item.metadata())? else {
+            continue;
+        };
         if meta.is_file() {
             into.push(StoredBlob {
                 id,
