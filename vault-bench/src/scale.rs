@@ -117,7 +117,7 @@ impl Costs {
             return None;
         }
         let per_byte = median(&self.client) + median(&self.server) + median(&self.store);
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let cores = crate::cpu::cores() as f64;
         (per_byte > 0.0 && ceiling > 0.0).then(|| cores / per_byte / ceiling)
     }
 

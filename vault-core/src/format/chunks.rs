@@ -31,6 +31,7 @@ use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use zeroize::Zeroizing;
 
 use super::error::{FormatError, Result};
+use super::stream::TAG_LEN;
 use crate::crypto::{Key32, kdf::derive_subkey};
 
 /// No chunk but a file's last is shorter than this (256 KiB).
@@ -43,8 +44,6 @@ pub const MAX_CHUNK: usize = 4 << 20;
 /// Sealed chunks are a multiple of this long (64 KiB): the server sees sizes only to
 /// within it.
 pub const PAD_TO: usize = 64 << 10;
-/// Bytes the AES-GCM tag adds.
-const TAG_LEN: usize = 16;
 
 /// Label of the chunker key, from the space key.
 pub const LABEL_CHUNKER: &str = "vault/v2/chunker";
