@@ -166,6 +166,7 @@ fn meta_v1() -> Result<(), FormatError> {
                 .hex("blake3")
                 .try_into()
                 .unwrap_or_else(|_| panic!("{}: blake3 is not 32 bytes", c.at())),
+            contents: vault_core::format::meta::Contents::Stream,
         };
         assert_eq!(m.size, content.len() as u64, "{}", c.at());
         assert_eq!(hex::encode(m.to_bytes()?), c.text("encoded"), "{}", c.at());

@@ -510,11 +510,12 @@ fn request_cases() -> Cases<Request> {
         (ns(), text())
             .prop_map(|(ns, path)| R::Mkdir { ns, path })
             .boxed(),
-        (ns(), text(), any::<u64>())
-            .prop_map(|(ns, path, sealed_size)| R::UploadOpen {
+        (ns(), text(), any::<u64>(), any::<u64>())
+            .prop_map(|(ns, path, sealed_size, chunk_bytes)| R::UploadOpen {
                 ns,
                 path,
                 sealed_size,
+                chunk_bytes,
             })
             .boxed(),
         any::<i64>()
@@ -523,12 +524,28 @@ fn request_cases() -> Cases<Request> {
         (any::<i64>(), any::<u64>())
             .prop_map(|(upload_id, offset)| R::UploadData { upload_id, offset })
             .boxed(),
-        (any::<i64>(), bytes(), bytes())
-            .prop_map(|(upload_id, wrapped_key, sealed_meta)| R::UploadCommit {
-                upload_id,
-                wrapped_key,
-                sealed_meta,
+        (any::<i64>(), bytes(), bytes(), few(bytes()))
+            .prop_map(
+                |(upload_id, wrapped_key, sealed_meta, chunks)| R::UploadCommit {
+                    upload_id,
+                    wrapped_key,
+                    sealed_meta,
+                    chunks,
+                },
+            )
+            .boxed(),
+        (ns(), few(bytes()))
+            .prop_map(|(ns, ids)| R::ChunksMissing { ns, ids })
+            .boxed(),
+        (ns(), bytes(), any::<u64>())
+            .prop_map(|(ns, id, sealed_size)| R::ChunkPut {
+                ns,
+                id,
+                sealed_size,
             })
+            .boxed(),
+        (ns(), bytes())
+            .prop_map(|(ns, id)| R::ChunkGet { ns, id })
             .boxed(),
         any::<i64>()
             .prop_map(|upload_id| R::UploadAbort { upload_id })
@@ -790,6 +807,12 @@ fn response_cases() -> Cases<Response> {
             .boxed(),
         few(batch_result(committed_file()))
             .prop_map(|results| R::UploadsCommitted { results })
+            .boxed(),
+        few(any::<u32>())
+            .prop_map(|missing| R::ChunksMissing { missing })
+            .boxed(),
+        any::<u64>()
+            .prop_map(|sealed_size| R::Chunk { sealed_size })
             .boxed(),
         (any::<i64>(), version_info(), any::<u64>())
             .prop_map(|(file_id, version, offset)| R::Download {

@@ -301,3 +301,43 @@ fn list_with_and_without_names_only() {
     check("request_list", list(false));
     check("request_list_names_only", list(true));
 }
+
+/// The requests of format 2's chunks, and a commit that names chunks; a commit without
+/// them is encoded as before chunks existed.
+#[test]
+fn chunk_requests_and_a_commit_that_names_chunks() {
+    check(
+        "request_chunks_missing",
+        Request::ChunksMissing {
+            ns: NsRef::Personal,
+            ids: vec![ByteBuf::from(vec![0x11; 32]), ByteBuf::from(vec![0x22; 32])],
+        },
+    );
+    check(
+        "request_chunk_put",
+        Request::ChunkPut {
+            ns: NsRef::Group {
+                name: "team".into(),
+            },
+            id: ByteBuf::from(vec![0x33; 32]),
+            sealed_size: 131_072,
+        },
+    );
+    check(
+        "response_chunks_missing",
+        Response::ChunksMissing {
+            missing: vec![1, 300],
+        },
+    );
+    let commit = |chunks: Vec<ByteBuf>| Request::UploadCommit {
+        upload_id: 7,
+        wrapped_key: ByteBuf::from(vec![1; 2]),
+        sealed_meta: ByteBuf::from(vec![2; 2]),
+        chunks,
+    };
+    check("request_upload_commit", commit(Vec::new()));
+    check(
+        "request_upload_commit_chunks",
+        commit(vec![ByteBuf::from(vec![0x44; 32])]),
+    );
+}

@@ -14,6 +14,19 @@ pub const SEAL_OVERHEAD: usize = 1 + 12 + TAG_LEN;
 pub const WRAPPED_FILE_KEY_LEN: usize = SEAL_OVERHEAD + 32;
 /// Bytes of a file's sealed metadata (version, size, mtime, mode, BLAKE3: 57 bytes).
 pub const SEALED_META_LEN: usize = SEAL_OVERHEAD + 1 + 8 + 8 + 4 + 4 + 32;
+/// Bytes of a chunk id (FORMAT.md §7.10): a keyed BLAKE3 of the chunk's plaintext.
+pub const CHUNK_ID_LEN: usize = 32;
+/// Sealed chunks (FORMAT.md §7.10) are a positive multiple of this many bytes.
+pub const CHUNK_PAD: u64 = 64 << 10;
+/// The largest sealed chunk: a 4 MiB plaintext, padded, with its tag.
+pub const MAX_SEALED_CHUNK: u64 = (4 << 20) + CHUNK_PAD;
+
+/// Whether `sealed_size` can be the size of a sealed chunk: a positive multiple of
+/// [`CHUNK_PAD`], at most [`MAX_SEALED_CHUNK`].
+pub fn is_sealed_chunk_size(sealed_size: u64) -> bool {
+    sealed_size > 0 && sealed_size.is_multiple_of(CHUNK_PAD) && sealed_size <= MAX_SEALED_CHUNK
+}
+
 /// The longest encrypted name (a 255-byte name: 16-byte SIV + 256 padded bytes, base32).
 pub const MAX_ENCRYPTED_NAME_LEN: usize = ((16 + 256) * 8usize).div_ceil(5);
 

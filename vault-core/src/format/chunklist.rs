@@ -12,7 +12,7 @@
 
 use super::chunks::{ChunkId, MAX_CHUNK};
 use super::error::{FormatError, Result};
-use crate::crypto::seal::{self, NONCE_LEN};
+use crate::crypto::seal::{self, NONCE_LEN, SEAL_OVERHEAD};
 use crate::crypto::{Key32, derive_subkey};
 
 /// The version byte of a chunk list.
@@ -32,6 +32,20 @@ pub const MAX_CHUNKS: usize = 1 << 24;
 pub struct ChunkRef {
     pub id: ChunkId,
     pub len: u32,
+}
+
+/// The sealed length of a list of `count` chunks.
+pub fn sealed_list_len(count: usize) -> u64 {
+    (SEAL_OVERHEAD + 5 + ENTRY_LEN * count) as u64
+}
+
+/// Whether `sealed_len` is the sealed length of some list of at most [`MAX_CHUNKS`]
+/// chunks (so a downloader knows how much to read before anything opens).
+pub fn is_sealed_len(sealed_len: u64) -> bool {
+    let Some(entries) = sealed_len.checked_sub((SEAL_OVERHEAD + 5) as u64) else {
+        return false;
+    };
+    entries.is_multiple_of(ENTRY_LEN as u64) && entries / ENTRY_LEN as u64 <= MAX_CHUNKS as u64
 }
 
 /// The plaintext length of a list's chunks together.
@@ -168,6 +182,13 @@ mod tests {
         );
         let empty = seal_chunk_list(&key(1), &[]).expect("sealed");
         assert_eq!(open_chunk_list(&key(1), &empty).expect("opened"), vec![]);
+        // The sealed length follows the count, and only such lengths are lists.
+        assert_eq!(sealed.len() as u64, sealed_list_len(list().len()));
+        assert_eq!(empty.len() as u64, sealed_list_len(0));
+        assert!(is_sealed_len(sealed.len() as u64));
+        assert!(!is_sealed_len(sealed.len() as u64 + 1));
+        assert!(!is_sealed_len(10));
+        assert!(!is_sealed_len(sealed_list_len(MAX_CHUNKS + 1)));
     }
 
     #[test]

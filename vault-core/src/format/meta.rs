@@ -2,10 +2,14 @@
 //! BLAKE3 hash of the plaintext, sealed per file version.
 //!
 //! ```text
-//! meta   = 0x01 (version) ‖ size (u64 BE) ‖ mtime_s (i64 BE) ‖ mtime_ns (u32 BE, < 10^9)
+//! meta   = version ‖ size (u64 BE) ‖ mtime_s (i64 BE) ‖ mtime_ns (u32 BE, < 10^9)
 //!          ‖ mode (u32 BE) ‖ blake3 (32)                                   = 57 bytes
 //! sealed = seal(HKDF(FK, "vault/v1/meta"), ad = "vault/v1/ad/file-meta", meta) = 86 bytes
 //! ```
+//!
+//! The version byte also says how the contents are stored: `0x01`, one STREAM (§7.2);
+//! `0x02`, a sealed chunk list of content-defined chunks (§7.10, §7.11). The rest is the
+//! same in both.
 //!
 //! The metadata key derives from the version's fresh file key, so the sealed metadata is
 //! bound to that version without naming it in the associated data.
@@ -15,8 +19,21 @@ use crate::crypto::kdf::LABEL_META;
 use crate::crypto::seal::{self, NONCE_LEN, SEAL_OVERHEAD};
 use crate::crypto::{Key32, derive_subkey};
 
-/// The metadata grammar version byte.
+/// The metadata version byte of a version stored as one STREAM (§7.2).
 pub const META_VERSION: u8 = 1;
+/// The metadata version byte of a version stored as content-defined chunks (§7.10).
+pub const META_VERSION_CHUNKS: u8 = 2;
+
+/// How a version's contents are stored, as its metadata's version byte says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Contents {
+    /// Format version 1: the version's blob is the STREAM of the whole file (§7.2).
+    #[default]
+    Stream,
+    /// Format version 2: the version's blob is its sealed chunk list (§7.11), and the
+    /// contents are the space's chunks it names (§7.10).
+    Chunks,
+}
 /// Length of encoded (plaintext) metadata.
 pub const META_LEN: usize = 1 + 8 + 8 + 4 + 4 + 32;
 /// Length of sealed metadata.
@@ -37,6 +54,8 @@ pub struct FileMeta {
     pub mode: u32,
     /// BLAKE3 hash of the whole plaintext ([`content_hash`], [`ContentHasher`]).
     pub blake3: [u8; 32],
+    /// How the contents are stored (the version byte).
+    pub contents: Contents,
 }
 
 fn check_nanos(ns: u32) -> Result<()> {
@@ -49,11 +68,14 @@ fn check_nanos(ns: u32) -> Result<()> {
 }
 
 impl FileMeta {
-    /// The 57-byte version-1 encoding. Fails if `mtime_ns` is 10^9 or more.
+    /// The 57-byte encoding. Fails if `mtime_ns` is 10^9 or more.
     pub fn to_bytes(&self) -> Result<[u8; META_LEN]> {
         check_nanos(self.mtime_ns)?;
         let mut out = [0u8; META_LEN];
-        out[0] = META_VERSION;
+        out[0] = match self.contents {
+            Contents::Stream => META_VERSION,
+            Contents::Chunks => META_VERSION_CHUNKS,
+        };
         out[1..9].copy_from_slice(&self.size.to_be_bytes());
         out[9..17].copy_from_slice(&self.mtime_s.to_be_bytes());
         out[17..21].copy_from_slice(&self.mtime_ns.to_be_bytes());
@@ -62,18 +84,19 @@ impl FileMeta {
         Ok(out)
     }
 
-    /// Parses the version-1 encoding, refusing any other length or version and
-    /// out-of-range nanoseconds.
+    /// Parses the encoding, refusing any other length or version byte and out-of-range
+    /// nanoseconds.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let bytes: &[u8; META_LEN] = bytes.try_into().map_err(|_| {
             FormatError::MetaFormat(format!("{} bytes instead of {META_LEN}", bytes.len()))
         })?;
-        if bytes[0] != META_VERSION {
-            return Err(FormatError::MetaFormat(format!(
-                "unknown version {}",
-                bytes[0]
-            )));
-        }
+        let contents = match bytes[0] {
+            META_VERSION => Contents::Stream,
+            META_VERSION_CHUNKS => Contents::Chunks,
+            other => {
+                return Err(FormatError::MetaFormat(format!("unknown version {other}")));
+            }
+        };
         let mut u64b = [0u8; 8];
         let mut u32b = [0u8; 4];
         let mut hash = [0u8; 32];
@@ -93,6 +116,7 @@ impl FileMeta {
             mtime_ns,
             mode,
             blake3: hash,
+            contents,
         })
     }
 }
@@ -175,6 +199,7 @@ mod tests {
             mtime_ns: 123_456_789,
             mode: 0o100644,
             blake3: content_hash(b"hello"),
+            contents: Contents::Stream,
         }
     }
 
@@ -186,6 +211,7 @@ mod tests {
             mtime_ns: 999_999_999,
             mode: 0o755,
             blake3: [0xaa; 32],
+            contents: Contents::Stream,
         };
         let b = m.to_bytes()?;
         assert_eq!(b.len(), META_LEN);
@@ -196,6 +222,15 @@ mod tests {
         assert_eq!(b[21..25], [0, 0, 0x01, 0xed]);
         assert_eq!(b[25..], [0xaa; 32]);
         assert_eq!(FileMeta::from_bytes(&b)?, m);
+        // A chunked version differs in the version byte only.
+        let chunked = FileMeta {
+            contents: Contents::Chunks,
+            ..m
+        };
+        let c = chunked.to_bytes()?;
+        assert_eq!(c[0], 2);
+        assert_eq!(c[1..], b[1..]);
+        assert_eq!(FileMeta::from_bytes(&c)?, chunked);
         Ok(())
     }
 
@@ -240,9 +275,11 @@ mod tests {
         let mut longer = good.to_vec();
         longer.push(0);
         assert!(FileMeta::from_bytes(&longer).is_err());
-        let mut v2 = good;
-        v2[0] = 2;
-        assert!(FileMeta::from_bytes(&v2).is_err());
+        for unknown in [0, 3, 0xff] {
+            let mut other = good;
+            other[0] = unknown;
+            assert!(FileMeta::from_bytes(&other).is_err(), "version {unknown}");
+        }
         let mut ns = good;
         ns[17..21].copy_from_slice(&1_000_000_000u32.to_be_bytes());
         assert!(FileMeta::from_bytes(&ns).is_err());

@@ -11,6 +11,10 @@
 //! - `download {…}` is answered by a `download` header frame followed by the sealed bytes
 //!   from the requested chunk to the end of the version, then the end of the stream.
 //!
+//! - `chunk_put {ns, id, sealed_size}` is followed by exactly `sealed_size` bytes, one
+//!   sealed chunk of format version 2 (docs/FORMAT.md §7.10); `chunk_get {ns, id}` is
+//!   answered by a `chunk` header frame followed by the chunk's sealed bytes.
+//!
 //! Small files go up in batches instead, each file's bytes inside the CBOR frame:
 //! `upload_open_many` reserves uploads for up to [`BATCH_MAX_FILES`] paths in one round
 //! trip (the client needs each file's id and version before it can wrap the file key), and
@@ -40,6 +44,13 @@ pub const BATCH_MAX_FILES: usize = 256;
 pub const BATCH_MAX_SEALED: u64 = 768 * 1024;
 /// At most this many bytes of encrypted paths in one `upload_open_many`.
 pub const BATCH_MAX_PATH_BYTES: usize = 512 * 1024;
+
+/// At most this many chunk ids in one `chunks_missing` (about 140 KiB of frame).
+pub const CHUNKS_PER_QUERY: usize = 4096;
+/// At most this many chunk ids in one `upload_commit` (about 560 KiB of frame): a version
+/// of some 19 GB at the chunker's mean chunk, at least 4 GiB at its smallest. A larger
+/// file is uploaded in format version 1.
+pub const MAX_COMMIT_CHUNKS: usize = 16384;
 
 /// Hex digits of the token a client names an `upload_open_many` with (16 random bytes).
 pub const BATCH_TOKEN_LEN: usize = 32;

@@ -102,6 +102,11 @@ pub enum Request {
         ns: NsRef,
         path: String,
         sealed_size: u64,
+        /// Format 2: the sealed bytes of the chunks this version will store (those the
+        /// space lacks), checked against the quota and the disk with `sealed_size` and
+        /// held for the upload until it commits or expires.
+        #[serde(default, skip_serializing_if = "is_zero_u64")]
+        chunk_bytes: u64,
     },
     /// How many bytes of an upload the server holds (always whole sealed chunks).
     UploadStatus {
@@ -113,11 +118,34 @@ pub enum Request {
         upload_id: i64,
         offset: u64,
     },
-    /// Makes the upload the file's current version, atomically.
+    /// Makes the upload the file's current version, atomically. A version of format 2
+    /// names the ids of its chunks (in any order, at most
+    /// [`super::files::MAX_COMMIT_CHUNKS`]), all of which the space must hold; its own
+    /// blob is then its sealed chunk list (docs/FORMAT.md §7.11).
     UploadCommit {
         upload_id: i64,
         wrapped_key: ByteBuf,
         sealed_meta: ByteBuf,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        chunks: Vec<ByteBuf>,
+    },
+    /// Which of these chunk ids the space does not hold (at most
+    /// [`super::files::CHUNKS_PER_QUERY`]); answered by `chunks_missing`.
+    ChunksMissing {
+        ns: NsRef,
+        ids: Vec<ByteBuf>,
+    },
+    /// Followed on the stream by exactly `sealed_size` bytes: one sealed chunk, stored
+    /// under `id` in the space unless it holds that id already. Answered by `ok`.
+    ChunkPut {
+        ns: NsRef,
+        id: ByteBuf,
+        sealed_size: u64,
+    },
+    /// One sealed chunk of the space: answered by a `chunk` header frame, then its bytes.
+    ChunkGet {
+        ns: NsRef,
+        id: ByteBuf,
     },
     UploadAbort {
         upload_id: i64,
@@ -353,6 +381,9 @@ impl Request {
             Self::UploadAbortBatch { .. } => "upload_abort_batch",
             Self::UploadOpenMany { .. } => "upload_open_many",
             Self::UploadPutMany { .. } => "upload_put_many",
+            Self::ChunksMissing { .. } => "chunks_missing",
+            Self::ChunkPut { .. } => "chunk_put",
+            Self::ChunkGet { .. } => "chunk_get",
             Self::Download { .. } => "download",
             Self::Versions { .. } => "versions",
             Self::Restore { .. } => "restore",
@@ -452,6 +483,14 @@ pub enum Response {
     /// One result per file of `upload_put_many`, in request order.
     UploadsCommitted {
         results: Vec<BatchResult<CommittedFile>>,
+    },
+    /// The indexes (into the request's `ids`) of the chunks the space does not hold.
+    ChunksMissing {
+        missing: Vec<u32>,
+    },
+    /// Header of `chunk_get`; the chunk's sealed bytes follow on the stream.
+    Chunk {
+        sealed_size: u64,
     },
     /// Header of a download; the sealed bytes follow on the stream.
     Download {
@@ -598,6 +637,10 @@ fn is_false(b: &bool) -> bool {
 }
 
 fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero_u64(n: &u64) -> bool {
     *n == 0
 }
 

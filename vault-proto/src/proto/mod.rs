@@ -19,9 +19,10 @@ pub use chat::{
 };
 pub use error::{ApiError, ErrorCode};
 pub use files::{
-    BATCH_MAX_FILES, BATCH_MAX_PATH_BYTES, BATCH_MAX_SEALED, BATCH_TOKEN_LEN, BatchResult, Change,
-    CommittedFile, EntryInfo, EntryKind, NsRef, OpenFile, OpenedUpload, PutFile, Rename,
-    SMALL_FILE_MAX, TrashItem, Usage, VersionInfo, check_encrypted_path, is_batch_token, parent_of,
+    BATCH_MAX_FILES, BATCH_MAX_PATH_BYTES, BATCH_MAX_SEALED, BATCH_TOKEN_LEN, BatchResult,
+    CHUNKS_PER_QUERY, Change, CommittedFile, EntryInfo, EntryKind, MAX_COMMIT_CHUNKS, NsRef,
+    OpenFile, OpenedUpload, PutFile, Rename, SMALL_FILE_MAX, TrashItem, Usage, VersionInfo,
+    check_encrypted_path, is_batch_token, parent_of,
 };
 pub use frame::{FrameError, MAX_FRAME_LEN, decode_body, encode_frame, parse_header};
 pub use groups::{
@@ -32,7 +33,7 @@ pub use messages::*;
 pub use secret_bytes::SecretBytes;
 
 /// The protocol version a client announces in `hello`. Bumped on incompatible change.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The QUIC application close code for "your session ended" (logout elsewhere, a newer
 /// login with `single_session`, an operator's kick or lock); the reason text says why.
