@@ -19,8 +19,8 @@ pub enum Route {
     Hello,
     /// An account request that needs no session: registration, login, resume, reset.
     Open,
-    /// Served with its stream by the connection, for a live session: `upload_data` and
-    /// `download`, `chat_file_download` (bytes after the frame) and `subscribe` (the
+    /// Served with its stream by the connection, for a live session: `upload_data`,
+    /// `chunk_put`, `chunk_get`, `download`, `chat_file_download` (bytes after the frame) and `subscribe` (the
     /// stream becomes an event stream).
     Stream,
     /// A one-frame request of a live session, served by an area.
@@ -53,9 +53,12 @@ pub fn route_of(request: &Request) -> Route {
         | R::ResetStart { .. }
         | R::ResetRecovery { .. }
         | R::ResetFinish { .. } => Route::Open,
-        R::UploadData { .. } | R::Download { .. } | R::ChatFileDownload { .. } | R::Subscribe => {
-            Route::Stream
-        }
+        R::UploadData { .. }
+        | R::ChunkPut { .. }
+        | R::ChunkGet { .. }
+        | R::Download { .. }
+        | R::ChatFileDownload { .. }
+        | R::Subscribe => Route::Stream,
         R::Logout | R::Whoami | R::ChangePassword { .. } => Route::Session(Area::Account),
         R::List { .. }
         | R::Stat { .. }
@@ -67,6 +70,7 @@ pub fn route_of(request: &Request) -> Route {
         | R::UploadAbortBatch { .. }
         | R::UploadOpenMany { .. }
         | R::UploadPutMany { .. }
+        | R::ChunksMissing { .. }
         | R::Versions { .. }
         | R::Restore { .. }
         | R::Remove { .. }

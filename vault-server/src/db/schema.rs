@@ -157,6 +157,7 @@ diesel::table! {
         created_at -> BigInt,
         expires_at -> BigInt,
         batch_token -> Nullable<Text>,
+        chunk_bytes -> BigInt,
     }
 }
 
@@ -283,6 +284,25 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    chunks (id) {
+        id -> BigInt,
+        namespace_id -> BigInt,
+        chunk_id -> Binary,
+        blob_id -> Text,
+        sealed_size -> BigInt,
+        blob_blake3 -> Binary,
+        used_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    version_chunks (version_id, chunk) {
+        version_id -> BigInt,
+        chunk -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     sessions,
@@ -291,6 +311,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     trash,
     versions,
     uploads,
+    chunks,
+    version_chunks,
     groups,
     group_members,
     group_envelopes,

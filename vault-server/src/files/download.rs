@@ -27,6 +27,16 @@ pub struct Body {
     remaining: u64,
 }
 
+impl Body {
+    /// A body of the `len` bytes `reader` holds from where it stands.
+    pub fn new(reader: Box<dyn BlobReader>, len: u64) -> Body {
+        Body {
+            reader,
+            remaining: len,
+        }
+    }
+}
+
 impl std::fmt::Debug for Body {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Body({} bytes)", self.remaining)

@@ -3,10 +3,10 @@
 //! [`crate::blobs::BlobStore`]. Paths are encrypted paths; the server compares them and
 //! never builds a filesystem path from them.
 //!
-//! [`dispatch`] serves the requests that are one frame each way. `upload_data` and
-//! `download` carry raw bytes on their stream and are served by
-//! [`upload::receive`] and [`download::prepare`] + [`download::send`], which the network
-//! layer calls with the stream. Small files can go up in batches instead (`small`):
+//! [`dispatch`] serves the requests that are one frame each way. `upload_data`,
+//! `chunk_put`, `chunk_get` and `download` carry raw bytes on their stream and are served
+//! by [`upload::receive`], [`chunks::put`], [`chunks::get`] and [`download::prepare`] +
+//! [`download::send`], which the network layer calls with the stream. Small files can go up in batches instead (`small`):
 //! `upload_open_many` then `upload_put_many`, the contents inside the frame.
 //!
 //! Every change runs in one transaction that first locks the namespace
@@ -15,6 +15,7 @@
 //! blob file is deleted here: deleted versions' blobs go to `deleted_blobs` for `gc`.
 
 mod changes;
+pub mod chunks;
 pub mod download;
 mod info;
 mod list;
@@ -27,7 +28,7 @@ pub mod upload_hash;
 mod usage;
 mod versions;
 
-use vault_proto::proto::{ApiError, NsRef, Request, Response};
+use vault_proto::proto::{ApiError, ByteBuf, NsRef, Request, Response};
 
 use crate::db::files::namespaces::{self, Namespace};
 use crate::db::{self, DbConn};
@@ -65,22 +66,23 @@ pub async fn dispatch(
             ns,
             path,
             sealed_size,
-        } => upload::open(state, session, &ns, path, sealed_size).await,
+            chunk_bytes,
+        } => upload::open(state, session, &ns, path, (sealed_size, chunk_bytes)).await,
         Request::UploadStatus { upload_id } => upload::status(state, session, upload_id).await,
         Request::UploadCommit {
             upload_id,
             wrapped_key,
             sealed_meta,
+            chunks,
         } => {
-            upload::commit(
-                state,
-                session,
-                upload_id,
-                wrapped_key.into_vec(),
-                sealed_meta.into_vec(),
-            )
-            .await
+            let sealed = upload::Sealed {
+                wrapped_key: wrapped_key.into_vec(),
+                sealed_meta: sealed_meta.into_vec(),
+                chunks: chunks.into_iter().map(ByteBuf::into_vec).collect(),
+            };
+            upload::commit(state, session, upload_id, sealed).await
         }
+        Request::ChunksMissing { ns, ids } => chunks::missing(state, session, &ns, ids).await,
         Request::UploadAbort { upload_id } => upload::abort(state, session, upload_id).await,
         Request::UploadOpenMany { ns, files, batch } => {
             small::open_many(state, session, &ns, files, batch).await
@@ -106,7 +108,10 @@ pub async fn dispatch(
         Request::Changes { ns, since, after } => {
             changes::changes(state, session, &ns, since, after).await
         }
-        Request::UploadData { .. } | Request::Download { .. } => Err(ApiError::bad_request(
+        Request::UploadData { .. }
+        | Request::ChunkPut { .. }
+        | Request::ChunkGet { .. }
+        | Request::Download { .. } => Err(ApiError::bad_request(
             "this request carries bytes on its stream and cannot be sent here",
         )),
         _ => Err(ApiError::bad_request("not a file request")),

@@ -276,24 +276,34 @@ pub(super) fn expiry_s(state: &ServerState) -> i64 {
     i64::try_from(state.config.files.upload_expiry_s).unwrap_or(i64::MAX)
 }
 
+/// Serves `upload_open` of `sealed_size` bytes, and for a version of format 2 the
+/// `chunk_bytes` of chunks it will store: both are checked against the quota and the disk
+/// before anything is sent, and held for the upload.
 pub async fn open(
     state: &ServerState,
     session: &SessionCtx,
     ns: &NsRef,
     path: String,
-    sealed_size: u64,
+    (sealed_size, chunk_bytes): (u64, u64),
 ) -> Result<Response, ApiError> {
     check_open(&path, sealed_size)?;
+    let most =
+        (vault_proto::proto::MAX_COMMIT_CHUNKS as u64) * vault_proto::sizes::MAX_SEALED_CHUNK;
+    if chunk_bytes > most {
+        return Err(ApiError::bad_request(format!(
+            "{chunk_bytes} bytes of chunks is more than one version may store ({most})"
+        )));
+    }
     let ns = super::namespace(state, session, ns).await?;
-    state.space.check_room(sealed_size)?;
+    state.space.check_room(sealed_size + chunk_bytes)?;
     let user = session.user_id;
     let expiry = expiry_s(state);
     let opened = super::write(state, ns.id, move |c, ns| {
         check_open_uploads(c, user, 1)?;
         let generation = crate::groups::files::upload_generation(c, ns)?;
         let pending = uploads::reserved_bytes(c, ns.id, now())?;
-        super::check_quota(c, ns, sealed_size, pending)?;
-        reserve(
+        super::check_quota(c, ns, sealed_size + chunk_bytes, pending)?;
+        let opened = reserve(
             c,
             ns,
             user,
@@ -304,7 +314,11 @@ pub async fn open(
                 batch: None,
             },
             &mut KnownPaths::default(),
-        )
+        )?;
+        if chunk_bytes > 0 {
+            uploads::set_chunk_bytes(c, opened.upload_id, chunk_bytes)?;
+        }
+        Ok(opened)
     })
     .await?;
     Ok(Response::UploadOpened {
@@ -498,6 +512,50 @@ pub(super) fn check_commit(wrapped_key: &[u8], sealed_meta: &[u8]) -> Result<(),
     Ok(())
 }
 
+/// Refuses more chunk ids than a commit may name, or ids of the wrong length.
+fn check_chunk_ids(ids: &[Vec<u8>]) -> Result<(), ApiError> {
+    use vault_proto::proto::MAX_COMMIT_CHUNKS;
+    use vault_proto::sizes::CHUNK_ID_LEN;
+    if ids.len() > MAX_COMMIT_CHUNKS {
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "a version of {} chunks; at most {MAX_COMMIT_CHUNKS} in one commit",
+                ids.len()
+            ),
+        ));
+    }
+    if let Some(bad) = ids.iter().find(|id| id.len() != CHUNK_ID_LEN) {
+        return Err(ApiError::bad_request(format!(
+            "a chunk id is {CHUNK_ID_LEN} bytes, not {}",
+            bad.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Inside the commit's transaction: records the chunks the new version uses, all of which
+/// the space must still hold (gc may have removed one no version used meanwhile).
+fn attach_chunks(
+    c: &mut DbConn,
+    ns: i64,
+    upload: &Upload,
+    ids: &[Vec<u8>],
+    now: i64,
+) -> Result<(), Failure> {
+    let version =
+        versions::get(c, upload.entry_id, upload.version)?.ok_or_else(ApiError::internal)?;
+    if let Some(missing) = crate::db::files::chunks::attach(c, ns, version.id, ids, now)? {
+        return Err(ApiError::conflict(format!(
+            "chunk {} of this version is not stored in this space (it may have been collected \
+             since it was sent); run the command again to send it",
+            hex::encode(&missing[..8])
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 /// Inside a write transaction: refuses an upload whose file went to the trash meanwhile.
 pub(super) fn check_live(entry: &Entry) -> Result<(), ApiError> {
     if entry.trash_id.is_some() {
@@ -579,14 +637,28 @@ pub(super) fn retention(state: &ServerState) -> usize {
     state.config.version_retention.max(1) as usize
 }
 
+/// What `upload_commit` brings: the wrapped file key and sealed metadata, and for a
+/// version of format 2 the ids of the chunks it uses.
+#[derive(Debug)]
+pub struct Sealed {
+    pub wrapped_key: Vec<u8>,
+    pub sealed_meta: Vec<u8>,
+    pub chunks: Vec<Vec<u8>>,
+}
+
 pub async fn commit(
     state: &ServerState,
     session: &SessionCtx,
     upload_id: i64,
-    wrapped_key: Vec<u8>,
-    sealed_meta: Vec<u8>,
+    sealed: Sealed,
 ) -> Result<Response, ApiError> {
+    let Sealed {
+        wrapped_key,
+        sealed_meta,
+        chunks: chunk_ids,
+    } = sealed;
     check_commit(&wrapped_key, &sealed_meta)?;
+    check_chunk_ids(&chunk_ids)?;
     let upload = owned(state, session, upload_id, true).await?;
     let size = upload.sealed_size.max(0) as u64;
     let held = held(state, &upload).await?;
@@ -649,6 +721,9 @@ pub async fn commit(
         let revision = stamp.revision(c)?;
         let keys = (wrapped_key.as_slice(), sealed_meta.as_slice());
         insert_version(c, &upload, keys, &blob_hash, stamp.now)?;
+        if !chunk_ids.is_empty() {
+            attach_chunks(c, ns.id, &upload, &chunk_ids, stamp.now)?;
+        }
         entries::set_current(c, entry.id, upload.version, revision, stamp.now)?;
         let freed = prune(c, &entry, upload.version, retention, stamp.now)?;
         namespaces::add_used(c, ns.id, upload.sealed_size - freed)?;

@@ -4,12 +4,12 @@
 //!
 //! - SQLite: `VACUUM INTO` makes a transactionally consistent snapshot `vault.db`.
 //!   Unfinished uploads are left out of the copy (their partials are not copied; clients
-//!   start them again), then every blob a version in the snapshot names is copied
+//!   start them again), then every blob a version or chunk in the snapshot names is copied
 //!   (hard-linked where the filesystem allows: sealed blobs never change). gc removes a
 //!   blob file only a grace period after its version was deleted, so every blob the
 //!   snapshot names still exists while the copy runs.
 //! - PostgreSQL: `pg_dump` writes `vault.sql`; the blobs copied are those the live
-//!   database names afterwards (versions and blobs queued for deletion), a superset of
+//!   database names afterwards (versions, chunks and blobs queued for deletion), a superset of
 //!   what the dump names.
 //!
 //! `tls/` is copied too, so a server started on the backup keeps its fingerprint.
@@ -214,7 +214,7 @@ fn snapshot_sqlite(conn: &mut DbConn, to: &Path) -> MaintenanceResult<()> {
 }
 
 /// Drops unfinished uploads (and the invisible entries only they kept) and the deletion
-/// queue from the snapshot, and returns the blob ids its versions name.
+/// queue from the snapshot, and returns the blob ids its versions and chunks name.
 fn prepare_snapshot(snapshot: &Path) -> MaintenanceResult<(BTreeSet<String>, u64)> {
     let path = snapshot.to_str().unwrap_or_default();
     let conn = diesel::SqliteConnection::establish(path).map_err(|e| DbError::Open {
@@ -232,15 +232,16 @@ fn prepare_snapshot(snapshot: &Path) -> MaintenanceResult<(BTreeSet<String>, u64
         diesel::delete(deleted_blobs::table).execute(c)?;
         Ok::<_, DbError>(n as u64)
     })?;
-    let names = versions::table
+    let mut names: BTreeSet<String> = versions::table
         .select(versions::blob_id)
         .load::<String>(c)?
         .into_iter()
         .collect();
+    names.extend(crate::db::files::chunks::blob_ids(c)?);
     Ok((names, left_out))
 }
 
-/// The blobs the live database names: versions, and those queued for deletion (still on
+/// The blobs the live database names: versions, chunks, and those queued for deletion (still on
 /// disk for the grace period, possibly named by the dump taken just before).
 fn live_blob_names(conn: &mut DbConn) -> MaintenanceResult<BTreeSet<String>> {
     let mut names: BTreeSet<String> = versions::table
@@ -248,6 +249,7 @@ fn live_blob_names(conn: &mut DbConn) -> MaintenanceResult<BTreeSet<String>> {
         .load::<String>(conn)?
         .into_iter()
         .collect();
+    names.extend(crate::db::files::chunks::blob_ids(conn)?);
     names.extend(
         deleted_blobs::table
             .select(deleted_blobs::blob_id)

@@ -34,7 +34,7 @@ use super::purge;
 use super::rows::{self, EntryRow, UploadRow, VersionRow};
 use super::scrub::{self, Verdict};
 use super::{MaintenanceError, MaintenanceResult};
-use crate::blobs::{BlobId, BlobStore};
+use crate::blobs::{BlobId, BlobStore, hash};
 use crate::db::schema::{entries, namespaces, trash, uploads, versions};
 use crate::db::{self, DbConn, DbError};
 
@@ -82,6 +82,14 @@ pub enum Problem {
         path: String,
         version: i64,
         blob_id: String,
+    },
+    /// A chunk (format 2) whose blob is missing, of the wrong size or (`read_data`) not the
+    /// bytes stored. Never repaired: the versions that use it are damaged, and their
+    /// owners should upload them again.
+    DamagedChunk {
+        owner: String,
+        blob_id: String,
+        reason: String,
     },
     OrphanBlob {
         blob_id: String,
@@ -177,6 +185,15 @@ impl fmt::Display for Problem {
                 "{owner}: file #{entry_id} version {version}: blob {blob_id} has no recorded \
                  hash (stored before hashes were recorded)"
             ),
+            Problem::DamagedChunk {
+                owner,
+                blob_id,
+                reason,
+            } => write!(
+                f,
+                "{owner}: chunk blob {blob_id} {reason}; the files that use it must be uploaded \
+                 again"
+            ),
             Problem::OrphanBlob { blob_id, size } => {
                 write!(f, "blob {blob_id} ({size} bytes) belongs to no version")
             }
@@ -199,7 +216,7 @@ impl fmt::Display for Problem {
                 ..
             } => write!(
                 f,
-                "{owner}: used_bytes is {recorded} but its versions hold {actual} bytes"
+                "{owner}: used_bytes is {recorded} but its versions and chunks hold {actual} bytes"
             ),
             Problem::MissingParent {
                 owner,
@@ -241,6 +258,8 @@ pub struct Checked {
     pub uploads: u64,
     pub blobs: u64,
     pub partials: u64,
+    /// Chunks of format 2 (each a blob of its own).
+    pub chunks: u64,
     /// Blobs read back and compared with their recorded hash (`read_data`).
     pub blobs_read: u64,
     pub bytes_read: u64,
@@ -362,6 +381,7 @@ impl Run<'_> {
         let versions: Vec<VersionRow> = versions::table
             .select(VersionRow::as_select())
             .load(self.conn)?;
+        let chunks = db::files::chunks::all(self.conn)?;
         let blobs = self
             .store
             .list()
@@ -384,6 +404,7 @@ impl Run<'_> {
         let sizes: HashMap<&str, u64> = blobs.iter().map(|b| (b.id.as_str(), b.size)).collect();
         self.check_versions(&entries, &versions, &sizes)?;
         self.check_current_versions(&entries, &versions)?;
+        self.check_chunks(&chunks, &sizes)?;
         self.check_uploads(&uploads)?;
         for blob in blobs.iter().filter(|b| !referenced.contains(b.id.as_str())) {
             let repaired = self.queue_orphan(&blob.id)?;
@@ -802,6 +823,61 @@ impl Run<'_> {
 
     /// Compares each namespace's `used_bytes` with the sum of its versions, holding the
     /// namespace row so a concurrent commit cannot slip in between the two reads.
+    /// Chunks whose blob is missing or of the wrong size, and with `read_data` those whose
+    /// bytes changed. Reported, never repaired.
+    fn check_chunks(
+        &mut self,
+        chunks: &[db::files::chunks::Chunk],
+        sizes: &HashMap<&str, u64>,
+    ) -> MaintenanceResult<()> {
+        self.report.checked.chunks = chunks.len() as u64;
+        for chunk in chunks {
+            let expected = u64::try_from(chunk.sealed_size).unwrap_or(0);
+            let id = rows::blob_id(&chunk.blob_id);
+            let listed = match sizes.get(chunk.blob_id.as_str()) {
+                Some(size) => Some(*size),
+                // Check again: the listing may have raced a change.
+                None => match &id {
+                    Some(id) => self
+                        .store
+                        .size(id)
+                        .map_err(|e| MaintenanceError::io(format!("cannot stat blob {id}"), e))?,
+                    None => None,
+                },
+            };
+            let reason = match (listed, &id) {
+                (None, _) | (_, None) => Some("is missing".to_string()),
+                (Some(size), _) if size != expected => {
+                    Some(format!("holds {size} bytes, the database says {expected}"))
+                }
+                (Some(_), Some(id)) if self.read_data => {
+                    match hash::of_blob(self.store, id, &mut |_| Ok(())) {
+                        Ok(read) => {
+                            self.report.checked.blobs_read += 1;
+                            self.report.checked.bytes_read += read.len;
+                            (read.hash.as_slice() != chunk.blob_blake3.as_slice()).then(|| {
+                                "does not hold the bytes stored (its BLAKE3 differs)".to_string()
+                            })
+                        }
+                        Err(e) => Some(format!("cannot be read: {e}")),
+                    }
+                }
+                _ => None,
+            };
+            if let Some(reason) = reason {
+                self.push(
+                    Problem::DamagedChunk {
+                        owner: self.owner(chunk.namespace_id),
+                        blob_id: chunk.blob_id.clone(),
+                        reason,
+                    },
+                    None,
+                );
+            }
+        }
+        Ok(())
+    }
+
     fn check_used_bytes(&mut self) -> MaintenanceResult<()> {
         let ids: Vec<i64> = namespaces::table.select(namespaces::id).load(self.conn)?;
         for ns in ids {
@@ -814,7 +890,7 @@ impl Run<'_> {
                     .find(ns)
                     .select(namespaces::used_bytes)
                     .first(c)?;
-                let actual = sum_of_versions(c, ns)?;
+                let actual = sum_of_stored(c, ns)?;
                 if recorded != actual && repair {
                     diesel::update(namespaces::table.find(ns))
                         .set(namespaces::used_bytes.eq(actual))
@@ -838,17 +914,25 @@ impl Run<'_> {
     }
 }
 
-/// Ciphertext bytes of every version in a namespace (live and trashed entries).
-fn sum_of_versions(conn: &mut DbConn, ns: i64) -> Result<i64, DbError> {
+/// Ciphertext bytes of every version in a namespace (live and trashed entries) and of
+/// every chunk it holds.
+fn sum_of_stored(conn: &mut DbConn, ns: i64) -> Result<i64, DbError> {
     let in_ns = entries::table
         .filter(entries::namespace_id.eq(ns))
         .select(entries::id);
-    Ok(versions::table
+    let versions: i64 = versions::table
         .filter(versions::entry_id.eq_any(in_ns))
         .select(versions::sealed_size)
         .load::<i64>(conn)?
         .into_iter()
-        .sum())
+        .sum();
+    let chunks: i64 = crate::db::schema::chunks::table
+        .filter(crate::db::schema::chunks::namespace_id.eq(ns))
+        .select(crate::db::schema::chunks::sealed_size)
+        .load::<i64>(conn)?
+        .into_iter()
+        .sum();
+    Ok(versions + chunks)
 }
 
 /// An entry after its versions changed.
@@ -972,6 +1056,7 @@ mod tests {
                 Problem::HashMismatch { .. } => "hash_mismatch",
                 Problem::UnreadableBlob { .. } => "unreadable_blob",
                 Problem::NoRecordedHash { .. } => "no_recorded_hash",
+                Problem::DamagedChunk { .. } => "damaged_chunk",
                 Problem::OrphanBlob { .. } => "orphan_blob",
                 Problem::OrphanPartial { .. } => "orphan_partial",
                 Problem::DanglingUpload { .. } => "dangling_upload",

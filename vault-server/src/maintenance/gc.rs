@@ -1,7 +1,8 @@
 //! `gc`: removes what is past its time, in this order: expired uploads (rows, partial
 //! blobs and the invisible entries they leave) and given-up batch tokens, trash items older than `trash_retention`
-//! days, versions beyond `version_retention`, queued deleted blobs older than the grace
-//! period, then orphan blob files and partials (referenced by nothing, older than the
+//! days, versions beyond `version_retention`, chunks no kept version uses (unused for the
+//! grace period), queued deleted blobs older than the grace period, then orphan blob files
+//! and partials (referenced by nothing, older than the
 //! grace). Each database step is its own transaction; files go after the commit.
 
 use std::collections::HashSet;
@@ -15,6 +16,7 @@ use super::purge::{self, Purged};
 use super::rows::{self, CHUNK};
 use super::{MaintenanceResult, Policy};
 use crate::blobs::{BlobId, BlobStore, StoredBlob};
+use crate::db::files::chunks;
 use crate::db::schema::{deleted_blobs, trash, uploads, versions};
 use crate::db::{self, DbConn, DbError};
 
@@ -29,6 +31,10 @@ pub struct GcReport {
     pub trash_bytes: i64,
     pub pruned_versions: u64,
     pub pruned_bytes: i64,
+    /// Chunks (format 2) that no kept version uses, unused for the grace period; their
+    /// blobs are queued like a deleted version's.
+    pub unused_chunks: u64,
+    pub unused_chunk_bytes: i64,
     /// Queued blobs removed after the grace period.
     pub deleted_blobs: u64,
     pub deleted_blob_bytes: u64,
@@ -54,7 +60,7 @@ impl GcReport {
     pub fn summary(&self) -> String {
         format!(
             "{}, {}, {} ({}, {} bytes), {} ({} bytes), {} ({} bytes), {} ({} bytes), {} ({} \
-             bytes){}",
+             bytes){}{}",
             plural(self.expired_uploads, "expired upload", "expired uploads"),
             plural(
                 self.abandoned_entries,
@@ -72,6 +78,15 @@ impl GcReport {
             self.orphan_blob_bytes,
             plural(self.orphan_partials, "orphan partial", "orphan partials"),
             self.orphan_partial_bytes,
+            if self.unused_chunks == 0 {
+                String::new()
+            } else {
+                format!(
+                    ", {} ({} bytes)",
+                    plural(self.unused_chunks, "unused chunk", "unused chunks"),
+                    self.unused_chunk_bytes
+                )
+            },
             if self.errors.is_empty() {
                 String::new()
             } else {
@@ -93,6 +108,7 @@ pub fn gc(
     crate::db::files::batches::purge_expired(conn, now)?;
     expire_trash(conn, store, policy, now, &mut report)?;
     prune_versions(conn, policy, now, &mut report)?;
+    sweep_chunks(conn, policy, now, &mut report)?;
     remove_deleted_blobs(conn, store, policy, now, &mut report)?;
     remove_orphans(conn, store, policy, &mut report)?;
     Ok(report)
@@ -167,6 +183,38 @@ fn prune_versions(
         let (count, bytes) = db::transaction(conn, |c| prune_entry(c, entry_id, keep, now))?;
         report.pruned_versions += count;
         report.pruned_bytes += bytes;
+    }
+    Ok(())
+}
+
+/// Removes the chunks no kept version uses and nothing used for the grace period (a chunk
+/// an upload reported missing, stored or was told is held counts as used then), one
+/// namespace per transaction, under the namespace's lock so that no commit can attach one
+/// meanwhile. Their blobs go to `deleted_blobs`, their bytes off the namespace's count.
+fn sweep_chunks(
+    conn: &mut DbConn,
+    policy: &Policy,
+    now: i64,
+    report: &mut GcReport,
+) -> MaintenanceResult<()> {
+    chunks::drop_stale_links(conn)?;
+    let before = now.saturating_sub(i64::try_from(policy.blob_grace_s).unwrap_or(i64::MAX));
+    for ns in chunks::namespaces_with_unused(conn, before)? {
+        let doomed = db::transaction(conn, |c| {
+            match db::files::namespaces::lock(c, ns) {
+                // Deleted meanwhile, with its chunks.
+                Err(DbError::Query(diesel::result::Error::NotFound)) => return Ok(Vec::new()),
+                locked => locked?,
+            };
+            let doomed = chunks::delete_unused(c, ns, before)?;
+            let blobs: Vec<String> = doomed.iter().map(|ch| ch.blob_id.clone()).collect();
+            rows::queue_deleted(c, &blobs, now)?;
+            let bytes: i64 = doomed.iter().map(|ch| ch.sealed_size).sum();
+            db::files::namespaces::add_used(c, ns, -bytes)?;
+            Ok::<_, DbError>(doomed)
+        })?;
+        report.unused_chunks += doomed.len() as u64;
+        report.unused_chunk_bytes += doomed.iter().map(|ch| ch.sealed_size).sum::<i64>();
     }
     Ok(())
 }

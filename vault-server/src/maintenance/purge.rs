@@ -154,7 +154,8 @@ pub fn purge_trash_item(conn: &mut DbConn, trash_id: i64, now: i64) -> DbResult<
 }
 
 /// Deletes a namespace and everything in it: entries with their versions (blob ids
-/// queued) and uploads, any upload into it whose entry is missing, its trash and its row.
+/// queued) and uploads, any upload into it whose entry is missing, its trash, its chunks
+/// (blob ids queued) and its row.
 /// Used for `user delete` (the personal space) and for deleting a group.
 pub fn purge_namespace(conn: &mut DbConn, ns: i64, now: i64) -> DbResult<Purged> {
     let ids: Vec<i64> = entries::table
@@ -169,6 +170,8 @@ pub fn purge_namespace(conn: &mut DbConn, ns: i64, now: i64) -> DbResult<Purged>
         .load(conn)?;
     out.add(drop_uploads(conn, &stray)?);
     diesel::delete(trash::table.filter(trash::namespace_id.eq(ns))).execute(conn)?;
+    let chunk_blobs = crate::db::files::chunks::delete_namespace(conn, ns)?;
+    rows::queue_deleted(conn, &chunk_blobs, now)?;
     diesel::delete(namespaces::table.find(ns)).execute(conn)?;
     Ok(out)
 }

@@ -67,7 +67,7 @@ pub fn versions_of(conn: &mut DbConn, entry_id: i64) -> DbResult<Vec<VersionRow>
         .load(conn)?)
 }
 
-/// Every blob id the database refers to (uploads, versions, deleted_blobs), read in the
+/// Every blob id the database refers to (uploads, versions, chunks, deleted_blobs), read in the
 /// order a blob id moves between those tables so none is missed by a concurrent change.
 pub fn referenced_blobs(conn: &mut DbConn) -> DbResult<HashSet<String>> {
     let mut ids: HashSet<String> = uploads::table
@@ -80,6 +80,7 @@ pub fn referenced_blobs(conn: &mut DbConn) -> DbResult<HashSet<String>> {
             .select(versions::blob_id)
             .load::<String>(conn)?,
     );
+    ids.extend(crate::db::files::chunks::blob_ids(conn)?);
     ids.extend(
         deleted_blobs::table
             .select(deleted_blobs::blob_id)

@@ -226,6 +226,22 @@ async fn serve_stream(
                             Request::UploadData { upload_id, offset } => {
                                 upload_data(state, &session, upload_id, offset, &mut recv).await
                             }
+                            Request::ChunkPut {
+                                ns,
+                                id,
+                                sealed_size,
+                            } => {
+                                let request = (ns, id.into_vec(), sealed_size);
+                                chunk_put(state, &session, request, &mut recv).await
+                            }
+                            Request::ChunkGet { ns, id } => {
+                                match chunk_get(state, &session, (ns, id.into_vec()), &mut send)
+                                    .await
+                                {
+                                    Ok(()) => return None,
+                                    Err(e) => Err(e),
+                                }
+                            }
                             Request::Download {
                                 ns,
                                 path,
@@ -339,6 +355,30 @@ async fn upload_data(
     let answer = files::upload::receive(state, session, upload_id, offset, recv).await;
     let _ = recv.stop(0u8.into());
     answer
+}
+
+/// Serves `chunk_put`: the raw bytes after the frame are one sealed chunk. Whatever the
+/// outcome, the rest of the client's bytes are refused (`stop`).
+async fn chunk_put(
+    state: &ServerState,
+    session: &SessionCtx,
+    (ns, id, sealed_size): (vault_proto::proto::NsRef, Vec<u8>, u64),
+    recv: &mut quinn::RecvStream,
+) -> Result<Response, ApiError> {
+    let answer = files::chunks::put(state, session, &ns, id, sealed_size, recv).await;
+    let _ = recv.stop(0u8.into());
+    answer
+}
+
+/// Serves `chunk_get` like `download`: the `chunk` header frame, then the sealed chunk.
+async fn chunk_get(
+    state: &ServerState,
+    session: &SessionCtx,
+    (ns, id): (vault_proto::proto::NsRef, Vec<u8>),
+    send: &mut quinn::SendStream,
+) -> Result<(), ApiError> {
+    let (header, body) = files::chunks::get(state, session, &ns, id).await?;
+    stream_download(header, body, send).await
 }
 
 /// Serves `download`: the header frame, then the sealed bytes, then the end of the stream

@@ -276,6 +276,7 @@ impl ChatCalls for Fixture {
                 ns: NsRef::Personal,
                 path: path.into(),
                 sealed_size: sealed.len() as u64,
+                chunk_bytes: 0,
             },
         )
         .await?;
@@ -291,6 +292,7 @@ impl ChatCalls for Fixture {
                 upload_id,
                 wrapped_key: vec![7; 61].into(),
                 sealed_meta: vec![8; 86].into(),
+                chunks: Vec::new(),
             },
         )
         .await?;

@@ -1,5 +1,5 @@
 //! Queries of the file tables: `namespaces`, `entries`, `versions`, `trash`, `uploads`,
-//! `abandoned_batches` and `deleted_blobs` (migration `2026-11-22-000002_files` and
+//! `chunks`, `version_chunks`, `abandoned_batches` and `deleted_blobs` (migration `2026-11-22-000002_files` and
 //! later). One code path for both backends.
 //!
 //! Rules every caller keeps: a mutating transaction starts with
@@ -19,6 +19,7 @@ macro_rules! visible {
 }
 
 pub mod batches;
+pub mod chunks;
 pub mod entries;
 pub mod listing;
 pub mod namespaces;

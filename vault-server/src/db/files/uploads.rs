@@ -95,15 +95,28 @@ pub fn count_for_user(conn: &mut DbConn, user_id: i64, now: i64) -> DbResult<i64
         .get_result(conn)?)
 }
 
-/// Bytes declared by the unfinished uploads into a namespace that have not expired at
+/// Bytes declared by the unfinished uploads into a namespace (their sizes, and the chunks
+/// those of format 2 said they will store) that have not expired at
 /// `now`: they may arrive at any time, so a new upload must fit beside them.
 pub fn reserved_bytes(conn: &mut DbConn, namespace_id: i64, now: i64) -> DbResult<u64> {
-    let sizes: Vec<i64> = uploads::table
+    let sizes: Vec<(i64, i64)> = uploads::table
         .filter(uploads::namespace_id.eq(namespace_id))
         .filter(uploads::expires_at.ge(now))
-        .select(uploads::sealed_size)
+        .select((uploads::sealed_size, uploads::chunk_bytes))
         .load(conn)?;
-    Ok(sizes.into_iter().map(|n| n.max(0) as u64).sum())
+    Ok(sizes
+        .into_iter()
+        .map(|(sealed, chunks)| sealed.max(0) as u64 + chunks.max(0) as u64)
+        .sum())
+}
+
+/// Records that upload `id` (format 2) will store `bytes` of chunks: counted with its
+/// size by [`reserved_bytes`] until it commits or expires.
+pub fn set_chunk_bytes(conn: &mut DbConn, id: i64, bytes: u64) -> DbResult<()> {
+    diesel::update(uploads::table.find(id))
+        .set(uploads::chunk_bytes.eq(bytes as i64))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// Whether any unfinished upload targets the entry.

@@ -224,6 +224,7 @@ impl FileCalls for Fixture {
                     ns: P,
                     path: path.into(),
                     sealed_size: size,
+                    chunk_bytes: 0,
                 },
             )
             .await?
@@ -246,6 +247,7 @@ impl FileCalls for Fixture {
                 upload_id: id,
                 wrapped_key: vec![7; 61].into(),
                 sealed_meta: vec![8; 86].into(),
+                chunks: Vec::new(),
             },
         )
         .await

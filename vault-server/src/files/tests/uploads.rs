@@ -112,7 +112,8 @@ async fn bad_uploads_are_refused_and_leave_nothing_visible() -> R<()> {
                 Request::UploadOpen {
                     ns: P,
                     path: "x".into(),
-                    sealed_size: 15
+                    sealed_size: 15,
+                    chunk_bytes: 0,
                 }
             )
             .await
@@ -128,6 +129,7 @@ async fn bad_uploads_are_refused_and_leave_nothing_visible() -> R<()> {
                     ns: P,
                     path: bad.into(),
                     sealed_size: 17,
+                    chunk_bytes: 0,
                 },
             )
             .await;
@@ -151,6 +153,7 @@ async fn bad_uploads_are_refused_and_leave_nothing_visible() -> R<()> {
                 upload_id: id,
                 wrapped_key: vec![0; 60].into(),
                 sealed_meta: vec![0; 86].into(),
+                chunks: Vec::new(),
             },
         )
         .await;

@@ -38,6 +38,7 @@ async fn the_group_quota_refuses_an_upload() -> R<()> {
                 ns: NsRef::Personal,
                 path: "bbbb".into(),
                 sealed_size: sealed_len(1000),
+                chunk_bytes: 0,
             },
         )
         .await?

@@ -280,6 +280,7 @@ impl GroupCalls for Fixture {
                     ns: group(name),
                     path: path.into(),
                     sealed_size: sealed_len(plain),
+                    chunk_bytes: 0,
                 },
             )
             .await?
@@ -306,6 +307,7 @@ impl GroupCalls for Fixture {
                 upload_id: id,
                 wrapped_key: vec![7; 61].into(),
                 sealed_meta: vec![8; 86].into(),
+                chunks: Vec::new(),
             },
         )
         .await

@@ -1,0 +1,3 @@
+ALTER TABLE uploads DROP COLUMN chunk_bytes;
+DROP TABLE version_chunks;
+DROP TABLE chunks;

@@ -1,0 +1,269 @@
+//! The chunks of format version 2 (docs/FORMAT.md §7.10, PROTOCOL.md §6.2): each
+//! distinct chunk of a space is stored once, under a blob id the server chooses, and found
+//! by the keyed id the client computed.
+//!
+//! - [`missing`] (`chunks_missing`) says which of a version's chunk ids the space lacks, so
+//!   a client sends only those, and marks the others used so that gc leaves them for the
+//!   commit that counts on them.
+//! - [`put`] (`chunk_put`) stores one sealed chunk: its bytes follow the frame and go to a
+//!   partial blob as they arrive (memory stays bounded), hashed on the way; the blob is
+//!   sealed, then one transaction records the chunk and counts its bytes against the
+//!   space's quota. A chunk the space already holds is not read at all.
+//! - [`get`] (`chunk_get`) opens one chunk for the download path to stream.
+//!
+//! The server checks only a chunk's shape (its id's length, a sealed size that is a
+//! multiple of the padding) and opens nothing: the client proves each chunk against its id
+//! when it opens it, and trusts only its sealed chunk list for which chunks a version has.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use vault_proto::proto::{ApiError, ByteBuf, CHUNKS_PER_QUERY, NsRef, Response};
+use vault_proto::sizes::{CHUNK_ID_LEN, MAX_SEALED_CHUNK, is_sealed_chunk_size};
+
+use super::download::Body;
+use super::upload::{blocking, store_error};
+use crate::blobs::{BlobId, BlobReader, hash::BlobHash};
+use crate::db::files::chunks;
+use crate::db::{self, files::versions};
+use crate::net::connection::SessionCtx;
+use crate::state::ServerState;
+
+/// Bytes read from the stream at a time.
+const READ_BUF_LEN: usize = 256 * 1024;
+
+fn check_id(id: &[u8]) -> Result<(), ApiError> {
+    if id.len() != CHUNK_ID_LEN {
+        return Err(ApiError::bad_request(format!(
+            "a chunk id is {CHUNK_ID_LEN} bytes, not {}",
+            id.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Serves `chunks_missing`: the indexes of the ids the space does not hold.
+pub async fn missing(
+    state: &ServerState,
+    session: &SessionCtx,
+    ns: &NsRef,
+    ids: Vec<ByteBuf>,
+) -> Result<Response, ApiError> {
+    if ids.len() > CHUNKS_PER_QUERY {
+        return Err(ApiError::new(
+            vault_proto::proto::ErrorCode::TooLarge,
+            format!(
+                "{} chunk ids in one chunks_missing; at most {CHUNKS_PER_QUERY}",
+                ids.len()
+            ),
+        ));
+    }
+    let ids: Vec<Vec<u8>> = ids.into_iter().map(ByteBuf::into_vec).collect();
+    for id in &ids {
+        check_id(id)?;
+    }
+    let ns = super::namespace(state, session, ns).await?;
+    let asked = ids.clone();
+    let held = super::read(state, move |c| {
+        Ok(chunks::held(c, ns.id, &asked, db::now())?)
+    })
+    .await?;
+    let missing = ids
+        .iter()
+        .enumerate()
+        .filter(|(_, id)| !held.contains(*id))
+        .map(|(i, _)| i as u32)
+        .collect();
+    Ok(Response::ChunksMissing { missing })
+}
+
+/// Serves `chunk_put`: stores the `sealed_size` bytes that follow the request on `body` as
+/// chunk `id` of the space, unless it holds that id already (then nothing is read).
+pub async fn put<R: AsyncRead + Unpin>(
+    state: &ServerState,
+    session: &SessionCtx,
+    ns: &NsRef,
+    id: Vec<u8>,
+    sealed_size: u64,
+    body: &mut R,
+) -> Result<Response, ApiError> {
+    check_id(&id)?;
+    if !is_sealed_chunk_size(sealed_size) {
+        return Err(ApiError::bad_request(format!(
+            "a sealed chunk is a positive multiple of 64 KiB up to {MAX_SEALED_CHUNK} bytes, \
+             not {sealed_size}"
+        )));
+    }
+    let ns = super::namespace(state, session, ns).await?;
+    let (ns_id, known) = (ns.id, id.clone());
+    let early = ns.clone();
+    let exists = super::read(state, move |c| {
+        if chunks::find(c, ns_id, &known)?.is_some() {
+            return Ok(true);
+        }
+        // Not beside the unfinished uploads' reservations: the upload this chunk is for
+        // reserved its chunks' bytes when it was opened.
+        super::check_quota(c, &early, sealed_size, 0)?;
+        Ok(false)
+    })
+    .await?;
+    if exists {
+        return Ok(Response::Ok);
+    }
+    state.space.check_room(sealed_size)?;
+
+    let blob = BlobId::random();
+    let blob_hash = match receive(state, &blob, sealed_size, body).await {
+        Ok(hash) => hash,
+        Err(e) => {
+            let partial = blob.clone();
+            let _ = blocking(state, move |b| b.remove_partial(&partial)).await;
+            return Err(e);
+        }
+    };
+    let sealing = blob.clone();
+    blocking(state, move |b| b.seal_partial(&sealing).map(drop))
+        .await
+        .map_err(|e| store_error("sealing a chunk failed", &e))?;
+
+    let recorded = blob.clone();
+    let stored = super::write(state, ns_id, move |c, ns| {
+        let now = db::now();
+        if chunks::find(c, ns.id, &id)?.is_some() {
+            // Another upload stored it meanwhile: this copy goes to gc.
+            versions::mark_deleted(c, &[recorded.to_string()], now)?;
+            return Ok(());
+        }
+        super::check_quota(c, ns, sealed_size, 0)?;
+        chunks::insert(
+            c,
+            &chunks::NewChunk {
+                namespace_id: ns.id,
+                chunk_id: &id,
+                blob_id: recorded.as_str(),
+                sealed_size: sealed_size as i64,
+                blob_blake3: &blob_hash,
+                used_at: now,
+            },
+        )?;
+        crate::db::files::namespaces::add_used(c, ns.id, sealed_size as i64)?;
+        Ok(())
+    })
+    .await;
+    if stored.is_err() {
+        // Refused (the quota, most likely): the sealed blob is referenced by nothing, and
+        // gc collects it after the grace period; queue it now so it goes sooner.
+        let id = blob.to_string();
+        let _ = state
+            .db
+            .run(move |c| versions::mark_deleted(c, &[id], db::now()))
+            .await;
+    }
+    stored.map(|()| Response::Ok)
+}
+
+/// Writes exactly `size` bytes of `body` to the partial blob `id`, hashing them; fails
+/// if the stream ends early or carries more.
+async fn receive<R: AsyncRead + Unpin>(
+    state: &ServerState,
+    id: &BlobId,
+    size: u64,
+    body: &mut R,
+) -> Result<BlobHash, ApiError> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+    let writer = {
+        let blobs = Arc::clone(&state.blobs);
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<BlobHash> {
+            let mut hasher = blake3::Hasher::new();
+            let mut out = blobs.write_partial(&id, 0)?;
+            while let Some(buf) = rx.blocking_recv() {
+                out.write_all(&buf)?;
+                hasher.update(&buf);
+            }
+            out.flush()?;
+            out.sync()?;
+            Ok(*hasher.finalize().as_bytes())
+        })
+    };
+    let mut left = size;
+    let mut short = false;
+    while left > 0 {
+        let mut buf = Vec::with_capacity(READ_BUF_LEN.min(left as usize));
+        let read = (&mut *body)
+            .take(left.min(READ_BUF_LEN as u64))
+            .read_to_end(&mut buf)
+            .await;
+        match read {
+            Ok(0) | Err(_) => {
+                short = true;
+                break;
+            }
+            Ok(n) => left -= n as u64,
+        }
+        if tx.send(buf).await.is_err() {
+            break; // the writer stopped: its error is read below
+        }
+    }
+    drop(tx);
+    let written = writer
+        .await
+        .map_err(|e| std::io::Error::other(format!("blob writer failed: {e}")))
+        .and_then(|r| r);
+    let hash = written.map_err(|e| store_error("writing a chunk failed", &e))?;
+    if short || left > 0 {
+        return Err(ApiError::bad_request(format!(
+            "the chunk ended after {} of its {size} bytes; send it again",
+            size - left
+        )));
+    }
+    let mut probe = [0u8; 1];
+    if matches!(body.read(&mut probe).await, Ok(n) if n > 0) {
+        return Err(ApiError::new(
+            vault_proto::proto::ErrorCode::TooLarge,
+            format!("more than the {size} bytes the chunk_put announced"),
+        ));
+    }
+    Ok(hash)
+}
+
+/// Finds chunk `id` of the space and opens its blob: the `chunk` header and the body.
+pub async fn get(
+    state: &ServerState,
+    session: &SessionCtx,
+    ns: &NsRef,
+    id: Vec<u8>,
+) -> Result<(Response, Body), ApiError> {
+    check_id(&id)?;
+    let ns = super::namespace(state, session, ns).await?;
+    let row = super::read(state, move |c| {
+        Ok(chunks::find(c, ns.id, &id)?
+            .ok_or_else(|| ApiError::not_found("this space holds no such chunk"))?)
+    })
+    .await?;
+    let size = row.sealed_size.max(0) as u64;
+    let blob = BlobId::parse(&row.blob_id)
+        .ok_or_else(|| crate::error::internal("bad blob id in chunks", &row.blob_id))?;
+    let reader = blocking(state, move |b| -> std::io::Result<Box<dyn BlobReader>> {
+        let stored = b.size(&blob)?;
+        if stored != Some(size) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("blob {blob} is {stored:?} bytes, the database says {size}"),
+            ));
+        }
+        b.open(&blob)
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "a chunk's blob is missing or damaged");
+        ApiError::internal_with(
+            "the server lost a chunk of this file; the operator should run `vault-admin fsck`",
+        )
+    })?;
+    Ok((
+        Response::Chunk { sealed_size: size },
+        Body::new(reader, size),
+    ))
+}
