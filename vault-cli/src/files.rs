@@ -315,7 +315,7 @@ fn put_json(done: &[Uploaded]) -> serde_json::Value {
             json!({
                 "remote": u.remote.to_string(), "bytes": u.bytes,
                 "version": u.version, "resumed_at": u.resumed_at,
-                "unchanged": u.unchanged,
+                "reused": u.reused, "unchanged": u.unchanged,
             })
         })
         .collect();
@@ -325,8 +325,18 @@ fn put_json(done: &[Uploaded]) -> serde_json::Value {
         "bytes": done.iter().map(|u| u.bytes).sum::<u64>(),
         "uploaded": done.len() - unchanged,
         "unchanged": unchanged,
+        "reused_bytes": done.iter().map(|u| u.reused).sum::<u64>(),
         "items": items,
     })
+}
+
+/// `; N already stored, not sent` (or fetched) when chunks of format 2 were reused.
+fn reused_note(reused: u64, what: &str) -> String {
+    if reused == 0 {
+        String::new()
+    } else {
+        format!("; {} {what}", format_size(reused))
+    }
 }
 
 /// `; N unchanged, skipped` when some were, for the summary line of a transfer.
@@ -364,11 +374,15 @@ async fn put(
     let (unchanged, sent): (Vec<&Uploaded>, Vec<&Uploaded>) =
         done.iter().partition(|u| u.unchanged);
     let resumed = sent.iter().filter(|u| u.resumed_at > 0).count();
-    let note = if resumed > 0 {
+    let mut note = if resumed > 0 {
         format!(" ({resumed} resumed)")
     } else {
         String::new()
     };
+    note.push_str(&reused_note(
+        sent.iter().map(|u| u.reused).sum(),
+        "already stored, not sent",
+    ));
     match done.as_slice() {
         [one] if one_file && one.unchanged => outln!(
             "{} is unchanged (version {}), skipped.",
@@ -419,7 +433,7 @@ fn get_json(done: &[Downloaded]) -> serde_json::Value {
             json!({
                 "local": d.local.display().to_string(), "bytes": d.bytes,
                 "version": d.version, "resumed_at": d.resumed_at,
-                "unchanged": d.unchanged,
+                "reused": d.reused, "unchanged": d.unchanged,
             })
         })
         .collect();
@@ -429,6 +443,7 @@ fn get_json(done: &[Downloaded]) -> serde_json::Value {
         "bytes": done.iter().map(|d| d.bytes).sum::<u64>(),
         "downloaded": done.len() - unchanged,
         "unchanged": unchanged,
+        "reused_bytes": done.iter().map(|d| d.reused).sum::<u64>(),
         "items": items,
     })
 }
@@ -521,6 +536,10 @@ fn fetch_failures(report: &GetReport) -> anyhow::Result<()> {
 fn say_what_get_did(done: &[Downloaded], recursive: bool, target: &Path) -> anyhow::Result<()> {
     let (unchanged, fetched): (Vec<&Downloaded>, Vec<&Downloaded>) =
         done.iter().partition(|d| d.unchanged);
+    let note = reused_note(
+        fetched.iter().map(|d| d.reused).sum(),
+        "already here, not fetched",
+    );
     match done {
         [one] if !recursive && one.unchanged => outln!(
             "{} is unchanged (version {}), skipped.",
@@ -528,7 +547,7 @@ fn say_what_get_did(done: &[Downloaded], recursive: bool, target: &Path) -> anyh
             one.version
         )?,
         [one] if !recursive => outln!(
-            "Downloaded {} to {} (version {}).",
+            "Downloaded {} to {} (version {}){note}.",
             format_size(one.bytes),
             shown_path(&one.local),
             one.version
@@ -539,7 +558,7 @@ fn say_what_get_did(done: &[Downloaded], recursive: bool, target: &Path) -> anyh
             plural(unchanged.len() as u64, "file", "files"),
         )?,
         _ => outln!(
-            "Downloaded {}, {}, to {}{}.",
+            "Downloaded {}, {}{note}, to {}{}.",
             plural(fetched.len() as u64, "file", "files"),
             format_size(fetched.iter().map(|d| d.bytes).sum()),
             shown_path(target),

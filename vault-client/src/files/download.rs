@@ -17,12 +17,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
+use vault_core::format::meta::Contents;
 use vault_core::format::stream::{SEALED_CHUNK_LEN, TAG_LEN};
 use vault_core::format::{CHUNK_LEN, ContentHasher, FileMeta, StreamOpener, chunk_count};
 use vault_core::proto::{Request, Response};
 use vault_fsio::WriteBehind;
 use zeroize::Zeroizing;
 
+use super::delta;
 use super::progress::{Progress, RateLimit, pace};
 use super::unchanged::{CurrentVersion, file_matches};
 use super::{Files, FilesError, RemotePath, unexpected};
@@ -36,6 +38,10 @@ struct Sidecar {
     version: u64,
     /// Plaintext size of the version.
     size: u64,
+    /// The version is in format 2: the part file is not a prefix of whole STREAM chunks
+    /// but chunks of its list, found again by scanning it.
+    #[serde(default)]
+    chunked: bool,
 }
 
 /// What a download did.
@@ -46,6 +52,9 @@ pub struct Downloaded {
     pub version: u64,
     /// Plaintext bytes that were already in the part file from an earlier attempt.
     pub resumed_at: u64,
+    /// Plaintext bytes taken from chunks already on this machine (format 2: the file the
+    /// download replaces, or an interrupted attempt), so they were not fetched.
+    pub reused: u64,
     /// The target already held these contents: nothing was written.
     pub unchanged: bool,
 }
@@ -194,6 +203,7 @@ pub async fn get_file(
         bytes: current.size,
         version: current.version,
         resumed_at: 0,
+        reused: 0,
         unchanged: true,
     })
 }
@@ -236,6 +246,10 @@ async fn download_into(
     if let Some(s) = &pinned {
         let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
         start = (have / CHUNK_LEN as u64).min(chunk_count(s.size) - 1);
+        if s.chunked {
+            // The chunk list is fetched whole; the part file is scanned for what it holds.
+            start = 0;
+        }
     }
     let request = |version: Option<u64>, from_chunk: u64| Request::Download {
         ns: remote.ns.clone(),
@@ -293,14 +307,34 @@ async fn download_into(
             "{remote}: asked for chunk {start}, the server started at byte {offset}"
         )));
     }
+    let chunked = meta.contents == Contents::Chunks;
     let sidecar = Sidecar {
         remote: encrypted.clone(),
         file_id,
         version: version.version,
         size: meta.size,
+        chunked,
     };
     if pinned.is_none() {
         write_sidecar_in(paths, &sidecar)?;
+    }
+    if chunked {
+        let wanted = delta::get::Wanted {
+            keys,
+            version: &version,
+            key: &key,
+            meta: &meta,
+        };
+        return delta::get::fetch(
+            files,
+            remote,
+            target,
+            paths,
+            wanted,
+            stream,
+            (progress, limit),
+        )
+        .await;
     }
 
     // The part file, cut to the whole chunks kept, and the hash of that prefix.
@@ -402,6 +436,7 @@ async fn download_into(
         bytes: meta.size,
         version: version.version,
         resumed_at: keep,
+        reused: 0,
         unchanged: false,
     })
 }
@@ -466,7 +501,7 @@ fn hash_prefix(
 }
 
 /// Syncs the part file, sets mtime and mode, and renames it into place.
-fn finish(
+pub(crate) fn finish(
     out: std::fs::File,
     part: &Path,
     target: &Path,

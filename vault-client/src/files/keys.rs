@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 
 use vault_core::crypto::Key32;
 use vault_core::crypto::seal::Opener;
+use vault_core::format::chunks::ChunkKeys;
+use vault_core::format::meta::Contents;
 use vault_core::format::{
     self, FileKeyAd, FileMeta, NameKey, Namespace, unwrap_file_key_with, wrap_file_key,
     wrapping_key_for,
@@ -34,6 +36,8 @@ pub struct SpaceKeys {
     names: NameKey,
     /// Wrapping key per key generation (only generation 0 in a personal space).
     wrapping: BTreeMap<u32, WrappingKey>,
+    /// The chunk keys (format 2: chunker, ids, seals) per key generation.
+    chunks: BTreeMap<u32, ChunkKeys>,
 }
 
 /// A wrapping key, and the same key made ready for the many unwraps of a listing.
@@ -69,6 +73,7 @@ impl SpaceKeys {
             },
             names: NameKey::derive(account_key)?,
             wrapping: BTreeMap::from([(0, WrappingKey::derive(account_key)?)]),
+            chunks: BTreeMap::from([(0, ChunkKeys::derive(account_key)?)]),
         })
     }
 
@@ -85,6 +90,10 @@ impl SpaceKeys {
             .iter()
             .map(|(g, gk)| Ok((*g, WrappingKey::derive(gk)?)))
             .collect::<Result<_, FilesError>>()?;
+        let chunks = generations
+            .iter()
+            .map(|(g, gk)| Ok((*g, ChunkKeys::derive(gk)?)))
+            .collect::<Result<_, FilesError>>()?;
         Ok(SpaceKeys {
             space: Space::Group {
                 name: name.to_owned(),
@@ -92,6 +101,7 @@ impl SpaceKeys {
             },
             names: NameKey::derive(first)?,
             wrapping,
+            chunks,
         })
     }
 
@@ -111,6 +121,15 @@ impl SpaceKeys {
     /// The newest key generation held: new versions are wrapped under it.
     pub fn newest_generation(&self) -> u32 {
         self.wrapping.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// The chunk keys of `generation` (format 2, docs/FORMAT.md §7.10), or an error that
+    /// says why it is not held.
+    pub fn chunk_keys(&self, generation: u32) -> Result<&ChunkKeys, FilesError> {
+        self.wrapping(generation)?;
+        self.chunks.get(&generation).ok_or_else(|| {
+            FilesError::Integrity(format!("no chunk keys for generation {generation}"))
+        })
     }
 
     /// The space as people write it (`@team` or `your personal space`).
@@ -264,7 +283,12 @@ impl SpaceKeys {
         )?;
         let meta = format::open_meta(&key, &version.sealed_meta)
             .map_err(|e| FilesError::Integrity(format!("version {}: {e}", version.version)))?;
-        if format::plaintext_len(version.sealed_size) != Some(meta.size) {
+        let fits = match meta.contents {
+            Contents::Stream => format::plaintext_len(version.sealed_size) == Some(meta.size),
+            // The sealed chunk list: its total is checked against the size once opened.
+            Contents::Chunks => format::chunklist::is_sealed_len(version.sealed_size),
+        };
+        if !fits {
             return Err(FilesError::Integrity(format!(
                 "version {}: the server reports {} sealed bytes, which does not fit the file's size of {} bytes",
                 version.version, version.sealed_size, meta.size
@@ -310,6 +334,7 @@ mod tests {
             mtime_ns: 2,
             mode: 0o100644,
             blake3: format::content_hash(b"hello"),
+            contents: format::meta::Contents::Stream,
         };
         let v = VersionInfo {
             version: 3,
@@ -347,6 +372,7 @@ mod tests {
             mtime_ns: 0,
             mode: 0o100644,
             blake3: format::content_hash(b"hi"),
+            contents: format::meta::Contents::Stream,
         };
         VersionInfo {
             version: n,

@@ -7,6 +7,7 @@
 //! its re-runs (`rerun`), running several transfers at once with reconnects (`transfer`),
 //! progress and rate limits (`progress`), and the legacy DES import (`legacy`).
 
+pub mod delta;
 pub mod download;
 pub mod error;
 pub mod keys;
@@ -61,6 +62,8 @@ pub struct Files {
     /// Group keys by group name.
     groups: Mutex<HashMap<String, Arc<SpaceKeys>>>,
     warnings: Mutex<Vec<String>>,
+    /// Scans of large files, kept across retries of their uploads.
+    scans: delta::ScanCache,
 }
 
 impl Files {
@@ -95,10 +98,16 @@ impl Files {
             pins: PinStore::new(state),
             groups: Mutex::new(HashMap::new()),
             warnings: Mutex::new(Vec::new()),
+            scans: delta::ScanCache::default(),
         })
     }
 
     /// The current connection.
+    /// The scans of large files this command made (see [`delta::ScanCache`]).
+    pub fn scans(&self) -> &delta::ScanCache {
+        &self.scans
+    }
+
     pub fn conn(&self) -> Arc<Connection> {
         Arc::clone(&self.conn.lock().unwrap_or_else(|e| e.into_inner()))
     }

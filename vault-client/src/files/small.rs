@@ -36,6 +36,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use vault_core::format::meta::Contents;
 use vault_core::format::{
     FileMeta, content_hash, generate_file_key, seal_all, seal_meta, sealed_len,
 };
@@ -221,6 +222,7 @@ pub async fn upload_batch(
                         file_id: current.file_id,
                         version: current.version,
                         resumed_at: 0,
+                        reused: 0,
                         unchanged: true,
                     }));
                 }
@@ -318,6 +320,7 @@ pub async fn upload_batch(
             mtime_ns: read.info.mtime_ns,
             mode: read.info.mode,
             blake3: read.blake3,
+            contents: Contents::Stream,
         };
         puts.push(PutFile {
             upload_id: ticket.upload_id,
@@ -356,6 +359,7 @@ pub async fn upload_batch(
                         file_id: done.file_id,
                         version: done.version,
                         resumed_at: 0,
+                        reused: 0,
                         unchanged: false,
                     })
                 } else {

@@ -13,6 +13,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 use vault_core::crypto::Key32;
+use vault_core::format::meta::Contents;
 use vault_core::format::stream::{SEALED_CHUNK_LEN, TAG_LEN};
 use vault_core::format::{
     CHUNK_LEN, ContentHasher, FileMeta, StreamSealer, chunk_count, generate_file_key, seal_meta,
@@ -66,6 +67,9 @@ pub struct Uploaded {
     pub version: u64,
     /// Plaintext bytes that were already on the server from an earlier attempt.
     pub resumed_at: u64,
+    /// Plaintext bytes whose chunks the space already held (format 2: an earlier version,
+    /// another file, or an interrupted attempt), so they were not sent.
+    pub reused: u64,
     /// The remote file already held these contents: nothing was sent and `version` is
     /// the version that holds them.
     pub unchanged: bool,
@@ -127,6 +131,7 @@ pub async fn upload_file(
                     file_id: record.file_id,
                     version: record.version,
                     resumed_at: info.size,
+                    reused: 0,
                     unchanged: false,
                 });
             }
@@ -166,6 +171,7 @@ pub async fn upload_file(
         mtime_ns: info.mtime_ns,
         mode: info.mode,
         blake3: hash,
+        contents: Contents::Stream,
     };
     let wrapped = hex::decode(&record.wrapped_key).map_err(|_| {
         FilesError::Usage("a resume record is damaged; run the command again".into())
@@ -174,6 +180,7 @@ pub async fn upload_file(
         upload_id: record.upload_id,
         wrapped_key: ByteBuf::from(wrapped),
         sealed_meta: ByteBuf::from(seal_meta(&key, &meta)?),
+        chunks: Vec::new(),
     };
     match files.call(&commit).await {
         Ok(_) => {}
@@ -190,11 +197,31 @@ pub async fn upload_file(
         file_id: record.file_id,
         version: record.version,
         resumed_at: received / SEALED_CHUNK_LEN as u64 * CHUNK_LEN as u64,
+        reused: 0,
         unchanged: false,
     })
 }
 
-/// [`upload_file`], unless `current` (the remote file's current version, when known)
+/// The upload of `put`, `sync` and `push`: in format 2 ([`super::delta`]) for a file of at
+/// least [`super::delta::CHUNKED_MIN`] bytes, so only the chunks the space lacks are sent;
+/// else, or for a file of more chunks than a commit may name, [`upload_file`].
+pub async fn upload_any(
+    files: &Files,
+    local: &Path,
+    remote: &RemotePath,
+    progress: &dyn Progress,
+    limit: Option<&RateLimit>,
+) -> Result<Uploaded, FilesError> {
+    if LocalFile::stat(local)?.size >= super::delta::CHUNKED_MIN
+        && let Some(done) =
+            super::delta::put::upload_chunked(files, local, remote, progress, limit).await?
+    {
+        return Ok(done);
+    }
+    upload_file(files, local, remote, progress, limit).await
+}
+
+/// [`upload_any`], unless `current` (the remote file's current version, when known)
 /// already holds what `local` holds: then nothing is sent, the file is reported unchanged,
 /// and an earlier attempt's resume record is dropped, its upload aborted unless it is the
 /// very version that holds the contents.
@@ -207,10 +234,10 @@ pub async fn put_file(
     limit: Option<&RateLimit>,
 ) -> Result<Uploaded, FilesError> {
     let Some(current) = current else {
-        return upload_file(files, local, remote, progress, limit).await;
+        return upload_any(files, local, remote, progress, limit).await;
     };
     if !file_matches(local, current).await? {
-        return upload_file(files, local, remote, progress, limit).await;
+        return upload_any(files, local, remote, progress, limit).await;
     }
     drop_resume_record(files, local, remote, current).await?;
     progress.advance(current.size);
@@ -220,6 +247,7 @@ pub async fn put_file(
         file_id: current.file_id,
         version: current.version,
         resumed_at: 0,
+        reused: 0,
         unchanged: true,
     })
 }
@@ -326,6 +354,7 @@ async fn open_upload(
         ns: remote.ns.clone(),
         path: encrypted.to_owned(),
         sealed_size,
+        chunk_bytes: 0,
     };
     let (upload_id, file_id, version, generation) = match files.call(&request).await? {
         Response::UploadOpened {

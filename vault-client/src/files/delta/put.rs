@@ -1,0 +1,434 @@
+//! Uploading a file in format 2: scan, ask which chunks the space lacks, send those, then
+//! commit the version (its sealed chunk list, and the ids it uses). See [`super`].
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use vault_core::crypto::Key32;
+use vault_core::format::chunklist::{ChunkRef, seal_chunk_list, sealed_list_len};
+use vault_core::format::chunks::{ChunkId, ChunkKeys, sealed_len};
+use vault_core::format::meta::Contents;
+use vault_core::format::{FileMeta, generate_file_key, seal_meta};
+use vault_core::proto::{ByteBuf, CHUNKS_PER_QUERY, MAX_COMMIT_CHUNKS, NsRef, Request, Response};
+use zeroize::Zeroizing;
+
+use super::IN_FLIGHT;
+use super::scan::{Scanned, scan};
+use crate::files::progress::{Progress, RateLimit, pace};
+use crate::files::resume::{ResumeRecord, ResumeStore};
+use crate::files::upload::{LocalFile, Uploaded};
+use crate::files::{Files, FilesError, RemotePath, SpaceKeys, unexpected};
+use crate::transport::Connection;
+
+fn changed(local: &Path) -> FilesError {
+    FilesError::Usage(format!(
+        "{} changed while it was being uploaded; run the command again when it is stable",
+        local.display()
+    ))
+}
+
+/// Uploads `local` to `remote` as a new version in format 2. `None` when the file has
+/// more chunks than one commit may name ([`MAX_COMMIT_CHUNKS`]): it is then for format 1.
+pub async fn upload_chunked(
+    files: &Files,
+    local: &Path,
+    remote: &RemotePath,
+    progress: &dyn Progress,
+    limit: Option<&RateLimit>,
+) -> Result<Option<Uploaded>, FilesError> {
+    let info = LocalFile::stat(local)?;
+    let keys = files.keys_for(&remote.ns).await?;
+    let generation = keys.newest_generation();
+    let encrypted = keys.encrypt_path(&remote.segments)?;
+    let absolute = std::path::absolute(local).map_err(|e| FilesError::io("read", local, e))?;
+    let scanned = match files.scans().get(&absolute, &info, generation) {
+        Some(scanned) => scanned,
+        None => {
+            let (keys, path) = (Arc::clone(&keys), local.to_path_buf());
+            let scanned = tokio::task::spawn_blocking(move || -> Result<Scanned, FilesError> {
+                let mut file =
+                    std::fs::File::open(&path).map_err(|e| FilesError::io("open", &path, e))?;
+                scan(keys.chunk_keys(generation)?, &mut file)
+                    .map_err(|e| FilesError::io("read", &path, e))
+            })
+            .await
+            .map_err(|e| FilesError::Usage(format!("reading {} failed: {e}", local.display())))??;
+            let scanned = Arc::new(scanned);
+            files
+                .scans()
+                .put(&absolute, info, generation, Arc::clone(&scanned));
+            scanned
+        }
+    };
+    if scanned.size != info.size {
+        return Err(changed(local));
+    }
+    if scanned.chunks.len() > MAX_COMMIT_CHUNKS {
+        return Ok(None);
+    }
+    let places = scanned.first_places();
+    let mut distinct: Vec<ChunkId> = Vec::with_capacity(places.len());
+    let mut seen = HashSet::with_capacity(places.len());
+    for (_, chunk) in &scanned.chunks {
+        if seen.insert(chunk.id) {
+            distinct.push(chunk.id);
+        }
+    }
+    let missing = ask_missing(files, &remote.ns, &distinct).await?;
+    let mut occurrences: HashMap<ChunkId, u64> = HashMap::new();
+    for (_, chunk) in &scanned.chunks {
+        *occurrences.entry(chunk.id).or_default() += 1;
+    }
+    let mut sends: Vec<Send> = distinct
+        .iter()
+        .filter(|id| missing.contains(*id))
+        .map(|id| {
+            let (offset, len) = places[id];
+            Send {
+                id: *id,
+                offset,
+                len,
+                occurrences: occurrences[id],
+            }
+        })
+        .collect();
+    sends.sort_by_key(|s| s.offset);
+    let chunk_bytes: u64 = sends
+        .iter()
+        .map(|s| sealed_len(s.len as usize) as u64)
+        .sum();
+    let list: Vec<ChunkRef> = scanned.chunks.iter().map(|(_, c)| *c).collect();
+
+    // The version's upload is opened first: the server checks the quota and the disk for
+    // everything this version will store before a chunk is sent. A record of it lets the
+    // next run abort it should this one die.
+    let store = ResumeStore::new(files.state());
+    let record_path = store.path_for(files.server(), files.user(), &encrypted, &absolute);
+    if let Some(earlier) = store.load(&record_path) {
+        let abort = Request::UploadAbort {
+            upload_id: earlier.upload_id,
+        };
+        if let Err(e) = files.call(&abort).await
+            && e.is_connection()
+        {
+            return Err(e);
+        }
+        store.remove(&record_path);
+    }
+    let opened = open_version(
+        files,
+        (remote, &encrypted),
+        &keys,
+        generation,
+        &list,
+        chunk_bytes,
+    )
+    .await?;
+    store.save(&record_path, &opened.record(&encrypted, &list, &info))?;
+
+    let to_send: u64 = sends.iter().map(|s| u64::from(s.len) * s.occurrences).sum();
+    let reused = info.size - to_send;
+    progress.advance(reused);
+    let sent = send_chunks(
+        files,
+        &remote.ns,
+        (Arc::clone(&keys), generation),
+        local,
+        sends,
+        progress,
+        limit,
+    )
+    .await;
+    let finished = match sent {
+        Ok(()) if LocalFile::stat(local)? != info => Err(changed(local)),
+        Ok(()) => {
+            let meta = FileMeta {
+                size: info.size,
+                mtime_s: info.mtime_s,
+                mtime_ns: info.mtime_ns,
+                mode: info.mode,
+                blake3: scanned.blake3,
+                contents: Contents::Chunks,
+            };
+            finish_version(files, &opened, (&list, &distinct), &meta).await
+        }
+        Err(e) => Err(e),
+    };
+    match finished {
+        Ok(()) => {
+            store.remove(&record_path);
+            files.scans().forget(&absolute);
+        }
+        // The chunks sent stay for the next run; the version's upload goes (a lost
+        // connection leaves it to the next run, which aborts it by its record).
+        Err(e) if e.is_connection() => return Err(e),
+        Err(e) => {
+            let _ = files
+                .call(&Request::UploadAbort {
+                    upload_id: opened.upload_id,
+                })
+                .await;
+            store.remove(&record_path);
+            return Err(e);
+        }
+    }
+    Ok(Some(Uploaded {
+        remote: remote.clone(),
+        bytes: info.size,
+        file_id: opened.file_id,
+        version: opened.version,
+        resumed_at: 0,
+        reused,
+        unchanged: false,
+    }))
+}
+
+/// The ids among `ids` that the space of `ns` does not hold, asked a page at a time.
+async fn ask_missing(
+    files: &Files,
+    ns: &NsRef,
+    ids: &[ChunkId],
+) -> Result<HashSet<ChunkId>, FilesError> {
+    let mut missing = HashSet::new();
+    for page in ids.chunks(CHUNKS_PER_QUERY) {
+        let request = Request::ChunksMissing {
+            ns: ns.clone(),
+            ids: page.iter().map(|id| ByteBuf::from(id.0.to_vec())).collect(),
+        };
+        match files.call(&request).await? {
+            Response::ChunksMissing { missing: indexes } => {
+                for i in indexes {
+                    let id = page.get(i as usize).ok_or_else(|| {
+                        FilesError::Integrity(format!(
+                            "the server named chunk {i} of a page of {}",
+                            page.len()
+                        ))
+                    })?;
+                    missing.insert(*id);
+                }
+            }
+            other => return Err(unexpected("chunks_missing", &other)),
+        }
+    }
+    Ok(missing)
+}
+
+/// A chunk to send: where it is in the file, and how often the file holds it.
+#[derive(Clone, Copy, Debug)]
+struct Send {
+    id: ChunkId,
+    offset: u64,
+    len: u32,
+    occurrences: u64,
+}
+
+/// A sealed chunk ready to go, and the plaintext bytes of the file it stands for.
+type Sealed = (ChunkId, Bytes, u64);
+
+/// Reads, checks and seals each chunk of `sends` on a blocking thread a few chunks ahead,
+/// and sends them with `chunk_put`, [`IN_FLIGHT`] at a time.
+async fn send_chunks(
+    files: &Files,
+    ns: &NsRef,
+    (keys, generation): (Arc<SpaceKeys>, u32),
+    local: &Path,
+    sends: Vec<Send>,
+    progress: &dyn Progress,
+    limit: Option<&RateLimit>,
+) -> Result<(), FilesError> {
+    if sends.is_empty() {
+        return Ok(());
+    }
+    let file = std::fs::File::open(local).map_err(|e| FilesError::io("open", local, e))?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Sealed>(2);
+    let reading = {
+        let path = local.to_path_buf();
+        tokio::task::spawn_blocking(move || -> Result<(), FilesError> {
+            let keys: &ChunkKeys = keys.chunk_keys(generation)?;
+            for send in sends {
+                let mut plain = Zeroizing::new(vec![0u8; send.len as usize]);
+                file.read_exact_at(&mut plain, send.offset)
+                    .map_err(|e| FilesError::io("read", &path, e))?;
+                let (id, sealed) = keys.seal(&plain)?;
+                if id != send.id {
+                    return Err(changed(&path));
+                }
+                let bytes = u64::from(send.len) * send.occurrences;
+                if tx.blocking_send((id, Bytes::from(sealed), bytes)).is_err() {
+                    return Ok(()); // the network side gave up: its error is reported
+                }
+            }
+            Ok(())
+        })
+    };
+    let mut running = tokio::task::JoinSet::new();
+    let mut sent: Result<(), FilesError> = Ok(());
+    'sending: loop {
+        while running.len() < IN_FLIGHT {
+            let Some((id, sealed, bytes)) = rx.recv().await else {
+                break;
+            };
+            pace(limit, sealed.len() as u64).await;
+            let (conn, ns) = (files.conn(), ns.clone());
+            running.spawn(async move { put_chunk(&conn, ns, id, sealed).await.map(|()| bytes) });
+        }
+        match running.join_next().await {
+            None => break 'sending,
+            Some(Ok(Ok(bytes))) => progress.advance(bytes),
+            Some(Ok(Err(e))) => {
+                sent = Err(e);
+                break 'sending;
+            }
+            Some(Err(e)) => {
+                sent = Err(FilesError::Usage(format!("sending a chunk failed: {e}")));
+                break 'sending;
+            }
+        }
+    }
+    running.abort_all();
+    drop(rx);
+    let read = reading
+        .await
+        .map_err(|e| FilesError::Usage(format!("reading {} failed: {e}", local.display())))?;
+    sent?;
+    read
+}
+
+/// One `chunk_put`.
+async fn put_chunk(
+    conn: &Connection,
+    ns: NsRef,
+    id: ChunkId,
+    sealed: Bytes,
+) -> Result<(), FilesError> {
+    let request = Request::ChunkPut {
+        ns,
+        id: ByteBuf::from(id.0.to_vec()),
+        sealed_size: sealed.len() as u64,
+    };
+    let mut upload = conn.call_with_upload(&request).await?;
+    upload.write(sealed).await?;
+    match upload.finish().await? {
+        Response::Ok => Ok(()),
+        other => Err(unexpected("chunk_put", &other)),
+    }
+}
+
+/// The upload of a version of format 2, opened: its ids, and its file key (made after
+/// the server named the file and version, and wrapped for them).
+struct OpenedVersion {
+    upload_id: i64,
+    file_id: i64,
+    version: u64,
+    generation: u32,
+    key: Key32,
+    wrapped: Vec<u8>,
+}
+
+impl OpenedVersion {
+    /// What the next run needs to abort this upload should this one die.
+    fn record(&self, encrypted: &str, list: &[ChunkRef], info: &LocalFile) -> ResumeRecord {
+        ResumeRecord {
+            upload_id: self.upload_id,
+            file_id: self.file_id,
+            version: self.version,
+            generation: self.generation,
+            remote: encrypted.to_owned(),
+            sealed_size: sealed_list_len(list.len()),
+            local_size: info.size,
+            local_mtime_s: info.mtime_s,
+            local_mtime_ns: info.mtime_ns,
+            wrapped_key: hex::encode(&self.wrapped),
+        }
+    }
+}
+
+/// Opens the upload of a version whose sealed chunk list holds `list`, announcing the
+/// `chunk_bytes` of chunks it will store, and makes and wraps its file key.
+async fn open_version(
+    files: &Files,
+    (remote, encrypted): (&RemotePath, &str),
+    keys: &SpaceKeys,
+    generation: u32,
+    list: &[ChunkRef],
+    chunk_bytes: u64,
+) -> Result<OpenedVersion, FilesError> {
+    let request = Request::UploadOpen {
+        ns: remote.ns.clone(),
+        path: encrypted.to_owned(),
+        sealed_size: sealed_list_len(list.len()),
+        chunk_bytes,
+    };
+    let (upload_id, file_id, version, opened_generation) = match files.call(&request).await? {
+        Response::UploadOpened {
+            upload_id,
+            file_id,
+            version,
+            generation,
+            ..
+        } => (upload_id, file_id, version, generation),
+        other => return Err(unexpected("upload_open", &other)),
+    };
+    let made = (|| {
+        if opened_generation != generation {
+            return Err(FilesError::Usage(
+                "the group key was rotated during the upload; run the command again".into(),
+            ));
+        }
+        let key = generate_file_key()?;
+        let wrapped = keys.wrap(generation, file_id, version, &key)?;
+        Ok((key, wrapped))
+    })();
+    match made {
+        Ok((key, wrapped)) => Ok(OpenedVersion {
+            upload_id,
+            file_id,
+            version,
+            generation,
+            key,
+            wrapped,
+        }),
+        Err(e) => {
+            let _ = files.call(&Request::UploadAbort { upload_id }).await;
+            Err(e)
+        }
+    }
+}
+
+/// Sends the version's sealed chunk list and commits it with the ids of the chunks it
+/// uses and its metadata.
+async fn finish_version(
+    files: &Files,
+    opened: &OpenedVersion,
+    (list, distinct): (&[ChunkRef], &[ChunkId]),
+    meta: &FileMeta,
+) -> Result<(), FilesError> {
+    let sealed_size = sealed_list_len(list.len());
+    let sealed_list = seal_chunk_list(&opened.key, list)?;
+    let mut upload = files
+        .conn()
+        .call_with_upload(&Request::UploadData {
+            upload_id: opened.upload_id,
+            offset: 0,
+        })
+        .await?;
+    upload.write(Bytes::from(sealed_list)).await?;
+    match upload.finish().await? {
+        Response::UploadStatus { received, .. } if received == sealed_size => {}
+        other => return Err(unexpected("upload_data", &other)),
+    }
+    let commit = Request::UploadCommit {
+        upload_id: opened.upload_id,
+        wrapped_key: ByteBuf::from(opened.wrapped.clone()),
+        sealed_meta: ByteBuf::from(seal_meta(&opened.key, meta)?),
+        chunks: distinct
+            .iter()
+            .map(|id| ByteBuf::from(id.0.to_vec()))
+            .collect(),
+    };
+    files.call(&commit).await?;
+    Ok(())
+}
