@@ -20,6 +20,12 @@ fn alice(server: &TestServer) -> Client {
     client
 }
 
+/// The bytes of a transfer's item that an earlier attempt left: resumed from a partial
+/// upload or part file (format 1), or reused as chunks already there (format 2).
+fn carried_over(item: &serde_json::Value) -> u64 {
+    item["resumed_at"].as_u64().expect("resumed_at") + item["reused"].as_u64().expect("reused")
+}
+
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
@@ -468,9 +474,7 @@ fn an_interrupted_download_resumes_from_its_part_file() {
         "no partial file is visible under the real name"
     );
     let summary = json(client.run(&["get", "/big.bin", s(&dest), "--json"]).ok());
-    let resumed = summary["items"][0]["resumed_at"]
-        .as_u64()
-        .expect("resumed_at");
+    let resumed = carried_over(&summary["items"][0]);
     assert!(resumed >= 2 * MIB as u64, "{summary}");
     assert!(
         std::fs::read(&dest).expect("dest") == content,
@@ -499,10 +503,7 @@ fn an_upload_survives_kill_9_of_the_server_and_resumes() {
     std::fs::write(&local, &content).expect("write");
     let mut child = client.spawn(&["put", "--bwlimit", "3MiB", s(&local), "/big.bin"]);
     wait_until("3 MiB on the server", Duration::from_secs(60), || {
-        server
-            .partial_lens()
-            .into_iter()
-            .any(|len| len >= 3 * MIB as u64)
+        server.upload_bytes() >= 3 * MIB as u64
     });
     server.kill_hard();
     child.kill().expect("kill client");
@@ -514,9 +515,7 @@ fn an_upload_survives_kill_9_of_the_server_and_resumes() {
         "nothing visible before commit"
     );
     let summary = json(client.run(&["put", s(&local), "/big.bin", "--json"]).ok());
-    let resumed = summary["items"][0]["resumed_at"]
-        .as_u64()
-        .expect("resumed_at");
+    let resumed = carried_over(&summary["items"][0]);
     assert!(resumed >= MIB as u64, "resumed, not restarted: {summary}");
     assert_eq!(summary["items"][0]["version"], 1, "{summary}");
     let back = client.dir.path().join("back.bin");
@@ -682,11 +681,6 @@ fn uploads_open(server: &TestServer) -> u64 {
         .expect("uploads_in_progress")
 }
 
-/// The largest partial blob on the server.
-fn largest_partial(server: &TestServer) -> u64 {
-    server.partial_lens().into_iter().max().unwrap_or(0)
-}
-
 fn kill(mut child: std::process::Child) {
     child.kill().expect("kill vault");
     child.wait().expect("wait");
@@ -733,7 +727,7 @@ fn a_rerun_of_an_interrupted_put_r_continues_into_the_same_places() {
     // 2: in the middle of the large file.
     let child = client.spawn(&args);
     wait_until("4 MiB of the large file", Duration::from_secs(60), || {
-        largest_partial(&server) >= 4 * MIB as u64
+        server.upload_bytes() >= 4 * MIB as u64
     });
     kill(child);
     not_nested("after the second kill");
@@ -744,7 +738,7 @@ fn a_rerun_of_an_interrupted_put_r_continues_into_the_same_places() {
     // 3: further into it, after resuming it.
     let child = client.spawn(&args);
     wait_until("12 MiB of the large file", Duration::from_secs(60), || {
-        largest_partial(&server) >= 12 * MIB as u64
+        server.upload_bytes() >= 12 * MIB as u64
     });
     kill(child);
     not_nested("after the third kill");
@@ -770,10 +764,7 @@ fn a_rerun_of_an_interrupted_put_r_continues_into_the_same_places() {
         .find(|i| i["remote"] == "/resumX/big.bin")
         .expect("big.bin");
     assert_eq!(big["unchanged"], false, "{big}");
-    assert!(
-        big["resumed_at"].as_u64().expect("resumed_at") >= 8 * MIB as u64,
-        "{big}"
-    );
+    assert!(carried_over(big) >= 8 * MIB as u64, "{big}");
     not_nested("after the run that finished");
     // And once more, after it finished: it converges on the same tree.
     let again = json(client.run(&[&args[..], &["--json"]].concat()).ok());
@@ -957,10 +948,7 @@ fn names_of_255_bytes_go_up_and_come_down_and_an_interrupted_get_resumes() {
         .iter()
         .find(|i| i["local"].as_str().is_some_and(|l| l.ends_with(&big_name)))
         .expect("the large file");
-    assert!(
-        big["resumed_at"].as_u64().expect("resumed_at") >= 2 * MIB as u64,
-        "{done}"
-    );
+    assert!(carried_over(big) >= 2 * MIB as u64, "{done}");
     assert!(
         !out2.join("long").exists(),
         "continued into out2, not nested"

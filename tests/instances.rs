@@ -340,7 +340,7 @@ fn an_upload_interrupted_by_a_killed_instance_finishes_on_another() {
     std::fs::write(&local, &data).expect("write");
     let mut put = alice.spawn(&["put", "--bwlimit", "25MiB", s(&local), "/big.bin"]);
     let deadline = Instant::now() + Duration::from_secs(120);
-    while a.partial_lens().into_iter().max().unwrap_or(0) < 40 << 20 {
+    while a.upload_bytes() < 40 << 20 {
         assert!(Instant::now() < deadline, "the upload did not get going");
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -742,6 +742,45 @@ impl TestServer {
         rows.into_iter().map(|u| (u.id, u.lifetime)).collect()
     }
 
+    /// The chunks (format 2) the server holds, from its database: each blob id and sealed
+    /// size, in the order they were stored.
+    pub fn chunks(&self) -> Vec<(BlobId, i64)> {
+        #[derive(diesel::QueryableByName)]
+        struct Chunk {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            blob_id: String,
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            sealed_size: i64,
+        }
+        let query = "SELECT blob_id, sealed_size FROM chunks ORDER BY id";
+        let rows: Vec<Chunk> = match self.open_database() {
+            TestDb::Sqlite(mut c) => diesel::sql_query(query).load(&mut c),
+            TestDb::Pg(mut c) => diesel::sql_query(query).load(&mut c),
+        }
+        .expect("read chunks");
+        rows.into_iter()
+            .map(|c| (BlobId::parse(&c.blob_id).expect("a blob id"), c.sealed_size))
+            .collect()
+    }
+
+    /// The bytes of uploads the server holds so far: its partial blobs (uploads of format
+    /// 1, and chunks being written) and the chunks it stored (format 2, of finished and
+    /// unfinished uploads alike).
+    pub fn upload_bytes(&self) -> u64 {
+        let partials: u64 = self.partial_lens().iter().sum();
+        let chunks: i64 = self.chunks().iter().map(|(_, size)| size).sum();
+        partials + chunks.max(0) as u64
+    }
+
+    /// Runs one statement on the server's database (to play a malicious server).
+    pub fn execute(&self, statement: &str) {
+        match self.open_database() {
+            TestDb::Sqlite(mut c) => diesel::sql_query(statement).execute(&mut c),
+            TestDb::Pg(mut c) => diesel::sql_query(statement).execute(&mut c),
+        }
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+
     /// Whether any file under the server's directory (database, blobs, logs, outbox)
     /// contains `needle`: what must never reach the server in the clear.
     pub fn holds(&self, needle: &str) -> bool {

@@ -1,0 +1,277 @@
+//! End to end: large files in format 2 (content-defined chunks, docs/FORMAT.md §7.10)
+//! through the real binaries — an edit in place, an insertion, a deletion, a truncation
+//! and an append each move only the chunks around them, up and down; versions and files
+//! of one space share chunks; gc frees exactly the chunks no kept version uses; an
+//! interrupted upload resumes with the chunks already sent; a server that alters, swaps
+//! or drops chunks is caught and nothing is written.
+
+use std::path::Path;
+use std::time::Duration;
+
+use vault_e2e::{Client, TestServer, random_bytes};
+
+const MIB: usize = 1 << 20;
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Puts `local` to `remote` and returns (bytes, bytes reused from chunks already stored).
+fn put(client: &Client, local: &Path, remote: &str) -> (u64, u64) {
+    let out = json(client.run(&["put", s(local), remote, "--json"]).ok());
+    (
+        out["bytes"].as_u64().expect("bytes"),
+        out["reused_bytes"].as_u64().expect("reused_bytes"),
+    )
+}
+
+/// Gets `remote` to `local` and returns (bytes, bytes taken from what was here already).
+fn get(client: &Client, remote: &str, local: &Path) -> (u64, u64) {
+    let out = json(client.run(&["get", remote, s(local), "--json"]).ok());
+    (
+        out["bytes"].as_u64().expect("bytes"),
+        out["reused_bytes"].as_u64().expect("reused_bytes"),
+    )
+}
+
+/// The bytes that had to move, at most: the edit, and a largest chunk (4 MiB) on each side
+/// of it.
+const AROUND_AN_EDIT: u64 = 9 * MIB as u64;
+
+#[test]
+fn edits_move_only_the_chunks_around_them_up_and_down() {
+    let server = TestServer::start();
+    let alice = Client::new();
+    alice.register(&server, "alice", "alice@example.org");
+    let (bob_machine, out) = Client::login_to(&server, "alice", vault_e2e::PASSWORD);
+    out.ok();
+
+    let original = random_bytes(40 * MIB + 123, 21);
+    let local = alice.dir.path().join("disk.img");
+    std::fs::write(&local, &original).expect("write");
+    let (bytes, reused) = put(&alice, &local, "/disk.img");
+    assert_eq!((bytes, reused), (original.len() as u64, 0));
+    let other = bob_machine.dir.path().join("disk.img");
+    assert_eq!(get(&bob_machine, "/disk.img", &other), (bytes, 0));
+    assert!(
+        std::fs::read(&other).expect("read") == original,
+        "first get"
+    );
+
+    let mut edits: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut in_place = original.clone();
+    in_place[17 * MIB..18 * MIB].copy_from_slice(&random_bytes(MIB, 22));
+    edits.push(("1 MiB changed in place", in_place));
+    let mut inserted = edits[0].1.clone();
+    inserted.splice(25 * MIB..25 * MIB, random_bytes(100, 23));
+    edits.push(("100 bytes inserted", inserted));
+    let mut deleted = edits[1].1.clone();
+    deleted.drain(5 * MIB..5 * MIB + 4000);
+    edits.push(("4000 bytes deleted", deleted));
+    let mut truncated = edits[2].1.clone();
+    truncated.truncate(30 * MIB + 7);
+    edits.push(("truncated", truncated));
+    let mut appended = edits[3].1.clone();
+    appended.extend(random_bytes(2 * MIB, 24));
+    edits.push(("2 MiB appended", appended));
+
+    for (what, content) in &edits {
+        std::fs::write(&local, content).expect("write");
+        let (bytes, reused) = put(&alice, &local, "/disk.img");
+        assert_eq!(bytes, content.len() as u64, "{what}");
+        assert!(
+            bytes - reused <= AROUND_AN_EDIT,
+            "{what}: {} bytes sent of {bytes}",
+            bytes - reused
+        );
+        // The other machine holds the previous version: it fetches only what changed.
+        let (bytes, reused) = get(&bob_machine, "/disk.img", &other);
+        assert!(
+            bytes - reused <= AROUND_AN_EDIT,
+            "{what}: {} bytes fetched of {bytes}",
+            bytes - reused
+        );
+        assert!(std::fs::read(&other).expect("read") == *content, "{what}");
+    }
+
+    // Six versions of a 40 MiB file: stored about once, not six times.
+    let quota = json(alice.run(&["quota", "--json"]).ok());
+    let used = quota["used_bytes"].as_u64().expect("used");
+    assert!(
+        used < (original.len() as u64) * 3 / 2,
+        "six versions use {used} bytes"
+    );
+    let versions = json(alice.run(&["versions", "/disk.img", "--json"]).ok());
+    assert_eq!(versions["versions"].as_array().map(Vec::len), Some(6));
+    // An older version is restorable whole, taking most of it from the newest.
+    alice.run(&["restore", "/disk.img", "--version", "1"]).ok();
+    let (_, reused) = get(&bob_machine, "/disk.img", &other);
+    assert!(reused > 0);
+    assert!(
+        std::fs::read(&other).expect("read") == original,
+        "version 1"
+    );
+    assert!(
+        server
+            .admin(&["fsck", "--read-data"])
+            .ok()
+            .contains("clean")
+    );
+}
+
+#[test]
+fn files_share_chunks_and_gc_frees_exactly_those_no_version_uses() {
+    let server = TestServer::start_with("[files]\nblob_grace_s = 0\n");
+    let alice = Client::new();
+    alice.register(&server, "alice", "alice@example.org");
+    let a = random_bytes(24 * MIB, 31);
+    let mut b = a.clone();
+    b[10 * MIB..11 * MIB].copy_from_slice(&random_bytes(MIB, 32));
+    let (a_path, b_path) = (alice.dir.path().join("a"), alice.dir.path().join("b"));
+    std::fs::write(&a_path, &a).expect("write");
+    std::fs::write(&b_path, &b).expect("write");
+    put(&alice, &a_path, "/a");
+    let (bytes, reused) = put(&alice, &b_path, "/b");
+    assert!(
+        bytes - reused <= AROUND_AN_EDIT,
+        "a second file sharing most of the first sends {} bytes",
+        bytes - reused
+    );
+    let shared_and_own = server.chunks();
+    let stored_before: i64 = shared_and_own.iter().map(|(_, size)| size).sum();
+
+    alice.run(&["rm", "/a"]).ok();
+    alice.run(&["trash", "empty", "--yes"]).ok();
+    std::thread::sleep(Duration::from_millis(1100));
+    let report = json(server.admin(&["gc", "--json"]).ok());
+    let freed = report["unused_chunk_bytes"].as_i64().expect("unused bytes");
+    assert!(freed > 0, "{report}");
+    assert!(
+        freed <= AROUND_AN_EDIT as i64 + (1 << 20),
+        "gc freed {freed} bytes: more than a's own chunks"
+    );
+    let left: i64 = server.chunks().iter().map(|(_, size)| size).sum();
+    assert_eq!(left, stored_before - freed);
+    // b is whole, from a fresh machine, and the store is consistent.
+    let (fresh, out) = Client::login_to(&server, "alice", vault_e2e::PASSWORD);
+    out.ok();
+    let back = fresh.dir.path().join("b");
+    assert_eq!(get(&fresh, "/b", &back).1, 0);
+    assert!(std::fs::read(&back).expect("read") == b, "b after gc");
+    assert!(
+        server
+            .admin(&["fsck", "--read-data"])
+            .ok()
+            .contains("clean")
+    );
+    let quota = json(alice.run(&["quota", "--json"]).ok());
+    assert!(quota["used_bytes"].as_i64().expect("used") >= left);
+
+    // Deleting the last file frees the rest.
+    alice.run(&["rm", "/b"]).ok();
+    alice.run(&["trash", "empty", "--yes"]).ok();
+    std::thread::sleep(Duration::from_millis(1100));
+    server.admin(&["gc"]).ok();
+    assert!(server.chunks().is_empty(), "no chunk outlives its versions");
+    let quota = json(alice.run(&["quota", "--json"]).ok());
+    assert_eq!(quota["used_bytes"], 0, "{quota}");
+}
+
+#[test]
+fn an_interrupted_upload_resumes_with_the_chunks_already_sent() {
+    let server = TestServer::start();
+    let alice = Client::new();
+    alice.register(&server, "alice", "alice@example.org");
+    let content = random_bytes(32 * MIB, 41);
+    let local = alice.dir.path().join("big.bin");
+    std::fs::write(&local, &content).expect("write");
+    let mut child = alice.spawn(&["put", "--bwlimit", "4MiB", s(&local), "/big.bin"]);
+    let start = std::time::Instant::now();
+    while server.chunks().len() < 4 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no chunks stored"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    assert_eq!(
+        alice.run(&["ls"]).ok().trim(),
+        "",
+        "nothing visible before commit"
+    );
+    let (bytes, reused) = put(&alice, &local, "/big.bin");
+    assert!(
+        reused >= 3 * MIB as u64,
+        "resumed with {reused} bytes of {bytes}"
+    );
+    let back = alice.dir.path().join("back.bin");
+    get(&alice, "/big.bin", &back);
+    assert!(
+        std::fs::read(&back).expect("read") == content,
+        "bytes differ"
+    );
+}
+
+#[test]
+fn a_server_that_alters_swaps_or_drops_chunks_is_caught_and_nothing_is_written() {
+    let server = TestServer::start();
+    let alice = Client::new();
+    alice.register(&server, "alice", "alice@example.org");
+    let content = random_bytes(12 * MIB, 51);
+    let local = alice.dir.path().join("f.bin");
+    std::fs::write(&local, &content).expect("write");
+    put(&alice, &local, "/f.bin");
+    let chunks = server.chunks();
+    assert!(chunks.len() >= 3, "{chunks:?}");
+    let dest = alice.dir.path().join("out.bin");
+
+    // One byte of a stored chunk changed.
+    let (first, _) = &chunks[0];
+    let good = server.blob_bytes(first);
+    let mut bad = good.clone();
+    bad[100] ^= 1;
+    server.replace_blob(first, &bad);
+    alice
+        .run(&["get", "/f.bin", s(&dest)])
+        .fails_with("could not be decrypted");
+    assert!(!dest.exists(), "nothing written under the real name");
+    server.replace_blob(first, &good);
+
+    // Two chunks swapped: each id now serves the other's bytes.
+    let swap = |(a, a_size): &(vault_e2e::BlobId, i64), (b, b_size): &(vault_e2e::BlobId, i64)| {
+        server.execute(&format!(
+            "UPDATE chunks SET blob_id = 'swapping' WHERE blob_id = '{a}'"
+        ));
+        server.execute(&format!(
+            "UPDATE chunks SET blob_id = '{a}', sealed_size = {a_size} WHERE blob_id = '{b}'"
+        ));
+        server.execute(&format!(
+            "UPDATE chunks SET blob_id = '{b}', sealed_size = {b_size} WHERE blob_id = 'swapping'"
+        ));
+    };
+    swap(&chunks[0], &chunks[1]);
+    alice
+        .run(&["get", "/f.bin", s(&dest)])
+        .fails_with("could not be decrypted");
+    assert!(!dest.exists(), "nothing written under the real name");
+    swap(&chunks[1], &chunks[0]);
+    let (bytes, _) = get(&alice, "/f.bin", &dest);
+    assert_eq!(bytes, content.len() as u64, "whole again");
+    std::fs::remove_file(&dest).expect("rm");
+
+    // A chunk dropped.
+    server.execute(&format!(
+        "DELETE FROM chunks WHERE blob_id = '{}'",
+        chunks[2].0
+    ));
+    alice
+        .run(&["get", "/f.bin", s(&dest)])
+        .fails_with("no such chunk");
+    assert!(!dest.exists(), "nothing written under the real name");
+}
