@@ -140,6 +140,18 @@ def meta_open():
     return out
 
 
+def chunk_open():
+    out = []
+    for i, c in enumerate(vector("format", "chunks_v2.txt")):
+        if "sealed_len" in c:
+            # The sealed bytes are not in the vectors: a chunk of the right length that
+            # does not open still takes the opener to its tag check.
+            out.append((f"chunk_{i}", b"\x00" + bytes.fromhex(c["id"]) + bytes(int(c["sealed_len"]))))
+    for i, c in enumerate(vector("format", "chunk_list_v2.txt")):
+        out.append((f"list_{i}", b"\x01" + bytes.fromhex(c["sealed"])))
+    return out
+
+
 def filekey_unwrap():
     out = []
     for i, c in enumerate(vector("format", "filekey_v1.txt")):
@@ -246,6 +258,7 @@ TARGETS = {
     "stream_open": stream_open,
     "name_decrypt": name_decrypt,
     "meta_open": meta_open,
+    "chunk_open": chunk_open,
     "filekey_unwrap": filekey_unwrap,
     "group_envelope": group_envelope,
     "join_code": join_code,
