@@ -4,13 +4,15 @@
 //! through the router, `receive`, `prepare` and `send` without QUIC. Sealed bytes are
 //! arbitrary bytes of a valid STREAM length: the server never opens them.
 //!
-//! By subject: single-file uploads (`uploads`), batches of small files (`batches`), the
+//! By subject: single-file uploads (`uploads`), batches of small files (`batches`),
+//! chunks of format 2 (`chunks`), the
 //! BLAKE3 recorded at commit (`hashes`), versions (`versions`), the trash (`trash`),
 //! folders and moves (`tree`), listings and changes (`listing`). What alice's client
 //! does is [`FileCalls`], here, with the blob stores that fail and a connection that
 //! breaks.
 
 mod batches;
+mod chunks;
 mod hashes;
 mod listing;
 mod trash;
