@@ -156,7 +156,7 @@ async fn a_commit_names_its_chunks_and_gc_frees_those_no_version_uses() -> R<()>
     };
     let later = crate::db::now() + 10;
     let mut conn = f.state.db.conn()?;
-    let report = gc(&mut *conn, f.state.blobs.as_ref(), &policy, later)?;
+    let report = gc(&mut conn, f.state.blobs.as_ref(), &policy, later)?;
     assert_eq!(report.unused_chunks, 0, "every chunk is in use");
 
     // aaaa goes: chunk 1 was only its own; 2 is still bbbb's.
@@ -170,7 +170,7 @@ async fn a_commit_names_its_chunks_and_gc_frees_those_no_version_uses() -> R<()>
     )
     .await?;
     f.call("alice", Request::TrashEmpty { ns: P }).await?;
-    let report = gc(&mut *conn, f.state.blobs.as_ref(), &policy, later)?;
+    let report = gc(&mut conn, f.state.blobs.as_ref(), &policy, later)?;
     assert_eq!(
         (report.unused_chunks, report.unused_chunk_bytes),
         (1, CHUNK_PAD as i64)
