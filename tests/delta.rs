@@ -3,7 +3,8 @@
 //! and an append each move only the chunks around them, up and down; versions and files
 //! of one space share chunks; gc frees exactly the chunks no kept version uses; an
 //! interrupted upload resumes with the chunks already sent; a server that alters, swaps
-//! or drops chunks is caught and nothing is written.
+//! or drops chunks is caught and nothing is written; a file stored in format 1 stays
+//! readable and restorable.
 
 use std::path::Path;
 use std::time::Duration;
@@ -274,4 +275,72 @@ fn a_server_that_alters_swaps_or_drops_chunks_is_caught_and_nothing_is_written()
         .run(&["get", "/f.bin", s(&dest)])
         .fails_with("no such chunk");
     assert!(!dest.exists(), "nothing written under the real name");
+}
+
+/// A large file stored in format 1 (as every release before format 2 stored it, and as
+/// chat attachments still are): it stays readable, a new version of it goes up in format
+/// 2, and the old version is restorable whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_stored_in_format_1_stays_readable_and_restorable_after_format_2_versions() {
+    vault_e2e::init_tls();
+    let server = TestServer::start();
+    let alice = Client::new();
+    alice.register(&server, "alice", "alice@example.org");
+    let old = random_bytes(6 * MIB + 17, 61);
+    let local = alice.dir.path().join("old.bin");
+    std::fs::write(&local, &old).expect("write");
+    {
+        let state = vault_client::state::StateDir::at(alice.state_dir());
+        let files = vault_client::files::Files::open(&state)
+            .await
+            .expect("files");
+        let remote = vault_client::files::RemotePath::parse("/old.bin").expect("path");
+        vault_client::files::upload::upload_file(
+            &files,
+            &local,
+            &remote,
+            &vault_client::files::progress::NoProgress,
+            None,
+        )
+        .await
+        .expect("a format 1 upload");
+    }
+    assert!(server.chunks().is_empty(), "format 1 stores no chunks");
+    let client = &alice;
+    let back = alice.dir.path().join("back.bin");
+    let (bytes, reused) = get(client, "/old.bin", &back);
+    assert_eq!((bytes, reused), (old.len() as u64, 0));
+    assert!(
+        std::fs::read(&back).expect("read") == old,
+        "format 1 read back"
+    );
+
+    let mut new = old.clone();
+    new[3 * MIB] ^= 0xff;
+    std::fs::write(&local, &new).expect("write");
+    let (_, reused) = put(client, &local, "/old.bin");
+    assert_eq!(reused, 0, "format 1 has no chunks to share");
+    assert!(
+        !server.chunks().is_empty(),
+        "the new version is in format 2"
+    );
+    // Getting over the format-1 copy reuses its chunks: the chunker finds them in it.
+    let (_, reused) = get(client, "/old.bin", &back);
+    assert!(reused > 0, "the local copy's chunks are reused");
+    assert!(
+        std::fs::read(&back).expect("read") == new,
+        "format 2 read back"
+    );
+    client.run(&["restore", "/old.bin", "--version", "1"]).ok();
+    get(client, "/old.bin", &back);
+    assert!(
+        std::fs::read(&back).expect("read") == old,
+        "version 1 restored"
+    );
+    assert!(
+        server
+            .admin(&["fsck", "--read-data"])
+            .ok()
+            .contains("clean")
+    );
 }
