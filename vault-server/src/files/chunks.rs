@@ -5,18 +5,16 @@
 //! - [`missing`] (`chunks_missing`) says which of a version's chunk ids the space lacks, so
 //!   a client sends only those, and marks the others used so that gc leaves them for the
 //!   commit that counts on them.
-//! - [`put`] (`chunk_put`) stores one sealed chunk: its bytes follow the frame and go to a
-//!   partial blob as they arrive (memory stays bounded), hashed on the way; the blob is
-//!   sealed, then one transaction records the chunk and counts its bytes against the
-//!   space's quota. A chunk the space already holds is not read at all.
+//! - [`put`] (`chunk_put`) stores one sealed chunk: its bytes follow the frame and are read
+//!   into a buffer taken from the server-wide request budget (a chunk is at most 4 MiB
+//!   and 64 KiB), hashed, and stored as one whole blob (one PUT on S3); then one
+//!   transaction records the chunk and counts its bytes against the space's quota. A chunk
+//!   the space already holds is not read at all.
 //! - [`get`] (`chunk_get`) opens one chunk for the download path to stream.
 //!
 //! The server checks only a chunk's shape (its id's length, a sealed size that is a
 //! multiple of the padding) and opens nothing: the client proves each chunk against its id
 //! when it opens it, and trusts only its sealed chunk list for which chunks a version has.
-
-use std::io::Write;
-use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 use vault_proto::proto::{ApiError, ByteBuf, CHUNKS_PER_QUERY, NsRef, Response};
@@ -24,14 +22,12 @@ use vault_proto::sizes::{CHUNK_ID_LEN, MAX_SEALED_CHUNK, is_sealed_chunk_size};
 
 use super::download::Body;
 use super::upload::{blocking, store_error};
-use crate::blobs::{BlobId, BlobReader, hash::BlobHash};
+use crate::blobs::{BlobId, BlobReader, hash};
 use crate::db::files::chunks;
 use crate::db::{self, files::versions};
+use crate::net::budget::Reservation;
 use crate::net::connection::SessionCtx;
 use crate::state::ServerState;
-
-/// Bytes read from the stream at a time.
-const READ_BUF_LEN: usize = 256 * 1024;
 
 fn check_id(id: &[u8]) -> Result<(), ApiError> {
     if id.len() != CHUNK_ID_LEN {
@@ -113,19 +109,15 @@ pub async fn put<R: AsyncRead + Unpin>(
     }
     state.space.check_room(sealed_size)?;
 
+    let (bytes, reservation) = receive(state, sealed_size, body).await?;
+    let blob_hash = hash::of_bytes(&bytes);
     let blob = BlobId::random();
-    let blob_hash = match receive(state, &blob, sealed_size, body).await {
-        Ok(hash) => hash,
-        Err(e) => {
-            let partial = blob.clone();
-            let _ = blocking(state, move |b| b.remove_partial(&partial)).await;
-            return Err(e);
-        }
-    };
-    let sealing = blob.clone();
-    blocking(state, move |b| b.seal_partial(&sealing).map(drop))
+    let storing = blob.clone();
+    // One whole blob, atomically and durably (on S3 one PUT): a chunk is small.
+    blocking(state, move |b| b.put_many(&[(storing, bytes.as_slice())]))
         .await
-        .map_err(|e| store_error("sealing a chunk failed", &e))?;
+        .map_err(|e| store_error("storing a chunk failed", &e))?;
+    drop(reservation);
 
     let recorded = blob.clone();
     let stored = super::write(state, ns_id, move |c, ns| {
@@ -163,59 +155,27 @@ pub async fn put<R: AsyncRead + Unpin>(
     stored.map(|()| Response::Ok)
 }
 
-/// Writes exactly `size` bytes of `body` to the partial blob `id`, hashing them; fails
-/// if the stream ends early or carries more.
-async fn receive<R: AsyncRead + Unpin>(
-    state: &ServerState,
-    id: &BlobId,
+/// Reads exactly `size` bytes of `body` (a chunk: at most [`MAX_SEALED_CHUNK`]) into a
+/// buffer taken from the server-wide request budget, as a frame's would be; fails if the
+/// stream ends early or carries more.
+async fn receive<'s, R: AsyncRead + Unpin>(
+    state: &'s ServerState,
     size: u64,
     body: &mut R,
-) -> Result<BlobHash, ApiError> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
-    let writer = {
-        let blobs = Arc::clone(&state.blobs);
-        let id = id.clone();
-        tokio::task::spawn_blocking(move || -> std::io::Result<BlobHash> {
-            let mut hasher = blake3::Hasher::new();
-            let mut out = blobs.write_partial(&id, 0)?;
-            while let Some(buf) = rx.blocking_recv() {
-                out.write_all(&buf)?;
-                hasher.update(&buf);
-            }
-            out.flush()?;
-            out.sync()?;
-            Ok(*hasher.finalize().as_bytes())
-        })
-    };
-    let mut left = size;
-    let mut short = false;
-    while left > 0 {
-        let mut buf = Vec::with_capacity(READ_BUF_LEN.min(left as usize));
-        let read = (&mut *body)
-            .take(left.min(READ_BUF_LEN as u64))
-            .read_to_end(&mut buf)
-            .await;
-        match read {
-            Ok(0) | Err(_) => {
-                short = true;
-                break;
-            }
-            Ok(n) => left -= n as u64,
-        }
-        if tx.send(buf).await.is_err() {
-            break; // the writer stopped: its error is read below
-        }
-    }
-    drop(tx);
-    let written = writer
-        .await
-        .map_err(|e| std::io::Error::other(format!("blob writer failed: {e}")))
-        .and_then(|r| r);
-    let hash = written.map_err(|e| store_error("writing a chunk failed", &e))?;
-    if short || left > 0 {
+) -> Result<(Vec<u8>, Reservation<'s>), ApiError> {
+    let mut reservation = state.frame_budget.reservation(false);
+    reservation.grow(size as usize).map_err(|_| {
+        ApiError::throttled(
+            1,
+            "the server is busy receiving other requests; try again in a second",
+        )
+    })?;
+    let mut buf = Vec::with_capacity(size as usize);
+    let read = (&mut *body).take(size).read_to_end(&mut buf).await;
+    if read.is_err() || (buf.len() as u64) < size {
         return Err(ApiError::bad_request(format!(
             "the chunk ended after {} of its {size} bytes; send it again",
-            size - left
+            buf.len()
         )));
     }
     let mut probe = [0u8; 1];
@@ -225,7 +185,7 @@ async fn receive<R: AsyncRead + Unpin>(
             format!("more than the {size} bytes the chunk_put announced"),
         ));
     }
-    Ok(hash)
+    Ok((buf, reservation))
 }
 
 /// Finds chunk `id` of the space and opens its blob: the `chunk` header and the body.

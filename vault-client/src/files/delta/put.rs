@@ -19,6 +19,7 @@ use super::IN_FLIGHT;
 use super::scan::{Scanned, scan};
 use crate::files::progress::{Progress, RateLimit, pace};
 use crate::files::resume::{ResumeRecord, ResumeStore};
+use crate::files::transfer::{THROTTLE_WAITS, pause};
 use crate::files::upload::{LocalFile, Uploaded};
 use crate::files::{Files, FilesError, RemotePath, SpaceKeys, unexpected};
 use crate::transport::Connection;
@@ -297,7 +298,8 @@ async fn send_chunks(
     read
 }
 
-/// One `chunk_put`.
+/// One `chunk_put`, sent again after a "slow down" answer (the server's request budget
+/// was spent) as often as [`THROTTLE_WAITS`].
 async fn put_chunk(
     conn: &Connection,
     ns: NsRef,
@@ -309,11 +311,23 @@ async fn put_chunk(
         id: ByteBuf::from(id.0.to_vec()),
         sealed_size: sealed.len() as u64,
     };
-    let mut upload = conn.call_with_upload(&request).await?;
-    upload.write(sealed).await?;
-    match upload.finish().await? {
-        Response::Ok => Ok(()),
-        other => Err(unexpected("chunk_put", &other)),
+    let mut tries = 0;
+    loop {
+        let attempt = async {
+            let mut upload = conn.call_with_upload(&request).await?;
+            upload.write(sealed.clone()).await?;
+            match upload.finish().await? {
+                Response::Ok => Ok(()),
+                other => Err(unexpected("chunk_put", &other)),
+            }
+        };
+        match attempt.await {
+            Err(e) if tries < THROTTLE_WAITS && e.retry_after().is_some() => {
+                tries += 1;
+                pause(e.retry_after().unwrap_or(1)).await;
+            }
+            done => return done,
+        }
     }
 }
 
