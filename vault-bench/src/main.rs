@@ -9,6 +9,7 @@ mod chat;
 mod chunking;
 mod cpu;
 mod data;
+mod delta;
 mod procs;
 mod report;
 mod scale;
@@ -47,9 +48,10 @@ struct Args {
     /// Directory of the vault-server and vault binaries (default: this executable's).
     #[arg(long, value_name = "DIR")]
     bin_dir: Option<PathBuf>,
-    /// Run one phase only: `scale` (S3 and chat across instances) or `capacity` (the
-    /// cost of each action, for docs/SCALING.md). Both need the services they name.
-    #[arg(long, value_parser = ["scale", "capacity"])]
+    /// Run one phase only: `delta` (format 2: what an edit moves and stores), `scale` (S3
+    /// and chat across instances) or `capacity` (the cost of each action, for
+    /// docs/SCALING.md). The last two need the services they name.
+    #[arg(long, value_parser = ["delta", "scale", "capacity"])]
     only: Option<String>,
     /// Print the report as JSON on stdout instead of the table.
     #[arg(long)]

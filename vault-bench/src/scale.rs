@@ -278,7 +278,11 @@ fn s3(
     let (mut put, mut get) = (Costs::default(), Costs::default());
     for run in 1..=plan.runs {
         eprintln!("vault-bench: put and get of {label} on S3 (run {run})");
-        // A new name each run: the same file put again over itself is skipped as unchanged.
+        // New bytes and a new name each run: the space stores each chunk once, so the
+        // same bytes again would send nothing.
+        if run > 1 {
+            crate::data::big_file(&source, size)?;
+        }
         let remote = format!("/big-{run}.bin");
         vault(
             &server,

@@ -1,6 +1,7 @@
 //! The measured phases, in order: the ceilings; the stages of a large `put` and `get` on
 //! their own ([`stages`]); a fresh server for the large `put` and `get` (its peak RSS
-//! covers exactly that phase, its CPU time is read around each run); a second fresh
+//! covers exactly that phase, its CPU time is read around each run); the delta rows of
+//! format 2 on their own server ([`crate::delta`]); another fresh
 //! server for the small files — `put -r` of a flat directory, `ls` of it, and `vault sync`
 //! when the CLI has it; a third for the chat relay ([`chat`]); then the S3 store and two
 //! instances ([`crate::scale`]).
@@ -43,6 +44,7 @@ pub fn run(bins: &Bins, plan: &Plan, only: Option<&str>) -> anyhow::Result<Vec<R
     let work = tempfile::tempdir().context("cannot make a temp dir")?;
     let mut rows = Vec::new();
     match only {
+        Some("delta") => crate::delta::rows(bins, plan, work.path(), &mut rows)?,
         Some("scale") => crate::scale::rows(bins, plan, work.path(), &mut rows)?,
         Some("capacity") => crate::capacity::rows(bins, plan, work.path(), &mut rows)?,
         _ => run_all(bins, plan, work.path(), &mut rows)?,
@@ -53,6 +55,7 @@ pub fn run(bins: &Bins, plan: &Plan, only: Option<&str>) -> anyhow::Result<Vec<R
 fn run_all(bins: &Bins, plan: &Plan, work: &Path, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let quinn = ceilings(plan, rows)?;
     big_files(bins, plan, work, quinn, rows)?;
+    crate::delta::rows(bins, plan, work, rows)?;
     small_files(bins, plan, work, rows)?;
     chat::relay(bins, plan, work, rows)?;
     crate::scale::rows(bins, plan, work, rows)?;
@@ -204,17 +207,22 @@ fn big_files(
     let mut put = Transfers::default();
     for run in 1..=plan.runs {
         note(&format!("put {label} (run {run})"));
-        // A new name each run: the same file put again over itself is skipped as unchanged.
+        // New bytes and a new name each run: the space stores each chunk once, so the
+        // same bytes again would send nothing.
+        if run > 1 {
+            data::big_file(&source, size)?;
+        }
         let remote = format!("/big-{run}.bin");
         put.run(&server, &client, &["put", source_arg, &remote], size)?;
     }
+    let last = format!("/big-{}.bin", plan.runs);
     let target = work.join("big.out");
     let target_arg = target.to_str().context("temp dir path is not UTF-8")?;
     let mut get = Transfers::default();
     for run in 1..=plan.runs {
         note(&format!("get {label} (run {run})"));
         let _ = std::fs::remove_file(&target);
-        get.run(&server, &client, &["get", "/big-1.bin", target_arg], size)?;
+        get.run(&server, &client, &["get", &last, target_arg], size)?;
         if run == 1 {
             same_contents(&source, &target)?;
         }
