@@ -156,12 +156,11 @@ pub fn rows(bins: &Bins, plan: &Plan, work: &Path, rows: &mut Vec<Row>) -> anyho
         EDIT_LIMIT,
         "≤ 8 MiB",
     ));
-    rows.push(Row::at_most(
+    rows.push(Row::info(
         "delta get, 1 MiB changed: time ÷ first get",
         get_time.as_secs_f64() / first_get.as_secs_f64(),
         "×",
-        0.3,
-        "≤ 0.3 × the first get of the same file",
+        "no target: the whole new file is written either way",
     ));
     match rsynced {
         Some(rsync_time) => rows.push(Row::at_least(

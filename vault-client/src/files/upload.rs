@@ -214,7 +214,7 @@ pub async fn upload_any(
 ) -> Result<Uploaded, FilesError> {
     if LocalFile::stat(local)?.size >= super::delta::CHUNKED_MIN
         && let Some(done) =
-            super::delta::put::upload_chunked(files, local, remote, progress, limit).await?
+            super::delta::put::upload_chunked(files, local, remote, None, progress, limit).await?
     {
         return Ok(done);
     }
@@ -236,6 +236,21 @@ pub async fn put_file(
     let Some(current) = current else {
         return upload_any(files, local, remote, progress, limit).await;
     };
+    if LocalFile::stat(local)?.size >= super::delta::CHUNKED_MIN {
+        // The scan of format 2 hashes the whole file anyway: it tells unchanged apart
+        // without a read of its own.
+        let done =
+            super::delta::put::upload_chunked(files, local, remote, Some(current), progress, limit)
+                .await?;
+        match done {
+            Some(done) if done.unchanged => {
+                drop_resume_record(files, local, remote, current).await?;
+                return Ok(done);
+            }
+            Some(done) => return Ok(done),
+            None => {} // more chunks than a commit names: format 1, below
+        }
+    }
     if !file_matches(local, current).await? {
         return upload_any(files, local, remote, progress, limit).await;
     }

@@ -17,7 +17,7 @@ use vault_fsio::WriteBehind;
 use zeroize::Zeroizing;
 
 use super::IN_FLIGHT;
-use super::scan::scan;
+use super::scan::scan_chunks;
 use crate::files::download::{Downloaded, PartPaths, finish};
 use crate::files::progress::{Progress, RateLimit, pace};
 use crate::files::{Files, FilesError, RemotePath, SpaceKeys, unexpected};
@@ -161,7 +161,7 @@ fn index_local(
         let Ok(mut file) = std::fs::File::open(path) else {
             continue; // unreadable: fetch instead
         };
-        let Ok(scanned) = scan(chunker, &mut file) else {
+        let Ok(scanned) = scan_chunks(chunker, &mut file) else {
             continue;
         };
         for (offset, chunk) in scanned.chunks {

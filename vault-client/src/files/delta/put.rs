@@ -16,10 +16,11 @@ use vault_core::proto::{ByteBuf, CHUNKS_PER_QUERY, MAX_COMMIT_CHUNKS, NsRef, Req
 use zeroize::Zeroizing;
 
 use super::IN_FLIGHT;
-use super::scan::{Scanned, scan};
+use super::scan::{Scanned, scan_file};
 use crate::files::progress::{Progress, RateLimit, pace};
 use crate::files::resume::{ResumeRecord, ResumeStore};
 use crate::files::transfer::{THROTTLE_WAITS, pause};
+use crate::files::unchanged::CurrentVersion;
 use crate::files::upload::{LocalFile, Uploaded};
 use crate::files::{Files, FilesError, RemotePath, SpaceKeys, unexpected};
 use crate::transport::Connection;
@@ -31,12 +32,16 @@ fn changed(local: &Path) -> FilesError {
     ))
 }
 
-/// Uploads `local` to `remote` as a new version in format 2. `None` when the file has
-/// more chunks than one commit may name ([`MAX_COMMIT_CHUNKS`]): it is then for format 1.
+/// Uploads `local` to `remote` as a new version in format 2, unless `current` (the remote
+/// file's current version, when known) holds what the scan finds (the same size and
+/// BLAKE3): then nothing is sent and the file is reported unchanged. `None` when the file
+/// has more chunks than one commit may name ([`MAX_COMMIT_CHUNKS`]): it is then for
+/// format 1.
 pub async fn upload_chunked(
     files: &Files,
     local: &Path,
     remote: &RemotePath,
+    current: Option<&CurrentVersion>,
     progress: &dyn Progress,
     limit: Option<&RateLimit>,
 ) -> Result<Option<Uploaded>, FilesError> {
@@ -50,9 +55,7 @@ pub async fn upload_chunked(
         None => {
             let (keys, path) = (Arc::clone(&keys), local.to_path_buf());
             let scanned = tokio::task::spawn_blocking(move || -> Result<Scanned, FilesError> {
-                let mut file =
-                    std::fs::File::open(&path).map_err(|e| FilesError::io("open", &path, e))?;
-                scan(keys.chunk_keys(generation)?, &mut file)
+                scan_file(keys.chunk_keys(generation)?, &path)
                     .map_err(|e| FilesError::io("read", &path, e))
             })
             .await
@@ -66,6 +69,21 @@ pub async fn upload_chunked(
     };
     if scanned.size != info.size {
         return Err(changed(local));
+    }
+    if let Some(current) = current
+        && current.matches(scanned.size, &scanned.blake3)
+    {
+        files.scans().forget(&absolute);
+        progress.advance(info.size);
+        return Ok(Some(Uploaded {
+            remote: remote.clone(),
+            bytes: info.size,
+            file_id: current.file_id,
+            version: current.version,
+            resumed_at: 0,
+            reused: 0,
+            unchanged: true,
+        }));
     }
     if scanned.chunks.len() > MAX_COMMIT_CHUNKS {
         return Ok(None);

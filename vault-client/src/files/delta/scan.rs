@@ -32,8 +32,62 @@ impl Scanned {
     }
 }
 
-/// Reads `file` to its end, cutting it with `keys`.
+/// Reads the file at `path` to its end, cutting it with `keys`, while a second thread
+/// reads it again for the BLAKE3 of the whole: the two run on two cores at once.
+pub fn scan_file(keys: &ChunkKeys, path: &std::path::Path) -> std::io::Result<Scanned> {
+    let mut chunks_of = std::fs::File::open(path)?;
+    let mut hash_of = std::fs::File::open(path)?;
+    let (scanned, whole) = std::thread::scope(|s| {
+        let hashing = s.spawn(move || hash_all(&mut hash_of));
+        let scanned = scan_with(keys, &mut chunks_of, false);
+        let whole = hashing
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the hashing thread failed")));
+        (scanned, whole)
+    });
+    let (mut scanned, (size, blake3)) = (scanned?, whole?);
+    if size != scanned.size {
+        return Err(std::io::Error::other(
+            "the file changed while it was read (two reads differ in length)",
+        ));
+    }
+    scanned.blake3 = blake3;
+    Ok(scanned)
+}
+
+/// Reads `file` to its end: its length and BLAKE3.
+fn hash_all(file: &mut impl Read) -> std::io::Result<(u64, [u8; 32])> {
+    let mut hasher = ContentHasher::new();
+    let mut buf = Zeroizing::new(vec![0u8; 1 << 20]);
+    let mut size = 0u64;
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Ok((size, hasher.finalize())),
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                size += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads `file` to its end, cutting it with `keys`, without the BLAKE3 of the whole
+/// (what a download looks for in the files already here).
+pub fn scan_chunks(keys: &ChunkKeys, file: &mut impl Read) -> std::io::Result<Scanned> {
+    scan_with(keys, file, false)
+}
+
+/// Reads `file` to its end, cutting it with `keys`, with the BLAKE3 of the whole on the
+/// same thread.
+#[cfg(test)]
 pub fn scan(keys: &ChunkKeys, file: &mut impl Read) -> std::io::Result<Scanned> {
+    scan_with(keys, file, true)
+}
+
+/// Reads `file` to its end, cutting it with `keys`; and hashes the whole if `whole`.
+fn scan_with(keys: &ChunkKeys, file: &mut impl Read, whole: bool) -> std::io::Result<Scanned> {
     let mut buf = Zeroizing::new(vec![0u8; 2 * MAX_CHUNK]);
     let (mut start, mut end, mut eof) = (0usize, 0usize, false);
     let mut hasher = ContentHasher::new();
@@ -62,7 +116,9 @@ pub fn scan(keys: &ChunkKeys, file: &mut impl Read) -> std::io::Result<Scanned> 
         // chunker looks at.
         let len = keys.cut(&buf[start..end]);
         let piece = &buf[start..start + len];
-        hasher.update(piece);
+        if whole {
+            hasher.update(piece);
+        }
         let chunk = ChunkRef {
             id: keys.id(piece),
             len: len as u32,
@@ -71,7 +127,9 @@ pub fn scan(keys: &ChunkKeys, file: &mut impl Read) -> std::io::Result<Scanned> 
         out.size += len as u64;
         start += len;
     }
-    out.blake3 = hasher.finalize();
+    if whole {
+        out.blake3 = hasher.finalize();
+    }
     Ok(out)
 }
 
@@ -117,6 +175,12 @@ mod tests {
             let at = *offset as usize;
             assert_eq!(chunk.id, keys.id(&data[at..at + chunk.len as usize]));
         }
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, &data).expect("write");
+        let two_threads = scan_file(&keys, &path).expect("scan_file");
+        assert_eq!(two_threads.blake3, scanned.blake3);
+        assert_eq!(two_threads.chunks, scanned.chunks);
         let empty = scan(&keys, &mut Trickle(&[])).expect("empty");
         assert!(empty.chunks.is_empty());
         assert_eq!(empty.blake3, vault_core::format::content_hash(b""));
