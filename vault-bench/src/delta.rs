@@ -163,14 +163,26 @@ pub fn rows(bins: &Bins, plan: &Plan, work: &Path, rows: &mut Vec<Row>) -> anyho
         "no target: the whole new file is written either way",
     ));
     match rsynced {
-        Some(rsync_time) => rows.push(Row::at_least(
-            "rsync --no-whole-file time ÷ delta put time, same edit",
-            rsync_time.as_secs_f64() / put_time.as_secs_f64(),
-            "×",
-            1.0,
-            3.0,
-            "≥ 3 × (rsync over a local pipe, no ssh)",
-        )),
+        Some(rsync_time) => {
+            let mut row = Row::at_least(
+                "rsync --no-whole-file time ÷ delta put time, same edit",
+                rsync_time.as_secs_f64() / put_time.as_secs_f64(),
+                "×",
+                1.0,
+                3.0,
+                "≥ 3 × (rsync over a local pipe, no ssh)",
+            );
+            row.note = Some(format!(
+                "rsync {:.2} s, delta put {:.2} s, first put {:.2} s, first get {:.2} s, \
+                 delta get {:.2} s",
+                rsync_time.as_secs_f64(),
+                put_time.as_secs_f64(),
+                first_put.as_secs_f64(),
+                first_get.as_secs_f64(),
+                get_time.as_secs_f64()
+            ));
+            rows.push(row);
+        }
         None => rows.push(Row::not_available(
             "rsync --no-whole-file time ÷ delta put time, same edit",
             "×",
