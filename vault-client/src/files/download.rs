@@ -9,7 +9,9 @@
 //! written on a blocking thread a few chunks behind the network, and the part file is
 //! written behind ([`WriteBehind`]), so the final sync is short. Nothing that failed to
 //! open or to match is ever renamed into place. [`get_file`] first skips a target that
-//! already holds the remote file's current version ([`super::unchanged`]).
+//! already holds the remote file's current version ([`super::unchanged`]). A version of
+//! format 2 (its metadata says so) is its sealed chunk list: [`super::delta::get`] takes
+//! over once the version is opened, in the same part folder.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};

@@ -6,6 +6,9 @@
 //! continue at the last whole chunk the server holds; the prefix is read again only to hash
 //! it (and to advance the sealer: nothing of it is sent again). [`put_file`] first skips a
 //! file the remote file's current version already holds ([`super::unchanged`]).
+//! [`upload_any`], what `put`, `sync` and `push` use, sends a file of 1 MiB or more in
+//! format 2 instead ([`super::delta::put`]), and [`upload_file`] stays for smaller files,
+//! chat attachments and files of more chunks than a commit may name.
 
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
