@@ -772,6 +772,22 @@ impl TestServer {
         partials + chunks.max(0) as u64
     }
 
+    /// How many blobs the server's database names: one per version, one per chunk.
+    pub fn named_blobs(&self) -> u64 {
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let query = "SELECT (SELECT COUNT(*) FROM versions) + (SELECT COUNT(*) FROM chunks) AS n";
+        let row: Count = match self.open_database() {
+            TestDb::Sqlite(mut c) => diesel::sql_query(query).get_result(&mut c),
+            TestDb::Pg(mut c) => diesel::sql_query(query).get_result(&mut c),
+        }
+        .expect("count blobs");
+        row.n.max(0) as u64
+    }
+
     /// Runs one statement on the server's database (to play a malicious server).
     pub fn execute(&self, statement: &str) {
         match self.open_database() {
