@@ -87,7 +87,8 @@ enum Resume {
     Gone,
 }
 
-fn changed(local: &Path) -> FilesError {
+/// The error for a file that changed while it was being uploaded.
+pub(crate) fn changed(local: &Path) -> FilesError {
     FilesError::Usage(format!(
         "{} changed while it was being uploaded; run the command again when it is stable",
         local.display()

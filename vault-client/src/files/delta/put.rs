@@ -21,16 +21,9 @@ use crate::files::progress::{Progress, RateLimit, pace};
 use crate::files::resume::{ResumeRecord, ResumeStore};
 use crate::files::transfer::{THROTTLE_WAITS, pause};
 use crate::files::unchanged::CurrentVersion;
-use crate::files::upload::{LocalFile, Uploaded};
+use crate::files::upload::{LocalFile, Uploaded, changed};
 use crate::files::{Files, FilesError, RemotePath, SpaceKeys, unexpected};
 use crate::transport::Connection;
-
-fn changed(local: &Path) -> FilesError {
-    FilesError::Usage(format!(
-        "{} changed while it was being uploaded; run the command again when it is stable",
-        local.display()
-    ))
-}
 
 /// Uploads `local` to `remote` as a new version in format 2, unless `current` (the remote
 /// file's current version, when known) holds what the scan finds (the same size and
