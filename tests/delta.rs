@@ -39,9 +39,11 @@ fn get(client: &Client, remote: &str, local: &Path) -> (u64, u64) {
     )
 }
 
-/// The bytes that had to move, at most: the edit, and a largest chunk (4 MiB) on each side
-/// of it.
-const AROUND_AN_EDIT: u64 = 9 * MIB as u64;
+/// The bytes that may have to move for an edit of at most 2 MiB: the edit and three chunks
+/// at the cap (4 MiB) around it. Where the cuts fall depends on the account's random key;
+/// the median is under 3 MiB and the worst of 800 keys was 9.5 MiB (docs/FORMAT.md §7.10),
+/// while the files here are 24 and 40 MiB.
+const AROUND_AN_EDIT: u64 = 14 * MIB as u64;
 
 #[test]
 fn edits_move_only_the_chunks_around_them_up_and_down() {
@@ -206,10 +208,15 @@ fn an_interrupted_upload_resumes_with_the_chunks_already_sent() {
         "",
         "nothing visible before commit"
     );
+    // Every chunk stored before the kill is reused: its plaintext, which its sealed size
+    // gives to within the padding (under 64 KiB).
+    let stored = server.chunks();
+    let at_least: i64 = stored.iter().map(|(_, size)| size - (64 << 10)).sum();
     let (bytes, reused) = put(&alice, &local, "/big.bin");
     assert!(
-        reused >= 3 * MIB as u64,
-        "resumed with {reused} bytes of {bytes}"
+        reused as i64 >= at_least && reused > 0,
+        "resumed with {reused} bytes of {bytes}; {} chunks were stored",
+        stored.len()
     );
     let back = alice.dir.path().join("back.bin");
     get(&alice, "/big.bin", &back);

@@ -1,5 +1,4 @@
-//! Content-defined chunks of a space (docs/FORMAT.md §7.10, format version 2, not yet
-//! used by uploads): a keyed chunker that cuts a file where its content says, so an edit
+//! Content-defined chunks of a space (docs/FORMAT.md §7.10, format version 2): a keyed chunker that cuts a file where its content says, so an edit
 //! changes only the chunks around it; a keyed chunk id, so equal chunks of one space
 //! (an account or a group) are stored once; and each chunk sealed on its own, padded so
 //! that the server sees its size only to within [`PAD_TO`].
@@ -12,8 +11,8 @@
 //!
 //! ```text
 //! gear[0..256]  = BLAKE3-XOF(key = HKDF(SK, "vault/v2/chunker"), "vault/v2/gear"), 2048 bytes, u64 LE each
-//! cut           = FastCDC with normalized chunking: no cut before MIN_CHUNK; up to AVG_CHUNK a cut
-//!                 where the top 22 bits of h are zero, then where the top 18 are; at MAX_CHUNK at most
+//! cut           = gear CDC: no cut before MIN_CHUNK; then after the first byte where h < CUT_BELOW
+//!                 (one chance in 768 Ki a byte); at MAX_CHUNK at most
 //!                 h = (h << 1) + gear[byte]  (wrapping, from 0 at MIN_CHUNK)
 //! id            = BLAKE3(key = HKDF(SK, "vault/v2/chunk-id"), plaintext)
 //! padded        = plaintext ‖ 0x80 ‖ 0x00 × k   (smallest k with len(padded) + 16 a multiple of PAD_TO)
@@ -36,8 +35,8 @@ use crate::crypto::{Key32, kdf::derive_subkey};
 
 /// No chunk but a file's last is shorter than this (256 KiB).
 pub const MIN_CHUNK: usize = 256 << 10;
-/// Where the chunker moves from its strict to its loose cut condition (1 MiB); the mean
-/// chunk of random data is about this long.
+/// The mean chunk of random data is about this long (1 MiB): [`MIN_CHUNK`], then on
+/// average 768 KiB until the rolling hash first falls below [`CUT_BELOW`].
 pub const AVG_CHUNK: usize = 1 << 20;
 /// No chunk is longer than this (4 MiB).
 pub const MAX_CHUNK: usize = 4 << 20;
@@ -52,10 +51,12 @@ pub const LABEL_CHUNK_ID: &str = "vault/v2/chunk-id";
 /// Label of the chunk-sealing key, from the space key.
 pub const LABEL_CHUNK_SEAL: &str = "vault/v2/chunk-seal";
 
-/// Before [`AVG_CHUNK`], a cut needs the top 22 bits of the rolling hash to be zero.
-const STRICT: u64 = !0 << (64 - 22);
-/// From [`AVG_CHUNK`], the top 18.
-const LOOSE: u64 = !0 << (64 - 18);
+/// From [`MIN_CHUNK`] on, a chunk ends after the first byte where the rolling hash is
+/// below this: ⌊(2⁶⁴ − 1) / 786 432⌋, one chance in 768 KiB. The condition is the same
+/// at every distance from the chunk's start (no strict-then-loose normalization), so after
+/// an edit the cuts fall back onto the old ones at the first old cut far enough on:
+/// normalized chunking could miss old cuts for several chunks running.
+pub const CUT_BELOW: u64 = u64::MAX / (AVG_CHUNK - MIN_CHUNK) as u64;
 
 /// A chunk's identity in its space: the keyed BLAKE3 of its plaintext.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -118,14 +119,8 @@ impl ChunkKeys {
             return data.len();
         }
         let end = data.len().min(MAX_CHUNK);
-        let normal = end.min(AVG_CHUNK);
-        let gear = &*self.gear;
-        let (cut, h) = scan(gear, &data[MIN_CHUNK..normal], 0, STRICT);
-        if let Some(at) = cut {
-            return MIN_CHUNK + at;
-        }
-        match scan(gear, &data[normal..end], h, LOOSE).0 {
-            Some(at) => normal + at,
+        match scan(&self.gear, &data[MIN_CHUNK..end], CUT_BELOW) {
+            Some(at) => MIN_CHUNK + at,
             None => end,
         }
     }
@@ -222,15 +217,16 @@ impl ChunkKeys {
     }
 }
 
-/// Rolls `h` over `bytes` and returns the length up to the first byte after which
-/// `h & mask` is zero (if any) and `h` there, or `None` and `h` after the last byte.
+/// Rolls a hash from 0 over `bytes` and returns the length up to the first byte after
+/// which it is below `below`, if any.
 ///
 /// Four bytes a step: each step's `h` comes from the last step's in one shift and one add
 /// (the gear values of the four bytes are combined off that path), and the three `h`s in
 /// between are computed beside it, so the loop is not held up by a chain of dependent
 /// additions. The result is exactly that of one byte at a time.
-fn scan(gear: &[u64; 256], bytes: &[u8], mut h: u64, mask: u64) -> (Option<usize>, u64) {
+fn scan(gear: &[u64; 256], bytes: &[u8], below: u64) -> Option<usize> {
     let g = |b: u8| gear[usize::from(b)];
+    let mut h = 0u64;
     let mut quads = bytes.chunks_exact(4);
     for (step, quad) in quads.by_ref().enumerate() {
         let (a, b, c, d) = (g(quad[0]), g(quad[1]), g(quad[2]), g(quad[3]));
@@ -243,10 +239,10 @@ fn scan(gear: &[u64; 256], bytes: &[u8], mut h: u64, mask: u64) -> (Option<usize
                 .wrapping_add(c << 1)
                 .wrapping_add(d),
         );
-        if (ha & mask == 0) | (hb & mask == 0) | (hc & mask == 0) | (hd & mask == 0) {
+        if (ha < below) | (hb < below) | (hc < below) | (hd < below) {
             let rolled = [ha, hb, hc, hd];
-            if let Some(i) = rolled.iter().position(|x| x & mask == 0) {
-                return (Some(step * 4 + i + 1), rolled[i]);
+            if let Some(i) = rolled.iter().position(|&x| x < below) {
+                return Some(step * 4 + i + 1);
             }
         }
         h = hd;
@@ -254,11 +250,11 @@ fn scan(gear: &[u64; 256], bytes: &[u8], mut h: u64, mask: u64) -> (Option<usize
     let done = bytes.len() - quads.remainder().len();
     for (i, &byte) in quads.remainder().iter().enumerate() {
         h = (h << 1).wrapping_add(g(byte));
-        if h & mask == 0 {
-            return (Some(done + i + 1), h);
+        if h < below {
+            return Some(done + i + 1);
         }
     }
-    (None, h)
+    None
 }
 
 /// The associated data of chunk `id`.
@@ -305,26 +301,32 @@ mod tests {
     fn four_bytes_a_step_cut_where_one_byte_at_a_time_does() {
         let keys = keys(7);
         let data = noise(4096, b"scan");
-        let one_at_a_time = |bytes: &[u8], mut h: u64, mask: u64| {
+        let one_at_a_time = |bytes: &[u8], below: u64| {
+            let mut h = 0u64;
             for (i, &b) in bytes.iter().enumerate() {
                 h = (h << 1).wrapping_add(keys.gear[usize::from(b)]);
-                if h & mask == 0 {
-                    return (Some(i + 1), h);
+                if h < below {
+                    return Some(i + 1);
                 }
             }
-            (None, h)
+            None
         };
-        for bits in [1, 2, 3, 5, 8, 64] {
-            let mask = !0u64 << (64 - bits);
+        // From "almost every byte" to "never": each finds the first cut or none.
+        for below in [
+            u64::MAX,
+            u64::MAX / 2,
+            u64::MAX / 5,
+            u64::MAX / 300,
+            CUT_BELOW,
+            0,
+        ] {
             for start in 0..64 {
                 for len in [0, 1, 2, 3, 4, 5, 7, 8, 9, 63, 1000] {
                     let bytes = &data[start..start + len];
-                    let h =
-                        u64::from_le_bytes(data[start + 2000..start + 2008].try_into().expect("8"));
                     assert_eq!(
-                        scan(&keys.gear, bytes, h, mask),
-                        one_at_a_time(bytes, h, mask),
-                        "{bits} bits, start {start}, len {len}"
+                        scan(&keys.gear, bytes, below),
+                        one_at_a_time(bytes, below),
+                        "below {below}, start {start}, len {len}"
                     );
                 }
             }

@@ -17,8 +17,7 @@ AVG_CHUNK = 1 << 20
 MAX_CHUNK = 4 << 20
 PAD_TO = 64 << 10
 MASK64 = (1 << 64) - 1
-STRICT = (MASK64 << (64 - 22)) & MASK64
-LOOSE = (MASK64 << (64 - 18)) & MASK64
+CUT_BELOW = MASK64 // (AVG_CHUNK - MIN_CHUNK)
 
 
 def hkdf(ikm: bytes, info: str) -> bytes:
@@ -36,11 +35,10 @@ def cut(gear, data: bytes, start: int) -> int:
     if n <= MIN_CHUNK:
         return n
     end = min(n, MAX_CHUNK)
-    normal = min(end, AVG_CHUNK)
     h = 0
     for i in range(MIN_CHUNK, end):
         h = ((h << 1) + gear[data[start + i]]) & MASK64
-        if h & (STRICT if i < normal else LOOSE) == 0:
+        if h < CUT_BELOW:
             return i + 1
     return end
 
