@@ -108,6 +108,15 @@ fn edits_move_only_the_chunks_around_them_up_and_down() {
         used < (original.len() as u64) * 3 / 2,
         "six versions use {used} bytes"
     );
+    // Counted whole, the six versions (30 MiB and more each) come to several copies.
+    let logical = quota["logical_bytes"].as_u64().expect("logical");
+    assert!(logical >= 6 * 30 * MIB as u64, "{quota}");
+    // `du` counts the current version whole: its sealed chunks, at least its plaintext.
+    let newest = edits[edits.len() - 1].1.len() as u64;
+    let du = json(alice.run(&["du", "/disk.img", "--json"]).ok());
+    assert_eq!(du["bytes"].as_u64(), Some(newest));
+    let sealed = du["sealed_bytes"].as_u64().expect("sealed");
+    assert!(sealed >= newest && sealed < newest + 4 * MIB as u64, "{du}");
     let versions = json(alice.run(&["versions", "/disk.img", "--json"]).ok());
     assert_eq!(versions["versions"].as_array().map(Vec::len), Some(6));
     // An older version is restorable whole, taking most of it from the newest.

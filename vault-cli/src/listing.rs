@@ -136,7 +136,12 @@ impl Totals {
             } else {
                 t.files += 1;
                 t.bytes += e.size();
-                t.sealed_bytes += e.current.as_ref().map_or(0, |(v, _)| v.sealed_size);
+                // A chunked version counted whole: its list and every chunk it uses, shared
+                // or not (what the space stores once is `vault quota`'s figure).
+                t.sealed_bytes += e
+                    .current
+                    .as_ref()
+                    .map_or(0, |(v, _)| v.sealed_size + v.chunk_bytes);
             }
         }
         t
@@ -152,7 +157,7 @@ pub fn print_du(path: &str, t: &Totals, json_out: bool) -> anyhow::Result<()> {
         outln!("{}", serde_json::to_string_pretty(&value)?)?;
     } else {
         outln!(
-            "{}  {}  ({}, {}; {} stored, current versions only)",
+            "{}  {}  ({}, {}; {} sealed, current versions only, shared chunks counted in each)",
             format_size(t.bytes),
             shown(path),
             plural(t.files, "file", "files"),
@@ -166,7 +171,8 @@ pub fn print_du(path: &str, t: &Totals, json_out: bool) -> anyhow::Result<()> {
 pub fn print_quota(u: &Usage, json_out: bool) -> anyhow::Result<()> {
     if json_out {
         let value = json!({
-            "used_bytes": u.used_bytes, "quota_bytes": u.quota_bytes,
+            "used_bytes": u.used_bytes, "logical_bytes": u.logical_bytes,
+            "quota_bytes": u.quota_bytes,
             "files": u.files, "dirs": u.dirs, "versions": u.versions,
             "trash_items": u.trash_items, "revision": u.revision,
         });
@@ -178,9 +184,10 @@ pub fn print_quota(u: &Usage, json_out: bool) -> anyhow::Result<()> {
             u.used_bytes as f64 * 100.0 / u.quota_bytes as f64
         };
         outln!(
-            "used {} of {} ({pct:.1}%)",
+            "used {} of {} ({pct:.1}%): {} of versions, each shared chunk stored once",
             format_size(u.used_bytes),
-            format_size(u.quota_bytes)
+            format_size(u.quota_bytes),
+            format_size(u.logical_bytes)
         )?;
         outln!(
             "{}, {}, {}, {} in the trash",

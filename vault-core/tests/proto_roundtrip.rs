@@ -123,6 +123,7 @@ fn version_info() -> BoxedStrategy<VersionInfo> {
                     sealed_meta,
                     generation,
                     created_at,
+                    chunk_bytes: created_at as u64 / 3,
                 }
             },
         )
@@ -176,10 +177,11 @@ fn trash_item() -> BoxedStrategy<TrashItem> {
 }
 
 fn usage() -> BoxedStrategy<Usage> {
-    any::<[u64; 7]>()
+    any::<[u64; 8]>()
         .prop_map(
             |[
                 used_bytes,
+                logical_bytes,
                 quota_bytes,
                 files,
                 dirs,
@@ -189,6 +191,7 @@ fn usage() -> BoxedStrategy<Usage> {
             ]| {
                 Usage {
                     used_bytes,
+                    logical_bytes,
                     quota_bytes,
                     files,
                     dirs,

@@ -266,6 +266,7 @@ fn listing_entries_are_arrays() {
                         sealed_meta: bytes(5, 2),
                         generation: 1,
                         created_at: 1_700_000_000,
+                        chunk_bytes: 5 << 20,
                     }),
                     version_count: 2,
                     revision: 42,

@@ -23,3 +23,6 @@ CREATE INDEX version_chunks_by_chunk ON version_chunks (chunk);
 -- Bytes of chunks an open upload of format 2 said it will store: counted with its
 -- sealed_size against the quota (and the disk) until it commits or expires.
 ALTER TABLE uploads ADD COLUMN chunk_bytes BIGINT NOT NULL DEFAULT 0;
+-- Sealed bytes of the distinct chunks a version of format 2 uses (0 for format 1): with
+-- sealed_size, what the version would take stored whole (`usage.logical_bytes`, `du`).
+ALTER TABLE versions ADD COLUMN chunk_bytes BIGINT NOT NULL DEFAULT 0;

@@ -343,6 +343,7 @@ mod tests {
             sealed_meta: ByteBuf::from(format::seal_meta(&fk, &meta).expect("meta")),
             generation: 0,
             created_at: 0,
+            chunk_bytes: 0,
         };
         let (_, opened) = k.open_version(7, &v).expect("open");
         assert_eq!(opened, meta);
@@ -381,6 +382,7 @@ mod tests {
             sealed_meta: ByteBuf::from(format::seal_meta(&fk, &meta).expect("meta")),
             generation,
             created_at: 0,
+            chunk_bytes: 0,
         }
     }
 

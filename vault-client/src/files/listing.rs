@@ -594,6 +594,7 @@ mod tests {
                 sealed_meta: vec![8; 86].into(),
                 generation: 0,
                 created_at: 0,
+                chunk_bytes: 0,
             }),
             version_count: 1,
             ..dir_info(&keys, 1, &["a.txt"])

@@ -98,6 +98,10 @@ pub struct VersionInfo {
     pub generation: u32,
     /// Unix seconds when the version was committed.
     pub created_at: i64,
+    /// Ciphertext bytes of the distinct chunks a version of format 2 uses, stored once per
+    /// space and possibly shared (0 for format 1). With `sealed_size`, what the version
+    /// would take stored whole.
+    pub chunk_bytes: u64,
 }
 
 /// A live entry of a namespace. On the wire a CBOR array of its fields in this order, not
@@ -129,6 +133,7 @@ impl Serialize for VersionInfo {
             &self.sealed_meta,
             self.generation,
             self.created_at,
+            self.chunk_bytes,
         )
             .serialize(s)
     }
@@ -136,7 +141,7 @@ impl Serialize for VersionInfo {
 
 impl<'de> Deserialize<'de> for VersionInfo {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (version, sealed_size, wrapped_key, sealed_meta, generation, created_at) =
+        let (version, sealed_size, wrapped_key, sealed_meta, generation, created_at, chunk_bytes) =
             Deserialize::deserialize(d)?;
         Ok(VersionInfo {
             version,
@@ -145,6 +150,7 @@ impl<'de> Deserialize<'de> for VersionInfo {
             sealed_meta,
             generation,
             created_at,
+            chunk_bytes,
         })
     }
 }
@@ -213,8 +219,13 @@ pub struct Rename {
 /// Space used and allowed in a namespace.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
-    /// Ciphertext bytes of all versions, in trash or not.
+    /// Ciphertext bytes stored: every version's own blob (its contents in format 1, its
+    /// chunk list in format 2), and each chunk once, in trash or not.
     pub used_bytes: u64,
+    /// What the versions would take stored whole: each version's `sealed_size` plus its
+    /// `chunk_bytes`, shared chunks counted in every version that uses them.
+    #[serde(default)]
+    pub logical_bytes: u64,
     /// The limit on `used_bytes`.
     pub quota_bytes: u64,
     pub files: u64,

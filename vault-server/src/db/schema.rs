@@ -141,6 +141,7 @@ diesel::table! {
         generation -> BigInt,
         created_at -> BigInt,
         blob_blake3 -> Nullable<Binary>,
+        chunk_bytes -> BigInt,
     }
 }
 

@@ -32,6 +32,7 @@ pub fn version_info(v: &Version) -> VersionInfo {
         sealed_meta: v.sealed_meta.clone(),
         generation: v.generation,
         created_at: v.created_at,
+        chunk_bytes: v.chunk_bytes,
     })
 }
 
@@ -44,6 +45,7 @@ fn wire_version(v: ListedVersion) -> VersionInfo {
         sealed_meta: v.sealed_meta.into(),
         generation: u32::try_from(v.generation).unwrap_or(0),
         created_at: v.created_at,
+        chunk_bytes: v.chunk_bytes.max(0) as u64,
     }
 }
 
@@ -158,6 +160,7 @@ mod tests {
                 sealed_meta: vec![0xff; SEALED_META_LEN].into(),
                 generation: u32::MAX,
                 created_at: i64::MAX,
+                chunk_bytes: u64::MAX,
             }),
             version_count: u64::MAX,
             revision: u64::MAX,

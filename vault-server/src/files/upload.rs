@@ -545,15 +545,15 @@ fn attach_chunks(
 ) -> Result<(), Failure> {
     let version =
         versions::get(c, upload.entry_id, upload.version)?.ok_or_else(ApiError::internal)?;
-    if let Some(missing) = crate::db::files::chunks::attach(c, ns, version.id, ids, now)? {
-        return Err(ApiError::conflict(format!(
+    match crate::db::files::chunks::attach(c, ns, version.id, ids, now)? {
+        Ok(bytes) => Ok(versions::set_chunk_bytes(c, version.id, bytes)?),
+        Err(missing) => Err(ApiError::conflict(format!(
             "chunk {} of this version is not stored in this space (it may have been collected \
              since it was sent); run the command again to send it",
             hex::encode(&missing[..8])
         ))
-        .into());
+        .into()),
     }
-    Ok(())
 }
 
 /// Inside a write transaction: refuses an upload whose file went to the trash meanwhile.

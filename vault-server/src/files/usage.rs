@@ -1,5 +1,5 @@
-//! `usage`: bytes used (ciphertext of every version, trash included) against the quota,
-//! with counts of files, folders, versions and deletions, and the current revision.
+//! `usage`: bytes used (ciphertext stored, each chunk once, trash included) against the
+//! quota, what the versions would take stored whole, with counts of files, folders, versions and deletions, and the current revision.
 
 use vault_proto::proto::{ApiError, NsRef, Response, Usage};
 
@@ -18,6 +18,7 @@ pub async fn usage(
         let (files, dirs) = entries::live_counts(c, ns.id)?;
         Ok(Response::Usage(Usage {
             used_bytes: ns.used_bytes.max(0) as u64,
+            logical_bytes: versions::logical_bytes(c, ns.id)?,
             quota_bytes: quota.max(0) as u64,
             files,
             dirs,

@@ -95,28 +95,29 @@ pub fn insert(conn: &mut DbConn, new: &NewChunk<'_>) -> DbResult<()> {
 }
 
 /// Records that version row `version_id` uses the chunks `ids` of namespace `ns` (a chunk
-/// named twice is recorded once) and marks them used. Returns the first id the namespace
-/// does not hold, if any, having recorded nothing.
+/// named twice is recorded once) and marks them used. Returns the sealed bytes of the
+/// distinct chunks, or the first id the namespace does not hold, having recorded nothing.
 pub fn attach(
     conn: &mut DbConn,
     ns: i64,
     version_id: i64,
     ids: &[Vec<u8>],
     now: i64,
-) -> DbResult<Option<Vec<u8>>> {
-    let mut rows: HashMap<Vec<u8>, i64> = HashMap::with_capacity(ids.len());
+) -> DbResult<Result<i64, Vec<u8>>> {
+    let mut rows: HashMap<Vec<u8>, (i64, i64)> = HashMap::with_capacity(ids.len());
     for batch in ids.chunks(BATCH) {
-        let found: Vec<(Vec<u8>, i64)> = chunks::table
+        let found: Vec<(Vec<u8>, i64, i64)> = chunks::table
             .filter(chunks::namespace_id.eq(ns))
             .filter(chunks::chunk_id.eq_any(batch))
-            .select((chunks::chunk_id, chunks::id))
+            .select((chunks::chunk_id, chunks::id, chunks::sealed_size))
             .load(conn)?;
-        rows.extend(found);
+        rows.extend(found.into_iter().map(|(id, row, size)| (id, (row, size))));
     }
     if let Some(missing) = ids.iter().find(|id| !rows.contains_key(*id)) {
-        return Ok(Some(missing.clone()));
+        return Ok(Err(missing.clone()));
     }
-    let distinct: Vec<i64> = rows.values().copied().collect();
+    let bytes = rows.values().map(|(_, size)| size).sum();
+    let distinct: Vec<i64> = rows.values().map(|(row, _)| *row).collect();
     // One row at a time: batch inserts are not available through `MultiConnection`.
     for chunk in &distinct {
         diesel::insert_into(version_chunks::table)
@@ -131,7 +132,7 @@ pub fn attach(
             .set(chunks::used_at.eq(now))
             .execute(conn)?;
     }
-    Ok(None)
+    Ok(Ok(bytes))
 }
 
 /// Deletes the `version_chunks` rows of versions that no longer exist (versions are

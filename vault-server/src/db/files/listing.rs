@@ -32,6 +32,7 @@ pub struct ListedVersion {
     pub sealed_meta: Vec<u8>,
     pub generation: i64,
     pub created_at: i64,
+    pub chunk_bytes: i64,
 }
 
 /// A listed entry: its columns, its current version (files only), and how many versions

@@ -20,6 +20,8 @@ pub struct Version {
     pub sealed_meta: Vec<u8>,
     pub generation: i64,
     pub created_at: i64,
+    /// Sealed bytes of the distinct chunks it uses (format 2; 0 for format 1).
+    pub chunk_bytes: i64,
 }
 
 /// The values of a new version.
@@ -41,6 +43,14 @@ pub struct NewVersion<'a> {
 pub fn insert(conn: &mut DbConn, new: &NewVersion<'_>) -> DbResult<()> {
     diesel::insert_into(versions::table)
         .values(new)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Records the sealed bytes of the distinct chunks version row `id` uses.
+pub fn set_chunk_bytes(conn: &mut DbConn, id: i64, bytes: i64) -> DbResult<()> {
+    diesel::update(versions::table.find(id))
+        .set(versions::chunk_bytes.eq(bytes))
         .execute(conn)?;
     Ok(())
 }
@@ -143,6 +153,21 @@ pub fn mark_deleted(conn: &mut DbConn, blob_ids: &[String], now: i64) -> DbResul
 }
 
 /// How many versions a namespace keeps, in the trash or not.
+/// Sealed bytes of every version of namespace `ns` counted whole: each one's own blob
+/// plus the chunks it uses, a shared chunk once per version that uses it.
+pub fn logical_bytes(conn: &mut DbConn, ns: i64) -> DbResult<u64> {
+    use diesel::sql_types::{BigInt, Nullable};
+    // SUM of a BIGINT is NUMERIC on PostgreSQL: cast back (no namespace nears 2^63 bytes).
+    let total: Option<i64> = versions::table
+        .inner_join(entries::table.on(entries::id.eq(versions::entry_id)))
+        .filter(entries::namespace_id.eq(ns))
+        .select(diesel::dsl::sql::<Nullable<BigInt>>(
+            "CAST(SUM(versions.sealed_size + versions.chunk_bytes) AS BIGINT)",
+        ))
+        .first(conn)?;
+    Ok(total.unwrap_or(0).max(0) as u64)
+}
+
 pub fn count_in_namespace(conn: &mut DbConn, ns: i64) -> DbResult<u64> {
     let n: i64 = versions::table
         .inner_join(entries::table.on(entries::id.eq(versions::entry_id)))
