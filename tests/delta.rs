@@ -3,8 +3,9 @@
 //! and an append each move only the chunks around them, up and down; versions and files
 //! of one space share chunks; gc frees exactly the chunks no kept version uses; an
 //! interrupted upload resumes with the chunks already sent; a server that alters, swaps
-//! or drops chunks is caught and nothing is written; a file stored in format 1 stays
-//! readable and restorable.
+//! or drops chunks is caught and nothing is written; a chunk damaged on the server's disk
+//! is found by fsck, and after its repair the next upload stores it again; a file stored
+//! in format 1 stays readable and restorable.
 
 use std::path::Path;
 use std::time::Duration;
@@ -291,6 +292,56 @@ fn a_server_that_alters_swaps_or_drops_chunks_is_caught_and_nothing_is_written()
         .run(&["get", "/f.bin", s(&dest)])
         .fails_with("no such chunk");
     assert!(!dest.exists(), "nothing written under the real name");
+}
+
+#[test]
+fn a_damaged_chunk_is_found_by_fsck_and_after_its_repair_the_next_upload_stores_it_again() {
+    let server = TestServer::start();
+    let alice = Client::new();
+    alice.register(&server, "alice", "alice@example.org");
+    let content = random_bytes(8 * MIB, 61);
+    let local = alice.dir.path().join("img");
+    std::fs::write(&local, &content).expect("write");
+    put(&alice, &local, "/img");
+    let chunks = server.chunks();
+    assert!(chunks.len() >= 2, "{chunks:?}");
+    let (rotten, _) = &chunks[chunks.len() / 2];
+    let mut bytes = server.blob_bytes(rotten);
+    bytes[1000] ^= 0x20;
+    server.replace_blob(rotten, &bytes);
+
+    let found = server.admin(&["fsck", "--read-data"]);
+    assert_eq!(found.code, 1, "{found:?}");
+    let says = format!("chunk blob {rotten} does not hold the bytes stored");
+    assert!(found.stdout.contains(&says), "{}", found.stdout);
+    assert!(
+        found.stdout.contains("it is part of file #"),
+        "{}",
+        found.stdout
+    );
+    let repaired = server
+        .admin(&["fsck", "--read-data", "--repair"])
+        .ok()
+        .to_owned();
+    assert!(repaired.contains("chunk deleted"), "{repaired}");
+    assert!(repaired.contains("was removed"), "{repaired}");
+    assert!(!alice.run(&["ls", "/", "--json"]).ok().contains("\"img\""));
+
+    // The next upload sends the damaged chunk again (and only what the repair took).
+    let (bytes, reused) = put(&alice, &local, "/img");
+    assert!(reused > 0 && reused < bytes, "{reused} of {bytes} reused");
+    let back = alice.dir.path().join("back");
+    get(&alice, "/img", &back);
+    assert!(
+        std::fs::read(&back).expect("read") == content,
+        "whole again"
+    );
+    assert!(
+        server
+            .admin(&["fsck", "--read-data"])
+            .ok()
+            .contains("clean")
+    );
 }
 
 /// A large file stored in format 1 (as every release before format 2 stored it, and as

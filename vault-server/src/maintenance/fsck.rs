@@ -1,12 +1,15 @@
 //! `fsck`: do the database and the blob store agree? It reports versions whose blob is
-//! missing or has the wrong size, orphan blobs and partials, dangling uploads (whose file
-//! entry is gone, or whose partial holds more than the upload declared), namespaces whose `used_bytes` is not the sum of their versions, live entries
-//! whose parent is not a live directory, and entries whose `current_version` names no
-//! version. With `repair` it fixes what needs no guessing: versions that cannot be read
+//! missing or has the wrong size, chunks (format 2) whose blob is, orphan blobs and
+//! partials, dangling uploads (whose file entry is gone, or whose partial holds more than
+//! the upload declared), namespaces whose `used_bytes` is not the sum of their versions
+//! and chunks, live entries whose parent is not a live directory, and entries whose
+//! `current_version` names no version. With `repair` it fixes what needs no guessing: versions that cannot be read
 //! are deleted (the file falls back to its newest readable version, or goes if none is
 //! left; [`FsckReport::lost`] says which files lost data), orphan blobs are queued for gc,
 //! orphan partials removed, dangling uploads dropped, missing parent directories created
-//! and `used_bytes` recomputed.
+//! and `used_bytes` recomputed. A damaged chunk (format 2) takes the versions that use it
+//! with it, and is then deleted itself, so that the next upload of its bytes stores it
+//! again (a space that still held it would never be sent it).
 //!
 //! With `read_data` it also reads every version's blob and compares it with the BLAKE3
 //! recorded when it was stored ([`super::scrub::check_blob`]): a version whose bytes
@@ -35,7 +38,7 @@ use super::rows::{self, EntryRow, UploadRow, VersionRow};
 use super::scrub::{self, Verdict};
 use super::{MaintenanceError, MaintenanceResult};
 use crate::blobs::{BlobId, BlobStore, hash};
-use crate::db::schema::{entries, namespaces, trash, uploads, versions};
+use crate::db::schema::{chunks, entries, namespaces, trash, uploads, version_chunks, versions};
 use crate::db::{self, DbConn, DbError};
 
 /// One disagreement between the database and the blob store.
@@ -84,12 +87,14 @@ pub enum Problem {
         blob_id: String,
     },
     /// A chunk (format 2) whose blob is missing, of the wrong size or (`read_data`) not the
-    /// bytes stored. Never repaired: the versions that use it are damaged, and their
-    /// owners should upload them again.
+    /// bytes stored; `used_by` are the versions that cannot be read without it. The
+    /// repair deletes those versions (as for a damaged version's blob) and then the chunk,
+    /// so that the next upload of the same bytes stores it again.
     DamagedChunk {
         owner: String,
         blob_id: String,
         reason: String,
+        used_by: Vec<VersionRef>,
     },
     OrphanBlob {
         blob_id: String,
@@ -189,11 +194,18 @@ impl fmt::Display for Problem {
                 owner,
                 blob_id,
                 reason,
-            } => write!(
-                f,
-                "{owner}: chunk blob {blob_id} {reason}; the files that use it must be uploaded \
-                 again"
-            ),
+                used_by,
+            } => {
+                write!(f, "{owner}: chunk blob {blob_id} {reason}; ")?;
+                if used_by.is_empty() {
+                    return write!(f, "no version uses it");
+                }
+                let named: Vec<String> = used_by
+                    .iter()
+                    .map(|v| format!("file #{} version {}", v.entry_id, v.version))
+                    .collect();
+                write!(f, "it is part of {}", named.join(", "))
+            }
             Problem::OrphanBlob { blob_id, size } => {
                 write!(f, "blob {blob_id} ({size} bytes) belongs to no version")
             }
@@ -238,6 +250,15 @@ impl fmt::Display for Problem {
             ),
         }
     }
+}
+
+/// A version named in a finding about something it depends on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VersionRef {
+    pub entry_id: i64,
+    /// The encrypted path, as in the other findings.
+    pub path: String,
+    pub version: i64,
 }
 
 /// A problem and, after a repair, what was done about it.
@@ -404,7 +425,7 @@ impl Run<'_> {
         let sizes: HashMap<&str, u64> = blobs.iter().map(|b| (b.id.as_str(), b.size)).collect();
         self.check_versions(&entries, &versions, &sizes)?;
         self.check_current_versions(&entries, &versions)?;
-        self.check_chunks(&chunks, &sizes)?;
+        self.check_chunks(&entries, &chunks, &sizes)?;
         self.check_uploads(&uploads)?;
         for blob in blobs.iter().filter(|b| !referenced.contains(b.id.as_str())) {
             let repaired = self.queue_orphan(&blob.id)?;
@@ -521,7 +542,14 @@ impl Run<'_> {
         for (entry_id, bad) in broken {
             let (ns, path) = place(entry_id);
             let repaired = if self.repair {
-                Some(self.drop_versions(entry_id, &bad)?)
+                let doomed: Vec<VersionRow> = bad.iter().map(|(v, _)| v.clone()).collect();
+                // A damaged blob stays on disk for the grace period, for inspection.
+                let present: Vec<String> = bad
+                    .iter()
+                    .filter(|(_, verdict)| *verdict != Verdict::Missing)
+                    .map(|(v, _)| v.blob_id.clone())
+                    .collect();
+                Some(self.drop_versions(entry_id, &doomed, &present)?)
             } else {
                 None
             };
@@ -594,20 +622,17 @@ impl Run<'_> {
 
     /// Deletes unreadable versions of one entry and moves its current version to the
     /// newest readable one (or deletes the entry when none is left).
+    /// Deletes the versions `doomed` of one entry, queueing the blobs of theirs that are
+    /// `present` for gc; the file falls back to its newest remaining version, or goes.
     fn drop_versions(
         &mut self,
         entry_id: i64,
-        bad: &[(VersionRow, Verdict)],
+        doomed: &[VersionRow],
+        present: &[String],
     ) -> MaintenanceResult<String> {
         let now = self.now;
-        let ids: Vec<i64> = bad.iter().map(|(v, _)| v.id).collect();
-        // A damaged blob stays on disk for the grace period, for inspection.
-        let present: Vec<String> = bad
-            .iter()
-            .filter(|(_, verdict)| *verdict != Verdict::Missing)
-            .map(|(v, _)| v.blob_id.clone())
-            .collect();
-        let numbers: Vec<String> = bad.iter().map(|(v, _)| v.version.to_string()).collect();
+        let ids: Vec<i64> = doomed.iter().map(|v| v.id).collect();
+        let numbers: Vec<String> = doomed.iter().map(|v| v.version.to_string()).collect();
         let outcome = db::transaction(self.conn, |c| {
             let bytes: i64 = versions::table
                 .filter(versions::id.eq_any(&ids))
@@ -615,7 +640,7 @@ impl Run<'_> {
                 .load::<i64>(c)?
                 .into_iter()
                 .sum();
-            rows::queue_deleted(c, &present, now)?;
+            rows::queue_deleted(c, present, now)?;
             diesel::delete(versions::table.filter(versions::id.eq_any(&ids))).execute(c)?;
             settle_entry(c, entry_id, bytes, now)
         })?;
@@ -821,17 +846,18 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Compares each namespace's `used_bytes` with the sum of its versions, holding the
-    /// namespace row so a concurrent commit cannot slip in between the two reads.
     /// Chunks whose blob is missing or of the wrong size, and with `read_data` those whose
-    /// bytes changed. Reported, never repaired.
+    /// bytes changed, each with the versions that use it; the repair deletes those
+    /// versions and then the chunk ([`Run::drop_chunk`]).
     fn check_chunks(
         &mut self,
+        entries: &HashMap<i64, EntryRow>,
         chunks: &[db::files::chunks::Chunk],
         sizes: &HashMap<&str, u64>,
     ) -> MaintenanceResult<()> {
         self.report.checked.chunks = chunks.len() as u64;
         for chunk in chunks {
+            let mut unreadable = false;
             let expected = u64::try_from(chunk.sealed_size).unwrap_or(0);
             let id = rows::blob_id(&chunk.blob_id);
             let listed = match sizes.get(chunk.blob_id.as_str()) {
@@ -859,24 +885,148 @@ impl Run<'_> {
                                 "does not hold the bytes stored (its BLAKE3 differs)".to_string()
                             })
                         }
-                        Err(e) => Some(format!("cannot be read: {e}")),
+                        Err(e) => {
+                            // Perhaps the disk, perhaps who runs the check: reported, and
+                            // left alone (as an unreadable version's blob is).
+                            unreadable = true;
+                            Some(format!("cannot be read: {e}"))
+                        }
                     }
                 }
                 _ => None,
             };
-            if let Some(reason) = reason {
-                self.push(
-                    Problem::DamagedChunk {
-                        owner: self.owner(chunk.namespace_id),
-                        blob_id: chunk.blob_id.clone(),
-                        reason,
-                    },
-                    None,
-                );
-            }
+            let Some(reason) = reason else {
+                continue;
+            };
+            // Check again: gc may have removed the chunk meanwhile.
+            let Some(users) = self.versions_using(chunk.id)? else {
+                continue;
+            };
+            let used_by = users
+                .iter()
+                .map(|v| VersionRef {
+                    entry_id: v.entry_id,
+                    path: entries
+                        .get(&v.entry_id)
+                        .map(|e| e.path.clone())
+                        .unwrap_or_default(),
+                    version: v.version,
+                })
+                .collect();
+            let repaired = if self.repair && !unreadable {
+                self.drop_chunk(chunk, &users, listed.is_some())?
+            } else {
+                None
+            };
+            self.push(
+                Problem::DamagedChunk {
+                    owner: self.owner(chunk.namespace_id),
+                    blob_id: chunk.blob_id.clone(),
+                    reason,
+                    used_by,
+                },
+                repaired,
+            );
         }
         Ok(())
     }
+
+    /// The versions that use chunk row `chunk`, by file and version; `None` when the chunk
+    /// is gone.
+    fn versions_using(&mut self, chunk: i64) -> MaintenanceResult<Option<Vec<VersionRow>>> {
+        let there: i64 = chunks::table.find(chunk).count().get_result(self.conn)?;
+        if there == 0 {
+            return Ok(None);
+        }
+        let ids: Vec<i64> = version_chunks::table
+            .filter(version_chunks::chunk.eq(chunk))
+            .select(version_chunks::version_id)
+            .load(self.conn)?;
+        let mut users: Vec<VersionRow> = Vec::with_capacity(ids.len());
+        for batch in ids.chunks(rows::CHUNK) {
+            users.extend(
+                versions::table
+                    .filter(versions::id.eq_any(batch))
+                    .select(VersionRow::as_select())
+                    .load(self.conn)?,
+            );
+        }
+        users.sort_by_key(|v| (v.entry_id, v.version));
+        Ok(Some(users))
+    }
+
+    /// Repairs a damaged chunk: deletes the versions in `users` (each file falls back to
+    /// its newest remaining version, or goes, as for a damaged version's own blob), then,
+    /// under the namespace's lock, the chunk itself, its blob queued for gc (kept for the
+    /// grace period, for inspection, when `present`) and its bytes off the count. A
+    /// version committed with the chunk meanwhile keeps it, and the next run repairs it.
+    fn drop_chunk(
+        &mut self,
+        chunk: &db::files::chunks::Chunk,
+        users: &[VersionRow],
+        present: bool,
+    ) -> MaintenanceResult<Option<String>> {
+        let mut by_entry: BTreeMap<i64, Vec<VersionRow>> = BTreeMap::new();
+        for v in users {
+            by_entry.entry(v.entry_id).or_default().push(v.clone());
+        }
+        let mut done = Vec::new();
+        for (entry_id, doomed) in by_entry {
+            // Their own blobs (sealed chunk lists) are intact: they go to gc with them.
+            let blobs: Vec<String> = doomed.iter().map(|v| v.blob_id.clone()).collect();
+            let what = self.drop_versions(entry_id, &doomed, &blobs)?;
+            done.push(format!("file #{entry_id}: {what}"));
+        }
+        let (row, ns, now) = (chunk.id, chunk.namespace_id, self.now);
+        let blob = present.then(|| chunk.blob_id.clone());
+        // Some(false): a version committed meanwhile uses it; None: gone meanwhile.
+        let dropped = db::transaction(self.conn, |c| {
+            match db::files::namespaces::lock(c, ns) {
+                Err(DbError::Query(diesel::result::Error::NotFound)) => return Ok(None),
+                locked => locked?,
+            };
+            let Some(sealed_size) = chunks::table
+                .find(row)
+                .select(chunks::sealed_size)
+                .get_result::<i64>(c)
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let live: i64 = version_chunks::table
+                .inner_join(versions::table.on(versions::id.eq(version_chunks::version_id)))
+                .filter(version_chunks::chunk.eq(row))
+                .count()
+                .get_result(c)?;
+            if live > 0 {
+                return Ok(Some(false));
+            }
+            diesel::delete(version_chunks::table.filter(version_chunks::chunk.eq(row)))
+                .execute(c)?;
+            diesel::delete(chunks::table.find(row)).execute(c)?;
+            rows::queue_deleted(c, blob.as_slice(), now)?;
+            db::files::namespaces::add_used(c, ns, -sealed_size)?;
+            Ok::<_, DbError>(Some(true))
+        })?;
+        match dropped {
+            Some(true) => {
+                done.push("chunk deleted: the next upload of its bytes stores it again".into())
+            }
+            None => done.push("chunk deleted meanwhile".into()),
+            Some(false) => {
+                self.report.errors.push(format!(
+                    "chunk blob {} was used by a new version while it was repaired; run the \
+                     repair again",
+                    chunk.blob_id
+                ));
+                return Ok(None);
+            }
+        }
+        Ok(Some(done.join("; ")))
+    }
+
+    /// Compares each namespace's `used_bytes` with the sum of its versions, holding the
+    /// namespace row so a concurrent commit cannot slip in between the two reads.
 
     fn check_used_bytes(&mut self) -> MaintenanceResult<()> {
         let ids: Vec<i64> = namespaces::table.select(namespaces::id).load(self.conn)?;
@@ -1212,6 +1362,81 @@ mod tests {
         }
         let after = fsck_with(c, &t.store, READ_DATA, NOW)?;
         assert!(after.is_clean(), "{:#?}", after.findings);
+        Ok(())
+    }
+
+    #[test]
+    fn a_damaged_chunk_takes_the_versions_that_use_it_and_is_stored_again_by_the_next_upload()
+    -> TestResult {
+        let t = Fixture::new()?;
+        let c = &mut *t.conn()?;
+        let ns = t.namespace(c, 1)?;
+        // img: version 1 uses the shared chunk; version 2 the shared one and its own.
+        let img = t.entry(c, ns, "img", Some(2))?;
+        let (v1, _) = t.version(c, img, 1, 100)?;
+        let (v2, _) = t.version(c, img, 2, 100)?;
+        let (shared, _) = t.chunk(c, ns, &[1; 3000])?;
+        let (own, own_blob) = t.chunk(c, ns, &[2; 2000])?;
+        t.uses(c, v1, shared)?;
+        t.uses(c, v2, shared)?;
+        t.uses(c, v2, own)?;
+        // other: one version, whose only chunk goes missing.
+        let other = t.entry(c, ns, "other", Some(1))?;
+        let (v3, _) = t.version(c, other, 1, 100)?;
+        let (lost, lost_blob) = t.chunk(c, ns, &[3; 1000])?;
+        t.uses(c, v3, lost)?;
+        t.set_used(c, ns, 300 + 3000 + 2000 + 1000)?;
+        assert!(fsck_with(c, &t.store, READ_DATA, NOW)?.is_clean());
+
+        damage(&t, &own_blob, |b| b[1999] ^= 0x40)?;
+        t.store.remove(&lost_blob)?;
+        // Sizes alone see the missing one; reading sees both.
+        assert_eq!(
+            kinds(&fsck(c, &t.store, false, NOW)?),
+            vec!["damaged_chunk"]
+        );
+        let report = fsck_with(c, &t.store, READ_DATA, NOW)?;
+        assert_eq!(kinds(&report), vec!["damaged_chunk", "damaged_chunk"]);
+        let text: Vec<String> = report
+            .findings
+            .iter()
+            .map(|f| f.problem.to_string())
+            .collect();
+        assert!(
+            text.contains(&format!(
+                "namespace {ns}: chunk blob {own_blob} does not hold the bytes stored (its \
+                 BLAKE3 differs); it is part of file #{img} version 2"
+            )),
+            "{text:#?}"
+        );
+        assert!(
+            text.contains(&format!(
+                "namespace {ns}: chunk blob {lost_blob} is missing; it is part of file \
+                 #{other} version 1"
+            )),
+            "{text:#?}"
+        );
+        // A check changes nothing.
+        assert_eq!(fsck_with(c, &t.store, READ_DATA, NOW)?.unrepaired(), 2);
+
+        let repaired = fsck_with(c, &t.store, REPAIR_DATA, NOW)?;
+        assert_eq!(repaired.unrepaired(), 0, "{repaired:#?}");
+        let back = lost_of(&repaired, img).ok_or("img lost nothing")?;
+        assert!(back.contains("lost version 2; now at version 1"), "{back}");
+        let gone = lost_of(&repaired, other).ok_or("other lost nothing")?;
+        assert!(gone.contains("was removed"), "{gone}");
+        assert!(rows::entry(c, other)?.is_none());
+        // The damaged chunks are gone (the shared one stays), their bytes off the count,
+        // and the one still on disk waits for gc, for inspection.
+        let left: Vec<i64> = chunks::table.select(chunks::id).load(c)?;
+        assert_eq!(left, vec![shared]);
+        assert_eq!(t.used(c, ns)?, 100 + 3000);
+        assert!(rows::referenced_blobs(c)?.contains(own_blob.as_str()));
+        assert!(fsck_with(c, &t.store, READ_DATA, NOW)?.is_clean());
+        // The space no longer holds it: an upload of the same bytes is asked for them.
+        let own_id = *blake3::hash(own_blob.as_str().as_bytes()).as_bytes();
+        let held = db::files::chunks::held(c, ns, &[own_id.to_vec()], NOW)?;
+        assert!(held.is_empty());
         Ok(())
     }
 

@@ -1,14 +1,15 @@
 //! Reading stored blobs back and comparing them with the BLAKE3 recorded when they were
 //! stored. [`check_blob`] gives the verdict on one version's blob; `fsck --read-data`
 //! uses it at full speed, and the server's periodic scrub ([`run_periodic`]) at a bounded
-//! rate in the background, where it only reports: a warning per damaged version (owner,
-//! file id, version, blob id: nothing secret), a summary line, and an audit entry when
+//! rate in the background, where it only reports: a warning per damaged blob (owner, file
+//! ids and versions, blob id: nothing secret), a summary line, and an audit entry when
 //! something was damaged. `vault-admin fsck --read-data --repair` is what repairs.
 //!
-//! A scrub pass walks the versions in id order, a page at a time, holding no database
-//! connection while it reads. Where it is (pass start, last version id, end) is kept in
-//! the `settings` table, so a restarted server goes on with its pass, and a pass begins
-//! `files.scrub_interval_s` after the previous one began.
+//! A scrub pass walks the versions in id order, then the chunks of format 2 in id order,
+//! a page at a time, holding no database connection while it reads. Where it is (pass
+//! start, last version id, last chunk id, end) is kept in the `settings` table, so a
+//! restarted server goes on with its pass, and a pass begins `files.scrub_interval_s`
+//! after the previous one began.
 
 use std::io;
 use std::sync::Arc;
@@ -22,7 +23,8 @@ use super::rows::{self, VersionRow};
 use super::{MaintenanceError, MaintenanceResult};
 use crate::blobs::hash::{self, BlobHash};
 use crate::blobs::{BlobId, BlobStore};
-use crate::db::schema::{entries, versions};
+use crate::db::files::chunks::Chunk;
+use crate::db::schema::{chunks, entries, version_chunks, versions};
 use crate::db::{self, DbConn};
 use crate::state::ServerState;
 
@@ -54,6 +56,32 @@ impl Verdict {
 pub fn check_blob(
     store: &dyn BlobStore,
     v: &VersionRow,
+    pace: &mut dyn FnMut(u64) -> io::Result<()>,
+) -> io::Result<(Verdict, u64)> {
+    check_stored(
+        store,
+        &Stored {
+            blob_id: v.blob_id.clone(),
+            sealed_size: v.sealed_size,
+            blob_blake3: v.blob_blake3.clone(),
+        },
+        pace,
+    )
+}
+
+/// A blob as the database records it: a version's, or a chunk's.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub blob_id: String,
+    pub sealed_size: i64,
+    /// `None` for versions stored before hashes were recorded.
+    pub blob_blake3: Option<Vec<u8>>,
+}
+
+/// [`check_blob`] for any recorded blob.
+pub fn check_stored(
+    store: &dyn BlobStore,
+    v: &Stored,
     pace: &mut dyn FnMut(u64) -> io::Result<()>,
 ) -> io::Result<(Verdict, u64)> {
     let expected = u64::try_from(v.sealed_size).unwrap_or(u64::MAX);
@@ -125,7 +153,8 @@ impl Pacer {
     }
 }
 
-/// Where the scrub is, as kept in the `settings` table.
+/// Where the scrub is, as kept in the `settings` table. A pass reads the versions' blobs,
+/// then the chunks' (format 2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Progress {
     /// When the current (or last) pass began, Unix seconds.
@@ -134,16 +163,23 @@ pub struct Progress {
     pub after_id: i64,
     /// When the pass ended; `None` while it runs.
     pub finished_at: Option<i64>,
+    /// Once the versions are done: the last chunk row id checked. `None` while the pass
+    /// is among the versions.
+    pub chunks_after: Option<i64>,
 }
 
 const PROGRESS_KEY: &str = "scrub_progress";
 
 impl Progress {
+    /// Four big-endian i64s: start, last version, end (0: running), last chunk (-1: not
+    /// there yet). A record of three (before chunks were scrubbed) reads as among the
+    /// versions.
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(24);
+        let mut out = Vec::with_capacity(32);
         out.extend_from_slice(&self.started_at.to_be_bytes());
         out.extend_from_slice(&self.after_id.to_be_bytes());
         out.extend_from_slice(&self.finished_at.unwrap_or(0).to_be_bytes());
+        out.extend_from_slice(&self.chunks_after.unwrap_or(-1).to_be_bytes());
         out
     }
 
@@ -154,11 +190,16 @@ impl Progress {
                 .and_then(|b| b.try_into().ok())
                 .map(i64::from_be_bytes)
         };
-        (bytes.len() == 24).then_some(())?;
+        let chunks_after = match bytes.len() {
+            24 => None,
+            32 => field(3).filter(|&id| id >= 0),
+            _ => return None,
+        };
         Some(Progress {
             started_at: field(0)?,
             after_id: field(1)?,
             finished_at: field(2).filter(|&t| t != 0),
+            chunks_after,
         })
     }
 
@@ -183,12 +224,20 @@ impl Progress {
     }
 }
 
-/// A damaged version as the scrub reports it.
+/// Whose blob was damaged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Holder {
+    /// A version's own blob.
+    Version { entry_id: i64, version: i64 },
+    /// A chunk (format 2), part of these versions (file id, version).
+    Chunk { used_by: Vec<(i64, i64)> },
+}
+
+/// A damaged blob as the scrub reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Damaged {
     pub owner: String,
-    pub entry_id: i64,
-    pub version: i64,
+    pub holder: Holder,
     pub blob_id: String,
     pub verdict: Verdict,
 }
@@ -200,11 +249,27 @@ impl std::fmt::Display for Damaged {
             Verdict::Size(n) => format!("holds {n} bytes, not the size stored"),
             _ => "does not hold the bytes stored (BLAKE3 differs)".to_string(),
         };
-        write!(
-            f,
-            "{}: file #{} version {}: blob {} {what}",
-            self.owner, self.entry_id, self.version, self.blob_id
-        )
+        let (owner, blob) = (&self.owner, &self.blob_id);
+        match &self.holder {
+            Holder::Version { entry_id, version } => write!(
+                f,
+                "{owner}: file #{entry_id} version {version}: blob {blob} {what}"
+            ),
+            Holder::Chunk { used_by } if used_by.is_empty() => {
+                write!(f, "{owner}: chunk blob {blob} {what}; no version uses it")
+            }
+            Holder::Chunk { used_by } => {
+                let named: Vec<String> = used_by
+                    .iter()
+                    .map(|(entry, version)| format!("file #{entry} version {version}"))
+                    .collect();
+                write!(
+                    f,
+                    "{owner}: chunk blob {blob} {what}; it is part of {}",
+                    named.join(", ")
+                )
+            }
+        }
     }
 }
 
@@ -212,6 +277,8 @@ impl std::fmt::Display for Damaged {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScrubReport {
     pub versions: u64,
+    /// Chunks (format 2) read back.
+    pub chunks: u64,
     pub bytes: u64,
     pub damaged: Vec<Damaged>,
     /// Versions stored before hashes were recorded (not verifiable).
@@ -223,9 +290,10 @@ pub struct ScrubReport {
 impl ScrubReport {
     pub fn summary(&self) -> String {
         format!(
-            "{} checked, {} read, {} damaged, {} without a recorded hash, {} \
+            "{} and {} checked, {} read, {} damaged, {} without a recorded hash, {} \
              unreadable",
             plural(self.versions, "version", "versions"),
+            plural(self.chunks, "chunk", "chunks"),
             vault_proto::units::format_size(self.bytes),
             self.damaged.len(),
             self.unrecorded,
@@ -234,7 +302,7 @@ impl ScrubReport {
     }
 }
 
-/// Versions checked per page of a pass (one database read each).
+/// Versions (or chunks) checked per page of a pass (one database read each).
 const PAGE: i64 = 200;
 
 /// The next versions of a pass, by id.
@@ -244,6 +312,16 @@ fn versions_after(conn: &mut DbConn, after: i64) -> MaintenanceResult<Vec<Versio
         .order(versions::id.asc())
         .limit(PAGE)
         .select(VersionRow::as_select())
+        .load(conn)?)
+}
+
+/// The next chunks of a pass, by row id.
+fn chunks_after(conn: &mut DbConn, after: i64) -> MaintenanceResult<Vec<Chunk>> {
+    Ok(chunks::table
+        .filter(chunks::id.gt(after))
+        .order(chunks::id.asc())
+        .limit(PAGE)
+        .select(Chunk::as_select())
         .load(conn)?)
 }
 
@@ -263,9 +341,76 @@ fn confirm(conn: &mut DbConn, id: i64, blob_id: &str) -> MaintenanceResult<Optio
     }
 }
 
-/// Runs one scrub pass from `progress` (a new pass when it is finished) to the end,
-/// saving where it is after every page. Fails when the database does, or with
-/// `Interrupted` once `stop` is set.
+/// Checks again that chunk row `id` still stands for `blob_id` (gc may have taken it while
+/// its blob was read), and names its owner and the versions it is part of.
+fn confirm_chunk(
+    conn: &mut DbConn,
+    id: i64,
+    blob_id: &str,
+) -> MaintenanceResult<Option<(String, Vec<(i64, i64)>)>> {
+    let ns: Option<i64> = chunks::table
+        .filter(chunks::id.eq(id))
+        .filter(chunks::blob_id.eq(blob_id))
+        .select(chunks::namespace_id)
+        .get_result(conn)
+        .optional()?;
+    let Some(ns) = ns else {
+        return Ok(None);
+    };
+    let used_by = version_chunks::table
+        .inner_join(versions::table.on(versions::id.eq(version_chunks::version_id)))
+        .filter(version_chunks::chunk.eq(id))
+        .order((versions::entry_id.asc(), versions::version.asc()))
+        .select((versions::entry_id, versions::version))
+        .load(conn)?;
+    Ok(Some((rows::namespace_label(conn, ns)?, used_by)))
+}
+
+/// Reads one blob back at the pacer's rate on a blocking thread; hands the pacer back.
+async fn read_back(
+    state: &ServerState,
+    mut pacer: Pacer,
+    stored: Stored,
+) -> MaintenanceResult<(io::Result<(Verdict, u64)>, Pacer)> {
+    let store = Arc::clone(&state.blobs);
+    tokio::task::spawn_blocking(move || {
+        let checked = check_stored(store.as_ref(), &stored, &mut |n| pacer.pace(n));
+        (checked, pacer)
+    })
+    .await
+    .map_err(|e| MaintenanceError::io("the scrub's reader failed", io::Error::other(e)))
+}
+
+/// Counts what reading `blob_id` back found into `report`; `Ok(Some(verdict))` when it is
+/// damage to confirm and report.
+fn tally(
+    report: &mut ScrubReport,
+    blob_id: &str,
+    checked: io::Result<(Verdict, u64)>,
+) -> MaintenanceResult<Option<Verdict>> {
+    let verdict = match checked {
+        Ok((verdict, read)) => {
+            report.bytes += read;
+            verdict
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+            return Err(MaintenanceError::io("scrub stopped", e));
+        }
+        Err(e) => {
+            tracing::warn!(blob_id = %blob_id, error = %e, "scrub: cannot read a blob");
+            report.errors.push(format!("blob {blob_id}: {e}"));
+            return Ok(None);
+        }
+    };
+    if let Verdict::Unrecorded(_) = verdict {
+        report.unrecorded += 1;
+    }
+    Ok(verdict.is_damage().then_some(verdict))
+}
+
+/// Runs one scrub pass from `progress` (a new pass when it is finished) to the end: the
+/// versions' blobs, then the chunks', saving where it is after every page. Fails when the
+/// database does, or with `Interrupted` once `stop` is set.
 pub async fn pass(
     state: &ServerState,
     progress: Progress,
@@ -276,56 +421,42 @@ pub async fn pass(
             started_at: db::now(),
             after_id: 0,
             finished_at: None,
+            chunks_after: None,
         },
         None => progress,
     };
     state.db.run(move |c| progress.save(c)).await?;
     let mut report = ScrubReport::default();
     let mut pacer = Pacer::new(state.config.files.scrub_rate.0, Arc::clone(stop));
-    loop {
+    while progress.chunks_after.is_none() {
         let after = progress.after_id;
         let page = state.db.run(move |c| versions_after(c, after)).await?;
         let Some(last) = page.last().map(|v| v.id) else {
+            progress.chunks_after = Some(0);
             break;
         };
         for v in page {
-            let store = Arc::clone(&state.blobs);
-            let (checked, back, v) = tokio::task::spawn_blocking(move || {
-                let checked = check_blob(store.as_ref(), &v, &mut |n| pacer.pace(n));
-                (checked, pacer, v)
-            })
-            .await
-            .map_err(|e| MaintenanceError::io("the scrub's reader failed", io::Error::other(e)))?;
+            let stored = Stored {
+                blob_id: v.blob_id.clone(),
+                sealed_size: v.sealed_size,
+                blob_blake3: v.blob_blake3.clone(),
+            };
+            let (checked, back) = read_back(state, pacer, stored).await?;
             pacer = back;
             report.versions += 1;
-            let verdict = match checked {
-                Ok((verdict, read)) => {
-                    report.bytes += read;
-                    verdict
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                    return Err(MaintenanceError::io("scrub stopped", e));
-                }
-                Err(e) => {
-                    tracing::warn!(blob_id = %v.blob_id, error = %e, "scrub: cannot read a blob");
-                    report.errors.push(format!("blob {}: {e}", v.blob_id));
-                    continue;
-                }
-            };
-            if let Verdict::Unrecorded(_) = verdict {
-                report.unrecorded += 1;
-            }
-            if !verdict.is_damage() {
+            let Some(verdict) = tally(&mut report, &v.blob_id, checked)? else {
                 continue;
-            }
+            };
             let (id, blob) = (v.id, v.blob_id.clone());
             let Some(owner) = state.db.run(move |c| confirm(c, id, &blob)).await? else {
                 continue;
             };
             let damaged = Damaged {
                 owner,
-                entry_id: v.entry_id,
-                version: v.version,
+                holder: Holder::Version {
+                    entry_id: v.entry_id,
+                    version: v.version,
+                },
                 blob_id: v.blob_id,
                 verdict,
             };
@@ -338,12 +469,49 @@ pub async fn pass(
         progress.after_id = last;
         state.db.run(move |c| progress.save(c)).await?;
     }
+    while let Some(after) = progress.chunks_after {
+        let page = state.db.run(move |c| chunks_after(c, after)).await?;
+        let Some(last) = page.last().map(|ch| ch.id) else {
+            break;
+        };
+        for chunk in page {
+            let stored = Stored {
+                blob_id: chunk.blob_id.clone(),
+                sealed_size: chunk.sealed_size,
+                blob_blake3: Some(chunk.blob_blake3.clone()),
+            };
+            let (checked, back) = read_back(state, pacer, stored).await?;
+            pacer = back;
+            report.chunks += 1;
+            let Some(verdict) = tally(&mut report, &chunk.blob_id, checked)? else {
+                continue;
+            };
+            let (id, blob) = (chunk.id, chunk.blob_id.clone());
+            let Some((owner, used_by)) = state.db.run(move |c| confirm_chunk(c, id, &blob)).await?
+            else {
+                continue;
+            };
+            let damaged = Damaged {
+                owner,
+                holder: Holder::Chunk { used_by },
+                blob_id: chunk.blob_id,
+                verdict,
+            };
+            tracing::warn!(
+                "scrub: {damaged}; `vault-admin fsck --read-data --repair` treats the versions \
+                 it is part of as lost"
+            );
+            report.damaged.push(damaged);
+        }
+        progress.chunks_after = Some(last);
+        state.db.run(move |c| progress.save(c)).await?;
+    }
     progress.finished_at = Some(db::now());
     state.db.run(move |c| progress.save(c)).await?;
     Ok(report)
 }
 
-/// At most this many damaged versions are named in the audit entry of a pass.
+/// At most this many damaged blobs are named in the audit entry of a pass.
 const AUDIT_NAMED: usize = 20;
 
 /// The audit entry of a pass that found damage.
@@ -397,6 +565,7 @@ pub async fn run_periodic(state: Arc<ServerState>) {
                 started_at: 0,
                 after_id: 0,
                 finished_at: Some(0),
+                chunks_after: None,
             }),
             Err(e) => {
                 tracing::warn!(error = %e, "scrub: cannot read where it is; retrying later");
@@ -452,12 +621,14 @@ mod tests {
         started_at: 0,
         after_id: 0,
         finished_at: Some(0),
+        chunks_after: None,
     };
 
     #[tokio::test]
-    async fn a_pass_names_damaged_versions_by_owner_and_goes_on_where_it_stopped() -> TestResult {
+    async fn a_pass_names_damaged_versions_and_chunks_by_owner_and_goes_on_where_it_stopped()
+    -> TestResult {
         let (t, state) = Fixture::with_state(|c| c.files.scrub_rate = ByteSize(1 << 30))?;
-        let (intact, flipped, lost, old, blob, gone) = {
+        let (intact, flipped, lost, old, blob, gone, img, bad_chunk) = {
             let c = &mut *t.conn()?;
             let alice = crate::testing::add_user(c, "alice", &[], 1 << 30)?;
             let ns = t.namespace(c, alice.id)?;
@@ -473,12 +644,24 @@ mod tests {
             t.store.remove(&gone)?;
             let old = t.entry(c, ns, "old", Some(1))?;
             t.version_of(c, old, 1, &[5; 40], None)?;
-            (intact, flipped, lost, old, blob, gone)
+            // A file in format 2, versions 1 and 2 sharing a chunk that rots.
+            let img = t.entry(c, ns, "img", Some(2))?;
+            let (v1, _) = t.version(c, img, 1, 64)?;
+            let (v2, _) = t.version(c, img, 2, 64)?;
+            let (shared, bad_chunk) = t.chunk(c, ns, &[6; 5000])?;
+            let (own, _) = t.chunk(c, ns, &[7; 1000])?;
+            t.uses(c, v1, shared)?;
+            t.uses(c, v2, shared)?;
+            t.uses(c, v2, own)?;
+            let mut bytes = std::fs::read(t.blob_path(&bad_chunk))?;
+            bytes[0] ^= 0x01;
+            std::fs::write(t.blob_path(&bad_chunk), bytes)?;
+            (intact, flipped, lost, old, blob, gone, img, bad_chunk)
         };
         let stop = Arc::new(AtomicBool::new(false));
         let report = pass(&state, NEVER, &stop).await?;
-        assert_eq!(report.versions, 4);
-        assert_eq!(report.bytes, 3000 + 2000 + 40);
+        assert_eq!((report.versions, report.chunks), (6, 2));
+        assert_eq!(report.bytes, 3000 + 2000 + 40 + 64 + 64 + 5000 + 1000);
         assert_eq!(report.unrecorded, 1);
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         let named: Vec<String> = report.damaged.iter().map(ToString::to_string).collect();
@@ -490,7 +673,16 @@ mod tests {
                      stored (BLAKE3 differs)"
                 ),
                 format!("user alice: file #{lost} version 1: blob {gone} is missing"),
+                format!(
+                    "user alice: chunk blob {bad_chunk} does not hold the bytes stored (BLAKE3 \
+                     differs); it is part of file #{img} version 1, file #{img} version 2"
+                ),
             ]
+        );
+        assert!(
+            report
+                .summary()
+                .starts_with("6 versions and 2 chunks checked")
         );
         assert!(!named.iter().any(|n| n.contains(&format!("#{intact} "))));
         assert!(!named.iter().any(|n| n.contains(&format!("#{old} "))));
@@ -508,14 +700,27 @@ mod tests {
             .order(versions::id.asc())
             .select(versions::id)
             .load(c)?;
-        assert_eq!(saved.after_id, ids[3]);
+        assert_eq!(saved.after_id, ids[5]);
+        let chunk_ids: Vec<i64> = chunks::table
+            .order(chunks::id.asc())
+            .select(chunks::id)
+            .load(c)?;
+        assert_eq!(saved.chunks_after, Some(chunk_ids[1]));
         let midway = Progress {
             started_at: db::now(),
             after_id: ids[1],
             finished_at: None,
+            chunks_after: None,
         };
         let rest = pass(&state, midway, &stop).await?;
-        assert_eq!((rest.versions, rest.damaged.len()), (2, 1));
+        assert_eq!((rest.versions, rest.chunks, rest.damaged.len()), (4, 2, 2));
+        // Among the chunks, past the damaged one: no version is read again.
+        let among_chunks = Progress {
+            chunks_after: Some(chunk_ids[0]),
+            ..midway
+        };
+        let rest = pass(&state, among_chunks, &stop).await?;
+        assert_eq!((rest.versions, rest.chunks, rest.damaged.len()), (0, 1, 0));
 
         // A stopped scrub stops at its next read.
         stop.store(true, Ordering::Relaxed);
@@ -530,8 +735,16 @@ mod tests {
             started_at: 1_000,
             after_id: 42,
             finished_at: None,
+            chunks_after: None,
         };
         assert_eq!(Progress::decode(&running.encode()), Some(running));
+        let among_chunks = Progress {
+            chunks_after: Some(0),
+            ..running
+        };
+        assert_eq!(Progress::decode(&among_chunks.encode()), Some(among_chunks));
+        // A record written before chunks were scrubbed: three fields, among the versions.
+        assert_eq!(Progress::decode(&running.encode()[..24]), Some(running));
         assert_eq!(running.wait_s(5_000, 600), 0);
         let done = Progress {
             finished_at: Some(1_200),

@@ -11,7 +11,9 @@ use diesel::prelude::*;
 use super::Policy;
 use crate::blobs::{BlobId, BlobStore, FsBlobStore, hash};
 use crate::config::Config;
-use crate::db::schema::{entries, groups, namespaces, trash, uploads, versions};
+use crate::db::schema::{
+    chunks, entries, groups, namespaces, trash, uploads, version_chunks, versions,
+};
 use crate::db::{Db, DbConn};
 use crate::state::ServerState;
 
@@ -195,6 +197,40 @@ impl Fixture {
             .select(versions::id)
             .first(c)?;
         Ok((id, blob))
+    }
+
+    /// A chunk (format 2) of namespace `ns` holding `bytes`, with its blob and its hash
+    /// recorded, as `chunk_put` stores one; returns the row id and the blob id.
+    pub fn chunk(&self, c: &mut DbConn, ns: i64, bytes: &[u8]) -> R<(i64, BlobId)> {
+        let blob = self.blob(bytes)?;
+        let chunk_id = *blake3::hash(blob.as_str().as_bytes()).as_bytes();
+        crate::db::files::chunks::insert(
+            c,
+            &crate::db::files::chunks::NewChunk {
+                namespace_id: ns,
+                chunk_id: &chunk_id,
+                blob_id: blob.as_str(),
+                sealed_size: bytes.len() as i64,
+                blob_blake3: &hash::of_bytes(bytes),
+                used_at: NOW,
+            },
+        )?;
+        let id = chunks::table
+            .filter(chunks::blob_id.eq(blob.as_str()))
+            .select(chunks::id)
+            .first(c)?;
+        Ok((id, blob))
+    }
+
+    /// Records that version row `version` uses chunk row `chunk`.
+    pub fn uses(&self, c: &mut DbConn, version: i64, chunk: i64) -> R<()> {
+        diesel::insert_into(version_chunks::table)
+            .values((
+                version_chunks::version_id.eq(version),
+                version_chunks::chunk.eq(chunk),
+            ))
+            .execute(c)?;
+        Ok(())
     }
 
     /// Where the sealed blob `id` is on disk, to damage it behind the store's back.
