@@ -1,13 +1,16 @@
 //! Reading a file once with the space's keyed chunker: where its chunks start, their ids
-//! and lengths, and the BLAKE3 of the whole. The file is read through one buffer of twice
-//! the largest chunk, so memory stays bounded whatever its size.
+//! and lengths, and the BLAKE3 of the whole. Two threads share the work: this one reads
+//! the file a block at a time and finds where chunks end (the keyed chunker), and a
+//! second hashes the same blocks, for the chunk ids (keyed BLAKE3) and the BLAKE3 of the
+//! whole. The file is read once, and at most [`BLOCKS_AHEAD`] blocks are in memory.
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::sync::mpsc;
 
 use vault_core::format::ContentHasher;
 use vault_core::format::chunklist::ChunkRef;
-use vault_core::format::chunks::{ChunkId, ChunkKeys, MAX_CHUNK};
+use vault_core::format::chunks::{ChunkId, ChunkKeys};
 use zeroize::Zeroizing;
 
 /// A file as the chunker sees it.
@@ -15,13 +18,28 @@ use zeroize::Zeroizing;
 pub struct Scanned {
     /// Each chunk in order, with the offset where it starts.
     pub chunks: Vec<(u64, ChunkRef)>,
-    /// The BLAKE3 of the whole file.
+    /// The BLAKE3 of the whole file (zero when not asked for).
     pub blake3: [u8; 32],
     /// Bytes read.
     pub size: u64,
 }
 
 impl Scanned {
+    /// Where the next chunk starts: where the last one ends.
+    fn next_offset(&self) -> u64 {
+        self.chunks
+            .last()
+            .map_or(0, |(offset, c)| offset + u64::from(c.len))
+    }
+
+    /// Appends the chunk `id` that ends at offset `end`.
+    fn push_chunk(&mut self, end: u64, id: ChunkId) -> std::io::Result<()> {
+        let start = self.next_offset();
+        let len = u32::try_from(end - start).map_err(std::io::Error::other)?;
+        self.chunks.push((start, ChunkRef { id, len }));
+        Ok(())
+    }
+
     /// Where each distinct chunk first occurs: id → (offset, length).
     pub fn first_places(&self) -> HashMap<ChunkId, (u64, u32)> {
         let mut places = HashMap::with_capacity(self.chunks.len());
@@ -32,103 +50,122 @@ impl Scanned {
     }
 }
 
-/// Reads the file at `path` to its end, cutting it with `keys`, while a second thread
-/// reads it again for the BLAKE3 of the whole: the two run on two cores at once.
-pub fn scan_file(keys: &ChunkKeys, path: &std::path::Path) -> std::io::Result<Scanned> {
-    let mut chunks_of = std::fs::File::open(path)?;
-    let mut hash_of = std::fs::File::open(path)?;
-    let (scanned, whole) = std::thread::scope(|s| {
-        let hashing = s.spawn(move || hash_all(&mut hash_of));
-        let scanned = scan_with(keys, &mut chunks_of, false);
-        let whole = hashing
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the hashing thread failed")));
-        (scanned, whole)
-    });
-    let (mut scanned, (size, blake3)) = (scanned?, whole?);
-    if size != scanned.size {
-        return Err(std::io::Error::other(
-            "the file changed while it was read (two reads differ in length)",
-        ));
-    }
-    scanned.blake3 = blake3;
-    Ok(scanned)
-}
+/// The bytes read at once (1 MiB).
+const BLOCK: usize = 1 << 20;
+/// Blocks read ahead of the hashing thread, at most.
+const BLOCKS_AHEAD: usize = 8;
 
-/// Reads `file` to its end: its length and BLAKE3.
-fn hash_all(file: &mut impl Read) -> std::io::Result<(u64, [u8; 32])> {
-    let mut hasher = ContentHasher::new();
-    let mut buf = Zeroizing::new(vec![0u8; 1 << 20]);
-    let mut size = 0u64;
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => return Ok((size, hasher.finalize())),
-            Ok(n) => {
-                hasher.update(&buf[..n]);
-                size += n as u64;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+/// Reads the file at `path` to its end: its chunks and the BLAKE3 of the whole.
+pub fn scan_file(keys: &ChunkKeys, path: &std::path::Path) -> std::io::Result<Scanned> {
+    scan_reader(keys, &mut std::fs::File::open(path)?, true)
 }
 
 /// Reads `file` to its end, cutting it with `keys`, without the BLAKE3 of the whole
 /// (what a download looks for in the files already here).
 pub fn scan_chunks(keys: &ChunkKeys, file: &mut impl Read) -> std::io::Result<Scanned> {
-    scan_with(keys, file, false)
+    scan_reader(keys, file, false)
 }
 
-/// Reads `file` to its end, cutting it with `keys`, with the BLAKE3 of the whole on the
-/// same thread.
+/// Reads `file` to its end with the BLAKE3 of the whole.
 #[cfg(test)]
 pub fn scan(keys: &ChunkKeys, file: &mut impl Read) -> std::io::Result<Scanned> {
-    scan_with(keys, file, true)
+    scan_reader(keys, file, true)
 }
 
-/// Reads `file` to its end, cutting it with `keys`; and hashes the whole if `whole`.
-fn scan_with(keys: &ChunkKeys, file: &mut impl Read, whole: bool) -> std::io::Result<Scanned> {
-    let mut buf = Zeroizing::new(vec![0u8; 2 * MAX_CHUNK]);
-    let (mut start, mut end, mut eof) = (0usize, 0usize, false);
-    let mut hasher = ContentHasher::new();
-    let mut out = Scanned::default();
+/// A block read, and where chunks end in it.
+struct Block {
+    bytes: Zeroizing<Vec<u8>>,
+    len: usize,
+    ends: Vec<usize>,
+}
+
+/// Reads `file` to its end on this thread, cutting it with `keys`, while a second thread
+/// hashes each block: the chunks' ids, and the whole if `whole`.
+fn scan_reader(keys: &ChunkKeys, file: &mut impl Read, whole: bool) -> std::io::Result<Scanned> {
+    let (to_hasher, blocks) = mpsc::sync_channel::<Block>(BLOCKS_AHEAD);
+    let (give_back, spare) = mpsc::channel::<Zeroizing<Vec<u8>>>();
+    std::thread::scope(|s| {
+        let hashing = s.spawn(move || hash_blocks(keys, blocks, give_back, whole));
+        let read = cut_blocks(keys, file, to_hasher, spare);
+        let hashed = hashing
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the hashing thread failed")));
+        let scanned = hashed?;
+        let open_len = read?;
+        let last = scanned.chunks.last().map_or(0, |(_, c)| c.len as usize);
+        if open_len != 0 && open_len != last {
+            return Err(std::io::Error::other(
+                "the chunker and the hasher disagree on the last chunk",
+            ));
+        }
+        Ok(scanned)
+    })
+}
+
+/// The reading side: fills blocks (reusing those `spare` gives back), finds where chunks
+/// end, and sends both on. Returns the length of the last chunk, open at the end.
+fn cut_blocks(
+    keys: &ChunkKeys,
+    file: &mut impl Read,
+    to_hasher: mpsc::SyncSender<Block>,
+    spare: mpsc::Receiver<Zeroizing<Vec<u8>>>,
+) -> std::io::Result<usize> {
+    let mut cutter = keys.cutter();
     loop {
-        if !eof && end - start < MAX_CHUNK {
-            buf.copy_within(start..end, 0);
-            end -= start;
-            start = 0;
-            while end < buf.len() {
-                match file.read(&mut buf[end..]) {
-                    Ok(0) => {
-                        eof = true;
-                        break;
-                    }
-                    Ok(n) => end += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
+        let mut bytes = spare
+            .try_recv()
+            .unwrap_or_else(|_| Zeroizing::new(vec![0u8; BLOCK]));
+        let mut len = 0;
+        while len < BLOCK {
+            match file.read(&mut bytes[len..]) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
-        if start == end {
-            break;
+        if len == 0 {
+            return Ok(cutter.open_len());
         }
-        // Not at the end of the file, the buffer holds at least MAX_CHUNK bytes: all the
-        // chunker looks at.
-        let len = keys.cut(&buf[start..end]);
-        let piece = &buf[start..start + len];
+        let mut ends = Vec::new();
+        cutter.feed(&bytes[..len], |end| ends.push(end));
+        if to_hasher.send(Block { bytes, len, ends }).is_err() {
+            return Err(std::io::Error::other("the hashing thread stopped"));
+        }
+    }
+}
+
+/// The hashing side: each block into the id of the chunk it continues (finished where
+/// the chunker said a chunk ends) and, if `whole`, into the BLAKE3 of the whole.
+fn hash_blocks(
+    keys: &ChunkKeys,
+    blocks: mpsc::Receiver<Block>,
+    give_back: mpsc::Sender<Zeroizing<Vec<u8>>>,
+    whole: bool,
+) -> std::io::Result<Scanned> {
+    let mut all = ContentHasher::new();
+    let mut id = keys.id_hasher();
+    let mut out = Scanned::default();
+    for block in blocks {
+        let bytes = &block.bytes[..block.len];
         if whole {
-            hasher.update(piece);
+            all.update(bytes);
         }
-        let chunk = ChunkRef {
-            id: keys.id(piece),
-            len: len as u32,
-        };
-        out.chunks.push((out.size, chunk));
-        out.size += len as u64;
-        start += len;
+        let mut from = 0;
+        for &end in &block.ends {
+            id.update(&bytes[from..end]);
+            out.push_chunk(out.size + end as u64, id.finish())?;
+            from = end;
+        }
+        id.update(&bytes[from..]);
+        out.size += block.len as u64;
+        let _ = give_back.send(block.bytes);
+    }
+    if out.size > out.next_offset() {
+        out.push_chunk(out.size, id.finish())?;
     }
     if whole {
-        out.blake3 = hasher.finalize();
+        out.blake3 = all.finalize();
     }
     Ok(out)
 }
@@ -137,6 +174,7 @@ fn scan_with(keys: &ChunkKeys, file: &mut impl Read, whole: bool) -> std::io::Re
 mod tests {
     use super::*;
     use vault_core::crypto::Key32;
+    use vault_core::format::chunks::MAX_CHUNK;
 
     /// Bytes no chunker finds a pattern in (xorshift64*).
     fn noise(len: usize, seed: u64) -> Vec<u8> {
@@ -178,9 +216,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("f");
         std::fs::write(&path, &data).expect("write");
-        let two_threads = scan_file(&keys, &path).expect("scan_file");
-        assert_eq!(two_threads.blake3, scanned.blake3);
-        assert_eq!(two_threads.chunks, scanned.chunks);
+        let from_disk = scan_file(&keys, &path).expect("scan_file");
+        assert_eq!(from_disk.blake3, scanned.blake3);
+        assert_eq!(from_disk.chunks, scanned.chunks);
+        let without_whole = scan_chunks(&keys, &mut &data[..]).expect("scan_chunks");
+        assert_eq!(without_whole.chunks, scanned.chunks);
         let empty = scan(&keys, &mut Trickle(&[])).expect("empty");
         assert!(empty.chunks.is_empty());
         assert_eq!(empty.blake3, vault_core::format::content_hash(b""));
