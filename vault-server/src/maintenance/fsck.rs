@@ -1027,7 +1027,6 @@ impl Run<'_> {
 
     /// Compares each namespace's `used_bytes` with the sum of its versions, holding the
     /// namespace row so a concurrent commit cannot slip in between the two reads.
-
     fn check_used_bytes(&mut self) -> MaintenanceResult<()> {
         let ids: Vec<i64> = namespaces::table.select(namespaces::id).load(self.conn)?;
         for ns in ids {

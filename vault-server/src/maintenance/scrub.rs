@@ -341,13 +341,16 @@ fn confirm(conn: &mut DbConn, id: i64, blob_id: &str) -> MaintenanceResult<Optio
     }
 }
 
+/// A damaged chunk's owner, and the versions it is part of (file id, version).
+type ChunkUsers = (String, Vec<(i64, i64)>);
+
 /// Checks again that chunk row `id` still stands for `blob_id` (gc may have taken it while
 /// its blob was read), and names its owner and the versions it is part of.
 fn confirm_chunk(
     conn: &mut DbConn,
     id: i64,
     blob_id: &str,
-) -> MaintenanceResult<Option<(String, Vec<(i64, i64)>)>> {
+) -> MaintenanceResult<Option<ChunkUsers>> {
     let ns: Option<i64> = chunks::table
         .filter(chunks::id.eq(id))
         .filter(chunks::blob_id.eq(blob_id))
