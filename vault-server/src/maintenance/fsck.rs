@@ -1,13 +1,13 @@
-//! `fsck`: do the database and the blob store agree? It reports versions whose blob is
-//! missing or has the wrong size, chunks (format 2) whose blob is, orphan blobs and
-//! partials, dangling uploads (whose file entry is gone, or whose partial holds more than
-//! the upload declared), namespaces whose `used_bytes` is not the sum of their versions
-//! and chunks, live entries whose parent is not a live directory, and entries whose
-//! `current_version` names no version. With `repair` it fixes what needs no guessing: versions that cannot be read
-//! are deleted (the file falls back to its newest readable version, or goes if none is
-//! left; [`FsckReport::lost`] says which files lost data), orphan blobs are queued for gc,
-//! orphan partials removed, dangling uploads dropped, missing parent directories created
-//! and `used_bytes` recomputed. A damaged chunk (format 2) takes the versions that use it
+//! `fsck`: do the database and the blob store agree? It reports versions and chunks
+//! (format 2) whose blob is missing or has the wrong size, orphan blobs and partials,
+//! dangling uploads (whose file entry is gone, or whose partial holds more than the upload
+//! declared), namespaces whose `used_bytes` is not the sum of their versions and chunks,
+//! live entries whose parent is not a live directory, and entries whose `current_version`
+//! names no version. With `repair` it fixes what needs no guessing: versions that cannot
+//! be read are deleted (the file falls back to its newest readable version, or goes if
+//! none is left; [`FsckReport::lost`] says which files lost data), orphan blobs are queued
+//! for gc, orphan partials removed, dangling uploads dropped, missing parent directories
+//! created and `used_bytes` recomputed. A damaged chunk (format 2) takes the versions that use it
 //! with it, and is then deleted itself, so that the next upload of its bytes stores it
 //! again (a space that still held it would never be sent it).
 //!
