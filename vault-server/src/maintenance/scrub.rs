@@ -58,15 +58,7 @@ pub fn check_blob(
     v: &VersionRow,
     pace: &mut dyn FnMut(u64) -> io::Result<()>,
 ) -> io::Result<(Verdict, u64)> {
-    check_stored(
-        store,
-        &Stored {
-            blob_id: v.blob_id.clone(),
-            sealed_size: v.sealed_size,
-            blob_blake3: v.blob_blake3.clone(),
-        },
-        pace,
-    )
+    check_stored(store, &Stored::from(v), pace)
 }
 
 /// A blob as the database records it: a version's, or a chunk's.
@@ -76,6 +68,26 @@ pub struct Stored {
     pub sealed_size: i64,
     /// `None` for versions stored before hashes were recorded.
     pub blob_blake3: Option<Vec<u8>>,
+}
+
+impl From<&VersionRow> for Stored {
+    fn from(v: &VersionRow) -> Stored {
+        Stored {
+            blob_id: v.blob_id.clone(),
+            sealed_size: v.sealed_size,
+            blob_blake3: v.blob_blake3.clone(),
+        }
+    }
+}
+
+impl From<&Chunk> for Stored {
+    fn from(chunk: &Chunk) -> Stored {
+        Stored {
+            blob_id: chunk.blob_id.clone(),
+            sealed_size: chunk.sealed_size,
+            blob_blake3: Some(chunk.blob_blake3.clone()),
+        }
+    }
 }
 
 /// [`check_blob`] for any recorded blob.
@@ -439,12 +451,7 @@ pub async fn pass(
             break;
         };
         for v in page {
-            let stored = Stored {
-                blob_id: v.blob_id.clone(),
-                sealed_size: v.sealed_size,
-                blob_blake3: v.blob_blake3.clone(),
-            };
-            let (checked, back) = read_back(state, pacer, stored).await?;
+            let (checked, back) = read_back(state, pacer, Stored::from(&v)).await?;
             pacer = back;
             report.versions += 1;
             let Some(verdict) = tally(&mut report, &v.blob_id, checked)? else {
@@ -478,12 +485,7 @@ pub async fn pass(
             break;
         };
         for chunk in page {
-            let stored = Stored {
-                blob_id: chunk.blob_id.clone(),
-                sealed_size: chunk.sealed_size,
-                blob_blake3: Some(chunk.blob_blake3.clone()),
-            };
-            let (checked, back) = read_back(state, pacer, stored).await?;
+            let (checked, back) = read_back(state, pacer, Stored::from(&chunk)).await?;
             pacer = back;
             report.chunks += 1;
             let Some(verdict) = tally(&mut report, &chunk.blob_id, checked)? else {
