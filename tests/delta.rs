@@ -310,6 +310,10 @@ fn a_damaged_chunk_is_found_by_fsck_and_after_its_repair_the_next_upload_stores_
     bytes[1000] ^= 0x20;
     server.replace_blob(rotten, &bytes);
 
+    let back = alice.dir.path().join("back");
+    alice
+        .run(&["get", "/img", s(&back)])
+        .fails_with("could not be decrypted");
     let found = server.admin(&["fsck", "--read-data"]);
     assert_eq!(found.code, 1, "{found:?}");
     let says = format!("chunk blob {rotten} does not hold the bytes stored");
@@ -330,7 +334,7 @@ fn a_damaged_chunk_is_found_by_fsck_and_after_its_repair_the_next_upload_stores_
     // The next upload sends the damaged chunk again (and only what the repair took).
     let (bytes, reused) = put(&alice, &local, "/img");
     assert!(reused > 0 && reused < bytes, "{reused} of {bytes} reused");
-    let back = alice.dir.path().join("back");
+    // The failed download's part is of the removed file: the new one is fetched anew.
     get(&alice, "/img", &back);
     assert!(
         std::fs::read(&back).expect("read") == content,

@@ -265,6 +265,9 @@ async fn download_into(
             .call_with_download(&request(Some(s.version), start))
             .await
         {
+            // Another file stands at this path now with that version number (the one the
+            // part is of was deleted and the path used again): the part is of no use.
+            Ok((Response::Download { file_id, .. }, _)) if file_id != s.file_id => None,
             Ok(a) => Some(a),
             Err(e) if e.api_code() == Some("not_found") => None,
             Err(e) => return Err(e.into()),
