@@ -540,11 +540,17 @@ fn request_cases() -> Cases<Request> {
         (ns(), few(bytes()))
             .prop_map(|(ns, ids)| R::ChunksMissing { ns, ids })
             .boxed(),
-        (ns(), bytes(), any::<u64>())
-            .prop_map(|(ns, id, sealed_size)| R::ChunkPut {
+        (
+            ns(),
+            bytes(),
+            any::<u64>(),
+            proptest::option::of(any::<i64>()),
+        )
+            .prop_map(|(ns, id, sealed_size, upload_id)| R::ChunkPut {
                 ns,
                 id,
                 sealed_size,
+                upload_id,
             })
             .boxed(),
         (ns(), bytes())

@@ -304,7 +304,7 @@ fn list_with_and_without_names_only() {
 }
 
 /// The requests of format 2's chunks, and a commit that names chunks; a commit without
-/// them is encoded as before chunks existed.
+/// them, and a `chunk_put` that names no upload, are encoded as before those fields existed.
 #[test]
 fn chunk_requests_and_a_commit_that_names_chunks() {
     check(
@@ -322,6 +322,16 @@ fn chunk_requests_and_a_commit_that_names_chunks() {
             },
             id: ByteBuf::from(vec![0x33; 32]),
             sealed_size: 131_072,
+            upload_id: None,
+        },
+    );
+    check(
+        "request_chunk_put_for_upload",
+        Request::ChunkPut {
+            ns: NsRef::Personal,
+            id: ByteBuf::from(vec![0x33; 32]),
+            sealed_size: 131_072,
+            upload_id: Some(7),
         },
     );
     check(

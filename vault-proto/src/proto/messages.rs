@@ -141,6 +141,11 @@ pub enum Request {
         ns: NsRef,
         id: ByteBuf,
         sealed_size: u64,
+        /// The caller's open upload this chunk is for: its reservation (`chunk_bytes` of
+        /// `upload_open`) shrinks by `sealed_size` once the space holds the chunk, so that
+        /// bytes already counted as stored are not also held as still to come.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        upload_id: Option<i64>,
     },
     /// One sealed chunk of the space: answered by a `chunk` header frame, then its bytes.
     ChunkGet {

@@ -8,8 +8,9 @@
 //! - [`put`] (`chunk_put`) stores one sealed chunk: its bytes follow the frame and are read
 //!   into a buffer taken from the server-wide request budget (a chunk is at most 4 MiB
 //!   and 64 KiB), hashed, and stored as one whole blob (one PUT on S3); then one
-//!   transaction records the chunk and counts its bytes against the space's quota. A chunk
-//!   the space already holds is not read at all.
+//!   transaction records the chunk, counts its bytes against the space's quota and takes
+//!   them off the reservation of the upload the client names. A chunk the space already
+//!   holds is not read at all (and comes off that reservation too).
 //! - [`get`] (`chunk_get`) opens one chunk for the download path to stream.
 //!
 //! The server checks only a chunk's shape (its id's length, a sealed size that is a
@@ -23,7 +24,7 @@ use vault_proto::sizes::{CHUNK_ID_LEN, MAX_SEALED_CHUNK, is_sealed_chunk_size};
 use super::download::Body;
 use super::upload::{blocking, store_error};
 use crate::blobs::{BlobId, BlobReader, hash};
-use crate::db::files::chunks;
+use crate::db::files::{chunks, uploads};
 use crate::db::{self, files::versions};
 use crate::net::budget::Reservation;
 use crate::net::connection::SessionCtx;
@@ -74,14 +75,26 @@ pub async fn missing(
     Ok(Response::ChunksMissing { missing })
 }
 
+/// One `chunk_put`: the chunk's id and sealed size, and the caller's open upload it is
+/// for, if the client named one.
+pub struct ChunkPut {
+    pub id: Vec<u8>,
+    pub sealed_size: u64,
+    pub upload_id: Option<i64>,
+}
+
 /// Serves `chunk_put`: stores the `sealed_size` bytes that follow the request on `body` as
-/// chunk `id` of the space, unless it holds that id already (then nothing is read).
+/// chunk `id` of the space, unless it holds that id already (then nothing is read). Either
+/// way, the upload it is for holds that many chunk bytes less in reserve.
 pub async fn put<R: AsyncRead + Unpin>(
     state: &ServerState,
     session: &SessionCtx,
     ns: &NsRef,
-    id: Vec<u8>,
-    sealed_size: u64,
+    ChunkPut {
+        id,
+        sealed_size,
+        upload_id,
+    }: ChunkPut,
     body: &mut R,
 ) -> Result<Response, ApiError> {
     check_id(&id)?;
@@ -92,6 +105,18 @@ pub async fn put<R: AsyncRead + Unpin>(
         )));
     }
     let ns = super::namespace(state, session, ns).await?;
+    if let Some(upload_id) = upload_id {
+        let upload = super::upload::owned(state, session, upload_id, true).await?;
+        if upload.namespace_id != ns.id {
+            return Err(ApiError::not_found(format!(
+                "upload {upload_id} is not into this space"
+            )));
+        }
+    }
+    let release = move |c: &mut crate::db::DbConn| match upload_id {
+        Some(upload_id) => uploads::release_chunk_bytes(c, upload_id, sealed_size),
+        None => Ok(()),
+    };
     let (ns_id, known) = (ns.id, id.clone());
     let early = ns.clone();
     let exists = super::read(state, move |c| {
@@ -105,6 +130,9 @@ pub async fn put<R: AsyncRead + Unpin>(
     })
     .await?;
     if exists {
+        if upload_id.is_some() {
+            super::write(state, ns_id, move |c, _| Ok(release(c)?)).await?;
+        }
         return Ok(Response::Ok);
     }
     state.space.check_room(sealed_size)?;
@@ -125,6 +153,7 @@ pub async fn put<R: AsyncRead + Unpin>(
         if chunks::find(c, ns.id, &id)?.is_some() {
             // Another upload stored it meanwhile: this copy goes to gc.
             versions::mark_deleted(c, &[recorded.to_string()], now)?;
+            release(c)?;
             return Ok(());
         }
         super::check_quota(c, ns, sealed_size, 0)?;
@@ -140,6 +169,7 @@ pub async fn put<R: AsyncRead + Unpin>(
             },
         )?;
         crate::db::files::namespaces::add_used(c, ns.id, sealed_size as i64)?;
+        release(c)?;
         Ok(())
     })
     .await;

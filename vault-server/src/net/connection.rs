@@ -230,9 +230,14 @@ async fn serve_stream(
                                 ns,
                                 id,
                                 sealed_size,
+                                upload_id,
                             } => {
-                                let request = (ns, id.into_vec(), sealed_size);
-                                chunk_put(state, &session, request, &mut recv).await
+                                let chunk = files::chunks::ChunkPut {
+                                    id: id.into_vec(),
+                                    sealed_size,
+                                    upload_id,
+                                };
+                                chunk_put(state, &session, (ns, chunk), &mut recv).await
                             }
                             Request::ChunkGet { ns, id } => {
                                 match chunk_get(state, &session, (ns, id.into_vec()), &mut send)
@@ -362,10 +367,10 @@ async fn upload_data(
 async fn chunk_put(
     state: &ServerState,
     session: &SessionCtx,
-    (ns, id, sealed_size): (vault_proto::proto::NsRef, Vec<u8>, u64),
+    (ns, chunk): (vault_proto::proto::NsRef, files::chunks::ChunkPut),
     recv: &mut quinn::RecvStream,
 ) -> Result<Response, ApiError> {
-    let answer = files::chunks::put(state, session, &ns, id, sealed_size, recv).await;
+    let answer = files::chunks::put(state, session, &ns, chunk, recv).await;
     let _ = recv.stop(0u8.into());
     answer
 }

@@ -146,7 +146,7 @@ pub async fn upload_chunked(
     progress.advance(reused);
     let sent = send_chunks(
         files,
-        &remote.ns,
+        (&remote.ns, opened.upload_id),
         (Arc::clone(&keys), generation),
         local,
         sends,
@@ -241,10 +241,11 @@ struct Send {
 type Sealed = (ChunkId, Bytes, u64);
 
 /// Reads, checks and seals each chunk of `sends` on a blocking thread a few chunks ahead,
-/// and sends them with `chunk_put`, [`IN_FLIGHT`] at a time.
+/// and sends them with `chunk_put`, [`IN_FLIGHT`] at a time, each for the version's upload
+/// (`upload_id`) so that the server holds its reservation no longer than needed.
 async fn send_chunks(
     files: &Files,
-    ns: &NsRef,
+    (ns, upload_id): (&NsRef, i64),
     (keys, generation): (Arc<SpaceKeys>, u32),
     local: &Path,
     sends: Vec<Send>,
@@ -285,7 +286,11 @@ async fn send_chunks(
             };
             pace(limit, sealed.len() as u64).await;
             let (conn, ns) = (files.conn(), ns.clone());
-            running.spawn(async move { put_chunk(&conn, ns, id, sealed).await.map(|()| bytes) });
+            running.spawn(async move {
+                put_chunk(&conn, (ns, upload_id), id, sealed)
+                    .await
+                    .map(|()| bytes)
+            });
         }
         match running.join_next().await {
             None => break 'sending,
@@ -309,11 +314,11 @@ async fn send_chunks(
     read
 }
 
-/// One `chunk_put`, sent again after a "slow down" answer (the server's request budget
+/// One `chunk_put` for upload `upload_id`, sent again after a "slow down" answer (the server's request budget
 /// was spent) as often as [`THROTTLE_WAITS`].
 async fn put_chunk(
     conn: &Connection,
-    ns: NsRef,
+    (ns, upload_id): (NsRef, i64),
     id: ChunkId,
     sealed: Bytes,
 ) -> Result<(), FilesError> {
@@ -321,6 +326,7 @@ async fn put_chunk(
         ns,
         id: ByteBuf::from(id.0.to_vec()),
         sealed_size: sealed.len() as u64,
+        upload_id: Some(upload_id),
     };
     let mut tries = 0;
     loop {

@@ -119,6 +119,21 @@ pub fn set_chunk_bytes(conn: &mut DbConn, id: i64, bytes: u64) -> DbResult<()> {
     Ok(())
 }
 
+/// Takes `bytes` off the chunk bytes upload `id` holds (not below none): the space now
+/// holds a chunk the upload announced, and counts it as stored.
+pub fn release_chunk_bytes(conn: &mut DbConn, id: i64, bytes: u64) -> DbResult<()> {
+    let held: Option<i64> = uploads::table
+        .find(id)
+        .select(uploads::chunk_bytes)
+        .get_result(conn)
+        .optional()?;
+    if let Some(held) = held {
+        let left = (held.max(0) as u64).saturating_sub(bytes);
+        set_chunk_bytes(conn, id, left)?;
+    }
+    Ok(())
+}
+
 /// Whether any unfinished upload targets the entry.
 pub fn any_for_entry(conn: &mut DbConn, entry_id: i64) -> DbResult<bool> {
     let n: i64 = uploads::table

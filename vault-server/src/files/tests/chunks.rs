@@ -23,7 +23,12 @@ async fn put_sized(
     size: u64,
     mut bytes: &[u8],
 ) -> Result<Response, vault_proto::proto::ApiError> {
-    chunks::put(&f.state, f.alice(), &P, id.to_vec(), size, &mut bytes).await
+    let chunk = chunks::ChunkPut {
+        id: id.to_vec(),
+        sealed_size: size,
+        upload_id: None,
+    };
+    chunks::put(&f.state, f.alice(), &P, chunk, &mut bytes).await
 }
 
 async fn put(
@@ -178,5 +183,88 @@ async fn a_commit_names_its_chunks_and_gc_frees_those_no_version_uses() -> R<()>
     assert_eq!(missing(&f, &[id(1), id(2), id(3)]).await?, [0]);
     assert_eq!(f.usage().await?.used_bytes, 2 * CHUNK_PAD + 100);
     assert_eq!(get(&f, &id(2)).await?, vec![2; PAD]);
+    Ok(())
+}
+
+/// The bytes held in reserve for alice's unfinished uploads.
+fn reserved(f: &crate::testing::Fixture) -> R<u64> {
+    let mut c = f.state.db.conn()?;
+    let ns = crate::db::files::namespaces::personal(&mut c, f.id("alice"))?.ok_or("no space")?;
+    Ok(crate::db::files::uploads::reserved_bytes(
+        &mut c,
+        ns.id,
+        crate::db::now(),
+    )?)
+}
+
+#[tokio::test]
+async fn a_chunk_sent_for_an_upload_is_no_longer_held_in_reserve_for_it() -> R<()> {
+    let f = crate::testing::Fixture::new("files", &["alice", "bob"])?;
+    let open = |path: &str, chunk_bytes| Request::UploadOpen {
+        ns: P,
+        path: path.into(),
+        sealed_size: 100,
+        chunk_bytes,
+    };
+    let put_for = |id: Vec<u8>, upload_id, bytes: Vec<u8>| {
+        let chunk = chunks::ChunkPut {
+            id,
+            sealed_size: bytes.len() as u64,
+            upload_id,
+        };
+        let f = &f;
+        async move { chunks::put(&f.state, f.alice(), &P, chunk, &mut bytes.as_slice()).await }
+    };
+    let opened = |r: Response| match r {
+        Response::UploadOpened { upload_id, .. } => Ok(upload_id),
+        other => Err(format!("unexpected {other:?}")),
+    };
+    // Room for one upload of two chunks, and then one of a single chunk.
+    f.set_quota(3 * CHUNK_PAD as i64 + 200)?;
+    let first = opened(f.call("alice", open("aaaa", 2 * CHUNK_PAD)).await?)?;
+    assert_eq!(reserved(&f)?, 2 * CHUNK_PAD + 100);
+
+    // Sent for the upload: stored, and no longer held for it. Counted once, the second
+    // upload fits; counted twice (stored and held) it would not.
+    put_for(id(1), Some(first), vec![1; PAD]).await?;
+    assert_eq!(f.usage().await?.used_bytes, CHUNK_PAD);
+    assert_eq!(reserved(&f)?, CHUNK_PAD + 100);
+    let second = opened(f.call("alice", open("bbbb", CHUNK_PAD)).await?)?;
+    assert_eq!(reserved(&f)?, 2 * CHUNK_PAD + 200);
+
+    // A chunk the space holds already (another upload sent it): nothing is read or
+    // counted, and the upload holds it no longer either; a chunk sent twice takes off
+    // no more than the upload holds.
+    put_for(id(1), Some(second), vec![1; PAD]).await?;
+    assert_eq!(f.usage().await?.used_bytes, CHUNK_PAD);
+    assert_eq!(reserved(&f)?, CHUNK_PAD + 200);
+    put_for(id(1), Some(second), vec![1; PAD]).await?;
+    assert_eq!(reserved(&f)?, CHUNK_PAD + 200);
+
+    // Only the caller's own live upload can be named.
+    let bobs = opened(f.call("bob", open("cccc", 0)).await?)?;
+    assert_eq!(
+        code(put_for(id(2), Some(bobs), vec![2; PAD]).await),
+        ErrorCode::NotFound
+    );
+    assert_eq!(
+        code(put_for(id(2), Some(first + 1000), vec![2; PAD]).await),
+        ErrorCode::NotFound
+    );
+    assert_eq!(f.usage().await?.used_bytes, CHUNK_PAD, "nothing stored");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_same_chunk_sent_twice_at_once_is_stored_and_counted_once() -> R<()> {
+    let f = fixture()?;
+    let (six, bytes) = (id(6), vec![6; 2 * PAD]);
+    let (a, b) = tokio::join!(put(&f, &six, &bytes), put(&f, &six, &bytes));
+    assert_eq!((a?, b?), (Response::Ok, Response::Ok));
+    assert_eq!(f.usage().await?.used_bytes, 2 * CHUNK_PAD);
+    assert_eq!(get(&f, &id(6)).await?, bytes);
+    // Every blob in the store is the chunk's, or a second copy queued for gc.
+    let stored = f.state.blobs.list()?.len() as i64;
+    assert_eq!(stored - f.deleted_blob_count()?, 1);
     Ok(())
 }
