@@ -30,6 +30,17 @@ fn drop_cached(file: &File, from: u64, to: u64) {
     let _ = (file, from, to);
 }
 
+/// Drops every cached page of `file` that is clean, as after its final sync: for many
+/// small files written one after another (the chunks of format 2), which would otherwise
+/// each take fresh page-cache memory as a large file written the ordinary way does. Only
+/// advice, as [`WriteBehind`]'s.
+pub fn drop_from_cache(file: &File) {
+    #[cfg(target_os = "linux")]
+    let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
+}
+
 /// A file being written from some position on, written back and dropped from the cache a
 /// [`WINDOW`] at a time. [`WriteBehind::into_inner`] gives the file back for the final sync,
 /// which makes it durable.

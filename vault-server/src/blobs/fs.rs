@@ -80,6 +80,10 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Up to this many blobs, [`FsBlobStore::put_many`] syncs each file and its directory;
+/// above it, the whole filesystem once.
+const SYNC_EACH_AT_MOST: usize = 4;
+
 /// Makes everything written under `root` durable: one `syncfs` of its filesystem.
 #[cfg(target_os = "linux")]
 fn sync_filesystem(root: &Path) -> io::Result<()> {
@@ -236,6 +240,10 @@ impl BlobStore for FsBlobStore {
         if blobs.is_empty() {
             return Ok(());
         }
+        // A few blobs (a chunk of format 2) are synced one file and directory at a time: a
+        // `syncfs` would also wait for everything else being written on the filesystem,
+        // such as the chunks arriving beside it. A batch of many is cheaper with one.
+        let one_by_one = cfg!(not(target_os = "linux")) || blobs.len() <= SYNC_EACH_AT_MOST;
         let mut written = Vec::with_capacity(blobs.len());
         for (id, bytes) in blobs {
             let path = self.partial_path(id);
@@ -246,16 +254,22 @@ impl BlobStore for FsBlobStore {
                 .mode(0o600)
                 .open(&path)?;
             file.write_all(bytes)?;
-            if cfg!(not(target_os = "linux")) {
+            if one_by_one {
                 file.sync_data()?;
             }
-            written.push((id, *bytes, path));
+            written.push((id, *bytes, path, file));
         }
         #[cfg(target_os = "linux")]
-        sync_filesystem(&self.root)?;
+        if !one_by_one {
+            sync_filesystem(&self.root)?;
+        }
+        // Written back by now: the next blobs reuse these pages (see `vault_fsio`).
+        for (.., file) in &written {
+            vault_fsio::drop_from_cache(file);
+        }
 
         let mut dirs = BTreeSet::new();
-        for (id, bytes, partial) in &written {
+        for (id, bytes, partial, _) in &written {
             let to = Self::sealed_path(&self.root, id);
             let dir = to.parent().unwrap_or(&self.root).to_path_buf();
             if !dirs.contains(&dir) {
@@ -271,14 +285,14 @@ impl BlobStore for FsBlobStore {
             }
             dirs.insert(dir);
         }
-        #[cfg(target_os = "linux")]
-        sync_filesystem(&self.root)?;
-        #[cfg(not(target_os = "linux"))]
-        {
+        if one_by_one {
             dirs.insert(self.root.join(PARTIAL_DIR));
             for dir in &dirs {
                 sync_dir(dir)?;
             }
+        } else {
+            #[cfg(target_os = "linux")]
+            sync_filesystem(&self.root)?;
         }
         Ok(())
     }
