@@ -5,7 +5,8 @@
 //! interrupted upload resumes with the chunks already sent; a server that alters, swaps
 //! or drops chunks is caught and nothing is written; a chunk damaged on the server's disk
 //! is found by fsck, and after its repair the next upload stores it again; a file stored
-//! in format 1 stays readable and restorable.
+//! in format 1 stays readable and restorable, and `put --whole-file` stores one so; `sync` moves only the chunks around an edit,
+//! both ways and in a conflict.
 
 use std::path::Path;
 use std::time::Duration;
@@ -137,6 +138,107 @@ fn edits_move_only_the_chunks_around_them_up_and_down() {
 }
 
 #[test]
+fn put_whole_file_stores_a_large_file_in_format_1() {
+    let server = TestServer::start();
+    let alice = Client::new();
+    alice.register(&server, "alice", "alice@example.org");
+    let mut content = random_bytes(6 * MIB + 9, 71);
+    let local = alice.dir.path().join("movie.mkv");
+    std::fs::write(&local, &content).expect("write");
+    let whole = |client: &Client| {
+        let args = ["put", s(&local), "/movie.mkv", "--whole-file", "--json"];
+        json(client.run(&args).ok())
+    };
+    assert_eq!(whole(&alice)["reused_bytes"], 0);
+    assert!(server.chunks().is_empty(), "stored whole, no chunks");
+    assert_eq!(whole(&alice)["unchanged"], 1, "unchanged: skipped");
+    content[MIB] ^= 1;
+    std::fs::write(&local, &content).expect("write");
+    assert_eq!(whole(&alice)["reused_bytes"], 0);
+    assert!(server.chunks().is_empty());
+    let back = alice.dir.path().join("back.mkv");
+    assert_eq!(get(&alice, "/movie.mkv", &back), (content.len() as u64, 0));
+    assert!(std::fs::read(&back).expect("read") == content);
+    // Without the flag the next version is chunked again.
+    content[2 * MIB] ^= 1;
+    std::fs::write(&local, &content).expect("write");
+    put(&alice, &local, "/movie.mkv");
+    assert!(!server.chunks().is_empty(), "chunked");
+}
+
+/// `vault sync LOCAL REMOTE --json`: (bytes of the files moved, bytes of them reused).
+fn sync(client: &Client, local: &Path, remote: &str) -> (u64, u64) {
+    let out = json(client.run(&["sync", s(local), remote, "--json"]).ok());
+    (
+        out["bytes"].as_u64().expect("bytes"),
+        out["reused_bytes"].as_u64().expect("reused_bytes"),
+    )
+}
+
+#[test]
+fn sync_moves_only_the_chunks_around_an_edit_both_ways_and_in_a_conflict() {
+    let server = TestServer::start();
+    let alice = Client::new();
+    alice.register(&server, "alice", "alice@example.org");
+    let (laptop, out) = Client::login_to(&server, "alice", vault_e2e::PASSWORD);
+    out.ok();
+    let here = alice.dir.path().join("here");
+    let there = laptop.dir.path().join("there");
+    for dir in [&here, &there] {
+        std::fs::create_dir_all(dir).expect("mkdir");
+    }
+    let original = random_bytes(24 * MIB + 5, 81);
+    std::fs::write(here.join("db.bin"), &original).expect("write");
+    assert_eq!(sync(&alice, &here, "/synced"), (original.len() as u64, 0));
+    assert_eq!(sync(&laptop, &there, "/synced"), (original.len() as u64, 0));
+
+    // An edit on one side goes up and comes down as the chunks around it.
+    let mut edited = original.clone();
+    edited[9 * MIB..10 * MIB].copy_from_slice(&random_bytes(MIB, 82));
+    std::fs::write(here.join("db.bin"), &edited).expect("write");
+    let (bytes, reused) = sync(&alice, &here, "/synced");
+    assert_eq!(bytes, edited.len() as u64);
+    assert!(
+        bytes - reused <= AROUND_AN_EDIT,
+        "{} bytes sent",
+        bytes - reused
+    );
+    let (bytes, reused) = sync(&laptop, &there, "/synced");
+    assert_eq!(bytes, edited.len() as u64);
+    assert!(
+        bytes - reused <= AROUND_AN_EDIT,
+        "{} bytes fetched",
+        bytes - reused
+    );
+    assert!(std::fs::read(there.join("db.bin")).expect("read") == edited);
+
+    // Both sides change it: the local copy goes up, and the remote version comes down
+    // from the chunks that copy shares with it.
+    let mut mine = edited.clone();
+    mine[2 * MIB..3 * MIB].copy_from_slice(&random_bytes(MIB, 83));
+    let mut theirs = edited.clone();
+    theirs[20 * MIB..21 * MIB].copy_from_slice(&random_bytes(MIB, 84));
+    std::fs::write(there.join("db.bin"), &theirs).expect("write");
+    sync(&laptop, &there, "/synced");
+    std::fs::write(here.join("db.bin"), &mine).expect("write");
+    let (bytes, reused) = sync(&alice, &here, "/synced");
+    assert_eq!(bytes, (mine.len() + theirs.len()) as u64, "both ways");
+    assert!(
+        bytes - reused <= 2 * AROUND_AN_EDIT,
+        "{} bytes moved in the conflict",
+        bytes - reused
+    );
+    assert!(std::fs::read(here.join("db.bin")).expect("read") == theirs);
+    let copies: Vec<_> = std::fs::read_dir(&here)
+        .expect("ls")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("(conflict"))
+        .collect();
+    assert_eq!(copies.len(), 1, "one conflict copy");
+    assert!(std::fs::read(copies[0].path()).expect("read") == mine);
+}
+
+#[test]
 fn files_share_chunks_and_gc_frees_exactly_those_no_version_uses() {
     let server = TestServer::start_with("[files]\nblob_grace_s = 0\n");
     let alice = Client::new();
@@ -159,6 +261,9 @@ fn files_share_chunks_and_gc_frees_exactly_those_no_version_uses() {
 
     alice.run(&["rm", "/a"]).ok();
     alice.run(&["trash", "empty", "--yes"]).ok();
+    // Until gc runs, a's own chunks are still stored and counted, and `quota` says so.
+    let waiting = "chunks no version uses any more";
+    assert!(alice.run(&["quota"]).ok().contains(waiting));
     std::thread::sleep(Duration::from_millis(1100));
     let report = json(server.admin(&["gc", "--json"]).ok());
     let freed = report["unused_chunk_bytes"].as_i64().expect("unused bytes");
@@ -183,6 +288,10 @@ fn files_share_chunks_and_gc_frees_exactly_those_no_version_uses() {
     );
     let quota = json(alice.run(&["quota", "--json"]).ok());
     assert!(quota["used_bytes"].as_i64().expect("used") >= left);
+    assert!(
+        !alice.run(&["quota"]).ok().contains(waiting),
+        "gc freed them"
+    );
 
     // Deleting the last file frees the rest.
     alice.run(&["rm", "/b"]).ok();

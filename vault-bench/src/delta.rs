@@ -1,8 +1,9 @@
 //! The rows of format 2 (content-defined chunks): a large file put, then changed in
 //! place by 1 MiB and put again; the bytes that second `put` sent and its time against the
 //! first; `get` of the changed file over a copy of the old one; the same edit moved by
-//! rsync's delta algorithm (the peer to beat); 100 bytes inserted in the middle; and what
-//! ten versions of the file store against one copy. All on one fresh server.
+//! rsync's delta algorithm (the peer to beat); 100 bytes inserted in the middle; what
+//! ten versions of the file store against one copy; and the same edit in a synced folder,
+//! moved by `vault sync`. All on one fresh server.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -34,8 +35,8 @@ fn settle() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A `put` or `get` with `--json`, after [`settle`]: its time, and the plaintext bytes it
-/// moved (those not reused from chunks already there).
+/// A `put`, `get` or `sync` with `--json`, after [`settle`]: its time, and the plaintext
+/// bytes it moved (those not reused from chunks already there).
 fn moved(client: &Client, server: &Server, args: &[&str]) -> anyhow::Result<(Duration, u64)> {
     settle()?;
     let run = server.explain(client.run(args, None))?;
@@ -243,9 +244,42 @@ pub fn rows(bins: &Bins, plan: &Plan, work: &Path, rows: &mut Vec<Row>) -> anyho
         1.1,
         "≤ 1.1 × one copy",
     ));
-    server.stop()?;
     for p in [&source, &old, &fetched] {
         let _ = std::fs::remove_file(p);
     }
+
+    note(&format!(
+        "format 2: a folder with another {label} file, synced, changed, synced"
+    ));
+    let folder = work.join("delta-sync");
+    std::fs::create_dir_all(&folder)?;
+    let synced = folder.join("disk.img");
+    data::big_file(&synced, size)?;
+    let sync = ["sync", &arg(&folder)?, "/synced", "--json"];
+    let (first_sync, _) = moved(&client, &server, &sync)?;
+    change_in_place(&synced, offset(size, 9))?;
+    let (sync_time, sent) = moved(&client, &server, &sync)?;
+    rows.push(Row::at_most(
+        &format!("delta sync, 1 MiB changed in {label}: bytes sent"),
+        sent as f64 / MIB as f64,
+        "MiB",
+        EDIT_LIMIT,
+        "≤ 8 MiB",
+    ));
+    let mut row = Row::at_most(
+        &format!("delta sync, 1 MiB changed in {label}: time ÷ first sync"),
+        sync_time.as_secs_f64() / first_sync.as_secs_f64(),
+        "×",
+        0.3,
+        "≤ 0.3 × the first sync of the same folder",
+    );
+    row.note = Some(format!(
+        "first sync {:.2} s, delta sync {:.2} s",
+        first_sync.as_secs_f64(),
+        sync_time.as_secs_f64()
+    ));
+    rows.push(row);
+    server.stop()?;
+    let _ = std::fs::remove_dir_all(&folder);
     Ok(())
 }

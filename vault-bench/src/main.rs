@@ -48,10 +48,11 @@ struct Args {
     /// Directory of the vault-server and vault binaries (default: this executable's).
     #[arg(long, value_name = "DIR")]
     bin_dir: Option<PathBuf>,
-    /// Run one phase only: `delta` (format 2: what an edit moves and stores), `scale` (S3
+    /// Run one phase only: `big` (the ceilings, then put and get of the large file, as
+    /// chunks and whole), `delta` (format 2: what an edit moves and stores), `scale` (S3
     /// and chat across instances) or `capacity` (the cost of each action, for
     /// docs/SCALING.md). The last two need the services they name.
-    #[arg(long, value_parser = ["delta", "scale", "capacity"])]
+    #[arg(long, value_parser = ["big", "delta", "scale", "capacity"])]
     only: Option<String>,
     /// Print the report as JSON on stdout instead of the table.
     #[arg(long)]

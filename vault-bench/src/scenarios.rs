@@ -44,6 +44,10 @@ pub fn run(bins: &Bins, plan: &Plan, only: Option<&str>) -> anyhow::Result<Vec<R
     let work = tempfile::tempdir().context("cannot make a temp dir")?;
     let mut rows = Vec::new();
     match only {
+        Some("big") => {
+            let quinn = ceilings(plan, &mut rows)?;
+            big_files(bins, plan, work.path(), quinn, &mut rows)?;
+        }
         Some("delta") => crate::delta::rows(bins, plan, work.path(), &mut rows)?,
         Some("scale") => crate::scale::rows(bins, plan, work.path(), &mut rows)?,
         Some("capacity") => crate::capacity::rows(bins, plan, work.path(), &mut rows)?,
@@ -204,9 +208,11 @@ fn big_files(
     let server = Server::start(bins, &plan.limits)?;
     let client = server.explain(Client::register(bins, &server, "bench"))?;
     let source_arg = source.to_str().context("temp dir path is not UTF-8")?;
-    let mut put = Transfers::default();
+    // Each run puts the file as chunks (format 2, what `put` does) and whole (format 1,
+    // `--whole-file`, what every release before format 2 did), one after the other.
+    let (mut put, mut put_whole) = (Transfers::default(), Transfers::default());
     for run in 1..=plan.runs {
-        note(&format!("put {label} (run {run})"));
+        note(&format!("put {label}, as chunks and whole (run {run})"));
         // New bytes and a new name each run: the space stores each chunk once, so the
         // same bytes again would send nothing.
         if run > 1 {
@@ -214,17 +220,23 @@ fn big_files(
         }
         let remote = format!("/big-{run}.bin");
         put.run(&server, &client, &["put", source_arg, &remote], size)?;
+        let remote = format!("/whole-{run}.bin");
+        let whole = ["put", source_arg, &remote, "--whole-file"];
+        put_whole.run(&server, &client, &whole, size)?;
     }
     let last = format!("/big-{}.bin", plan.runs);
+    let last_whole = format!("/whole-{}.bin", plan.runs);
     let target = work.join("big.out");
     let target_arg = target.to_str().context("temp dir path is not UTF-8")?;
-    let mut get = Transfers::default();
+    let (mut get, mut get_whole) = (Transfers::default(), Transfers::default());
     for run in 1..=plan.runs {
-        note(&format!("get {label} (run {run})"));
-        let _ = std::fs::remove_file(&target);
-        get.run(&server, &client, &["get", &last, target_arg], size)?;
-        if run == 1 {
-            same_contents(&source, &target)?;
+        note(&format!("get {label}, as chunks and whole (run {run})"));
+        for (remote, transfers) in [(&last, &mut get), (&last_whole, &mut get_whole)] {
+            let _ = std::fs::remove_file(&target);
+            transfers.run(&server, &client, &["get", remote, target_arg], size)?;
+            if run == 1 {
+                same_contents(&source, &target)?;
+            }
         }
     }
     let server_rss = server.peak_rss()?;
@@ -242,6 +254,35 @@ fn big_files(
             0.9,
             &quinn_ref,
         ));
+    }
+    for (what, chunks, whole) in [("put", &put, &put_whole), ("get", &get, &get_whole)] {
+        let mut row = Row::at_least(
+            &format!("{what} {label}: as chunks ÷ whole (format 2 ÷ format 1)"),
+            median(&chunks.rates) / median(&whole.rates),
+            "×",
+            1.0,
+            0.95,
+            "≥ 0.95 × format 1 in the same run",
+        );
+        let cpu = |t: &Transfers| {
+            let per_gib = |v: &[f64]| median(v) * (1u64 << 30) as f64;
+            format!(
+                "client {:.2} + server {:.2} CPU-s/GiB",
+                per_gib(&t.client_cpu),
+                per_gib(&t.server_cpu)
+            )
+        };
+        row.note = Some(format!(
+            "{what} as chunks {:.0} MB/s, {}, client peak RSS {:.0} MiB; whole {:.0} MB/s, \
+             {}, client peak RSS {:.0} MiB",
+            median(&chunks.rates) / MB,
+            cpu(chunks),
+            chunks.peak_rss as f64 / MIB,
+            median(&whole.rates) / MB,
+            cpu(whole),
+            whole.peak_rss as f64 / MIB,
+        ));
+        rows.push(row);
     }
     let per_gib = |f: fn(&stages::Stages) -> std::time::Duration| {
         median(

@@ -384,6 +384,10 @@ pub enum Command {
         paths: Vec<String>,
         #[command(flatten)]
         transfer: TransferArgs,
+        /// Store each file whole (format 1), not as content-defined chunks: nothing is
+        /// shared with its other versions or files, and the next edit moves the whole file.
+        #[arg(long)]
+        whole_file: bool,
     },
     /// Download files or trees (-r): get REMOTE… LOCAL. A file that fails does not stop the
     /// others; each is listed at the end. Resumable: run it again after a failure.

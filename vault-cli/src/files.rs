@@ -15,7 +15,7 @@ use vault_client::files::remote::{Detail, Listed};
 use vault_client::files::transfer::{
     GetReport, MAX_IN_FLIGHT, NotFetched, Options, get_all, put_all,
 };
-use vault_client::files::upload::Uploaded;
+use vault_client::files::upload::{Storing, Uploaded};
 use vault_client::files::{Files, RemotePath, legacy};
 use vault_client::state::StateDir;
 use vault_core::format::{LegacyMode, parse_des_key};
@@ -143,7 +143,18 @@ async fn dispatch(files: &Arc<Files>, state: &StateDir, command: Command) -> any
             let usage = files.usage(&space(s.as_deref())?).await?;
             listing::print_quota(&usage, json)?;
         }
-        Command::Put { paths, transfer } => put(files, paths, &transfer).await?,
+        Command::Put {
+            paths,
+            transfer,
+            whole_file,
+        } => {
+            let storing = if whole_file {
+                Storing::Whole
+            } else {
+                Storing::Chunked
+            };
+            put(files, paths, (&transfer, storing)).await?
+        }
         Command::Get { paths, transfer } => get(files, paths, &transfer).await?,
         Command::Rm { path, recursive } => {
             let path = remote(&path)?;
@@ -278,7 +289,7 @@ async fn dispatch(files: &Arc<Files>, state: &StateDir, command: Command) -> any
                 }],
                 ..Default::default()
             };
-            let done = put_all(Arc::clone(files), plan, options(None)?).await?;
+            let done = put_all(Arc::clone(files), plan, options(None, Storing::Chunked)?).await?;
             drop(plain);
             if json {
                 outln!("{}", serde_json::to_string_pretty(&put_json(&done))?)?;
@@ -296,7 +307,7 @@ async fn dispatch(files: &Arc<Files>, state: &StateDir, command: Command) -> any
     Ok(())
 }
 
-fn options(bwlimit: Option<&str>) -> anyhow::Result<Options> {
+fn options(bwlimit: Option<&str>, storing: Storing) -> anyhow::Result<Options> {
     let limit = bwlimit
         .map(|t| parse_size(t).map_err(anyhow::Error::msg))
         .transpose()?
@@ -305,6 +316,7 @@ fn options(bwlimit: Option<&str>) -> anyhow::Result<Options> {
         progress: progress::for_transfer(),
         limit,
         in_flight: MAX_IN_FLIGHT,
+        storing,
     })
 }
 
@@ -351,7 +363,7 @@ fn unchanged_note(unchanged: usize) -> String {
 async fn put(
     files: &Arc<Files>,
     mut paths: Vec<String>,
-    args: &TransferArgs,
+    (args, storing): (&TransferArgs, Storing),
 ) -> anyhow::Result<()> {
     let target = remote(&paths.pop().context("put needs LOCAL… REMOTE")?)?;
     let sources: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
@@ -364,7 +376,8 @@ async fn put(
         );
     }
     let dirs = plan.dirs.len();
-    let done = put_all(Arc::clone(files), plan, options(args.bwlimit.as_deref())?).await?;
+    let options = options(args.bwlimit.as_deref(), storing)?;
+    let done = put_all(Arc::clone(files), plan, options).await?;
     if args.json {
         let mut value = put_json(&done);
         value["dirs"] = json!(dirs);
@@ -468,7 +481,8 @@ async fn get(
     )
     .await?;
     let single = plan.files.len() == 1 && !args.recursive;
-    let mut report = get_all(Arc::clone(files), plan, options(args.bwlimit.as_deref())?).await?;
+    let options = options(args.bwlimit.as_deref(), Storing::Chunked)?;
+    let mut report = get_all(Arc::clone(files), plan, options).await?;
     if single && let Some(failed) = report.failed.pop() {
         // One file asked for: its error is the command's.
         return Err(failed.error.map_or_else(

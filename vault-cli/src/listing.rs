@@ -196,6 +196,15 @@ pub fn print_quota(u: &Usage, json_out: bool) -> anyhow::Result<()> {
             plural(u.versions, "version", "versions"),
             plural(u.trash_items, "deletion", "deletions")
         )?;
+        // Stored beyond what every version counted whole comes to: only chunks no version
+        // uses any more (deleted files, dropped versions, an upload that never committed).
+        if u.used_bytes > u.logical_bytes {
+            outln!(
+                "{} of it is chunks no version uses any more: the server's gc frees them \
+                 after its grace period",
+                format_size(u.used_bytes - u.logical_bytes)
+            )?;
+        }
     }
     Ok(())
 }

@@ -150,6 +150,7 @@ fn report(summary: &Summary, args: &SyncArgs, mode: Mode) -> std::io::Result<()>
             "skipped": summary.skipped(),
             "failed": failed,
             "bytes": summary.bytes(),
+            "reused_bytes": summary.reused_bytes(),
             "seconds": summary.seconds,
             "actions": actions,
         });
@@ -180,8 +181,12 @@ fn report(summary: &Summary, args: &SyncArgs, mode: Mode) -> std::io::Result<()>
     } else {
         format!("{what} done:")
     };
+    let reused = match summary.reused_bytes() {
+        0 => String::new(),
+        n => format!(" ({} of it already there, not sent)", format_size(n)),
+    };
     outln!(
-        "{prefix} {} uploaded, {} downloaded, {} deleted, {}, {} skipped; {} in {:.1} s",
+        "{prefix} {} uploaded, {} downloaded, {} deleted, {}, {} skipped; {}{reused} in {:.1} s",
         summary.uploaded(),
         summary.downloaded(),
         summary.deleted(),

@@ -219,9 +219,25 @@ pub async fn download_file(
     progress: &dyn Progress,
     limit: Option<&RateLimit>,
 ) -> Result<Downloaded, FilesError> {
+    download_reusing(files, remote, target, None, progress, limit).await
+}
+
+/// [`download_file`], taking the chunks of a version of format 2 that `reuse` (a local
+/// file the download replaces, such as the one sync is about to overwrite from its
+/// temporary file) already holds from it instead of fetching them. `target` itself is
+/// always such a source.
+pub async fn download_reusing(
+    files: &Files,
+    remote: &RemotePath,
+    target: &Path,
+    reuse: Option<&Path>,
+    progress: &dyn Progress,
+    limit: Option<&RateLimit>,
+) -> Result<Downloaded, FilesError> {
     let paths = PartPaths::of(target)?;
     paths.prepare()?;
-    let result = download_into(files, remote, target, &paths, progress, limit).await;
+    let ends = (target, reuse);
+    let result = download_into(files, remote, ends, &paths, progress, limit).await;
     if result.is_err() {
         // Gone unless it holds something to resume from.
         let _ = std::fs::remove_dir(&paths.folder);
@@ -229,11 +245,11 @@ pub async fn download_file(
     result
 }
 
-/// [`download_file`] with the part folder made.
+/// [`download_reusing`] with the part folder made.
 async fn download_into(
     files: &Files,
     remote: &RemotePath,
-    target: &Path,
+    (target, reuse): (&Path, Option<&Path>),
     paths: &PartPaths,
     progress: &dyn Progress,
     limit: Option<&RateLimit>,
@@ -333,7 +349,7 @@ async fn download_into(
         return delta::get::fetch(
             files,
             remote,
-            target,
+            (target, reuse),
             paths,
             wanted,
             stream,

@@ -13,7 +13,7 @@ use super::plan::{GetItem, GetPlan, PutItem, PutPlan};
 use super::progress::{Progress, RateLimit};
 use super::rerun::{MadeDir, TargetNotes};
 use super::small::{SmallFile, abort_leftovers, batches, is_small, upload_batch_with_retry};
-use super::upload::{Uploaded, put_file};
+use super::upload::{Storing, Uploaded, put_file};
 use super::{Files, FilesError, RemotePath};
 
 /// Files in flight at once.
@@ -28,6 +28,8 @@ pub struct Options {
     pub limit: Option<Arc<RateLimit>>,
     /// Files in flight at once (1 to [`MAX_IN_FLIGHT`]).
     pub in_flight: usize,
+    /// How `put_all` stores each file.
+    pub storing: Storing,
 }
 
 /// How many times one request or transfer waits out "slow down" before giving up.
@@ -257,7 +259,7 @@ pub async fn put_all(
                     let done = with_retry(&files, &what, &*opts.progress, || {
                         put_file(
                             &files,
-                            &item.local,
+                            (&item.local, opts.storing),
                             &item.remote,
                             item.current.as_ref(),
                             &*opts.progress,

@@ -206,17 +206,29 @@ pub async fn upload_file(
     })
 }
 
+/// How an upload stores a file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Storing {
+    /// In format 2 when it is large enough ([`super::delta::CHUNKED_MIN`]), else whole.
+    #[default]
+    Chunked,
+    /// Whole, in format 1, whatever its size (`put --whole-file`).
+    Whole,
+}
+
 /// The upload of `put`, `sync` and `push`: in format 2 ([`super::delta`]) for a file of at
 /// least [`super::delta::CHUNKED_MIN`] bytes, so only the chunks the space lacks are sent;
-/// else, or for a file of more chunks than a commit may name, [`upload_file`].
+/// else, stored [`Storing::Whole`], or for a file of more chunks than a commit may name,
+/// [`upload_file`].
 pub async fn upload_any(
     files: &Files,
-    local: &Path,
+    (local, storing): (&Path, Storing),
     remote: &RemotePath,
     progress: &dyn Progress,
     limit: Option<&RateLimit>,
 ) -> Result<Uploaded, FilesError> {
-    if LocalFile::stat(local)?.size >= super::delta::CHUNKED_MIN
+    if storing == Storing::Chunked
+        && LocalFile::stat(local)?.size >= super::delta::CHUNKED_MIN
         && let Some(done) =
             super::delta::put::upload_chunked(files, local, remote, None, progress, limit).await?
     {
@@ -231,16 +243,16 @@ pub async fn upload_any(
 /// very version that holds the contents.
 pub async fn put_file(
     files: &Files,
-    local: &Path,
+    (local, storing): (&Path, Storing),
     remote: &RemotePath,
     current: Option<&CurrentVersion>,
     progress: &dyn Progress,
     limit: Option<&RateLimit>,
 ) -> Result<Uploaded, FilesError> {
     let Some(current) = current else {
-        return upload_any(files, local, remote, progress, limit).await;
+        return upload_any(files, (local, storing), remote, progress, limit).await;
     };
-    if LocalFile::stat(local)?.size >= super::delta::CHUNKED_MIN {
+    if storing == Storing::Chunked && LocalFile::stat(local)?.size >= super::delta::CHUNKED_MIN {
         // The scan of format 2 hashes the whole file anyway: it tells unchanged apart
         // without a read of its own.
         let done =
@@ -256,7 +268,7 @@ pub async fn put_file(
         }
     }
     if !file_matches(local, current).await? {
-        return upload_any(files, local, remote, progress, limit).await;
+        return upload_any(files, (local, storing), remote, progress, limit).await;
     }
     drop_resume_record(files, local, remote, current).await?;
     progress.advance(current.size);

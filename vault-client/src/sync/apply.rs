@@ -17,11 +17,11 @@ use super::plan::Action;
 use super::scan::stamp;
 use super::state::{Base, Entry, RemoteFile, Stamp, StateFile, SyncState, create_private_dir};
 use super::{SyncError, conflict_name};
-use crate::files::download::download_file;
+use crate::files::download::download_reusing;
 use crate::files::progress::Progress;
 use crate::files::small::{SmallFile, is_small, upload_batch_with_retry};
 use crate::files::transfer::with_retry;
-use crate::files::upload::{Uploaded, upload_file};
+use crate::files::upload::{Storing, Uploaded, upload_any};
 use crate::files::{Files, FilesError, RemotePath};
 
 /// The state is written at least this often while actions complete.
@@ -42,11 +42,15 @@ pub struct Item {
 /// What one action did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
+    /// `bytes` of the file, `reused` of them not sent: chunks the space held already.
     Uploaded {
         bytes: u64,
+        reused: u64,
     },
+    /// `bytes` of the file, `reused` of them not fetched: chunks the file it replaced held.
     Downloaded {
         bytes: u64,
+        reused: u64,
     },
     DeletedLocal,
     DeletedRemote,
@@ -54,6 +58,7 @@ pub enum Outcome {
     Conflict {
         copy: String,
         bytes: u64,
+        reused: u64,
     },
     Recorded,
     Forgotten,
@@ -246,7 +251,13 @@ async fn upload(ctx: &Context, rel: &str) -> Result<Outcome, SyncError> {
     let files = &ctx.files;
     ctx.store.intent(rel, before)?;
     let done = match with_retry(files, &local.display().to_string(), &*ctx.progress, || {
-        upload_file(files, &local, &remote, &*ctx.progress, None)
+        upload_any(
+            files,
+            (&local, Storing::Chunked),
+            &remote,
+            &*ctx.progress,
+            None,
+        )
     })
     .await
     {
@@ -275,7 +286,10 @@ fn uploaded(
     };
     let synced = (after == Some(before)).then(|| base(before, &file));
     ctx.store.update(rel, synced, Some(file))?;
-    Ok(Outcome::Uploaded { bytes: done.bytes })
+    Ok(Outcome::Uploaded {
+        bytes: done.bytes,
+        reused: done.reused,
+    })
 }
 
 /// Whether an item is an upload that goes in a batch ([`upload_batch`]).
@@ -358,7 +372,19 @@ pub async fn upload_batch(
     out
 }
 
+/// Downloads `rel` to a temporary file and renames it into place, taking the chunks the
+/// local file it replaces already holds from that file.
 async fn download(ctx: &Context, item: &Item, rel: &str) -> Result<Outcome, SyncError> {
+    download_reusing_from(ctx, item, rel, &ctx.local(rel)).await
+}
+
+/// [`download`], taking chunks from `reuse` (for a conflict, the local copy just made).
+async fn download_reusing_from(
+    ctx: &Context,
+    item: &Item,
+    rel: &str,
+    reuse: &Path,
+) -> Result<Outcome, SyncError> {
     let target = ctx.local(rel);
     let tmp = ctx.tmp_for(rel);
     if let Some(dir) = tmp.parent() {
@@ -367,7 +393,7 @@ async fn download(ctx: &Context, item: &Item, rel: &str) -> Result<Outcome, Sync
     let remote = ctx.remote(rel);
     let files = &ctx.files;
     let done = with_retry(files, &remote.to_string(), &*ctx.progress, || {
-        download_file(files, &remote, &tmp, &*ctx.progress, None)
+        download_reusing(files, &remote, &tmp, Some(reuse), &*ctx.progress, None)
     })
     .await?;
     // The re-check: the local file must still be what the plan saw.
@@ -383,6 +409,10 @@ async fn download(ctx: &Context, item: &Item, rel: &str) -> Result<Outcome, Sync
     }
     std::fs::rename(&tmp, &target).map_err(|e| SyncError::io("rename into place", &target, e))?;
     let now = stamp(&target)?;
+    let downloaded = Outcome::Downloaded {
+        bytes: done.bytes,
+        reused: done.reused,
+    };
     let file = match &item.remote {
         Some(r) if r.version == done.version => r.clone(),
         Some(r) => RemoteFile {
@@ -392,11 +422,11 @@ async fn download(ctx: &Context, item: &Item, rel: &str) -> Result<Outcome, Sync
             size: done.bytes,
             ..r.clone()
         },
-        None => return Ok(Outcome::Downloaded { bytes: done.bytes }),
+        None => return Ok(downloaded),
     };
     let synced = now.map(|now| base(now, &file));
     ctx.store.update(rel, synced, Some(file))?;
-    Ok(Outcome::Downloaded { bytes: done.bytes })
+    Ok(downloaded)
 }
 
 /// Both sides changed: the local file becomes `NAME (conflict HOST DATE TIME).EXT` (and
@@ -426,21 +456,27 @@ async fn conflict(ctx: &Context, item: &Item, rel: &str) -> Result<Outcome, Sync
     std::fs::rename(ctx.local(rel), ctx.local(&rel_copy))
         .map_err(|e| SyncError::io("rename", ctx.local(rel), e))?;
     let up = upload(ctx, &rel_copy).await?;
-    let Outcome::Uploaded { bytes: up_bytes } = up else {
+    let Outcome::Uploaded {
+        bytes: up_bytes,
+        reused: up_reused,
+    } = up
+    else {
         return Ok(up);
     };
     let moved = Item {
         local: None,
         ..item.clone()
     };
-    let down = download(ctx, &moved, rel).await?;
-    let down_bytes = match down {
-        Outcome::Downloaded { bytes } => bytes,
+    // The copy is what stood at the path: the chunks the two versions share come from it.
+    let down = download_reusing_from(ctx, &moved, rel, &ctx.local(&rel_copy)).await?;
+    let (down_bytes, down_reused) = match down {
+        Outcome::Downloaded { bytes, reused } => (bytes, reused),
         other => return Ok(other),
     };
     Ok(Outcome::Conflict {
         copy: rel_copy,
         bytes: up_bytes + down_bytes,
+        reused: up_reused + down_reused,
     })
 }
 

@@ -118,16 +118,32 @@ impl Summary {
         self.count(|d| matches!(d.outcome, Some(Outcome::Skipped(_))))
     }
 
-    /// Plaintext bytes moved (planned bytes in a dry run).
+    /// Plaintext bytes of the files uploaded and downloaded (planned bytes in a dry run).
     pub fn bytes(&self) -> u64 {
         self.actions
             .iter()
             .map(|d| match &d.outcome {
                 Some(
-                    Outcome::Uploaded { bytes }
-                    | Outcome::Downloaded { bytes }
+                    Outcome::Uploaded { bytes, .. }
+                    | Outcome::Downloaded { bytes, .. }
                     | Outcome::Conflict { bytes, .. },
                 ) => *bytes,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// Of [`Summary::bytes`], those that did not cross the network: chunks the space held
+    /// already (uploads), or that the replaced local file held (downloads).
+    pub fn reused_bytes(&self) -> u64 {
+        self.actions
+            .iter()
+            .map(|d| match &d.outcome {
+                Some(
+                    Outcome::Uploaded { reused, .. }
+                    | Outcome::Downloaded { reused, .. }
+                    | Outcome::Conflict { reused, .. },
+                ) => *reused,
                 _ => 0,
             })
             .sum()

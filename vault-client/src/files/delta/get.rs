@@ -33,11 +33,12 @@ pub struct Wanted<'a> {
 }
 
 /// Writes the version whose sealed chunk list `stream` carries to `target`, through the
-/// part file of `paths` (whose sidecar pins the version already).
+/// part file of `paths` (whose sidecar pins the version already), taking the chunks that
+/// `target` or `reuse` (a file the download replaces) hold from them.
 pub async fn fetch(
     files: &Files,
     remote: &RemotePath,
-    target: &Path,
+    (target, reuse): (&Path, Option<&Path>),
     paths: &PartPaths,
     wanted: Wanted<'_>,
     mut stream: RawDownload,
@@ -73,16 +74,17 @@ pub async fn fetch(
     }
 
     // What this machine holds already: an interrupted attempt's part file (moved aside,
-    // since the part file is written anew) and the file being replaced.
+    // since the part file is written anew) and the file being replaced (at the target, or
+    // where the caller says).
     let old_part = paths.part.with_extension("old");
     if paths.part.exists() {
         std::fs::rename(&paths.part, &old_part)
             .map_err(|e| FilesError::io("rename", &paths.part, e))?;
     }
-    let sources: Vec<PathBuf> = [old_part.clone(), target.to_path_buf()]
-        .into_iter()
-        .filter(|p| p.is_file())
-        .collect();
+    let mut sources: Vec<PathBuf> = vec![old_part.clone(), target.to_path_buf()];
+    sources.extend(reuse.map(Path::to_path_buf));
+    sources.dedup();
+    sources.retain(|p| p.is_file());
     let generation = version.generation;
     let local = {
         let (keys, sources) = (Arc::clone(&keys), sources.clone());
