@@ -728,6 +728,46 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// The keys of a TOML table, with their tables' keys under `prefix.`.
+    fn keys(prefix: &str, value: &toml::Value, out: &mut Vec<String>) {
+        if let toml::Value::Table(table) = value {
+            for (k, v) in table {
+                let path = format!("{prefix}{k}");
+                keys(&format!("{path}."), v, out);
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn the_example_configuration_holds_every_key_at_its_default_and_the_readme_shows_it() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let path = root.join("docs/vault-server.example.toml");
+        let text = std::fs::read_to_string(&path).expect("the example configuration");
+        let parsed = Config::load(Some(&path), |_| None, &Overrides::default())
+            .expect("the example configuration parses");
+        let json = |c: &Config| serde_json::to_value(c).expect("serializable");
+        assert_eq!(json(&parsed), json(&Config::default()), "not the defaults");
+
+        let (mut listed, mut known) = (Vec::new(), Vec::new());
+        keys("", &toml::from_str(&text).expect("toml"), &mut listed);
+        keys("", &toml::Value::try_from(Config::default()).expect("toml"), &mut known);
+        listed.sort();
+        known.sort();
+        assert_eq!(listed, known, "the example names every key, and only keys");
+
+        let body: String = text
+            .lines()
+            .skip_while(|l| l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+        assert!(
+            readme.contains(&format!("```toml\n{body}```")),
+            "README.md's Configuration block is not docs/vault-server.example.toml"
+        );
+    }
+
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = pairs
             .iter()
