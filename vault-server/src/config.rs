@@ -751,7 +751,11 @@ mod tests {
 
         let (mut listed, mut known) = (Vec::new(), Vec::new());
         keys("", &toml::from_str(&text).expect("toml"), &mut listed);
-        keys("", &toml::Value::try_from(Config::default()).expect("toml"), &mut known);
+        keys(
+            "",
+            &toml::Value::try_from(Config::default()).expect("toml"),
+            &mut known,
+        );
         listed.sort();
         known.sort();
         assert_eq!(listed, known, "the example names every key, and only keys");

@@ -105,21 +105,16 @@ pub async fn put<R: AsyncRead + Unpin>(
         )));
     }
     let ns = super::namespace(state, session, ns).await?;
-    if let Some(upload_id) = upload_id {
-        let upload = super::upload::owned(state, session, upload_id, true).await?;
-        if upload.namespace_id != ns.id {
-            return Err(ApiError::not_found(format!(
-                "upload {upload_id} is not into this space"
-            )));
-        }
-    }
     let release = move |c: &mut crate::db::DbConn| match upload_id {
         Some(upload_id) => uploads::release_chunk_bytes(c, upload_id, sealed_size),
         None => Ok(()),
     };
-    let (ns_id, known) = (ns.id, id.clone());
+    let (ns_id, known, user) = (ns.id, id.clone(), session.user_id);
     let early = ns.clone();
     let exists = super::read(state, move |c| {
+        if let Some(upload_id) = upload_id {
+            check_upload(c, (user, ns_id), upload_id)?;
+        }
         if chunks::find(c, ns_id, &known)?.is_some() {
             return Ok(true);
         }
@@ -183,6 +178,27 @@ pub async fn put<R: AsyncRead + Unpin>(
             .await;
     }
     stored.map(|()| Response::Ok)
+}
+
+/// Refuses `upload_id` unless it is an unexpired upload of `user` into space `ns_id`
+/// (`not_found`, as if absent, as for every other request that names an upload).
+fn check_upload(
+    c: &mut crate::db::DbConn,
+    (user, ns_id): (i64, i64),
+    upload_id: i64,
+) -> Result<(), crate::error::Failure> {
+    match uploads::get(c, upload_id)? {
+        Some(u) if u.user_id == user && u.namespace_id == ns_id && u.expires_at >= db::now() => {
+            Ok(())
+        }
+        Some(u) if u.user_id == user && u.namespace_id == ns_id => {
+            Err(ApiError::not_found("the upload expired; start again").into())
+        }
+        Some(u) if u.user_id == user => {
+            Err(ApiError::not_found(format!("upload {upload_id} is not into this space")).into())
+        }
+        _ => Err(super::upload::gone().into()),
+    }
 }
 
 /// Reads exactly `size` bytes of `body` (a chunk: at most [`MAX_SEALED_CHUNK`]) into a

@@ -54,7 +54,7 @@ pub(super) fn gone() -> ApiError {
 
 /// The upload `id` if it is the session user's (else `not_found`, as if absent) and, with
 /// `live`, not expired.
-pub(super) async fn owned(
+async fn owned(
     state: &ServerState,
     session: &SessionCtx,
     id: i64,

@@ -251,6 +251,18 @@ async fn a_chunk_sent_for_an_upload_is_no_longer_held_in_reserve_for_it() -> R<(
         code(put_for(id(2), Some(first + 1000), vec![2; PAD]).await),
         ErrorCode::NotFound
     );
+    {
+        use diesel::prelude::*;
+        let mut c = f.state.db.conn()?;
+        diesel::update(crate::db::schema::uploads::table.find(second))
+            .set(crate::db::schema::uploads::expires_at.eq(0))
+            .execute(&mut *c)?;
+    }
+    assert_eq!(
+        code(put_for(id(2), Some(second), vec![2; PAD]).await),
+        ErrorCode::NotFound,
+        "expired"
+    );
     assert_eq!(f.usage().await?.used_bytes, CHUNK_PAD, "nothing stored");
     Ok(())
 }
