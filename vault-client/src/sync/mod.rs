@@ -118,35 +118,27 @@ impl Summary {
         self.count(|d| matches!(d.outcome, Some(Outcome::Skipped(_))))
     }
 
+    /// `(bytes, reused)` of every file that went across.
+    fn moved(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.actions.iter().filter_map(|d| match &d.outcome {
+            Some(
+                Outcome::Uploaded { bytes, reused }
+                | Outcome::Downloaded { bytes, reused }
+                | Outcome::Conflict { bytes, reused, .. },
+            ) => Some((*bytes, *reused)),
+            _ => None,
+        })
+    }
+
     /// Plaintext bytes of the files uploaded and downloaded (planned bytes in a dry run).
     pub fn bytes(&self) -> u64 {
-        self.actions
-            .iter()
-            .map(|d| match &d.outcome {
-                Some(
-                    Outcome::Uploaded { bytes, .. }
-                    | Outcome::Downloaded { bytes, .. }
-                    | Outcome::Conflict { bytes, .. },
-                ) => *bytes,
-                _ => 0,
-            })
-            .sum()
+        self.moved().map(|(bytes, _)| bytes).sum()
     }
 
     /// Of [`Summary::bytes`], those that did not cross the network: chunks the space held
     /// already (uploads), or that the replaced local file held (downloads).
     pub fn reused_bytes(&self) -> u64 {
-        self.actions
-            .iter()
-            .map(|d| match &d.outcome {
-                Some(
-                    Outcome::Uploaded { reused, .. }
-                    | Outcome::Downloaded { reused, .. }
-                    | Outcome::Conflict { reused, .. },
-                ) => *reused,
-                _ => 0,
-            })
-            .sum()
+        self.moved().map(|(_, reused)| reused).sum()
     }
 }
 
