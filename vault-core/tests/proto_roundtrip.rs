@@ -513,12 +513,19 @@ fn request_cases() -> Cases<Request> {
         (ns(), text())
             .prop_map(|(ns, path)| R::Mkdir { ns, path })
             .boxed(),
-        (ns(), text(), any::<u64>(), any::<u64>())
-            .prop_map(|(ns, path, sealed_size, chunk_bytes)| R::UploadOpen {
+        (
+            ns(),
+            text(),
+            any::<u64>(),
+            any::<u64>(),
+            proptest::option::of(text()),
+        )
+            .prop_map(|(ns, path, sealed_size, chunk_bytes, batch)| R::UploadOpen {
                 ns,
                 path,
                 sealed_size,
                 chunk_bytes,
+                batch,
             })
             .boxed(),
         any::<i64>()

@@ -190,6 +190,16 @@ fn upload_open_many_under_a_batch_token_and_its_abort() {
         },
     );
     check(
+        "request_upload_open_batch",
+        Request::UploadOpen {
+            ns: NsRef::Personal,
+            path: "abc".into(),
+            sealed_size: 1_048_832,
+            chunk_bytes: 2_097_664,
+            batch: Some(token.into()),
+        },
+    );
+    check(
         "request_upload_abort_batch",
         Request::UploadAbortBatch {
             batch: token.into(),

@@ -11,6 +11,7 @@ pub mod delta;
 pub mod download;
 pub mod error;
 pub mod keys;
+pub mod leftovers;
 pub mod legacy;
 pub mod listing;
 pub mod path;

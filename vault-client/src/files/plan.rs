@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::remote::Entry;
 use super::rerun::{Command, MadeDir, TargetNotes};
-use super::small::abort_leftovers;
+use super::leftovers::abort_leftovers;
 use super::unchanged::CurrentVersion;
 use super::upload::LocalFile;
 use super::{Files, FilesError, RemotePath};

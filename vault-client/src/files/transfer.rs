@@ -12,7 +12,8 @@ use super::download::{Downloaded, get_file};
 use super::plan::{GetItem, GetPlan, PutItem, PutPlan};
 use super::progress::{Progress, RateLimit};
 use super::rerun::{MadeDir, TargetNotes};
-use super::small::{SmallFile, abort_leftovers, batches, is_small, upload_batch_with_retry};
+use super::leftovers::abort_leftovers;
+use super::small::{SmallFile, batches, is_small, upload_batch_with_retry};
 use super::upload::{Storing, Uploaded, put_file};
 use super::{Files, FilesError, RemotePath};
 

@@ -26,6 +26,7 @@ use vault_core::proto::{ByteBuf, Request, Response};
 use zeroize::Zeroizing;
 
 use super::keys::SpaceKeys;
+use super::leftovers::NotedOpen;
 use super::progress::{Progress, RateLimit, pace};
 use super::resume::{ResumeRecord, ResumeStore};
 use super::unchanged::{CurrentVersion, file_matches};
@@ -155,8 +156,19 @@ pub async fn upload_file(
     let (record, key, received) = match resumed {
         Some(r) => r,
         None => {
-            let (record, key) = open_upload(files, remote, &encrypted, &info).await?;
+            let noted = NotedOpen::new(files)?;
+            let (record, key) = match open_upload(files, remote, &encrypted, &info, &noted).await
+            {
+                Ok(opened) => opened,
+                // The request may have opened the upload: its token stays noted.
+                Err(e) if e.is_connection() => return Err(e),
+                Err(e) => {
+                    noted.done();
+                    return Err(e);
+                }
+            };
             store.save(&record_path, &record)?;
+            noted.done();
             (record, key, 0)
         }
     };
@@ -372,13 +384,14 @@ async fn try_resume(
     }
 }
 
-/// Opens a fresh upload and makes its file key, wrapped under the key generation the
-/// server names (the newest one held: see [`SpaceKeys::wrap`]).
+/// Opens a fresh upload under the token of `noted` and makes its file key, wrapped under
+/// the key generation the server names (the newest one held: see [`SpaceKeys::wrap`]).
 async fn open_upload(
     files: &Files,
     remote: &RemotePath,
     encrypted: &str,
     info: &LocalFile,
+    noted: &NotedOpen,
 ) -> Result<(ResumeRecord, Key32), FilesError> {
     let sealed_size = sealed_len(info.size);
     let request = Request::UploadOpen {
@@ -386,6 +399,7 @@ async fn open_upload(
         path: encrypted.to_owned(),
         sealed_size,
         chunk_bytes: 0,
+        batch: Some(noted.token()),
     };
     let (upload_id, file_id, version, generation) = match files.call(&request).await? {
         Response::UploadOpened {

@@ -239,7 +239,7 @@ pub async fn run(
     };
     if !opts.dry_run {
         // Uploads a killed earlier run left open must not commit after the refresh.
-        crate::files::small::abort_leftovers(&files).await?;
+        crate::files::leftovers::abort_leftovers(&files).await?;
     }
     remote::refresh(&files, remote, &mut state).await?;
     state.settle_uploads();

@@ -107,6 +107,12 @@ pub enum Request {
         /// held for the upload until it commits or expires.
         #[serde(default, skip_serializing_if = "is_zero_u64")]
         chunk_bytes: u64,
+        /// The client's token for this request, as for `upload_open_many` (a batch of
+        /// one): recorded before the request is sent, so that the next command aborts
+        /// the upload with `upload_abort_batch` should this one die before it recorded
+        /// the upload's id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        batch: Option<String>,
     },
     /// How many bytes of an upload the server holds (always whole sealed chunks).
     UploadStatus {
@@ -169,8 +175,8 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         batch: Option<String>,
     },
-    /// Aborts every unfinished upload `upload_open_many` opened with this token, and
-    /// refuses a later `upload_open_many` that carries it (for ten minutes), so that a
+    /// Aborts every unfinished upload `upload_open_many` or `upload_open` opened with this
+    /// token, and refuses a later request that carries it (for ten minutes), so that a
     /// request of a killed client still on its way cannot open uploads after it.
     UploadAbortBatch {
         batch: String,

@@ -67,7 +67,8 @@ pub async fn dispatch(
             path,
             sealed_size,
             chunk_bytes,
-        } => upload::open(state, session, &ns, path, (sealed_size, chunk_bytes)).await,
+            batch,
+        } => upload::open(state, session, &ns, path, (sealed_size, chunk_bytes), batch).await,
         Request::UploadStatus { upload_id } => upload::status(state, session, upload_id).await,
         Request::UploadCommit {
             upload_id,

@@ -24,7 +24,9 @@
 //! token the client recorded before sending it, so even a batch whose answer never arrived
 //! can be found. The abort leaves the token given up for [`BATCH_EXPIRY_S`], and an
 //! `upload_open_many` with it that is still on its way is refused: both take the token's
-//! lock ([`batches::lock`]) before they look.
+//! lock ([`batches::lock`]) before they look. A large file's `upload_open` may carry a
+//! token the same way (a batch of one, with the usual expiry), which `abort_batch` aborts
+//! alike.
 //!
 //! `upload_put_many` makes every blob durable before its transaction, and hashes each
 //! (BLAKE3, recorded with its version) from the bytes it holds in memory. After a crash in
@@ -49,7 +51,7 @@ use crate::db::files::batches;
 use crate::db::files::entries::{self, Entry};
 use crate::db::files::namespaces::{self, Namespace};
 use crate::db::files::uploads::{self, Upload};
-use crate::db::{self, now};
+use crate::db::{self, DbConn, now};
 use crate::error::Failure;
 use crate::net::connection::SessionCtx;
 use crate::state::ServerState;
@@ -97,7 +99,7 @@ fn check_batch(count: usize, sealed: u64, largest: u64) -> Result<(), ApiError> 
 }
 
 /// Refuses a batch token of the wrong shape.
-fn check_token(token: &str) -> Result<(), ApiError> {
+pub(super) fn check_token(token: &str) -> Result<(), ApiError> {
     if is_batch_token(token) {
         Ok(())
     } else {
@@ -105,6 +107,20 @@ fn check_token(token: &str) -> Result<(), ApiError> {
             "a batch token is {BATCH_TOKEN_LEN} lowercase hex digits (16 random bytes)"
         )))
     }
+}
+
+/// In the transaction that opens uploads under `token`: waits for an abort of the same
+/// token to finish, and refuses a token a later command gave up (the request of a killed
+/// client that arrived after the cleanup).
+pub(super) fn claim_token(c: &mut DbConn, user: i64, token: &str) -> Result<(), Failure> {
+    batches::lock(c, user, token)?;
+    if batches::is_abandoned(c, user, token)? {
+        return Err(ApiError::not_found(
+            "this batch was aborted by a later command; open it again under a new token",
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// Serves `upload_open_many`: `upload_open` for every file, in one transaction; the
@@ -141,13 +157,7 @@ pub async fn open_many(
     let expiry = upload::expiry_s(state).min(BATCH_EXPIRY_S);
     let results = super::write(state, ns.id, move |c, ns| {
         if let Some(token) = &batch {
-            batches::lock(c, user, token)?;
-            if batches::is_abandoned(c, user, token)? {
-                return Err(ApiError::not_found(
-                    "this batch was aborted by a later command; open it again under a new token",
-                )
-                .into());
-            }
+            claim_token(c, user, token)?;
         }
         let lease = Lease {
             expiry_s: expiry,

@@ -278,14 +278,19 @@ pub(super) fn expiry_s(state: &ServerState) -> i64 {
 
 /// Serves `upload_open` of `sealed_size` bytes, and for a version of format 2 the
 /// `chunk_bytes` of chunks it will store: both are checked against the quota and the disk
-/// before anything is sent, and held for the upload.
+/// before anything is sent, and held for the upload. The upload carries the client's
+/// `batch` token, if any, as those of `upload_open_many` do.
 pub async fn open(
     state: &ServerState,
     session: &SessionCtx,
     ns: &NsRef,
     path: String,
     (sealed_size, chunk_bytes): (u64, u64),
+    batch: Option<String>,
 ) -> Result<Response, ApiError> {
+    if let Some(token) = &batch {
+        super::small::check_token(token)?;
+    }
     check_open(&path, sealed_size)?;
     let most =
         (vault_proto::proto::MAX_COMMIT_CHUNKS as u64) * vault_proto::sizes::MAX_SEALED_CHUNK;
@@ -299,6 +304,9 @@ pub async fn open(
     let user = session.user_id;
     let expiry = expiry_s(state);
     let opened = super::write(state, ns.id, move |c, ns| {
+        if let Some(token) = &batch {
+            super::small::claim_token(c, user, token)?;
+        }
         check_open_uploads(c, user, 1)?;
         let generation = crate::groups::files::upload_generation(c, ns)?;
         let pending = uploads::reserved_bytes(c, ns.id, now())?;
@@ -311,7 +319,7 @@ pub async fn open(
             generation,
             &Lease {
                 expiry_s: expiry,
-                batch: None,
+                batch: batch.as_deref(),
             },
             &mut KnownPaths::default(),
         )?;

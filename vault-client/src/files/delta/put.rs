@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 
 use super::IN_FLIGHT;
 use super::scan::{Scanned, scan_file};
+use crate::files::leftovers::NotedOpen;
 use crate::files::progress::{Progress, RateLimit, pace};
 use crate::files::resume::{ResumeRecord, ResumeStore};
 use crate::files::transfer::{THROTTLE_WAITS, pause};
@@ -115,8 +116,8 @@ pub async fn upload_chunked(
     let list: Vec<ChunkRef> = scanned.chunks.iter().map(|(_, c)| *c).collect();
 
     // The version's upload is opened first: the server checks the quota and the disk for
-    // everything this version will store before a chunk is sent. A record of it lets the
-    // next run abort it should this one die.
+    // everything this version will store before a chunk is sent. Its token, noted before
+    // the request, and then a record of it let the next run abort it should this one die.
     let store = ResumeStore::new(files.state());
     let record_path = store.path_for(files.server(), files.user(), &encrypted, &absolute);
     if let Some(earlier) = store.load(&record_path) {
@@ -130,16 +131,27 @@ pub async fn upload_chunked(
         }
         store.remove(&record_path);
     }
-    let opened = open_version(
+    let noted = NotedOpen::new(files)?;
+    let opened = match open_version(
         files,
-        (remote, &encrypted),
+        (remote, &encrypted, noted.token()),
         &keys,
         generation,
         &list,
         chunk_bytes,
     )
-    .await?;
+    .await
+    {
+        Ok(opened) => opened,
+        // The request may have opened the upload: its token stays noted for the abort.
+        Err(e) if e.is_connection() => return Err(e),
+        Err(e) => {
+            noted.done();
+            return Err(e);
+        }
+    };
     store.save(&record_path, &opened.record(&encrypted, &list, &info))?;
+    noted.done();
 
     let to_send: u64 = sends.iter().map(|s| u64::from(s.len) * s.occurrences).sum();
     let reused = info.size - to_send;
@@ -377,11 +389,12 @@ impl OpenedVersion {
     }
 }
 
-/// Opens the upload of a version whose sealed chunk list holds `list`, announcing the
-/// `chunk_bytes` of chunks it will store, and makes and wraps its file key.
+/// Opens the upload of a version whose sealed chunk list holds `list` under the noted
+/// `token`, announcing the `chunk_bytes` of chunks it will store, and makes and wraps its
+/// file key.
 async fn open_version(
     files: &Files,
-    (remote, encrypted): (&RemotePath, &str),
+    (remote, encrypted, token): (&RemotePath, &str, String),
     keys: &SpaceKeys,
     generation: u32,
     list: &[ChunkRef],
@@ -392,6 +405,7 @@ async fn open_version(
         path: encrypted.to_owned(),
         sealed_size: sealed_list_len(list.len()),
         chunk_bytes,
+        batch: Some(token),
     };
     let (upload_id, file_id, version, opened_generation) = match files.call(&request).await? {
         Response::UploadOpened {

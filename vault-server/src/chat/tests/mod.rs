@@ -277,6 +277,7 @@ impl ChatCalls for Fixture {
                 path: path.into(),
                 sealed_size: sealed.len() as u64,
                 chunk_bytes: 0,
+                batch: None,
             },
         )
         .await?;

@@ -79,6 +79,34 @@ async fn aborting_a_batch_token_drops_its_uploads_and_refuses_a_late_open_with_i
 }
 
 #[tokio::test]
+async fn a_large_files_upload_opened_under_a_token_is_aborted_by_it() -> R<()> {
+    let f = fixture()?;
+    let token = "00112233445566778899aabbccddeeff";
+    let open = |path: &str, batch: &str| Request::UploadOpen {
+        ns: P,
+        path: path.into(),
+        sealed_size: sealed_len(1 << 20),
+        chunk_bytes: 0,
+        batch: Some(batch.into()),
+    };
+    let opened = f.call("alice", open("aaaa", token)).await?;
+    assert!(matches!(opened, Response::UploadOpened { .. }), "{opened:?}");
+    assert_eq!(f.open_uploads()?, 1);
+    let abort = Request::UploadAbortBatch {
+        batch: token.into(),
+    };
+    assert_eq!(f.call("alice", abort).await?, Response::Ok);
+    assert_eq!(f.open_uploads()?, 0, "the token's upload is gone");
+    // The same request arriving late opens nothing; a token of the wrong shape is refused.
+    let late = f.call("alice", open("aaaa", token)).await;
+    assert_eq!(late.map_err(|e| e.code), Err(ErrorCode::NotFound));
+    let bad = f.call("alice", open("aaaa", "ABC")).await;
+    assert_eq!(bad.map_err(|e| e.code), Err(ErrorCode::BadRequest));
+    assert_eq!(f.open_uploads()?, 0);
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_user_holds_a_bounded_number_of_given_up_batch_tokens() -> R<()> {
     let f = fixture()?;
     let abort = |n: i64| Request::UploadAbortBatch {

@@ -227,6 +227,7 @@ impl FileCalls for Fixture {
                     path: path.into(),
                     sealed_size: size,
                     chunk_bytes: 0,
+                    batch: None,
                 },
             )
             .await?

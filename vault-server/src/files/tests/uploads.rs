@@ -114,6 +114,7 @@ async fn bad_uploads_are_refused_and_leave_nothing_visible() -> R<()> {
                     path: "x".into(),
                     sealed_size: 15,
                     chunk_bytes: 0,
+                    batch: None,
                 }
             )
             .await
@@ -130,6 +131,7 @@ async fn bad_uploads_are_refused_and_leave_nothing_visible() -> R<()> {
                     path: bad.into(),
                     sealed_size: 17,
                     chunk_bytes: 0,
+                    batch: None,
                 },
             )
             .await;

@@ -39,6 +39,7 @@ async fn the_group_quota_refuses_an_upload() -> R<()> {
                 path: "bbbb".into(),
                 sealed_size: sealed_len(1000),
                 chunk_bytes: 0,
+                batch: None,
             },
         )
         .await?

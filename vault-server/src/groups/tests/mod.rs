@@ -281,6 +281,7 @@ impl GroupCalls for Fixture {
                     path: path.into(),
                     sealed_size: sealed_len(plain),
                     chunk_bytes: 0,
+                    batch: None,
                 },
             )
             .await?
