@@ -524,9 +524,25 @@ fn an_upload_survives_kill_9_of_the_server_and_resumes() {
         std::fs::read(&back).expect("back") == content,
         "bytes differ"
     );
-    let records = client.state_dir().join("uploads");
-    let left = std::fs::read_dir(&records).map_or(0, |d| d.count());
-    assert_eq!(left, 0, "the resume record is gone after the commit");
+    let left = records_left(&client);
+    assert!(left.is_empty(), "records left after the commit: {left:?}");
+}
+
+/// Every file under the client's `uploads/` (resume records, and the records of uploads
+/// being opened in `batches/`).
+fn records_left(client: &Client) -> Vec<PathBuf> {
+    let mut left = Vec::new();
+    let mut dirs = vec![client.state_dir().join("uploads")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => dirs.push(entry.path()),
+                Ok(_) => left.push(entry.path()),
+                Err(_) => {}
+            }
+        }
+    }
+    left
 }
 
 /// `openssl enc` with DES (OpenSSL 3 keeps it in the legacy provider).
@@ -794,12 +810,8 @@ fn a_rerun_of_an_interrupted_put_r_continues_into_the_same_places() {
 
     // Nothing the killed runs opened is left open on the server.
     assert_eq!(server.open_uploads(), [], "uploads left open");
-    let records: Vec<_> = std::fs::read_dir(client.state_dir().join("uploads"))
-        .expect("uploads")
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .collect();
-    assert!(records.is_empty(), "resume records left: {records:?}");
+    let records = records_left(&client);
+    assert!(records.is_empty(), "records left: {records:?}");
     server.admin(&["fsck"]).ok();
 
     // Another command into the same folder is not a re-run: it goes inside, as cp does.
