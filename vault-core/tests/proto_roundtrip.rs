@@ -520,13 +520,15 @@ fn request_cases() -> Cases<Request> {
             any::<u64>(),
             proptest::option::of(text()),
         )
-            .prop_map(|(ns, path, sealed_size, chunk_bytes, batch)| R::UploadOpen {
-                ns,
-                path,
-                sealed_size,
-                chunk_bytes,
-                batch,
-            })
+            .prop_map(
+                |(ns, path, sealed_size, chunk_bytes, batch)| R::UploadOpen {
+                    ns,
+                    path,
+                    sealed_size,
+                    chunk_bytes,
+                    batch,
+                },
+            )
             .boxed(),
         any::<i64>()
             .prop_map(|upload_id| R::UploadStatus { upload_id })
@@ -732,6 +734,7 @@ fn request_cases() -> Cases<Request> {
             })
             .boxed(),
         Just(R::Subscribe).boxed(),
+        ns().prop_map(|ns| R::WatchSpace { ns }).boxed(),
     ]
 }
 
@@ -1011,6 +1014,12 @@ fn response_cases() -> Cases<Response> {
             })
             .boxed(),
         Just(R::Subscribed).boxed(),
+        any::<u64>()
+            .prop_map(|revision| R::Watching { revision })
+            .boxed(),
+        any::<u64>()
+            .prop_map(|revision| R::SpaceChanged { revision })
+            .boxed(),
         Union::new(event_cases()).prop_map(R::Event).boxed(),
         api_error().prop_map(R::Error).boxed(),
     ]

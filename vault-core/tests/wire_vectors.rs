@@ -362,3 +362,20 @@ fn chunk_requests_and_a_commit_that_names_chunks() {
         commit(vec![ByteBuf::from(vec![0x44; 32])]),
     );
 }
+
+#[test]
+fn watch_space_and_its_frames() {
+    check(
+        "request_watch_space",
+        Request::WatchSpace {
+            ns: NsRef::Group {
+                name: "team".into(),
+            },
+        },
+    );
+    check("response_watching", Response::Watching { revision: 41 });
+    check(
+        "response_space_changed",
+        Response::SpaceChanged { revision: 300 },
+    );
+}

@@ -1,7 +1,8 @@
 //! The relay: what one server instance tells the others of a deployment, through
 //! PostgreSQL `LISTEN`/`NOTIFY` on the channel [`CHANNEL`] — chat wake-ups (new messages
-//! are in the database: read them), chat events (contact requests and changes, presence)
-//! and ended sessions (close their connections now). Each note is delivered to this
+//! are in the database: read them), chat events (contact requests and changes, presence),
+//! ended sessions (close their connections now) and spaces whose revision moved (for
+//! `watch_space` streams). Each note is delivered to this
 //! instance's own hub at once and sent to the others; an instance skips the notes it sent.
 //!
 //! One connection per instance (tokio-postgres; every query stays on diesel) both listens
@@ -44,6 +45,8 @@ pub enum Note {
     Send { user: i64, event: Box<Event> },
     /// Sessions ended: close their connections (which, and why, is in the database).
     SessionsEnded,
+    /// A space's revision moved: wake the streams watching it.
+    SpaceChanged { namespace: i64, revision: u64 },
 }
 
 /// A note as sent: who sent it, so that an instance skips its own.
@@ -155,6 +158,18 @@ pub fn send(state: &ServerState, user: i64, event: &Event) {
     );
 }
 
+/// Tells the streams watching namespace `namespace`, here and on every instance, that its
+/// revision moved to `revision` ([`crate::files::watch`]).
+pub fn space_changed(state: &ServerState, namespace: i64, revision: u64) {
+    publish(
+        state,
+        Note::SpaceChanged {
+            namespace,
+            revision,
+        },
+    );
+}
+
 fn publish(state: &ServerState, note: Note) {
     deliver(state, &note);
     let relay = &state.relay;
@@ -180,6 +195,10 @@ fn deliver(state: &ServerState, note: &Note) {
         Note::Wake { users } => state.chat.hub.wake(users),
         Note::Send { user, event } => state.chat.hub.send(*user, event),
         Note::SessionsEnded => state.live.check_now(),
+        Note::SpaceChanged {
+            namespace,
+            revision,
+        } => state.watchers.changed(*namespace, *revision),
     }
 }
 

@@ -58,7 +58,8 @@ pub fn route_of(request: &Request) -> Route {
         | R::ChunkGet { .. }
         | R::Download { .. }
         | R::ChatFileDownload { .. }
-        | R::Subscribe => Route::Stream,
+        | R::Subscribe
+        | R::WatchSpace { .. } => Route::Stream,
         R::Logout | R::Whoami | R::ChangePassword { .. } => Route::Session(Area::Account),
         R::List { .. }
         | R::Stat { .. }

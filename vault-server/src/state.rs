@@ -1,5 +1,5 @@
 //! `ServerState`: what every connection handler shares (config, database, blob store, the
-//! outgoing mail queue, the live-session registry, the chat hub, the hashes of uploads in
+//! outgoing mail queue, the live-session registry, the chat hub, the watched spaces, the hashes of uploads in
 //! progress and the guards that bound expensive work and memory).
 
 use std::sync::Arc;
@@ -31,6 +31,8 @@ pub struct ServerState {
     pub chat: Chat,
     /// What reaches the other instances of the deployment (`crate::relay`).
     pub relay: crate::relay::Relay,
+    /// The spaces `watch_space` streams of this instance watch.
+    pub watchers: crate::files::watch::Watchers,
     /// Key for `prelogin`'s stable fake salts, shared by all instances via the database.
     pub fake_salt_key: [u8; 32],
     /// A PHC hash of random bytes, verified against when a username is unknown so that
@@ -68,6 +70,7 @@ impl ServerState {
         ServerState {
             chat: Chat::new(&config.chat),
             relay: crate::relay::Relay::local(),
+            watchers: Default::default(),
             upload_hashes: Arc::new(UploadHashes::new(upload_expiry)),
             db,
             blobs,

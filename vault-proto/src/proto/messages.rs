@@ -363,6 +363,13 @@ pub enum Request {
     },
     /// Turns this stream into an event stream (`subscribed`, then `event` frames).
     Subscribe,
+    /// Turns this stream into the revision feed of one space: `watching {revision}` (the
+    /// space's revision now), then a `space_changed {revision}` frame whenever it moves.
+    /// A reader that falls behind gets only the newest revision; what changed is for
+    /// `changes` to tell.
+    WatchSpace {
+        ns: NsRef,
+    },
 }
 
 impl Request {
@@ -435,6 +442,7 @@ impl Request {
             Self::ChatGet { .. } => "chat_get",
             Self::ChatFileDownload { .. } => "chat_file_download",
             Self::Subscribe => "subscribe",
+            Self::WatchSpace { .. } => "watch_space",
         }
     }
 }
@@ -584,6 +592,15 @@ pub enum Response {
     },
     /// The answer to `subscribe`; `event` frames follow on the stream.
     Subscribed,
+    /// The answer to `watch_space`: the space's revision now; `space_changed` frames
+    /// follow on the stream.
+    Watching {
+        revision: u64,
+    },
+    /// The watched space's revision moved to `revision`.
+    SpaceChanged {
+        revision: u64,
+    },
     Event(Event),
     Error(ApiError),
 }

@@ -27,6 +27,7 @@ pub mod upload;
 pub mod upload_hash;
 mod usage;
 mod versions;
+pub mod watch;
 
 use vault_proto::proto::{ApiError, ByteBuf, NsRef, Request, Response};
 
@@ -144,13 +145,16 @@ pub async fn namespace(
     }
 }
 
-/// Runs `work` in a transaction that starts by locking namespace `ns_id`.
+/// Runs `work` in a transaction that starts by locking namespace `ns_id`. When it moved the
+/// space's revision and someone may be watching (a stream here, or other instances), the
+/// new revision is published after the commit ([`watch`]).
 pub async fn write<T, F>(state: &ServerState, ns_id: i64, work: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&mut DbConn, &Namespace) -> Result<T, Failure> + Send + 'static,
 {
-    Ok(state
+    let relayed = state.relay.connected();
+    let (out, before, inside) = state
         .db
         .run(move |c| {
             db::transaction(c, |c| {
@@ -164,10 +168,34 @@ where
                     }
                     locked => locked?,
                 };
-                work(c, &ns)
+                let out = work(c, &ns)?;
+                // Read here, where the row is locked, when others may need it.
+                let after = if relayed {
+                    Some(namespaces::revision_of(c, ns_id)?)
+                } else {
+                    None
+                };
+                Ok::<_, Failure>((out, ns.revision, after))
             })
         })
-        .await?)
+        .await?;
+    // A stream that joined after the commit read the new revision itself; one that
+    // joined before it is found here.
+    let after = match inside {
+        Some(after) => Some(after),
+        None if state.watchers.is_watched(ns_id) => state
+            .db
+            .run(move |c| namespaces::revision_of(c, ns_id))
+            .await
+            .ok(),
+        None => None,
+    };
+    if let Some(after) = after
+        && after > before
+    {
+        crate::relay::space_changed(state, ns_id, after.max(0) as u64);
+    }
+    Ok(out)
 }
 
 /// Runs read-only `work` on a pooled connection.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tracing::Instrument;
 use vault_proto::proto::{
-    ApiError, CLOSE_TOO_SLOW, ErrorCode, MAX_FRAME_LEN, PROTOCOL_VERSION, Request, Response,
+    ApiError, CLOSE_TOO_SLOW, ErrorCode, MAX_FRAME_LEN, NsRef, PROTOCOL_VERSION, Request, Response,
 };
 
 use super::slots::ConnectionSlot;
@@ -279,6 +279,14 @@ async fn serve_stream(
                                     Err(e) => Err(e),
                                 }
                             }
+                            Request::WatchSpace { ns } => {
+                                // Like a subscription, it lasts as long as the client wants.
+                                drop(in_flight.take());
+                                match watch_space(state, ctx, session, &ns, &mut send).await {
+                                    Ok(()) => return None,
+                                    Err(e) => Err(e),
+                                }
+                            }
                             other => Err(ApiError::bad_request(format!(
                                 "{} is not served with its stream",
                                 other.kind()
@@ -466,6 +474,38 @@ async fn subscribe(
             let _ = send.finish();
         }
         chat::subscribe::Ended::Broken(_) => {
+            let _ = send.reset(1u8.into());
+        }
+    }
+    Ok(())
+}
+
+/// Serves `watch_space` ([`crate::files::watch`]): like `subscribe`, the stream lasts until
+/// the connection closes, the client stops it or the connection's session changes.
+async fn watch_space(
+    state: &ServerState,
+    ctx: &ConnCtx,
+    session: SessionCtx,
+    ns: &NsRef,
+    send: &mut quinn::SendStream,
+) -> Result<(), ApiError> {
+    let stopped = send.stopped();
+    let closed = ctx.conn.closed();
+    let ended = async move {
+        tokio::select! {
+            _ = stopped => {}
+            _ = closed => {}
+        }
+    };
+    let live = || {
+        ctx.session()
+            .is_some_and(|s| s.session_id == session.session_id)
+    };
+    match crate::files::watch::serve(state, &session, ns, send, ended, live).await? {
+        crate::files::watch::Ended::Closed => {
+            let _ = send.finish();
+        }
+        crate::files::watch::Ended::Broken => {
             let _ = send.reset(1u8.into());
         }
     }

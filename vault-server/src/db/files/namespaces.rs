@@ -86,6 +86,16 @@ pub fn lock(conn: &mut DbConn, id: i64) -> DbResult<Namespace> {
     by_id(conn, id)?.ok_or(DbError::Query(diesel::result::Error::NotFound))
 }
 
+/// The namespace's revision now (0 if it is gone).
+pub fn revision_of(conn: &mut DbConn, id: i64) -> DbResult<i64> {
+    Ok(namespaces::table
+        .find(id)
+        .select(namespaces::revision)
+        .get_result(conn)
+        .optional()?
+        .unwrap_or(0))
+}
+
 /// Bumps the revision and returns the new one.
 pub fn bump(conn: &mut DbConn, id: i64) -> DbResult<i64> {
     diesel::update(namespaces::table.find(id))

@@ -90,7 +90,10 @@ async fn a_large_files_upload_opened_under_a_token_is_aborted_by_it() -> R<()> {
         batch: Some(batch.into()),
     };
     let opened = f.call("alice", open("aaaa", token)).await?;
-    assert!(matches!(opened, Response::UploadOpened { .. }), "{opened:?}");
+    assert!(
+        matches!(opened, Response::UploadOpened { .. }),
+        "{opened:?}"
+    );
     assert_eq!(f.open_uploads()?, 1);
     let abort = Request::UploadAbortBatch {
         batch: token.into(),
