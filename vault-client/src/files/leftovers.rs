@@ -325,4 +325,3 @@ pub async fn abort_leftovers(files: &Files) -> Result<(), FilesError> {
     }
     Ok(())
 }
-

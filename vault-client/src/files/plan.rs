@@ -10,9 +10,9 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use super::leftovers::abort_leftovers;
 use super::remote::Entry;
 use super::rerun::{Command, MadeDir, TargetNotes};
-use super::leftovers::abort_leftovers;
 use super::unchanged::CurrentVersion;
 use super::upload::LocalFile;
 use super::{Files, FilesError, RemotePath};

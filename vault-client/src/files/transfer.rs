@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::download::{Downloaded, get_file};
+use super::leftovers::abort_leftovers;
 use super::plan::{GetItem, GetPlan, PutItem, PutPlan};
 use super::progress::{Progress, RateLimit};
 use super::rerun::{MadeDir, TargetNotes};
-use super::leftovers::abort_leftovers;
 use super::small::{SmallFile, batches, is_small, upload_batch_with_retry};
 use super::upload::{Storing, Uploaded, put_file};
 use super::{Files, FilesError, RemotePath};

@@ -157,8 +157,7 @@ pub async fn upload_file(
         Some(r) => r,
         None => {
             let noted = NotedOpen::new(files)?;
-            let (record, key) = match open_upload(files, remote, &encrypted, &info, &noted).await
-            {
+            let (record, key) = match open_upload(files, remote, &encrypted, &info, &noted).await {
                 Ok(opened) => opened,
                 // The request may have opened the upload: its token stays noted.
                 Err(e) if e.is_connection() => return Err(e),
