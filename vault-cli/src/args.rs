@@ -61,9 +61,13 @@ pub struct SyncArgs {
     /// Leave out paths matching PATTERN (gitignore syntax, relative to LOCAL); repeatable.
     #[arg(long, value_name = "PATTERN")]
     pub exclude: Vec<String>,
-    /// Print a JSON summary.
+    /// Print a JSON summary (with --watch: one JSON object per line, per event).
     #[arg(long)]
     pub json: bool,
+    /// After the run, keep watching: run again whenever LOCAL or REMOTE changes, until
+    /// Ctrl-C or SIGTERM.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub watch: bool,
 }
 
 #[derive(Debug, Subcommand)]

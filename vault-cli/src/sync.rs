@@ -11,6 +11,7 @@ use vault_client::files::{Files, RemotePath};
 use vault_client::state::StateDir;
 use vault_client::sync::apply::Outcome;
 use vault_client::sync::plan::{Action, Mode};
+use vault_client::sync::watch::{Cause, WatchEvent, WatchOptions};
 use vault_client::sync::{self as client_sync, Done, Options, Summary};
 use vault_core::units::format_size;
 
@@ -55,6 +56,19 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     } else {
         progress::for_transfer()
     };
+    if args.watch {
+        let result = watch(
+            Arc::clone(&files),
+            (&local, &remote),
+            &opts,
+            &args,
+            progress,
+        )
+        .await;
+        crate::warnings::defer(files.take_warnings());
+        files.close();
+        return result;
+    }
     let result = client_sync::run(Arc::clone(&files), &local, &remote, &opts, progress).await;
     crate::warnings::defer(files.take_warnings());
     files.close();
@@ -69,6 +83,111 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `--watch`: rounds until Ctrl-C or SIGTERM, each reported as it ends (a round that
+/// changed nothing says nothing, except with `--json`).
+async fn watch(
+    files: Arc<Files>,
+    (local, remote): (&PathBuf, &RemotePath),
+    opts: &Options,
+    args: &SyncArgs,
+    progress: Arc<dyn vault_client::files::progress::Progress>,
+) -> anyhow::Result<()> {
+    let mode = opts.mode;
+    let mut failed_output = None;
+    let mut report = |event: WatchEvent| {
+        if failed_output.is_some() {
+            return;
+        }
+        if let Err(e) = report_watch(&event, args, mode) {
+            failed_output = Some(e);
+        }
+    };
+    let stop = async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async {
+                match term.as_mut() {
+                    Some(term) => { term.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
+        }
+    };
+    let result = client_sync::watch::watch(
+        files,
+        (local, remote),
+        (opts, &WatchOptions::default()),
+        progress,
+        &mut report,
+        stop,
+    )
+    .await;
+    if let Some(e) = failed_output {
+        return Err(e.into());
+    }
+    result?;
+    if args.json {
+        outln!("{}", json!({"event": "stopped"}))?;
+    } else {
+        eprintln!("stopped watching");
+    }
+    Ok(())
+}
+
+/// One event of a watch: JSON lines with `--json`, else the round's changes and summary.
+fn report_watch(event: &WatchEvent, args: &SyncArgs, mode: Mode) -> std::io::Result<()> {
+    match event {
+        WatchEvent::Watching { local_events } => {
+            if args.json {
+                outln!(
+                    "{}",
+                    json!({"event": "watching", "local_events": local_events})
+                )?;
+            } else if *local_events {
+                eprintln!("watching for changes on both sides (Ctrl-C to stop)");
+            } else {
+                eprintln!(
+                    "watching for remote changes; local changes are polled, as file-system \
+                     events cannot be had here (Ctrl-C to stop)"
+                );
+            }
+        }
+        WatchEvent::Round { cause, summary } => {
+            if args.json {
+                let mut out = summary_json(summary, args);
+                out["event"] = json!("round");
+                out["cause"] = json!(cause.as_str());
+                outln!("{out}")?;
+            } else if *cause == Cause::Start || changed_anything(summary) {
+                report(summary, args, mode)?;
+            }
+        }
+        WatchEvent::RoundFailed { error, retry } => {
+            if args.json {
+                outln!(
+                    "{}",
+                    json!({"event": "round_failed", "error": error, "retry_s": retry.as_secs_f64()})
+                )?;
+            } else {
+                eprintln!(
+                    "the round failed: {error}; trying again in {:.1} s",
+                    retry.as_secs_f64()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a round moved, deleted or failed anything.
+fn changed_anything(summary: &Summary) -> bool {
+    summary.uploaded() + summary.downloaded() + summary.deleted() + summary.conflicts() > 0
+        || !summary.failed.is_empty()
+        || summary.skipped() > 0
 }
 
 fn verb(action: Action) -> &'static str {
@@ -115,33 +234,33 @@ fn line(done: &Done) -> Option<String> {
     })
 }
 
-fn report(summary: &Summary, args: &SyncArgs, mode: Mode) -> std::io::Result<()> {
-    if args.json {
-        let actions: Vec<_> = summary
-            .actions
-            .iter()
-            .filter(|d| !matches!(d.action, Action::Record | Action::Forget))
-            .map(|d| {
-                json!({
-                    "path": d.path,
-                    "action": verb(d.action),
-                    "skipped": match &d.outcome {
-                        Some(Outcome::Skipped(why)) => Some(why.as_str()),
-                        _ => None,
-                    },
-                    "conflict_copy": match &d.outcome {
-                        Some(Outcome::Conflict { copy, .. }) => Some(copy.as_str()),
-                        _ => None,
-                    },
-                })
+/// A run's summary as JSON (`--json`).
+fn summary_json(summary: &Summary, args: &SyncArgs) -> serde_json::Value {
+    let actions: Vec<_> = summary
+        .actions
+        .iter()
+        .filter(|d| !matches!(d.action, Action::Record | Action::Forget))
+        .map(|d| {
+            json!({
+                "path": d.path,
+                "action": verb(d.action),
+                "skipped": match &d.outcome {
+                    Some(Outcome::Skipped(why)) => Some(why.as_str()),
+                    _ => None,
+                },
+                "conflict_copy": match &d.outcome {
+                    Some(Outcome::Conflict { copy, .. }) => Some(copy.as_str()),
+                    _ => None,
+                },
             })
-            .collect();
-        let failed: Vec<_> = summary
-            .failed
-            .iter()
-            .map(|(p, e)| json!({"path": p, "error": e}))
-            .collect();
-        let out = json!({
+        })
+        .collect();
+    let failed: Vec<_> = summary
+        .failed
+        .iter()
+        .map(|(p, e)| json!({"path": p, "error": e}))
+        .collect();
+    json!({
             "dry_run": args.dry_run,
             "uploaded": summary.uploaded(),
             "downloaded": summary.downloaded(),
@@ -153,7 +272,12 @@ fn report(summary: &Summary, args: &SyncArgs, mode: Mode) -> std::io::Result<()>
             "reused_bytes": summary.reused_bytes(),
             "seconds": summary.seconds,
             "actions": actions,
-        });
+    })
+}
+
+fn report(summary: &Summary, args: &SyncArgs, mode: Mode) -> std::io::Result<()> {
+    if args.json {
+        let out = summary_json(summary, args);
         outln!(
             "{}",
             serde_json::to_string_pretty(&out).unwrap_or_else(|_| out.to_string())

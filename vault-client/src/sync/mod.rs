@@ -11,6 +11,7 @@ pub mod plan;
 pub mod remote;
 pub mod scan;
 pub mod state;
+pub mod watch;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -185,6 +186,24 @@ pub async fn run(
     opts: &Options,
     progress: Arc<dyn Progress>,
 ) -> Result<Summary, SyncError> {
+    run_with(files, (local, remote), opts, progress, Lock::Take).await
+}
+
+/// Whether a run takes the directory's lock itself, or its caller holds it for longer (a
+/// watch, for all its rounds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lock {
+    Take,
+    Held,
+}
+
+async fn run_with(
+    files: Arc<Files>,
+    (local, remote): (&Path, &RemotePath),
+    opts: &Options,
+    progress: Arc<dyn Progress>,
+    lock: Lock,
+) -> Result<Summary, SyncError> {
     let started = Instant::now();
     // A group's keys first: a member without them learns it before anything else.
     let group_id = match remote.ns {
@@ -209,7 +228,7 @@ pub async fn run(
     .to_string();
     let file = StateFile::new(&local);
     // A dry run changes nothing and needs no lock (nor creates `.vault-sync/`).
-    let _lock = if opts.dry_run {
+    let _lock = if opts.dry_run || lock == Lock::Held {
         None
     } else {
         Some(file.lock()?)
