@@ -374,3 +374,49 @@ fn an_upload_interrupted_by_a_killed_instance_finishes_on_another() {
     );
     assert!(a.partial_lens().is_empty(), "no partial is left");
 }
+
+/// `vault sync --watch` connected to one instance hears of an upload through another at
+/// once: the new revision crosses through the relay (PostgreSQL), not at the next
+/// rescan (10 minutes away). Instances share files only through a bucket.
+#[test]
+fn a_watch_on_one_instance_hears_of_an_upload_through_another() {
+    let a = TestServer::start();
+    if !a.on_s3() || !on_postgres() {
+        eprintln!("needs VAULT_TEST_S3_ENDPOINT and VAULT_TEST_POSTGRES_URL; skipped");
+        return;
+    }
+    let b = a.second_instance(&same_certificate(&a));
+    let alice = Client::new();
+    alice.register(&a, "alice", "alice@example.org");
+    let watcher = logged_in(&b, "alice");
+    let dir = watcher.dir.path().join("W");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let mut child = watcher.spawn(&["sync", s(&dir), "/w", "--watch"]);
+    let state = dir.join(".vault-sync").join("state.json");
+    let start = Instant::now();
+    while !state.exists() {
+        assert!(start.elapsed() < Duration::from_secs(30), "the first round");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+
+    let local = alice.dir.path().join("x.txt");
+    std::fs::write(&local, "put through instance A").expect("write");
+    alice.run(&["put", s(&local), "/w/x.txt"]).ok();
+    let put = Instant::now();
+    while std::fs::read_to_string(dir.join("x.txt")).ok().as_deref()
+        != Some("put through instance A")
+    {
+        assert!(
+            put.elapsed() < Duration::from_secs(15),
+            "the watch on instance B did not hear of the upload through A"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!(
+        "an upload through A reached a watch on B in {:?}",
+        put.elapsed()
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

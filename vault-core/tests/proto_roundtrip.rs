@@ -519,14 +519,16 @@ fn request_cases() -> Cases<Request> {
             any::<u64>(),
             any::<u64>(),
             proptest::option::of(text()),
+            proptest::option::of(any::<u64>()),
         )
             .prop_map(
-                |(ns, path, sealed_size, chunk_bytes, batch)| R::UploadOpen {
+                |(ns, path, sealed_size, chunk_bytes, batch, if_current)| R::UploadOpen {
                     ns,
                     path,
                     sealed_size,
                     chunk_bytes,
                     batch,
+                    if_current,
                 },
             )
             .boxed(),
@@ -570,14 +572,18 @@ fn request_cases() -> Cases<Request> {
             .boxed(),
         (
             ns(),
-            few((text(), any::<u64>())),
+            few((text(), any::<u64>(), proptest::option::of(any::<u64>()))),
             proptest::option::of(text()),
         )
             .prop_map(|(ns, files, batch)| R::UploadOpenMany {
                 ns,
                 files: files
                     .into_iter()
-                    .map(|(path, sealed_size)| OpenFile { path, sealed_size })
+                    .map(|(path, sealed_size, if_current)| OpenFile {
+                        path,
+                        sealed_size,
+                        if_current,
+                    })
                     .collect(),
                 batch,
             })

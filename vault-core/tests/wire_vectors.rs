@@ -164,10 +164,12 @@ fn upload_open_many() {
                 OpenFile {
                     path: "abc".into(),
                     sealed_size: 17,
+                    if_current: None,
                 },
                 OpenFile {
                     path: "abc/de".into(),
                     sealed_size: 65536,
+                    if_current: None,
                 },
             ],
             batch: None,
@@ -185,6 +187,7 @@ fn upload_open_many_under_a_batch_token_and_its_abort() {
             files: vec![OpenFile {
                 path: "abc".into(),
                 sealed_size: 17,
+                if_current: None,
             }],
             batch: Some(token.into()),
         },
@@ -197,6 +200,7 @@ fn upload_open_many_under_a_batch_token_and_its_abort() {
             sealed_size: 1_048_832,
             chunk_bytes: 2_097_664,
             batch: Some(token.into()),
+            if_current: None,
         },
     );
     check(
@@ -377,5 +381,32 @@ fn watch_space_and_its_frames() {
     check(
         "response_space_changed",
         Response::SpaceChanged { revision: 300 },
+    );
+}
+
+#[test]
+fn uploads_opened_for_the_current_version_only() {
+    check(
+        "request_upload_open_if_current",
+        Request::UploadOpen {
+            ns: NsRef::Personal,
+            path: "abc".into(),
+            sealed_size: 17,
+            chunk_bytes: 0,
+            batch: None,
+            if_current: Some(3),
+        },
+    );
+    check(
+        "request_upload_open_many_if_current",
+        Request::UploadOpenMany {
+            ns: NsRef::Personal,
+            files: vec![OpenFile {
+                path: "abc".into(),
+                sealed_size: 17,
+                if_current: Some(0),
+            }],
+            batch: None,
+        },
     );
 }

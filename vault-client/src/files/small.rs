@@ -63,6 +63,9 @@ pub struct SmallFile {
     /// The remote file's current version, when known: a file it already holds is not
     /// sent.
     pub current: Option<CurrentVersion>,
+    /// Commit only while the remote file's current version is this one (0: none), as
+    /// `vault sync` asks: else the file is refused with `conflict`.
+    pub if_current: Option<u64>,
 }
 
 /// The length of the encrypted form of `remote` (names encrypt to a length that depends
@@ -244,9 +247,10 @@ pub async fn upload_batch(
         ns: ns.clone(),
         files: ready
             .iter()
-            .map(|(_, read, path)| OpenFile {
+            .map(|(index, read, path)| OpenFile {
                 path: path.clone(),
                 sealed_size: sealed_len(read.info.size),
+                if_current: batch[*index].if_current,
             })
             .collect(),
     };
@@ -410,6 +414,7 @@ mod tests {
             },
             size,
             current: None,
+            if_current: None,
         }
     }
 

@@ -241,6 +241,7 @@ pub async fn put_all(
                 remote: item.remote,
                 size: item.size,
                 current: item.current,
+                if_current: None,
             };
             small.push((index, file));
         } else {

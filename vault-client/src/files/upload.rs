@@ -105,6 +105,19 @@ pub async fn upload_file(
     progress: &dyn Progress,
     limit: Option<&RateLimit>,
 ) -> Result<Uploaded, FilesError> {
+    upload_file_if(files, local, remote, None, progress, limit).await
+}
+
+/// [`upload_file`], committing only while the remote file's current version is
+/// `if_current` (0: none), when given.
+async fn upload_file_if(
+    files: &Files,
+    local: &Path,
+    remote: &RemotePath,
+    if_current: Option<u64>,
+    progress: &dyn Progress,
+    limit: Option<&RateLimit>,
+) -> Result<Uploaded, FilesError> {
     let info = LocalFile::stat(local)?;
     let keys = files.keys_for(&remote.ns).await?;
     let encrypted = keys.encrypt_path(&remote.segments)?;
@@ -157,7 +170,8 @@ pub async fn upload_file(
         Some(r) => r,
         None => {
             let noted = NotedOpen::new(files)?;
-            let (record, key) = match open_upload(files, remote, &encrypted, &info, &noted).await {
+            let opening = (encrypted.as_str(), &info, if_current);
+            let (record, key) = match open_upload(files, remote, opening, &noted).await {
                 Ok(opened) => opened,
                 // The request may have opened the upload: its token stays noted.
                 Err(e) if e.is_connection() => return Err(e),
@@ -241,11 +255,39 @@ pub async fn upload_any(
     if storing == Storing::Chunked
         && LocalFile::stat(local)?.size >= super::delta::CHUNKED_MIN
         && let Some(done) =
-            super::delta::put::upload_chunked(files, local, remote, None, progress, limit).await?
+            super::delta::put::upload_chunked(files, local, remote, (None, None), progress, limit)
+                .await?
     {
         return Ok(done);
     }
     upload_file(files, local, remote, progress, limit).await
+}
+
+/// The upload of `sync` and `push`: [`upload_any`] (stored as chunks), committing only while
+/// the remote file's current version is `if_current` (0: none); else the server refuses
+/// it with `conflict` and nothing changes there.
+pub async fn upload_if_current(
+    files: &Files,
+    local: &Path,
+    remote: &RemotePath,
+    if_current: u64,
+    progress: &dyn Progress,
+) -> Result<Uploaded, FilesError> {
+    let expected = Some(if_current);
+    if LocalFile::stat(local)?.size >= super::delta::CHUNKED_MIN
+        && let Some(done) = super::delta::put::upload_chunked(
+            files,
+            local,
+            remote,
+            (None, expected),
+            progress,
+            None,
+        )
+        .await?
+    {
+        return Ok(done);
+    }
+    upload_file_if(files, local, remote, expected, progress, None).await
 }
 
 /// [`upload_any`], unless `current` (the remote file's current version, when known)
@@ -266,9 +308,15 @@ pub async fn put_file(
     if storing == Storing::Chunked && LocalFile::stat(local)?.size >= super::delta::CHUNKED_MIN {
         // The scan of format 2 hashes the whole file anyway: it tells unchanged apart
         // without a read of its own.
-        let done =
-            super::delta::put::upload_chunked(files, local, remote, Some(current), progress, limit)
-                .await?;
+        let done = super::delta::put::upload_chunked(
+            files,
+            local,
+            remote,
+            (Some(current), None),
+            progress,
+            limit,
+        )
+        .await?;
         match done {
             Some(done) if done.unchanged => {
                 drop_resume_record(files, local, remote, current).await?;
@@ -388,8 +436,7 @@ async fn try_resume(
 async fn open_upload(
     files: &Files,
     remote: &RemotePath,
-    encrypted: &str,
-    info: &LocalFile,
+    (encrypted, info, if_current): (&str, &LocalFile, Option<u64>),
     noted: &NotedOpen,
 ) -> Result<(ResumeRecord, Key32), FilesError> {
     let sealed_size = sealed_len(info.size);
@@ -399,6 +446,7 @@ async fn open_upload(
         sealed_size,
         chunk_bytes: 0,
         batch: Some(noted.token()),
+        if_current,
     };
     let (upload_id, file_id, version, generation) = match files.call(&request).await? {
         Response::UploadOpened {

@@ -21,7 +21,7 @@ use crate::files::download::download_reusing;
 use crate::files::progress::Progress;
 use crate::files::small::{SmallFile, is_small, upload_batch_with_retry};
 use crate::files::transfer::with_retry;
-use crate::files::upload::{Storing, Uploaded, upload_any};
+use crate::files::upload::{Uploaded, upload_if_current};
 use crate::files::{Files, FilesError, RemotePath};
 
 /// The state is written at least this often while actions complete.
@@ -118,6 +118,20 @@ impl Store {
         self.file.append(&entry)
     }
 
+    /// Notes that the upload of `path` begun with [`Self::intent`] never reached the server
+    /// (it was refused): the path keeps what it had, and the next run does not take a
+    /// remote version that merely looks like the local file for that upload.
+    fn abandon(&self, path: &str) -> Result<(), SyncError> {
+        let (synced, remote) = {
+            let guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            (
+                guard.0.synced.get(path).copied(),
+                guard.0.remote_files.get(path).cloned(),
+            )
+        };
+        self.update(path, synced, remote)
+    }
+
     /// Saves now.
     pub fn save(&self) -> Result<(), SyncError> {
         let guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -195,7 +209,7 @@ pub async fn run(ctx: &Context, item: &Item) -> Result<Outcome, SyncError> {
             ctx.store.update(rel, None, item.remote.clone())?;
             Ok(Outcome::Forgotten)
         }
-        Action::Upload => upload(ctx, rel).await,
+        Action::Upload => upload(ctx, rel, seen_version(item)).await,
         Action::Download => download(ctx, item, rel).await,
         Action::DeleteLocal => {
             if stamp(&ctx.local(rel))? != item.local {
@@ -242,7 +256,38 @@ fn is_changed_while_uploading(e: &FilesError) -> bool {
         .contains("changed while it was being uploaded")
 }
 
-async fn upload(ctx: &Context, rel: &str) -> Result<Outcome, SyncError> {
+/// The remote version the plan saw for an upload (0: none): the upload commits only while
+/// it is still current, so that a change made elsewhere meanwhile becomes a conflict in
+/// the next run instead of being followed silently.
+fn seen_version(item: &Item) -> u64 {
+    item.remote.as_ref().map_or(0, |r| r.version)
+}
+
+/// Whether `e`, the failure of an upload of `remote` meant for version `seen`, is the
+/// server's refusal because the file changed meanwhile (then it is still not `seen`).
+async fn changed_on_server(ctx: &Context, e: &FilesError, remote: &RemotePath, seen: u64) -> bool {
+    if e.api_code() != Some("conflict") {
+        return false;
+    }
+    match ctx.files.stat(remote).await {
+        Ok(entry) => {
+            entry
+                .and_then(|e| e.current.map(|(v, _)| v.version))
+                .unwrap_or(0)
+                != seen
+        }
+        Err(_) => false,
+    }
+}
+
+fn changed_on_the_server() -> Outcome {
+    Outcome::Skipped(
+        "changed on the server during the sync; both versions are kept next time".into(),
+    )
+}
+
+/// Uploads `rel`, to commit only while the remote file is still version `seen` (0: none).
+async fn upload(ctx: &Context, rel: &str, seen: u64) -> Result<Outcome, SyncError> {
     let local = ctx.local(rel);
     let Some(before) = stamp(&local)? else {
         return Ok(Outcome::Skipped("deleted during the sync".into()));
@@ -251,18 +296,16 @@ async fn upload(ctx: &Context, rel: &str) -> Result<Outcome, SyncError> {
     let files = &ctx.files;
     ctx.store.intent(rel, before)?;
     let done = match with_retry(files, &local.display().to_string(), &*ctx.progress, || {
-        upload_any(
-            files,
-            (&local, Storing::Chunked),
-            &remote,
-            &*ctx.progress,
-            None,
-        )
+        upload_if_current(files, &local, &remote, seen, &*ctx.progress)
     })
     .await
     {
         Ok(done) => done,
         Err(e) if is_changed_while_uploading(&e) => return Ok(changed_during_sync()),
+        Err(e) if changed_on_server(ctx, &e, &remote, seen).await => {
+            ctx.store.abandon(rel)?;
+            return Ok(changed_on_the_server());
+        }
         Err(e) => return Err(e.into()),
     };
     uploaded(ctx, rel, before, &done)
@@ -304,6 +347,7 @@ pub fn small_file(ctx: &Context, item: &Item) -> SmallFile {
         remote: ctx.remote(&item.path),
         size: item.local.map_or(0, |l| l.size),
         current: None,
+        if_current: Some(seen_version(item)),
     }
 }
 
@@ -332,7 +376,7 @@ pub async fn upload_batch(
             }
         };
         if !is_small(before.size) {
-            let result = upload(ctx, &item.path).await;
+            let result = upload(ctx, &item.path, seen_version(&item)).await;
             out.push((item, result));
             continue;
         }
@@ -353,6 +397,19 @@ pub async fn upload_batch(
                 let outcome = match result {
                     Ok(done) => uploaded(ctx, &item.path, before, &done),
                     Err(e) if is_changed_while_uploading(&e) => Ok(changed_during_sync()),
+                    Err(e)
+                        if changed_on_server(
+                            ctx,
+                            &e,
+                            &ctx.remote(&item.path),
+                            seen_version(&item),
+                        )
+                        .await =>
+                    {
+                        ctx.store
+                            .abandon(&item.path)
+                            .map(|()| changed_on_the_server())
+                    }
                     Err(e) => Err(e.into()),
                 };
                 out.push((item, outcome));
@@ -455,7 +512,8 @@ async fn conflict(ctx: &Context, item: &Item, rel: &str) -> Result<Outcome, Sync
     };
     std::fs::rename(ctx.local(rel), ctx.local(&rel_copy))
         .map_err(|e| SyncError::io("rename", ctx.local(rel), e))?;
-    let up = upload(ctx, &rel_copy).await?;
+    // A new path: the copy goes up only while nothing else stands there.
+    let up = upload(ctx, &rel_copy, 0).await?;
     let Outcome::Uploaded {
         bytes: up_bytes,
         reused: up_reused,

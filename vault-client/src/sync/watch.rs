@@ -16,8 +16,8 @@
 //!   says when its revision moves, and the round reads only what changed (`changes`).
 //!   The stream is kept open across lost connections and server restarts, with a backoff,
 //!   and a round follows each reconnect (something may have changed meanwhile);
-//! - a round that left files failed (retried after [`RETRY`]), or one that lost the
-//!   connection (retried with a backoff);
+//! - a round that left files failed or skipped (changed during the round: retried after
+//!   [`RETRY`]), or one that lost the connection (retried with a backoff);
 //! - **a full round every [`WatchOptions::rescan`]** whatever was heard, the safety net
 //!   for anything the events missed.
 //!
@@ -167,7 +167,9 @@ pub async fn watch(
         match round {
             Ok(summary) => {
                 backoff = Backoff::new();
-                if !summary.failed.is_empty() {
+                // A file that failed, or was skipped as changed during the round, on
+                // either side, is tried again soon.
+                if !summary.failed.is_empty() || summary.skipped() > 0 {
                     next = Some(RETRY);
                 }
                 report(WatchEvent::Round { cause, summary });

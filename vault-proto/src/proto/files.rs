@@ -242,6 +242,9 @@ pub struct OpenFile {
     pub path: String,
     /// Ciphertext bytes the file will have (at most [`SMALL_FILE_MAX`]).
     pub sealed_size: u64,
+    /// As `upload_open`'s: commit only while the file's current version is this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_current: Option<u64>,
 }
 
 /// One upload reserved by `upload_open_many`: the fields of `upload_opened`.
@@ -394,6 +397,7 @@ mod tests {
                 .map(|_| OpenFile {
                     path: "a".repeat(path_len),
                     sealed_size: u64::MAX,
+                    if_current: Some(u64::MAX),
                 })
                 .collect(),
             batch: Some("f".repeat(BATCH_TOKEN_LEN)),

@@ -113,6 +113,12 @@ pub enum Request {
         /// the upload's id.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         batch: Option<String>,
+        /// Commit only while the file's current version is this one (0: while the path
+        /// holds no file); else the open, or later the commit, is refused with `conflict`.
+        /// `vault sync` sends the version it last saw, so that an edit made elsewhere
+        /// meanwhile becomes a conflict copy instead of being followed silently.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        if_current: Option<u64>,
     },
     /// How many bytes of an upload the server holds (always whole sealed chunks).
     UploadStatus {

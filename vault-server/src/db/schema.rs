@@ -159,6 +159,7 @@ diesel::table! {
         expires_at -> BigInt,
         batch_token -> Nullable<Text>,
         chunk_bytes -> BigInt,
+        if_current -> Nullable<BigInt>,
     }
 }
 

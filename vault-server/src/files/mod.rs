@@ -69,7 +69,11 @@ pub async fn dispatch(
             sealed_size,
             chunk_bytes,
             batch,
-        } => upload::open(state, session, &ns, path, (sealed_size, chunk_bytes), batch).await,
+            if_current,
+        } => {
+            let sizes = (sealed_size, chunk_bytes);
+            upload::open(state, session, &ns, path, sizes, (batch, if_current)).await
+        }
         Request::UploadStatus { upload_id } => upload::status(state, session, upload_id).await,
         Request::UploadCommit {
             upload_id,

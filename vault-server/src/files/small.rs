@@ -178,7 +178,7 @@ pub async fn open_many(
             let result = match check {
                 Err(e) => Err(e.clone()),
                 Ok(()) => {
-                    let file = (file.path.as_str(), file.sealed_size);
+                    let file = (file.path.as_str(), file.sealed_size, file.if_current);
                     match upload::reserve(c, ns, user, file, generation, &lease, &mut known) {
                         Ok(opened) => Ok(opened),
                         Err(Failure::Api(e)) => Err(e),
@@ -402,7 +402,10 @@ fn commit(
         match found {
             None => out.push((file.index, Err(gone()))),
             Some((upload, entry)) => {
-                match upload::check_live(entry).and_then(|()| rule.check(upload)) {
+                let checked = upload::check_live(entry)
+                    .and_then(|()| upload::check_if_current(Some(entry), upload.if_current))
+                    .and_then(|()| rule.check(upload));
+                match checked {
                     Ok(()) => ready.push((file, upload, entry)),
                     Err(e) => out.push((file.index, Err(e))),
                 }

@@ -193,16 +193,42 @@ pub(super) struct Lease<'a> {
     pub batch: Option<&'a str>,
 }
 
+/// Refuses (`conflict`) an upload meant for version `if_current` of the file (0: no file at
+/// the path) when `entry` (the live row at the path, if any) holds another current
+/// version: the file changed since the client looked.
+pub(super) fn check_if_current(
+    entry: Option<&Entry>,
+    if_current: Option<i64>,
+) -> Result<(), ApiError> {
+    let Some(expected) = if_current else {
+        return Ok(());
+    };
+    let current = entry.and_then(|e| e.current_version).unwrap_or(0);
+    if current == expected {
+        return Ok(());
+    }
+    Err(ApiError::conflict(format!(
+        "the file changed on the server since this client last saw it (version {expected} \
+         expected, {} now): sync again",
+        if current == 0 {
+            "none".to_owned()
+        } else {
+            current.to_string()
+        }
+    )))
+}
+
 /// The part of `upload_open` inside the namespace's write transaction, after the quota
 /// check: finds the file's row (created, invisible, with version 1 reserved, if new; a
-/// folder at the path or a file among its parents is a conflict), reserves its next
-/// version and records the upload, whose file key is wrapped under group key `generation`
-/// (0 in a personal space). Refusals come before any write.
+/// folder at the path or a file among its parents is a conflict), checks `if_current`
+/// ([`check_if_current`]), reserves its next version and records the upload, whose file
+/// key is wrapped under group key `generation` (0 in a personal space). Refusals come
+/// before any write.
 pub(super) fn reserve(
     c: &mut DbConn,
     ns: &Namespace,
     user: i64,
-    (path, sealed_size): (&str, u64),
+    (path, sealed_size, if_current): (&str, u64, Option<u64>),
     generation: i64,
     lease: &Lease<'_>,
     known: &mut KnownPaths,
@@ -211,6 +237,8 @@ pub(super) fn reserve(
         Some(read_ahead) => read_ahead,
         None => entries::live_at(c, ns.id, path)?,
     };
+    let if_current = if_current.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+    check_if_current(existing.as_ref(), if_current)?;
     let (entry_id, version) = match existing {
         Some(e) if e.is_dir() => {
             return Err(ApiError::conflict(
@@ -260,6 +288,7 @@ pub(super) fn reserve(
             created_at: created,
             expires_at,
             batch_token: lease.batch,
+            if_current,
         },
     )?;
     Ok(OpenedUpload {
@@ -286,7 +315,7 @@ pub async fn open(
     ns: &NsRef,
     path: String,
     (sealed_size, chunk_bytes): (u64, u64),
-    batch: Option<String>,
+    (batch, if_current): (Option<String>, Option<u64>),
 ) -> Result<Response, ApiError> {
     if let Some(token) = &batch {
         super::small::check_token(token)?;
@@ -315,7 +344,7 @@ pub async fn open(
             c,
             ns,
             user,
-            (&path, sealed_size),
+            (&path, sealed_size, if_current),
             generation,
             &Lease {
                 expiry_s: expiry,
@@ -717,6 +746,7 @@ pub async fn commit(
         crate::groups::files::check_commit(c, ns, &upload)?;
         let entry = entries::by_id(c, upload.entry_id)?.ok_or_else(gone)?;
         check_live(&entry)?;
+        check_if_current(Some(&entry), upload.if_current)?;
         super::check_quota(c, ns, size, 0)?;
         let mut stamp = Stamp::new(ns.id);
         ensure_parent(

@@ -28,14 +28,15 @@ use crate::transport::Connection;
 
 /// Uploads `local` to `remote` as a new version in format 2, unless `current` (the remote
 /// file's current version, when known) holds what the scan finds (the same size and
-/// BLAKE3): then nothing is sent and the file is reported unchanged. `None` when the file
-/// has more chunks than one commit may name ([`MAX_COMMIT_CHUNKS`]): it is then for
-/// format 1.
+/// BLAKE3): then nothing is sent and the file is reported unchanged. With `if_current`,
+/// the version commits only while the remote file's current version is that one (0:
+/// none). `None` when the file has more chunks than one commit may name
+/// ([`MAX_COMMIT_CHUNKS`]): it is then for format 1.
 pub async fn upload_chunked(
     files: &Files,
     local: &Path,
     remote: &RemotePath,
-    current: Option<&CurrentVersion>,
+    (current, if_current): (Option<&CurrentVersion>, Option<u64>),
     progress: &dyn Progress,
     limit: Option<&RateLimit>,
 ) -> Result<Option<Uploaded>, FilesError> {
@@ -134,7 +135,7 @@ pub async fn upload_chunked(
     let noted = NotedOpen::new(files)?;
     let opened = match open_version(
         files,
-        (remote, &encrypted, noted.token()),
+        (remote, &encrypted, noted.token(), if_current),
         &keys,
         generation,
         &list,
@@ -394,7 +395,7 @@ impl OpenedVersion {
 /// file key.
 async fn open_version(
     files: &Files,
-    (remote, encrypted, token): (&RemotePath, &str, String),
+    (remote, encrypted, token, if_current): (&RemotePath, &str, String, Option<u64>),
     keys: &SpaceKeys,
     generation: u32,
     list: &[ChunkRef],
@@ -406,6 +407,7 @@ async fn open_version(
         sealed_size: sealed_list_len(list.len()),
         chunk_bytes,
         batch: Some(token),
+        if_current,
     };
     let (upload_id, file_id, version, opened_generation) = match files.call(&request).await? {
         Response::UploadOpened {

@@ -278,6 +278,7 @@ impl ChatCalls for Fixture {
                 sealed_size: sealed.len() as u64,
                 chunk_bytes: 0,
                 batch: None,
+                if_current: None,
             },
         )
         .await?;

@@ -20,6 +20,9 @@ pub struct Upload {
     pub blob_id: String,
     pub created_at: i64,
     pub expires_at: i64,
+    /// The commit goes through only while the file's current version is this one (0: while
+    /// the path holds no file).
+    pub if_current: Option<i64>,
 }
 
 /// The values of a new upload.
@@ -37,6 +40,8 @@ pub struct NewUpload<'a> {
     pub expires_at: i64,
     /// The client's token of the `upload_open_many` that opened it.
     pub batch_token: Option<&'a str>,
+    /// See [`Upload::if_current`].
+    pub if_current: Option<i64>,
 }
 
 /// Inserts an upload and returns its id.

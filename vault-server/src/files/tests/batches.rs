@@ -88,6 +88,7 @@ async fn a_large_files_upload_opened_under_a_token_is_aborted_by_it() -> R<()> {
         sealed_size: sealed_len(1 << 20),
         chunk_bytes: 0,
         batch: Some(batch.into()),
+        if_current: None,
     };
     let opened = f.call("alice", open("aaaa", token)).await?;
     assert!(

@@ -112,6 +112,7 @@ async fn a_chunk_is_stored_once_refused_by_its_shape_and_counted_against_the_quo
         sealed_size: 100,
         chunk_bytes: bytes,
         batch: None,
+        if_current: None,
     };
     assert_eq!(
         code(f.call("alice", announce(2 * CHUNK_PAD)).await),
@@ -207,6 +208,7 @@ async fn a_chunk_sent_for_an_upload_is_no_longer_held_in_reserve_for_it() -> R<(
         sealed_size: 100,
         chunk_bytes,
         batch: None,
+        if_current: None,
     };
     let put_for = |id: Vec<u8>, upload_id, bytes: Vec<u8>| {
         let chunk = chunks::ChunkPut {

@@ -228,6 +228,7 @@ impl FileCalls for Fixture {
                     sealed_size: size,
                     chunk_bytes: 0,
                     batch: None,
+                    if_current: None,
                 },
             )
             .await?
@@ -361,6 +362,7 @@ impl FileCalls for Fixture {
                 .map(|(path, sealed_size)| OpenFile {
                     path: (*path).into(),
                     sealed_size: *sealed_size,
+                    if_current: None,
                 })
                 .collect(),
         };

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use diesel::prelude::*;
-use vault_proto::proto::{EntryKind, ErrorCode, NsRef, Request, Response};
+use vault_proto::proto::{BatchResult, EntryKind, ErrorCode, NsRef, OpenFile, Request, Response};
 use vault_proto::sizes::SEALED_CHUNK_LEN;
 
 use super::{Broken, FileCalls, FullDisk, P, fixture, fixture_with};
@@ -115,6 +115,7 @@ async fn bad_uploads_are_refused_and_leave_nothing_visible() -> R<()> {
                     sealed_size: 15,
                     chunk_bytes: 0,
                     batch: None,
+                    if_current: None,
                 }
             )
             .await
@@ -132,6 +133,7 @@ async fn bad_uploads_are_refused_and_leave_nothing_visible() -> R<()> {
                     sealed_size: 17,
                     chunk_bytes: 0,
                     batch: None,
+                    if_current: None,
                 },
             )
             .await;
@@ -209,6 +211,87 @@ async fn bad_uploads_are_refused_and_leave_nothing_visible() -> R<()> {
         )
         .await;
     assert_eq!(code(r), ErrorCode::NotFound);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_upload_for_a_version_that_is_no_longer_current_is_refused() -> R<()> {
+    let f = fixture()?;
+    let bytes = sealed_bytes(10, 1);
+    let size = bytes.len() as u64;
+    let open = |path: &str, if_current| Request::UploadOpen {
+        ns: P,
+        path: path.into(),
+        sealed_size: size,
+        chunk_bytes: 0,
+        batch: None,
+        if_current: Some(if_current),
+    };
+    let opened = |r: Response| match r {
+        Response::UploadOpened { upload_id, .. } => upload_id,
+        other => panic!("unexpected {other:?}"),
+    };
+    // A new file: two machines both open it "while there is none"; the first commits,
+    // the second's commit is refused.
+    let first = opened(f.call("alice", open("aaaa", 0)).await?);
+    let second = opened(f.call("alice", open("aaaa", 0)).await?);
+    for id in [first, second] {
+        f.data(id, 0, &bytes).await?;
+    }
+    assert!(matches!(f.commit(first).await?, Response::Entry(_)));
+    assert_eq!(code(f.commit(second).await), ErrorCode::Conflict);
+    // Now version 1 is current: an open for "none" or for version 7 is refused at once,
+    // one for version 1 goes through.
+    assert_eq!(
+        code(f.call("alice", open("aaaa", 0)).await),
+        ErrorCode::Conflict
+    );
+    assert_eq!(
+        code(f.call("alice", open("aaaa", 7)).await),
+        ErrorCode::Conflict
+    );
+    let third = opened(f.call("alice", open("aaaa", 1)).await?);
+    f.data(third, 0, &bytes).await?;
+    assert!(matches!(f.commit(third).await?, Response::Entry(_)));
+    // The same in a batch: each file is checked on its own.
+    let many = f
+        .call(
+            "alice",
+            Request::UploadOpenMany {
+                ns: P,
+                files: vec![
+                    OpenFile {
+                        path: "aaaa".into(),
+                        sealed_size: size,
+                        if_current: Some(1),
+                    },
+                    OpenFile {
+                        path: "bbbb".into(),
+                        sealed_size: size,
+                        if_current: Some(0),
+                    },
+                ],
+                batch: None,
+            },
+        )
+        .await?;
+    let Response::UploadsOpened { results } = many else {
+        panic!("unexpected {many:?}");
+    };
+    assert!(matches!(&results[0], BatchResult::Error(e) if e.code == ErrorCode::Conflict));
+    let BatchResult::Ok(b) = &results[1] else {
+        panic!("unexpected {:?}", results[1]);
+    };
+    // Another upload of bbbb commits first: the batch's commit of it is refused.
+    f.put("bbbb", &bytes).await?;
+    let committed = f
+        .put_many(vec![super::put_file(b.upload_id, bytes.clone())])
+        .await?;
+    assert_eq!(
+        committed[0].as_ref().map_err(|e| e.code.clone()).err(),
+        Some(ErrorCode::Conflict),
+        "{committed:?}"
+    );
     Ok(())
 }
 

@@ -40,6 +40,7 @@ async fn the_group_quota_refuses_an_upload() -> R<()> {
                 sealed_size: sealed_len(1000),
                 chunk_bytes: 0,
                 batch: None,
+                if_current: None,
             },
         )
         .await?
@@ -60,6 +61,7 @@ async fn open_small(f: &Fixture, who: &str, path: &str) -> R<i64> {
                 files: vec![OpenFile {
                     path: path.into(),
                     sealed_size: sealed_len(10),
+                    if_current: None,
                 }],
                 batch: None,
             },

@@ -282,6 +282,7 @@ impl GroupCalls for Fixture {
                     sealed_size: sealed_len(plain),
                     chunk_bytes: 0,
                     batch: None,
+                    if_current: None,
                 },
             )
             .await?
