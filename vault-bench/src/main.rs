@@ -15,6 +15,7 @@ mod report;
 mod scale;
 mod scenarios;
 mod stages;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,9 +51,10 @@ struct Args {
     bin_dir: Option<PathBuf>,
     /// Run one phase only: `big` (the ceilings, then put and get of the large file, as
     /// chunks and whole), `delta` (format 2: what an edit moves and stores), `scale` (S3
-    /// and chat across instances) or `capacity` (the cost of each action, for
-    /// docs/SCALING.md). The last two need the services they name.
-    #[arg(long, value_parser = ["big", "delta", "scale", "capacity"])]
+    /// and chat across instances), `capacity` (the cost of each action, for
+    /// docs/SCALING.md; these two need the services they name) or `watch` (`vault sync
+    /// --watch`: how soon a change crosses, and what a watch costs idle).
+    #[arg(long, value_parser = ["big", "delta", "scale", "capacity", "watch"])]
     only: Option<String>,
     /// Print the report as JSON on stdout instead of the table.
     #[arg(long)]

@@ -268,6 +268,28 @@ impl Client {
         Ok(client)
     }
 
+    /// A second client of `user` (registered by another), logged in on `server` from a
+    /// state directory of its own: another machine of the same person.
+    pub fn login(bins: &Bins, server: &Server, user: &str) -> anyhow::Result<Client> {
+        let client = Client {
+            bins: bins.clone(),
+            state: tempfile::tempdir().context("cannot make a temp dir")?,
+        };
+        client.run(
+            &[
+                "login",
+                user,
+                "--server",
+                &server.addr,
+                "--fingerprint",
+                &server.fingerprint,
+                "--password-stdin",
+            ],
+            Some(&format!("{PASSWORD}\n")),
+        )?;
+        Ok(client)
+    }
+
     /// This client's state directory (`VAULT_CONFIG_DIR`).
     pub fn state_dir(&self) -> &Path {
         self.state.path()
@@ -384,7 +406,7 @@ fn read_all(stream: Option<impl std::io::Read>) -> String {
 }
 
 /// `VmHWM` of process `pid` in bytes, if it is still there.
-fn vm_hwm(pid: u32) -> Option<u64> {
+pub fn vm_hwm(pid: u32) -> Option<u64> {
     vm_field(pid, "VmHWM:")
 }
 

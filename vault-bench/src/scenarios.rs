@@ -51,6 +51,7 @@ pub fn run(bins: &Bins, plan: &Plan, only: Option<&str>) -> anyhow::Result<Vec<R
         Some("delta") => crate::delta::rows(bins, plan, work.path(), &mut rows)?,
         Some("scale") => crate::scale::rows(bins, plan, work.path(), &mut rows)?,
         Some("capacity") => crate::capacity::rows(bins, plan, work.path(), &mut rows)?,
+        Some("watch") => crate::watch::rows(bins, plan, work.path(), &mut rows)?,
         _ => run_all(bins, plan, work.path(), &mut rows)?,
     }
     Ok(rows)
@@ -61,6 +62,7 @@ fn run_all(bins: &Bins, plan: &Plan, work: &Path, rows: &mut Vec<Row>) -> anyhow
     big_files(bins, plan, work, quinn, rows)?;
     crate::delta::rows(bins, plan, work, rows)?;
     small_files(bins, plan, work, rows)?;
+    crate::watch::rows(bins, plan, work, rows)?;
     chat::relay(bins, plan, work, rows)?;
     crate::scale::rows(bins, plan, work, rows)?;
     crate::capacity::rows(bins, plan, work, rows)?;
