@@ -288,7 +288,7 @@ async fn an_upload_for_a_version_that_is_no_longer_current_is_refused() -> R<()>
         .put_many(vec![super::put_file(b.upload_id, bytes.clone())])
         .await?;
     assert_eq!(
-        committed[0].as_ref().map_err(|e| e.code.clone()).err(),
+        committed[0].as_ref().map_err(|e| e.code).err(),
         Some(ErrorCode::Conflict),
         "{committed:?}"
     );
