@@ -146,7 +146,7 @@ pub async fn watch(
     let _lock = super::state::StateFile::new(&absolute).lock()?;
     let (wake, mut woken) = mpsc::unbounded_channel();
     // Both watches start before the first round, so nothing that changes during it is
-    // missed; LOCAL's only once it exists (a pull creates it).
+    // missed.
     let (ready, subscribed) = tokio::sync::oneshot::channel();
     let feed = tokio::spawn(follow_remote(
         Arc::clone(&files),
