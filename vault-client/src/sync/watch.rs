@@ -36,6 +36,7 @@ use vault_core::proto::{NsRef, Request, Response};
 
 use super::scan::{Rules, left_out};
 use super::{Options, Summary, SyncError};
+use crate::chat::listen::Backoff;
 use crate::files::progress::Progress;
 use crate::files::{Files, FilesError, RemotePath};
 
@@ -166,7 +167,7 @@ pub async fn watch(
         let mut next = None;
         match round {
             Ok(summary) => {
-                backoff = Backoff::new();
+                backoff.reset();
                 // A file that failed, or was skipped as changed during the round, on
                 // either side, is tried again soon.
                 if !summary.failed.is_empty() || summary.skipped() > 0 {
@@ -355,7 +356,7 @@ async fn follow_remote(
                 }
             }
         }
-        backoff = Backoff::new();
+        backoff.reset();
         loop {
             match stream.next().await {
                 Ok(Some(Response::SpaceChanged { .. })) => {
@@ -368,26 +369,6 @@ async fn follow_remote(
             }
         }
         tokio::time::sleep(backoff.next_delay()).await;
-    }
-}
-
-/// Waits that double from half a second to five.
-#[derive(Debug)]
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    fn new() -> Self {
-        Backoff {
-            next: Duration::from_millis(500),
-        }
-    }
-
-    fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (delay * 2).min(Duration::from_secs(5));
-        delay
     }
 }
 
