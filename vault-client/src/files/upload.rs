@@ -241,9 +241,9 @@ pub enum Storing {
     Whole,
 }
 
-/// The upload of `put`, `sync` and `push`: in format 2 ([`super::delta`]) for a file of at
-/// least [`super::delta::CHUNKED_MIN`] bytes, so only the chunks the space lacks are sent;
-/// else, stored [`Storing::Whole`], or for a file of more chunks than a commit may name,
+/// The upload of `put`: in format 2 ([`super::delta`]) for a file of at least
+/// [`super::delta::CHUNKED_MIN`] bytes, so only the chunks the space lacks are sent; else,
+/// stored [`Storing::Whole`], or for a file of more chunks than a commit may name,
 /// [`upload_file`].
 pub async fn upload_any(
     files: &Files,
@@ -252,15 +252,7 @@ pub async fn upload_any(
     progress: &dyn Progress,
     limit: Option<&RateLimit>,
 ) -> Result<Uploaded, FilesError> {
-    if storing == Storing::Chunked
-        && LocalFile::stat(local)?.size >= super::delta::CHUNKED_MIN
-        && let Some(done) =
-            super::delta::put::upload_chunked(files, local, remote, (None, None), progress, limit)
-                .await?
-    {
-        return Ok(done);
-    }
-    upload_file(files, local, remote, progress, limit).await
+    upload_to(files, (local, storing), (remote, None), progress, limit).await
 }
 
 /// The upload of `sync` and `push`: [`upload_any`] (stored as chunks), committing only while
@@ -273,21 +265,33 @@ pub async fn upload_if_current(
     if_current: u64,
     progress: &dyn Progress,
 ) -> Result<Uploaded, FilesError> {
-    let expected = Some(if_current);
-    if LocalFile::stat(local)?.size >= super::delta::CHUNKED_MIN
+    let to = (remote, Some(if_current));
+    upload_to(files, (local, Storing::Chunked), to, progress, None).await
+}
+
+/// [`upload_any`], with the `if_current` condition when given.
+async fn upload_to(
+    files: &Files,
+    (local, storing): (&Path, Storing),
+    (remote, if_current): (&RemotePath, Option<u64>),
+    progress: &dyn Progress,
+    limit: Option<&RateLimit>,
+) -> Result<Uploaded, FilesError> {
+    if storing == Storing::Chunked
+        && LocalFile::stat(local)?.size >= super::delta::CHUNKED_MIN
         && let Some(done) = super::delta::put::upload_chunked(
             files,
             local,
             remote,
-            (None, expected),
+            (None, if_current),
             progress,
-            None,
+            limit,
         )
         .await?
     {
         return Ok(done);
     }
-    upload_file_if(files, local, remote, expected, progress, None).await
+    upload_file_if(files, local, remote, if_current, progress, limit).await
 }
 
 /// [`upload_any`], unless `current` (the remote file's current version, when known)
