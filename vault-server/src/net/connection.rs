@@ -446,6 +446,36 @@ async fn stream_download(
     Ok(())
 }
 
+/// What a long-lived stream (`subscribe`, `watch_space`) watches: a future that completes
+/// when the client stops the stream or the connection closes, and whether the
+/// connection's session is still `session_id`.
+fn stream_lifetime<'a>(
+    ctx: &'a ConnCtx,
+    send: &quinn::SendStream,
+    session_id: i64,
+) -> (impl Future<Output = ()> + 'a, impl Fn() -> bool + 'a) {
+    let stopped = send.stopped();
+    let closed = ctx.conn.closed();
+    let ended = async move {
+        tokio::select! {
+            _ = stopped => {}
+            _ = closed => {}
+        }
+    };
+    let live = move || ctx.session().is_some_and(|s| s.session_id == session_id);
+    (ended, live)
+}
+
+/// Ends a long-lived stream: finished when it closed in order, reset when it broke (the
+/// client reconnects).
+fn end_stream(send: &mut quinn::SendStream, in_order: bool) {
+    if in_order {
+        let _ = send.finish();
+    } else {
+        let _ = send.reset(1u8.into());
+    }
+}
+
 /// Serves `subscribe`: the stream carries `subscribed`, then event frames until the
 /// connection closes, the client stops the stream or the connection's session changes
 /// (the request timeout bounds only the request frame, not the stream). It holds one of
@@ -457,26 +487,9 @@ async fn subscribe(
     session: SessionCtx,
     send: &mut quinn::SendStream,
 ) -> Result<(), ApiError> {
-    let stopped = send.stopped();
-    let closed = ctx.conn.closed();
-    let ended = async move {
-        tokio::select! {
-            _ = stopped => {}
-            _ = closed => {}
-        }
-    };
-    let live = || {
-        ctx.session()
-            .is_some_and(|s| s.session_id == session.session_id)
-    };
-    match chat::subscribe::serve(state, &session, send, ended, live).await? {
-        chat::subscribe::Ended::Closed => {
-            let _ = send.finish();
-        }
-        chat::subscribe::Ended::Broken(_) => {
-            let _ = send.reset(1u8.into());
-        }
-    }
+    let (ended, live) = stream_lifetime(ctx, send, session.session_id);
+    let outcome = chat::subscribe::serve(state, &session, send, ended, live).await?;
+    end_stream(send, matches!(outcome, chat::subscribe::Ended::Closed));
     Ok(())
 }
 
@@ -489,26 +502,9 @@ async fn watch_space(
     ns: &NsRef,
     send: &mut quinn::SendStream,
 ) -> Result<(), ApiError> {
-    let stopped = send.stopped();
-    let closed = ctx.conn.closed();
-    let ended = async move {
-        tokio::select! {
-            _ = stopped => {}
-            _ = closed => {}
-        }
-    };
-    let live = || {
-        ctx.session()
-            .is_some_and(|s| s.session_id == session.session_id)
-    };
-    match crate::files::watch::serve(state, &session, ns, send, ended, live).await? {
-        crate::files::watch::Ended::Closed => {
-            let _ = send.finish();
-        }
-        crate::files::watch::Ended::Broken => {
-            let _ = send.reset(1u8.into());
-        }
-    }
+    let (ended, live) = stream_lifetime(ctx, send, session.session_id);
+    let outcome = crate::files::watch::serve(state, &session, ns, send, ended, live).await?;
+    end_stream(send, matches!(outcome, crate::files::watch::Ended::Closed));
     Ok(())
 }
 
