@@ -17,7 +17,8 @@
 //!   The stream is kept open across lost connections and server restarts, with a backoff,
 //!   and a round follows each reconnect (something may have changed meanwhile);
 //! - a round that left files failed or skipped (changed during the round: retried after
-//!   [`RETRY`]), or one that lost the connection (retried with a backoff);
+//!   [`RETRY`], doubling while rounds keep failing), or one that lost the connection
+//!   (retried with a backoff);
 //! - **a full round every [`WatchOptions::rescan`]** whatever was heard, the safety net
 //!   for anything the events missed.
 //!
@@ -40,7 +41,9 @@ use crate::chat::listen::Backoff;
 use crate::files::progress::Progress;
 use crate::files::{Files, FilesError, RemotePath};
 
-/// After a round that left files failed, the next one this much later.
+/// After a round that left files failed or skipped, the next one this much later; twice
+/// as long after each further such round in a row (a file over the quota fails until
+/// someone acts), up to [`WatchOptions::rescan`].
 pub const RETRY: Duration = Duration::from_secs(10);
 
 /// How a watch waits.
@@ -159,6 +162,7 @@ pub async fn watch(
     let local_watch = watch_local(&absolute, &opts.excludes, wake.clone());
     let mut cause = Cause::Start;
     let mut backoff = Backoff::new();
+    let mut retry = RETRY;
     let result = loop {
         let round = tokio::select! {
             _ = &mut stop => break Ok(()),
@@ -171,21 +175,24 @@ pub async fn watch(
                 // A file that failed, or was skipped as changed during the round, on
                 // either side, is tried again soon.
                 if !summary.failed.is_empty() || summary.skipped() > 0 {
-                    next = Some(RETRY);
+                    next = Some(retry);
+                    retry = (retry * 2).min(wopts.rescan);
+                } else {
+                    retry = RETRY;
                 }
                 report(WatchEvent::Round { cause, summary });
             }
             Err(e) if e.is_connection() => {
-                let retry = backoff.next_delay();
+                let wait = backoff.next_delay();
                 report(WatchEvent::RoundFailed {
                     error: e.to_string(),
-                    retry,
+                    retry: wait,
                 });
                 let conn = files.conn();
                 if conn.is_closed() {
                     let _ = files.reconnect(&conn).await;
                 }
-                next = Some(retry);
+                next = Some(wait);
             }
             Err(e) => break Err(e),
         }
