@@ -2,7 +2,9 @@
 //! each watching its own folder synced with one remote folder: creates, edits, renames and
 //! deletes cross both ways without another command; an edit on both sides at once keeps
 //! both versions; a file written slowly goes up once, whole; an excluded path never
-//! crosses; both watches live through a server restart; SIGTERM stops a watch cleanly.
+//! crosses; both watches live through a server restart; SIGTERM stops a watch cleanly;
+//! Ctrl-C during an upload lets it finish, a second Ctrl-C leaves it for the next start;
+//! on a terminal a status line says what the watch does.
 //! (An edit on both sides within the same second is the race the server's `if_current`
 //! check on uploads settles: one commits, the other becomes a conflict copy.)
 
@@ -13,7 +15,7 @@ use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use vault_e2e::{Client, TestServer};
+use vault_e2e::{Client, TestServer, random_bytes};
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
@@ -114,14 +116,24 @@ impl Watching {
             .collect()
     }
 
-    /// SIGTERM, then the exit status and stderr.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+    /// Sends `signal` (`TERM`, `INT`) to the watch.
+    fn signal(&self, signal: &str) {
         let pid = self.child.id().to_string();
-        let killed = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
             .status()
             .expect("kill");
-        assert!(killed.success());
+        assert!(sent.success());
+    }
+
+    /// SIGTERM, then the exit status and stderr.
+    fn terminate(self) -> (std::process::ExitStatus, String) {
+        self.signal("TERM");
+        self.wait()
+    }
+
+    /// The exit status and stderr, once the watch has ended.
+    fn wait(mut self) -> (std::process::ExitStatus, String) {
         let status = self.child.wait().expect("wait");
         let mut stderr = String::new();
         if let Some(mut err) = self.child.stderr.take() {
@@ -299,4 +311,107 @@ fn both_watches_carry_on_after_the_server_restarts() {
     });
     assert_eq!(tree(&dir_a), tree(&dir_b));
     drop((wa, wb));
+}
+
+/// Waits until the server has received `more` bytes of uploads beyond `base`.
+fn upload_under_way(server: &TestServer, base: u64, more: u64) {
+    wait_until("an upload under way", Duration::from_secs(60), || {
+        server.upload_bytes() >= base + more
+    });
+}
+
+#[test]
+fn ctrl_c_during_an_upload_finishes_it_and_a_second_ctrl_c_leaves_it_for_the_next_start() {
+    let (server, a, b, dir_a, dir_b) = pair();
+    const MIB: usize = 1 << 20;
+    let first = random_bytes(256 * MIB, 1);
+    let second = random_bytes(256 * MIB, 2);
+
+    // One Ctrl-C: the file under way goes up whole, then the watch stops.
+    let wa = Watching::start(&a, &dir_a, &[]);
+    let base = server.upload_bytes();
+    std::fs::write(dir_a.join("first.bin"), &first).expect("write");
+    upload_under_way(&server, base, 16 * MIB as u64);
+    wa.signal("INT");
+    wait_until("the watch to say it is stopping", CROSS, || {
+        wa.events("stopping") == 1
+    });
+    let lines = Arc::clone(&wa.lines);
+    let (status, stderr) = wa.wait();
+    assert!(status.success(), "{status}: {stderr}");
+    let lines = lines.lock().expect("lines").clone();
+    let kinds: Vec<_> = lines.iter().map(|l| l["event"].clone()).collect();
+    let stopping = kinds
+        .iter()
+        .position(|k| k == "stopping")
+        .expect("stopping");
+    let last_round = &lines[stopping + 1];
+    assert_eq!(last_round["event"], "round", "{kinds:?}");
+    assert_eq!(
+        last_round["uploaded"], 1,
+        "the file under way finished: {last_round}"
+    );
+    assert_eq!(kinds.last().expect("lines"), "stopped", "{kinds:?}");
+    b.run(&["sync", s(&dir_b), "/shared"]).ok();
+    assert!(
+        std::fs::read(dir_b.join("first.bin")).expect("first.bin in B") == first,
+        "the file went up whole"
+    );
+
+    // Two: the watch stops at once; the next start sends what is missing.
+    let wa = Watching::start(&a, &dir_a, &[]);
+    let base = server.upload_bytes();
+    std::fs::write(dir_a.join("second.bin"), &second).expect("write");
+    upload_under_way(&server, base, 16 * MIB as u64);
+    wa.signal("INT");
+    wait_until("the watch to say it is stopping", CROSS, || {
+        wa.events("stopping") == 1
+    });
+    wa.signal("INT");
+    let lines = Arc::clone(&wa.lines);
+    let (status, stderr) = wa.wait();
+    assert!(status.success(), "{status}: {stderr}");
+    let kinds: Vec<_> = lines
+        .lock()
+        .expect("lines")
+        .iter()
+        .map(|l| l["event"].clone())
+        .collect();
+    assert_eq!(kinds.last().expect("lines"), "stopped", "{kinds:?}");
+    let listed = a.run(&["ls", "/shared"]);
+    assert!(
+        !listed.ok().contains("second.bin"),
+        "the second Ctrl-C stopped the upload: {}",
+        listed.ok()
+    );
+    let wa = Watching::start(&a, &dir_a, &[]);
+    let start = wa.rounds();
+    let start = start.first().expect("the first round");
+    assert_eq!(start["uploaded"], 1, "{start}");
+    assert!(
+        start["reused_bytes"].as_u64().unwrap_or(0) > 0,
+        "what the stopped round sent is not sent again: {start}"
+    );
+    assert_eq!(server.open_uploads().len(), 0, "no upload left open");
+    b.run(&["sync", s(&dir_b), "/shared"]).ok();
+    assert!(
+        std::fs::read(dir_b.join("second.bin")).expect("second.bin in B") == second,
+        "the file went up whole"
+    );
+    drop(wa);
+}
+
+#[test]
+fn on_a_terminal_a_status_line_says_what_the_watch_does_and_ctrl_c_stops_it() {
+    let (_server, a, _b, dir_a, _dir_b) = pair();
+    let mut term = a.terminal(&["sync", s(&dir_a), "/shared", "--watch"], &[]);
+    term.expect("in step (Ctrl-C to stop) for", CROSS);
+    write(&dir_a, "note.txt", "hello");
+    term.expect("uploaded note.txt", CROSS);
+    term.expect("in step (Ctrl-C to stop) for", CROSS);
+    // Ctrl-C as typed: the terminal sends SIGINT to the watch.
+    term.type_line("\u{3}");
+    term.expect("stopped watching", CROSS);
+    let (code, screen) = term.finish(CROSS);
+    assert_eq!(code, 0, "{screen}");
 }

@@ -16,7 +16,7 @@ use vault_client::sync::{self as client_sync, Done, Options, Summary};
 use vault_core::units::format_size;
 
 use crate::args::{Command, SyncArgs};
-use crate::escape::shown;
+use crate::escape::{shown, shown_path};
 use crate::listing::plural;
 use crate::out::outln;
 use crate::progress;
@@ -51,24 +51,17 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         dry_run: args.dry_run,
         excludes: args.exclude.clone(),
     };
+    if args.watch {
+        let result = watch(Arc::clone(&files), (&local, &remote), &opts, &args).await;
+        crate::warnings::defer(files.take_warnings());
+        files.close();
+        return result;
+    }
     let progress = if args.dry_run {
         Arc::new(vault_client::files::progress::NoProgress)
     } else {
         progress::for_transfer()
     };
-    if args.watch {
-        let result = watch(
-            Arc::clone(&files),
-            (&local, &remote),
-            &opts,
-            &args,
-            progress,
-        )
-        .await;
-        crate::warnings::defer(files.take_warnings());
-        files.close();
-        return result;
-    }
     let result = client_sync::run(Arc::clone(&files), &local, &remote, &opts, progress).await;
     crate::warnings::defer(files.take_warnings());
     files.close();
@@ -86,46 +79,76 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 /// `--watch`: rounds until Ctrl-C or SIGTERM, each reported as it ends (a round that
-/// changed nothing says nothing, except with `--json`).
+/// changed nothing says nothing, except with `--json`). On a terminal, a status line
+/// between the rounds' lines.
 async fn watch(
     files: Arc<Files>,
     (local, remote): (&PathBuf, &RemotePath),
     opts: &Options,
     args: &SyncArgs,
-    progress: Arc<dyn vault_client::files::progress::Progress>,
 ) -> anyhow::Result<()> {
     let mode = opts.mode;
+    let status = if args.json {
+        None
+    } else {
+        progress::StatusLine::on_terminal()
+    };
+    let progress: Arc<dyn vault_client::files::progress::Progress> = match &status {
+        Some(line) => Arc::clone(line) as _,
+        None => progress::for_transfer(),
+    };
+    let pair = format!("{} ⇄ {remote}", shown_path(local));
+    if let Some(line) = &status {
+        line.idle(&format!("first round of {pair}"), true);
+    }
     let mut failed_output = None;
     let mut report = |event: WatchEvent| {
         if failed_output.is_some() {
             return;
         }
-        if let Err(e) = report_watch(&event, args, mode) {
+        let printed = match &status {
+            Some(line) => {
+                let printed = line.suspend(|| report_watch(&event, args, mode));
+                let moved = matches!(&event, WatchEvent::Round { summary, .. } if changed_anything(summary));
+                line.idle(&status_text(&event, &pair), moved);
+                printed
+            }
+            None => report_watch(&event, args, mode),
+        };
+        if let Err(e) = printed {
             failed_output = Some(e);
         }
     };
-    let stop = async {
+    let (stop, stops) = tokio::sync::mpsc::unbounded_channel();
+    let signals = tokio::spawn(async move {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async {
-                match term.as_mut() {
-                    Some(term) => { term.recv().await; }
-                    None => std::future::pending::<()>().await,
-                }
-            } => {}
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async {
+                    match term.as_mut() {
+                        Some(term) => { term.recv().await; }
+                        None => std::future::pending::<()>().await,
+                    }
+                } => {}
+            }
+            if stop.send(()).is_err() {
+                return;
+            }
         }
-    };
+    });
     let result = client_sync::watch::watch(
         files,
         (local, remote),
         (opts, &WatchOptions::default()),
         progress,
         &mut report,
-        stop,
+        stops,
     )
     .await;
+    signals.abort();
+    drop(status);
     if let Some(e) = failed_output {
         return Err(e.into());
     }
@@ -136,6 +159,29 @@ async fn watch(
         eprintln!("stopped watching");
     }
     Ok(())
+}
+
+/// The status line after `event` (on a terminal): what the watch does now; the line adds
+/// for how long.
+fn status_text(event: &WatchEvent, pair: &str) -> String {
+    match event {
+        WatchEvent::Round { summary, .. } if !summary.failed.is_empty() => format!(
+            "watching {pair} · {} failed, trying again soon",
+            plural(summary.failed.len() as u64, "file", "files")
+        ),
+        WatchEvent::Round { summary, .. } if summary.skipped() > 0 => format!(
+            "watching {pair} · {} changed during the round, trying again soon",
+            plural(summary.skipped() as u64, "file", "files")
+        ),
+        WatchEvent::Round { summary, .. } if !summary.left.is_empty() => {
+            format!("stopping {pair}")
+        }
+        WatchEvent::RoundFailed { error, .. } => format!("watching {pair} · {error}; retrying"),
+        WatchEvent::Stopping => format!("stopping {pair} · finishing the transfers under way"),
+        WatchEvent::Watching { .. } | WatchEvent::Round { .. } => {
+            format!("watching {pair} · in step (Ctrl-C to stop)")
+        }
+    }
 }
 
 /// One event of a watch: JSON lines with `--json`, else the round's changes and summary.
@@ -166,6 +212,16 @@ fn report_watch(event: &WatchEvent, args: &SyncArgs, mode: Mode) -> std::io::Res
                 report(summary, args, mode)?;
             }
         }
+        WatchEvent::Stopping => {
+            if args.json {
+                outln!("{}", json!({"event": "stopping"}))?;
+            } else {
+                eprintln!(
+                    "stopping: finishing the transfers under way (Ctrl-C again to stop at once; \
+                     the next run finishes them)"
+                );
+            }
+        }
         WatchEvent::RoundFailed { error, retry } => {
             if args.json {
                 outln!(
@@ -188,6 +244,7 @@ fn changed_anything(summary: &Summary) -> bool {
     summary.uploaded() + summary.downloaded() + summary.deleted() + summary.conflicts() > 0
         || !summary.failed.is_empty()
         || summary.skipped() > 0
+        || !summary.left.is_empty()
 }
 
 fn verb(action: Action) -> &'static str {
@@ -268,6 +325,7 @@ fn summary_json(summary: &Summary, args: &SyncArgs) -> serde_json::Value {
             "conflicts": summary.conflicts(),
             "skipped": summary.skipped(),
             "failed": failed,
+            "left": summary.left,
             "bytes": summary.bytes(),
             "reused_bytes": summary.reused_bytes(),
             "seconds": summary.seconds,
@@ -294,6 +352,12 @@ fn report(summary: &Summary, args: &SyncArgs, mode: Mode) -> std::io::Result<()>
     }
     for (path, why) in &summary.failed {
         eprintln!("failed {}: {why}", shown(path));
+    }
+    if !summary.left.is_empty() {
+        eprintln!(
+            "left for the next run: {} (asked to stop)",
+            plural(summary.left.len() as u64, "file", "files")
+        );
     }
     let what = match mode {
         Mode::Sync => "sync",

@@ -41,6 +41,9 @@ pub enum SyncError {
     /// The run can't be done as asked.
     #[error("{0}")]
     Usage(String),
+    /// Not started: the run was asked to stop ([`Halt`]); the next run does it.
+    #[error("not started: the run was asked to stop")]
+    Halted,
 }
 
 impl SyncError {
@@ -83,6 +86,9 @@ pub struct Summary {
     pub failed: Vec<(String, String)>,
     /// Local entries left out by the walk, with why.
     pub skipped_local: Vec<(String, String)>,
+    /// Paths not started because the run was asked to stop ([`Halt`]): the next run does
+    /// them.
+    pub left: Vec<String>,
     pub seconds: f64,
 }
 
@@ -186,7 +192,30 @@ pub async fn run(
     opts: &Options,
     progress: Arc<dyn Progress>,
 ) -> Result<Summary, SyncError> {
-    run_with(files, (local, remote), opts, progress, Lock::Take).await
+    run_with(
+        files,
+        (local, remote),
+        opts,
+        progress,
+        (Lock::Take, &Halt::default()),
+    )
+    .await
+}
+
+/// Asks a run under way to start nothing new: the transfers under way finish and are
+/// recorded, the rest is left for the next run ([`Summary::left`]). A watch's first
+/// Ctrl-C.
+#[derive(Clone, Debug, Default)]
+pub struct Halt(Arc<AtomicBool>);
+
+impl Halt {
+    pub fn request(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 /// Whether a run takes the directory's lock itself, or its caller holds it for longer (a
@@ -202,7 +231,7 @@ async fn run_with(
     (local, remote): (&Path, &RemotePath),
     opts: &Options,
     progress: Arc<dyn Progress>,
-    lock: Lock,
+    (lock, halt): (Lock, &Halt),
 ) -> Result<Summary, SyncError> {
     let started = Instant::now();
     // A group's keys first: a member without them learns it before anything else.
@@ -312,6 +341,11 @@ async fn run_with(
         skipped_local: scan.skipped,
         ..Summary::default()
     };
+    if halt.requested() && !opts.dry_run {
+        summary.left = items.into_iter().map(|i| i.path).collect();
+        summary.seconds = started.elapsed().as_secs_f64();
+        return Ok(summary);
+    }
     if opts.dry_run {
         summary.actions = items
             .into_iter()
@@ -355,7 +389,7 @@ async fn run_with(
         })
         .sum();
     progress.begin(items.len() as u64, transfer_bytes);
-    run_items(&ctx, items, &mut summary).await;
+    run_items(&ctx, items, halt, &mut summary).await;
     ctx.store.save()?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
@@ -364,8 +398,8 @@ async fn run_with(
 /// Runs the items: small uploads in batches ([`apply::upload_batch`], up to
 /// [`BATCHES_IN_FLIGHT`] at once), the rest [`IN_FLIGHT`] at a time. A connection that
 /// can't be restored stops the run (what completed is saved); other errors are recorded
-/// per path.
-async fn run_items(ctx: &Arc<Context>, items: Vec<Item>, summary: &mut Summary) {
+/// per path. Once `halt` is requested nothing new starts.
+async fn run_items(ctx: &Arc<Context>, items: Vec<Item>, halt: &Halt, summary: &mut Summary) {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = tokio::task::JoinSet::new();
     let (small, items): (Vec<Item>, Vec<Item>) = items.into_iter().partition(apply::is_batched);
@@ -375,17 +409,18 @@ async fn run_items(ctx: &Arc<Context>, items: Vec<Item>, summary: &mut Summary) 
         .collect();
     let batch_permits = Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
     for batch in batches(small, |(file, _)| file) {
-        let (ctx, stop, permits) = (
+        let (ctx, stop, permits, halt) = (
             Arc::clone(ctx),
             Arc::clone(&stop),
             Arc::clone(&batch_permits),
+            halt.clone(),
         );
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            if stop.load(Ordering::SeqCst) {
+            if let Some(why) = not_started(&stop, &halt) {
                 return batch
                     .into_iter()
-                    .map(|(_, item)| (item, Err(not_attempted())))
+                    .map(|(_, item)| (item, Err(why())))
                     .collect();
             }
             let done = apply::upload_batch(&ctx, batch).await;
@@ -406,10 +441,8 @@ async fn run_items(ctx: &Arc<Context>, items: Vec<Item>, summary: &mut Summary) 
         let Ok(permit) = Arc::clone(&semaphore).acquire_owned().await else {
             break;
         };
-        if stop.load(Ordering::SeqCst) {
-            summary
-                .failed
-                .push((item.path, not_attempted().to_string()));
+        if let Some(why) = not_started(&stop, halt) {
+            collect(Ok(vec![(item, Err(why()))]), summary);
             continue;
         }
         let (ctx, stop) = (Arc::clone(ctx), Arc::clone(&stop));
@@ -433,10 +466,23 @@ async fn run_items(ctx: &Arc<Context>, items: Vec<Item>, summary: &mut Summary) 
     }
     summary.actions.sort_by(|a, b| a.path.cmp(&b.path));
     summary.failed.sort();
+    summary.left.sort();
 }
 
 fn not_attempted() -> SyncError {
     SyncError::Usage("not attempted: the connection was lost".into())
+}
+
+/// Why an item is not started, if it is not: the connection was lost (`stop`), or the
+/// run was asked to stop.
+fn not_started(stop: &AtomicBool, halt: &Halt) -> Option<fn() -> SyncError> {
+    if halt.requested() {
+        Some(|| SyncError::Halted)
+    } else if stop.load(Ordering::SeqCst) {
+        Some(not_attempted)
+    } else {
+        None
+    }
 }
 
 /// What a task of [`run_items`] did: each of its items with its outcome.
@@ -459,6 +505,7 @@ fn collect(joined: Result<Finished, tokio::task::JoinError>, summary: &mut Summa
                 action: item.action,
                 outcome: Some(outcome),
             }),
+            Err(SyncError::Halted) => summary.left.push(item.path),
             Err(e) => summary.failed.push((item.path, e.to_string())),
         }
     }

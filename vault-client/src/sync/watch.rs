@@ -25,7 +25,6 @@
 //! A round's own downloads are local events and its own uploads move the remote revision,
 //! so a round that changed something is followed by one that finds nothing to do.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,6 +106,20 @@ pub enum WatchEvent {
     Round { cause: Cause, summary: Summary },
     /// A round failed on the connection; the next one is tried after `retry`.
     RoundFailed { error: String, retry: Duration },
+    /// Asked to stop during a round: the transfers under way finish (a [`WatchEvent::Round`]
+    /// follows with them), nothing new starts; a second request stops at once.
+    Stopping,
+}
+
+/// Requests to stop a watch (Ctrl-C, SIGTERM), one message each: the first lets the
+/// transfers under way finish, the second drops them. Dropping every sender asks nothing.
+pub type StopRequests = mpsc::UnboundedReceiver<()>;
+
+/// The next stop request; never, once no sender is left.
+async fn stop_requested(stops: &mut StopRequests) {
+    if stops.recv().await.is_none() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// What wakes the loop.
@@ -117,8 +130,10 @@ enum Wake {
 }
 
 /// Runs [`super::run`] once, then again as LOCAL or REMOTE change (see the module docs),
-/// reporting each round to `report`, until `stop` completes (a round under way is
-/// dropped: the next run finishes its job, as after an interrupted one-shot run).
+/// reporting each round to `report`, until a stop is requested. A request during a round
+/// lets the transfers under way finish and starts nothing new ([`super::Halt`]); a second
+/// one drops the round (the next run finishes its job, as after an interrupted one-shot
+/// run).
 /// Returns an error the rounds cannot get past (LOCAL gone, the lock held by another run,
 /// a usage error); a lost connection is retried.
 pub async fn watch(
@@ -127,14 +142,13 @@ pub async fn watch(
     (opts, wopts): (&Options, &WatchOptions),
     progress: Arc<dyn Progress>,
     report: &mut (dyn FnMut(WatchEvent) + Send),
-    stop: impl Future<Output = ()>,
+    mut stops: StopRequests,
 ) -> Result<(), SyncError> {
     if opts.dry_run {
         return Err(SyncError::Usage(
             "--watch and --dry-run do not go together: a dry run changes nothing to watch".into(),
         ));
     }
-    tokio::pin!(stop);
     // The directory's lock is held for the whole watch: no other run slips in between
     // rounds. A pull creates LOCAL first, as its run would.
     if matches!(opts.mode, super::plan::Mode::Pull { .. }) && !local.exists() {
@@ -164,9 +178,31 @@ pub async fn watch(
     let mut backoff = Backoff::new();
     let mut retry = RETRY;
     let result = loop {
+        let halt = super::Halt::default();
+        let run = super::run_with(
+            Arc::clone(&files),
+            (local, remote),
+            opts,
+            Arc::clone(&progress),
+            (super::Lock::Held, &halt),
+        );
+        tokio::pin!(run);
         let round = tokio::select! {
-            _ = &mut stop => break Ok(()),
-            round = super::run_with(Arc::clone(&files), (local, remote), opts, Arc::clone(&progress), super::Lock::Held) => round,
+            round = &mut run => round,
+            _ = stop_requested(&mut stops) => {
+                halt.request();
+                report(WatchEvent::Stopping);
+                tokio::select! {
+                    round = &mut run => match round {
+                        Ok(summary) => report(WatchEvent::Round { cause, summary }),
+                        // A lost connection: the next start finishes the job.
+                        Err(e) if e.is_connection() => {}
+                        Err(e) => break Err(e),
+                    },
+                    _ = stop_requested(&mut stops) => {}
+                }
+                break Ok(());
+            }
         };
         let mut next = None;
         match round {
@@ -208,7 +244,7 @@ pub async fn watch(
         };
         let wait = next.map_or(quiet, |n| n.min(quiet));
         cause = tokio::select! {
-            _ = &mut stop => break Ok(()),
+            _ = stop_requested(&mut stops) => break Ok(()),
             woke = next_change(&mut woken, wopts) => woke,
             _ = tokio::time::sleep(wait) => if next.is_some() { Cause::Retry } else { Cause::Rescan },
         };
