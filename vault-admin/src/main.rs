@@ -25,7 +25,7 @@ mod users;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use vault_server::config::{Config, Overrides};
 
 use crate::context::Ctx;
@@ -82,6 +82,17 @@ enum Command {
     /// Copy every blob from the store in use into the other (the storage.s3_* bucket, or
     /// <data-dir>/blobs) before changing storage.kind; the server may run.
     MigrateBlobs(migrate_blobs::MigrateBlobsArgs),
+    /// Print the completion script for SHELL on stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages of vault-admin and each of its commands into DIR
+    /// (`vault-server --man DIR` writes the server's).
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -107,6 +118,20 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // These two need no configuration.
+    match &args.command {
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Args::command(), "vault-admin", &mut script);
+            out::out!("{}", String::from_utf8_lossy(&script))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man { dir } => {
+            write_man_pages(Args::command(), dir)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     let flags = Overrides {
         listen: None,
         data_dir: args.data_dir,
@@ -130,8 +155,20 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Gc(a) => return gc::run(&ctx, a),
         Command::Backup(a) => backup::run(&ctx, a),
         Command::MigrateBlobs(a) => migrate_blobs::run(&ctx, a),
+        Command::Completions { .. } | Command::Man { .. } => Ok(()),
     };
     done.map(|()| ExitCode::SUCCESS)
+}
+
+/// `man DIR`: the pages of `command` and each of its subcommands, from the clap
+/// definitions.
+fn write_man_pages(command: clap::Command, dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    clap_mangen::generate_to(command, dir)
+        .with_context(|| format!("cannot write the manual pages into {}", dir.display()))?;
+    eprintln!("wrote the manual pages into {}", dir.display());
+    Ok(())
 }
 
 /// `migrate`: runs pending migrations (which every other command also does on open).

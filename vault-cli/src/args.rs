@@ -504,6 +504,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the completion script for SHELL on stdout (README: Shell completions and
+    /// man pages).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages of vault and each of its commands (vault.1, vault-sync.1, …)
+    /// into DIR.
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: std::path::PathBuf,
+    },
 }
 
 impl Command {

@@ -14,6 +14,7 @@
 mod account;
 mod args;
 mod chat;
+mod docs;
 mod escape;
 mod files;
 mod groups;
@@ -46,6 +47,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Some(result) = docs::run(&cli.command) {
+        return exit_code(result);
+    }
     // One worker: the command's own future runs on this thread and the QUIC drivers and
     // transfer tasks on the worker, while sealing, hashing and writing run on blocking
     // threads. More workers only moved tasks between cores and woke each other: with two,
@@ -77,7 +81,14 @@ fn main() -> ExitCode {
     // `connections_per_ip` slots) until the idle timeout, and a script that runs many
     // commands a minute gets refused.
     runtime.block_on(vault_client::closing::seen_out(CLOSE_GRACE));
-    let code = match result {
+    let code = exit_code(result);
+    warnings::print();
+    code
+}
+
+/// The exit status of a command that ended with `result`, its error printed.
+fn exit_code(result: anyhow::Result<()>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of stdout went away: the command ends as if it had printed all.
         Err(e) if out::is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -85,9 +96,7 @@ fn main() -> ExitCode {
             let _ = writeln!(std::io::stderr(), "error: {}", escape::shown(&message(&e)));
             ExitCode::FAILURE
         }
-    };
-    warnings::print();
-    code
+    }
 }
 
 /// The error and its causes joined by ": ", leaving out a cause that the text before it

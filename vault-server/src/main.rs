@@ -27,11 +27,17 @@ struct Args {
     /// Database URL: sqlite://PATH or postgres://USER@HOST/DB [default: sqlite in the data dir].
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
+    /// Write this manual page (vault-server.1) into DIR and exit.
+    #[arg(long, value_name = "DIR")]
+    man: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let args = Args::parse();
+    if let Some(dir) = &args.man {
+        return write_man_page(dir);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VAULT_LOG")
@@ -90,4 +96,24 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             _ = int.recv() => {}
         }
     })
+}
+
+/// `--man DIR`: the page, from the clap definitions.
+fn write_man_page(dir: &std::path::Path) -> ExitCode {
+    use clap::CommandFactory;
+    let written =
+        std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(Args::command(), dir));
+    match written {
+        Ok(()) => {
+            eprintln!("wrote vault-server.1 into {}", dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "error: cannot write the manual page into {}: {e}",
+                dir.display()
+            );
+            ExitCode::FAILURE
+        }
+    }
 }
