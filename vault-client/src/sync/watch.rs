@@ -178,6 +178,10 @@ pub async fn watch(
     let mut backoff = Backoff::new();
     let mut retry = RETRY;
     let result = loop {
+        // What woke the loop before this round starts is in this round: a burst of pushes
+        // (this watch's own first round of 100,000 files moves the revision hundreds of
+        // times) is one round, not one each.
+        while woken.try_recv().is_ok() {}
         let halt = super::Halt::default();
         let run = super::run_with(
             Arc::clone(&files),
