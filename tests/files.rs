@@ -446,7 +446,7 @@ fn a_client_that_meets_the_request_rate_limit_waits_and_finishes() {
     alice.run(&["get", "-r", "/many", s(&back)]).ok();
     assert_same_tree(&tree, &back.join("many"));
     assert!(
-        server.log().contains("code=\"throttled\""),
+        server.log().contains("result=\"throttled\""),
         "the limit was met (else this test shows nothing)"
     );
 }

@@ -175,3 +175,68 @@ fn names_with_control_characters_are_quoted_in_listings_and_messages_and_raw_in_
     let err = out.fails_with("no\\nsuch");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn with_vault_log_format_json_the_server_logs_one_object_per_line_with_each_request() {
+    let mut server = TestServer::start();
+    let mut env = server.storage_env().to_vec();
+    env.push(("VAULT_LOG_FORMAT".into(), "json".into()));
+    server.set_storage_env(env);
+    server.restart(|_| {});
+    let before = server.log().len();
+    let alice = Client::new();
+    alice.register(&server, "alice", "alice@example.org");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("quarterly-secret-plan.txt");
+    std::fs::write(&file, "text").expect("write");
+    alice
+        .run(&["put", s(&file), "/quarterly-secret-plan.txt"])
+        .ok();
+    alice.run(&["ls", "/"]).ok();
+    alice
+        .run(&["get", "/no-such-file", s(&dir.path().join("x"))])
+        .fails_with("no-such-file");
+
+    let log = server.log()[before..].to_owned();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {e}: {l}")))
+        .collect();
+    let access: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "vault_server::access")
+        .collect();
+    let request = |l: &serde_json::Value| {
+        l["spans"]
+            .as_array()
+            .and_then(|spans| spans.iter().find(|s| s["name"] == "request"))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let list = access
+        .iter()
+        .find(|l| request(l)["kind"] == "list")
+        .unwrap_or_else(|| panic!("a line for `ls`: {log}"));
+    assert_eq!(list["fields"]["result"], "ok", "{list}");
+    assert!(list["fields"]["duration_ms"].as_f64().is_some(), "{list}");
+    assert!(
+        request(list)["user"].as_i64().is_some(),
+        "the user id: {list}"
+    );
+    // Each command resumes the saved session on a new connection: the line names the user
+    // the request logged in.
+    assert!(
+        access.iter().any(|l| request(l)["kind"] == "resume"
+            && l["fields"]["result"] == "ok"
+            && request(l)["user"].as_i64().is_some()),
+        "a resume names the user it logged in: {log}"
+    );
+    assert!(
+        access.iter().any(|l| l["fields"]["result"] == "not_found"),
+        "the failed get says how it ended: {log}"
+    );
+    assert!(
+        !log.contains("quarterly-secret-plan") && !log.contains(vault_e2e::PASSWORD),
+        "no name and no secret in the log"
+    );
+}

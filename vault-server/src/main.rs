@@ -38,19 +38,40 @@ fn main() -> ExitCode {
     if let Some(dir) = &args.man {
         return write_man_page(dir);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VAULT_LOG")
-                .unwrap_or_else(|_| "info,quinn=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logging();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs on stderr, filtered by `VAULT_LOG` (default `info,quinn=warn`): text, or with
+/// `VAULT_LOG_FORMAT=json` one JSON object per line with the fields of the event and its
+/// spans (a request's kind and user id).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VAULT_LOG")
+        .unwrap_or_else(|_| "info,quinn=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match std::env::var("VAULT_LOG_FORMAT").as_deref() {
+        Ok("json") => builder
+            .json()
+            .with_current_span(false)
+            .with_span_list(true)
+            .init(),
+        Ok("text") | Err(_) => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        Ok(other) => {
+            builder.with_ansi(false).init();
+            tracing::warn!(
+                value = other,
+                "VAULT_LOG_FORMAT is \"json\" or \"text\"; logging text"
+            );
         }
     }
 }
