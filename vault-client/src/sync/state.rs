@@ -264,8 +264,15 @@ impl StateFile {
                 path.display()
             )));
         }
-        let bytes = std::fs::read(&path).map_err(|e| SyncError::io("read", &path, e))?;
-        let mut state = SyncState::parse(&bytes).map_err(|e| {
+        // Parsed as it is read: with 100,000 files the file is 25 MB, which a read into
+        // memory first would add to every round's peak.
+        let file = std::fs::File::open(&path).map_err(|e| SyncError::io("read", &path, e))?;
+        let read: Result<SyncState, _> =
+            serde_json::from_reader(std::io::BufReader::with_capacity(1 << 16, file));
+        let mut state = read.map_err(|e| {
+            if let Some(kind) = e.io_error_kind() {
+                return SyncError::io("read", &path, std::io::Error::from(kind));
+            }
             SyncError::Usage(format!(
                 "{} is damaged ({e}); remove it and sync again (files on both sides are kept, \
                  differing ones as conflict copies)",
@@ -289,12 +296,18 @@ impl StateFile {
     pub fn save(&self, state: &SyncState) -> Result<(), SyncError> {
         create_private_dir(&self.dir)?;
         let path = self.file();
-        let bytes = serde_json::to_vec(state)
-            .map_err(|e| SyncError::Usage(format!("cannot encode the sync state: {e}")))?;
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)
             .map_err(|e| SyncError::io("write", &self.dir, e))?;
-        tmp.write_all(&bytes)
-            .and_then(|()| tmp.as_file().sync_all())
+        // Encoded as it is written, not into memory first (see `load`).
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
+        serde_json::to_writer(&mut out, state).map_err(|e| match e.io_error_kind() {
+            Some(kind) => SyncError::io("write", &path, std::io::Error::from(kind)),
+            None => SyncError::Usage(format!("cannot encode the sync state: {e}")),
+        })?;
+        out.flush().map_err(|e| SyncError::io("write", &path, e))?;
+        drop(out);
+        tmp.as_file()
+            .sync_all()
             .map_err(|e| SyncError::io("write", tmp.path(), e))?;
         tmp.persist(&path)
             .map_err(|e| SyncError::io("write", &path, e.error))?;
