@@ -42,6 +42,10 @@ struct Args {
     /// Number of small files (default 10000, 500 with --quick).
     #[arg(long, value_parser = clap::value_parser!(u64).range(100..=1_000_000))]
     files: Option<u64>,
+    /// Number of small files under the idle watch of `--only watch` (default 100000, 2000
+    /// with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(100..=1_000_000))]
+    idle_files: Option<u64>,
     /// Lift the server's per-connection request rate limit (default 2000/s, bursts of
     /// 4000) for the small-file rows, to measure the code rather than the limit.
     #[arg(long)]
@@ -103,6 +107,12 @@ fn run(args: &Args) -> anyhow::Result<Report> {
         runs: usize::from(args.runs.unwrap_or(if args.quick { 1 } else { 3 })),
         big_bytes: args.size_mib.unwrap_or(if args.quick { 64 } else { 1024 }) << 20,
         small_files: usize::try_from(args.files.unwrap_or(if args.quick { 500 } else { 10_000 }))?,
+        idle_files: usize::try_from(args.idle_files.unwrap_or(if args.quick {
+            2_000
+        } else {
+            100_000
+        }))?,
+        idle_watches: if args.quick { 10 } else { 100 },
         changes: 100,
         chat_messages: if args.quick { 200 } else { 2000 },
         limits: if args.lift_limits {

@@ -411,7 +411,7 @@ pub fn vm_hwm(pid: u32) -> Option<u64> {
 }
 
 /// A `kB` field of `/proc/PID/status`, in bytes.
-fn vm_field(pid: u32, field: &str) -> Option<u64> {
+pub fn vm_field(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line

@@ -32,6 +32,10 @@ pub struct Plan {
     pub runs: usize,
     pub big_bytes: u64,
     pub small_files: usize,
+    /// Files under the idle watch (`watch`).
+    pub idle_files: usize,
+    /// Idle watching clients the server holds at once (`watch`).
+    pub idle_watches: usize,
     pub changes: usize,
     /// Chat messages sent from one user to another.
     pub chat_messages: usize,
