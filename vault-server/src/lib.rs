@@ -10,6 +10,7 @@
 pub mod accounts;
 pub mod blobs;
 mod chat;
+pub mod check;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -99,6 +99,32 @@ impl Mailer {
         })
     }
 
+    /// Whether mail can go out: the outbox directory is there or can be made (file), or
+    /// the SMTP server answers and accepts the login (`vault-server --check-config`).
+    pub async fn check(&self) -> Result<String, String> {
+        match self {
+            Mailer::File { outbox, .. } => {
+                let writable = match std::fs::metadata(outbox) {
+                    Ok(meta) => !meta.permissions().readonly(),
+                    Err(_) => outbox.parent().is_some_and(|p| !p.exists() || p.is_dir()),
+                };
+                if writable {
+                    Ok(format!(
+                        "written to {} (no SMTP server set)",
+                        outbox.display()
+                    ))
+                } else {
+                    Err(format!("the outbox {} is not writable", outbox.display()))
+                }
+            }
+            Mailer::Smtp { transport, .. } => match transport.test_connection().await {
+                Ok(true) => Ok("the SMTP server answers".into()),
+                Ok(false) => Err("the SMTP server did not answer NOOP".into()),
+                Err(e) => Err(format!("cannot reach the SMTP server: {e}")),
+            },
+        }
+    }
+
     /// Sends a plain-text message.
     pub async fn send(&self, to: &str, subject: &str, body: String) -> Result<Delivery, MailError> {
         let to: Mailbox = to.parse().map_err(|_| MailError::Recipient)?;

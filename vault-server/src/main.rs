@@ -27,6 +27,10 @@ struct Args {
     /// Database URL: sqlite://PATH or postgres://USER@HOST/DB [default: sqlite in the data dir].
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
+    /// Check the configuration and what it points to (certificate, database, blob store,
+    /// mail), print what was found, and exit 0 when all is well, else 1. Changes nothing.
+    #[arg(long)]
+    check_config: bool,
     /// Write this manual page (vault-server.1) into DIR and exit.
     #[arg(long, value_name = "DIR")]
     man: Option<PathBuf>,
@@ -83,8 +87,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         database_url: args.database_url,
     };
-    let shutdown = shutdown_signal()?;
     let config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok(), &flags)?;
+    if args.check_config {
+        return check_config(&config, args.config.as_deref()).await;
+    }
+    let shutdown = shutdown_signal()?;
     let data = DataDir(config.data_dir.clone());
     let server = Server::bind(config).await?;
     let addr = server.local_addr()?;
@@ -101,6 +108,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("certificate fingerprint {}", server.fingerprint());
     server.run(shutdown).await?;
     println!("vault-server stopped");
+    Ok(())
+}
+
+/// `--check-config`: one line per check on stdout; an error (exit 1) when any failed.
+async fn check_config(config: &Config, file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let source = file.map_or("built-in defaults and VAULT_* variables".to_owned(), |f| {
+        f.display().to_string()
+    });
+    println!("ok    configuration: {source}");
+    let findings = vault_server::check::check(config).await;
+    let mut failed = 0;
+    for finding in &findings {
+        match &finding.result {
+            Ok(text) => println!("ok    {}: {text}", finding.what),
+            Err(text) => {
+                failed += 1;
+                println!("FAIL  {}: {text}", finding.what);
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} checks failed", findings.len() + 1);
+    }
     Ok(())
 }
 

@@ -202,6 +202,16 @@ impl Db {
         ran.map_err(|e| DbError::Migration(e.to_string()))
     }
 
+    /// How many migrations are pending (`vault-server --check-config`); runs none.
+    pub fn pending_migrations(&self) -> DbResult<usize> {
+        let mut conn = self.conn()?;
+        let pending = match &mut *conn {
+            DbConn::Postgres(c) => c.pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),
+            DbConn::Sqlite(c) => c.pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+        };
+        pending.map_err(|e| DbError::Migration(e.to_string()))
+    }
+
     /// A pooled connection for blocking code (the admin tool, tests).
     pub fn conn(&self) -> DbResult<PooledConnection<ConnectionManager<DbConn>>> {
         Ok(self.pool.get()?)
