@@ -1,6 +1,7 @@
-//! End to end: the shell completions and manual pages the three binaries generate from
-//! their clap definitions. The bash script loads in `bash` and completes a subcommand and
-//! a flag; every command has a page, and `man -l` renders one.
+//! End to end: what ships beside the binaries. The shell completions and manual pages the
+//! three binaries generate from their clap definitions (the bash script loads in `bash`
+//! and completes a subcommand and a flag; every command has a page, and `man -l` renders
+//! one), and the systemd units in `dist/systemd/` (`systemd-analyze verify` accepts them).
 
 use std::path::Path;
 use std::process::Command;
@@ -154,5 +155,76 @@ fn every_command_has_a_manual_page_and_man_renders_it() {
             println!("no `man` here: the pages were checked as files only");
         }
         Err(e) => panic!("run man: {e}"),
+    }
+}
+
+/// `dist/systemd/NAME` with its binary paths pointed at the ones just built, in `dir`.
+fn unit_for_here(name: &str, dir: &Path) -> std::path::PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../dist/systemd")
+        .join(name);
+    let text = std::fs::read_to_string(&source).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let text = text
+        .replace(
+            "/usr/local/bin/vault-server",
+            &bin("vault-server").display().to_string(),
+        )
+        .replace("%h/.cargo/bin/vault", &bin("vault").display().to_string());
+    let unit = dir.join(name);
+    std::fs::write(&unit, text).expect("write unit");
+    unit
+}
+
+/// The value of `Key=` in a unit's text (the last one, as systemd reads it).
+fn setting<'a>(unit: &'a str, key: &str) -> Option<&'a str> {
+    unit.lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+}
+
+#[test]
+fn the_systemd_units_are_hardened_stop_gracefully_and_pass_systemd_analyze_verify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = unit_for_here("vault-server.service", dir.path());
+    let text = std::fs::read_to_string(&server).expect("read");
+    for (key, want) in [
+        ("User", "vault"),
+        ("StateDirectory", "vault"),
+        ("ProtectSystem", "strict"),
+        ("NoNewPrivileges", "true"),
+        ("PrivateTmp", "true"),
+        ("Restart", "on-failure"),
+        ("KillSignal", "SIGTERM"),
+    ] {
+        assert_eq!(setting(&text, key), Some(want), "{key}");
+    }
+    // systemd's stop timeout leaves the server its whole shutdown grace.
+    let stop: u64 = setting(&text, "TimeoutStopSec")
+        .and_then(|v| v.parse().ok())
+        .expect("TimeoutStopSec in seconds");
+    let grace = vault_server::config::Config::default()
+        .limits
+        .shutdown_grace_s;
+    assert!(
+        stop > grace + 5,
+        "TimeoutStopSec {stop} s against a grace of {grace} s"
+    );
+    let watch = unit_for_here("vault-sync@.service", dir.path());
+
+    match Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&server)
+        .arg(&watch)
+        .output()
+    {
+        Ok(out) => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "systemd-analyze verify: {stderr}");
+            assert!(stderr.trim().is_empty(), "no warnings: {stderr}");
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!("no systemd-analyze here: the units were checked as text only");
+        }
+        Err(e) => panic!("run systemd-analyze: {e}"),
     }
 }
