@@ -436,6 +436,23 @@ fn a_file_sent_in_a_message_is_fetched_by_its_recipient_only() {
         .ok();
     let g = history(&bob, "@team");
     assert_eq!(g[0]["text"], "", "{}", g[0]);
+    // Without TEXT, the text comes from standard input, as for a message without a file.
+    alice
+        .run_stdin(
+            &[
+                "chat",
+                "send",
+                "@team",
+                "--file",
+                small.to_str().expect("utf-8"),
+            ],
+            "the text from stdin\n",
+        )
+        .ok();
+    let with_text = history(&bob, "@team");
+    let newest = with_text.last().expect("a message");
+    assert_eq!(newest["text"], "the text from stdin", "{newest}");
+    assert_eq!(newest["file"]["name"], "small.bin", "{newest}");
     assert_eq!(g[0]["file"]["name"], "small.bin", "{}", g[0]);
     let gid = g[0]["id"].as_i64().expect("id").to_string();
     let team_copy = dir.path().join("team.bin");

@@ -30,6 +30,19 @@ use crate::{progress, warnings};
 /// Reads a message from `input`: all of it, with one trailing line break removed; it must
 /// be UTF-8, not empty, and not longer than any server accepts.
 pub fn read_message(input: impl Read) -> anyhow::Result<String> {
+    let text = read_text(input)?;
+    check_text(&text)?;
+    Ok(text)
+}
+
+/// [`read_message`] for a message that carries a file: it may be empty.
+pub fn read_caption(input: impl Read) -> anyhow::Result<String> {
+    read_text(input)
+}
+
+/// All of `input` as UTF-8 text, one trailing line break removed, not longer than a
+/// message may be.
+fn read_text(input: impl Read) -> anyhow::Result<String> {
     // Room for the longest text and a trailing "\r\n", and one byte to notice more.
     let limit = MAX_TEXT_BYTES + 2;
     let mut bytes = Vec::new();
@@ -51,7 +64,6 @@ pub fn read_message(input: impl Read) -> anyhow::Result<String> {
             text.pop();
         }
     }
-    check_text(&text)?;
     Ok(text)
 }
 
@@ -76,7 +88,17 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                     check_text(text)?;
                     text.clone()
                 }
-                (None, Some(_)) => String::new(),
+                // The text to go with the file comes from standard input, as a message's
+                // without one; it may be empty.
+                (None, Some(_)) => {
+                    if std::io::stdin().is_terminal() {
+                        eprintln!(
+                            "Type a message to go with the file, then press Ctrl-D on a line of \
+                             its own (Ctrl-D alone: no message)."
+                        );
+                    }
+                    read_caption(std::io::stdin().lock())?
+                }
                 (None, None) => {
                     if std::io::stdin().is_terminal() {
                         eprintln!("Type the message, then press Ctrl-D on a line of its own.");
