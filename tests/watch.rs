@@ -320,6 +320,25 @@ fn upload_under_way(server: &TestServer, base: u64, more: u64) {
     });
 }
 
+/// Starts a watch of `file`'s folder, writes `bytes` to `file`, sends Ctrl-C once 16 MiB
+/// of it reached the server, and waits until the watch says it is stopping.
+fn ctrl_c_during_the_upload_of(
+    server: &TestServer,
+    client: &Client,
+    file: &Path,
+    bytes: &[u8],
+) -> Watching {
+    let watching = Watching::start(client, file.parent().expect("folder"), &[]);
+    let base = server.upload_bytes();
+    std::fs::write(file, bytes).expect("write");
+    upload_under_way(server, base, 16 << 20);
+    watching.signal("INT");
+    wait_until("the watch to say it is stopping", CROSS, || {
+        watching.events("stopping") == 1
+    });
+    watching
+}
+
 #[test]
 fn ctrl_c_during_an_upload_finishes_it_and_a_second_ctrl_c_leaves_it_for_the_next_start() {
     let (server, a, b, dir_a, dir_b) = pair();
@@ -328,14 +347,7 @@ fn ctrl_c_during_an_upload_finishes_it_and_a_second_ctrl_c_leaves_it_for_the_nex
     let second = random_bytes(256 * MIB, 2);
 
     // One Ctrl-C: the file under way goes up whole, then the watch stops.
-    let wa = Watching::start(&a, &dir_a, &[]);
-    let base = server.upload_bytes();
-    std::fs::write(dir_a.join("first.bin"), &first).expect("write");
-    upload_under_way(&server, base, 16 * MIB as u64);
-    wa.signal("INT");
-    wait_until("the watch to say it is stopping", CROSS, || {
-        wa.events("stopping") == 1
-    });
+    let wa = ctrl_c_during_the_upload_of(&server, &a, &dir_a.join("first.bin"), &first);
     let lines = Arc::clone(&wa.lines);
     let (status, stderr) = wa.wait();
     assert!(status.success(), "{status}: {stderr}");
@@ -359,14 +371,7 @@ fn ctrl_c_during_an_upload_finishes_it_and_a_second_ctrl_c_leaves_it_for_the_nex
     );
 
     // Two: the watch stops at once; the next start sends what is missing.
-    let wa = Watching::start(&a, &dir_a, &[]);
-    let base = server.upload_bytes();
-    std::fs::write(dir_a.join("second.bin"), &second).expect("write");
-    upload_under_way(&server, base, 16 * MIB as u64);
-    wa.signal("INT");
-    wait_until("the watch to say it is stopping", CROSS, || {
-        wa.events("stopping") == 1
-    });
+    let wa = ctrl_c_during_the_upload_of(&server, &a, &dir_a.join("second.bin"), &second);
     wa.signal("INT");
     let lines = Arc::clone(&wa.lines);
     let (status, stderr) = wa.wait();
