@@ -33,8 +33,8 @@ fn log_request(
     answered: Option<&Response>,
 ) {
     // A login binds the session during the request.
-    if let Some(session) = ctx.session() {
-        span.record("user", session.user_id);
+    if let Some(user) = ctx.user_id() {
+        span.record("user", user);
     }
     let result = match answered {
         Some(Response::Error(e)) => e.code.as_str(),
@@ -73,6 +73,15 @@ impl ConnCtx {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The logged-in user's id, without copying the session (the access log's, per request).
+    pub fn user_id(&self) -> Option<i64> {
+        self.session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|s| s.user_id)
     }
 
     /// Binds (or with `None`, unbinds) the connection's session, and moves the connection
@@ -239,8 +248,8 @@ async fn serve_stream(
                 kind = request.kind(),
                 user = tracing::field::Empty
             );
-            if let Some(session) = ctx.session() {
-                span.record("user", session.user_id);
+            if let Some(user) = ctx.user_id() {
+                span.record("user", user);
             }
             let started = std::time::Instant::now();
             let answered = async {
