@@ -31,9 +31,12 @@ impl Terminal {
             .chain(args.iter().map(|a| a.to_string()))
             .map(|a| quote(&a))
             .collect();
+        // `exec`: the shell `script` starts (`$SHELL`, else `sh`) becomes the command, so a
+        // Ctrl-C typed reaches the command alone; dash would otherwise wait in front of it
+        // and die of the SIGINT.
         let mut command = Command::new("script");
         command
-            .args(["-qefc", &line.join(" "), "/dev/null"])
+            .args(["-qefc", &format!("exec {}", line.join(" ")), "/dev/null"])
             .env_remove("VAULT_PASSWORD")
             .env_remove("VAULT_NEW_PASSWORD")
             .env_remove("VAULT_RECOVERY_KEY")
