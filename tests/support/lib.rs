@@ -950,6 +950,11 @@ impl Client {
             .expect("start vault")
     }
 
+    /// Starts `vault ARGS` with stdin, stdout and stderr all piped to the test.
+    pub fn spawn_with_input(&self, args: &[&str]) -> Child {
+        self.spawn_all_piped(args, &[])
+    }
+
     /// Starts `vault ARGS` with extra environment variables and stdin, stdout and stderr
     /// all piped to the test.
     fn spawn_all_piped(&self, args: &[&str], env: &[(&str, &str)]) -> Child {

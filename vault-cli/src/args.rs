@@ -381,6 +381,7 @@ pub enum Command {
         json: bool,
     },
     /// Upload files or trees (-r): put LOCAL… REMOTE. Resumable: run it again after a failure.
+    /// `put - REMOTE` stores standard input as the file REMOTE.
     #[command(override_usage = "vault put [OPTIONS] <LOCAL>... <REMOTE>")]
     Put {
         /// One or more local sources, then the remote target.
@@ -395,6 +396,7 @@ pub enum Command {
     },
     /// Download files or trees (-r): get REMOTE… LOCAL. A file that fails does not stop the
     /// others; each is listed at the end. Resumable: run it again after a failure.
+    /// `get REMOTE -` writes the file to standard output (as `vault cat REMOTE`).
     #[command(override_usage = "vault get [OPTIONS] <REMOTE>... <LOCAL>")]
     Get {
         /// One or more remote sources, then the local target.
@@ -402,6 +404,15 @@ pub enum Command {
         paths: Vec<String>,
         #[command(flatten)]
         transfer: TransferArgs,
+    },
+    /// Write a remote file to standard output: each part once it is proved, the whole checked
+    /// at the end (exit status 1 if it fails).
+    Cat {
+        /// The remote file: /a/b (your space) or @group/a/b.
+        path: String,
+        /// Limit the transfer rate, in bytes per second or with a unit (e.g. 4MiB).
+        #[arg(long, value_name = "SIZE")]
+        bwlimit: Option<String>,
     },
     /// Two-way sync of a local directory with a remote folder (state in LOCAL/.vault-sync/).
     Sync {
@@ -549,6 +560,7 @@ impl Command {
                 | Command::Quota { .. }
                 | Command::Put { .. }
                 | Command::Get { .. }
+                | Command::Cat { .. }
                 | Command::Rm { .. }
                 | Command::Mv { .. }
                 | Command::Mkdir { .. }

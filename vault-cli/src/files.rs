@@ -16,7 +16,7 @@ use vault_client::files::transfer::{
     GetReport, MAX_IN_FLIGHT, NotFetched, Options, get_all, put_all,
 };
 use vault_client::files::upload::{Storing, Uploaded};
-use vault_client::files::{Files, RemotePath, legacy};
+use vault_client::files::{Files, RemotePath, legacy, pipe};
 use vault_client::state::StateDir;
 use vault_core::format::{LegacyMode, parse_des_key};
 use vault_core::proto::NsRef;
@@ -77,6 +77,7 @@ fn check_paths(command: &Command) -> anyhow::Result<()> {
             .map(String::as_str)
             .collect(),
         Command::Rm { path, .. }
+        | Command::Cat { path, .. }
         | Command::Mkdir { path }
         | Command::Versions { path, .. }
         | Command::Restore { path, .. }
@@ -153,9 +154,23 @@ async fn dispatch(files: &Arc<Files>, state: &StateDir, command: Command) -> any
             } else {
                 Storing::Chunked
             };
-            put(files, paths, (&transfer, storing)).await?
+            if paths.first().is_some_and(|p| p == "-") {
+                put_stdin(files, paths, &transfer, storing).await?
+            } else {
+                put(files, paths, (&transfer, storing)).await?
+            }
+        }
+        Command::Get { paths, transfer } if paths.last().is_some_and(|p| p == "-") => {
+            get_stdout(files, paths, &transfer).await?
         }
         Command::Get { paths, transfer } => get(files, paths, &transfer).await?,
+        Command::Cat { path, bwlimit } => {
+            let transfer = TransferArgs {
+                bwlimit,
+                ..TransferArgs::default()
+            };
+            get_stdout(files, vec![path, "-".into()], &transfer).await?
+        }
         Command::Rm { path, recursive } => {
             let path = remote(&path)?;
             if path.is_root() {
@@ -421,6 +436,98 @@ async fn put(
             unchanged_note(unchanged.len())
         )?,
     }
+    Ok(())
+}
+
+/// `put - REMOTE`: standard input, to its end, as the file REMOTE.
+async fn put_stdin(
+    files: &Arc<Files>,
+    paths: Vec<String>,
+    args: &TransferArgs,
+    storing: Storing,
+) -> anyhow::Result<()> {
+    let [_, target] = paths.as_slice() else {
+        bail!("- (standard input) is the only source of put when it is one: put - REMOTE");
+    };
+    if args.recursive {
+        bail!("-r does not go with - (standard input): put - REMOTE stores one file");
+    }
+    if storing == Storing::Whole {
+        bail!(
+            "--whole-file does not go with - (standard input): a file of unknown length is \
+             stored as chunks"
+        );
+    }
+    if target.ends_with('/') {
+        bail!("put - needs the remote file's path, such as /backups/db.sql: {target} is a folder");
+    }
+    let target = remote(target)?;
+    if target.is_root() {
+        bail!("put - needs the remote file's path, such as /backups/db.sql: {target} is a folder");
+    }
+    if let Some(entry) = files.stat(&target).await?
+        && entry.is_dir()
+    {
+        bail!("{target} is a folder: put - needs the remote file's path, such as {target}/name");
+    }
+    let Options { limit, .. } = options(args.bwlimit.as_deref(), storing)?;
+    let progress = progress::for_pipe_input();
+    let stdin = std::io::stdin();
+    let done = pipe::upload_from(files, stdin, &target, progress.as_ref(), limit.as_deref()).await;
+    drop(progress);
+    let done = done?;
+    if args.json {
+        let value = json!({
+            "remote": done.remote.to_string(), "bytes": done.bytes,
+            "version": done.version, "reused": done.reused,
+        });
+        outln!("{}", serde_json::to_string_pretty(&value)?)?;
+        return Ok(());
+    }
+    outln!(
+        "Uploaded {} from standard input as {} (version {}){}.",
+        format_size(done.bytes),
+        shown(&done.remote.to_string()),
+        done.version,
+        reused_note(done.reused, "already stored, not sent")
+    )?;
+    Ok(())
+}
+
+/// `get REMOTE -` and `cat REMOTE`: the file to standard output.
+async fn get_stdout(
+    files: &Arc<Files>,
+    paths: Vec<String>,
+    args: &TransferArgs,
+) -> anyhow::Result<()> {
+    let [source, _] = paths.as_slice() else {
+        bail!("get REMOTE - writes one file to standard output: name one remote file");
+    };
+    if args.recursive {
+        bail!("-r does not go with - (standard output): get REMOTE - writes one file");
+    }
+    if args.json {
+        bail!("--json does not go with - (standard output): the file is what is printed");
+    }
+    let source = remote(source)?;
+    if let Some(entry) = files.stat(&source).await?
+        && entry.is_dir()
+    {
+        bail!("{source} is a folder: get REMOTE - writes one file to standard output");
+    }
+    let Options {
+        limit, progress, ..
+    } = options(args.bwlimit.as_deref(), Storing::Chunked)?;
+    let done = pipe::download_to(
+        files,
+        &source,
+        std::io::stdout(),
+        progress.as_ref(),
+        limit.as_deref(),
+    )
+    .await;
+    drop(progress);
+    done?;
     Ok(())
 }
 

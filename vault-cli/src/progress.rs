@@ -78,6 +78,46 @@ pub fn for_transfer() -> Arc<dyn Progress> {
     }
 }
 
+/// Progress for an input of unknown length (`vault put - REMOTE`): the bytes read so far and
+/// the rate, on a terminal.
+pub fn for_pipe_input() -> Arc<dyn Progress> {
+    if !std::io::stderr().is_terminal() {
+        return Arc::new(Quiet);
+    }
+    let style = ProgressStyle::with_template(
+        "{spinner} {bytes} from standard input, {binary_bytes_per_sec}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(style);
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    Arc::new(Counter(bar))
+}
+
+/// A count of bytes with no total ([`for_pipe_input`]).
+#[derive(Debug)]
+struct Counter(ProgressBar);
+
+impl Progress for Counter {
+    fn begin(&self, _files: u64, _bytes: u64) {}
+
+    fn advance(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+
+    fn file_done(&self) {}
+
+    fn note(&self, text: &str) {
+        self.0
+            .suspend(|| eprintln!("{}", crate::escape::shown(text)));
+    }
+}
+
+impl Drop for Counter {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
 impl Bar {
     /// A bar on stderr, `None` when stderr is not a terminal.
     fn on_terminal() -> Option<Bar> {

@@ -30,6 +30,7 @@ use super::delta;
 use super::progress::{Progress, RateLimit, pace};
 use super::unchanged::{CurrentVersion, file_matches};
 use super::{Files, FilesError, RemotePath, unexpected};
+use crate::transport::{Connection, RawDownload};
 
 /// What a part file belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -375,60 +376,27 @@ async fn download_into(
     progress.advance(keep);
     let out = WriteBehind::new(out, keep);
 
-    let chunks = chunk_count(meta.size);
-    let (full_tx, full_rx) = tokio::sync::mpsc::channel::<SealedChunk>(OPEN_QUEUE);
-    let (spare_tx, mut spare_rx) = tokio::sync::mpsc::unbounded_channel();
-    let writing = {
-        let opened = Opened {
-            opener: StreamOpener::new(&key),
-            hasher,
-            out,
-        };
-        let (part, what) = (part.clone(), format!("{remote}: "));
-        let nothing = format!("; nothing was written to {}", target.display());
-        tokio::task::spawn_blocking(move || {
-            opened.write_all(full_rx, &spare_tx, chunks, &part, (&what, &nothing))
-        })
+    let opened = Opened {
+        opener: StreamOpener::new(&key),
+        hasher,
+        out,
     };
-    let mut cut_short = None;
-    for index in start..chunks {
-        let last = index + 1 == chunks;
-        let len = if last {
-            (version.sealed_size - index * SEALED_CHUNK_LEN as u64) as usize
-        } else {
-            SEALED_CHUNK_LEN
-        };
-        let mut buf = spare_rx
-            .try_recv()
-            .unwrap_or_else(|_| Zeroizing::new(vec![0u8; SEALED_CHUNK_LEN]));
-        let got = match stream.read_full(&mut buf[..len]).await {
-            Ok(got) => got,
-            Err(e) => {
-                cut_short = Some(e.into());
-                break;
-            }
-        };
-        if got < len {
-            cut_short = Some(if conn.is_closed() {
-                crate::ClientError::Closed("the download was cut off".into()).into()
-            } else {
-                FilesError::Integrity(format!(
-                    "{remote}: the server sent only part of chunk {index}; run the command again to resume"
-                ))
-            });
-            break;
-        }
-        if full_tx.send((index, buf, len)).await.is_err() {
-            break; // the writing thread failed: its error is read below
-        }
-        let plain_len = (len - TAG_LEN) as u64;
-        pace(limit, plain_len).await;
-        progress.advance(plain_len);
-    }
-    drop(full_tx);
-    let written = writing
-        .await
-        .map_err(|e| FilesError::Usage(format!("writing {} failed: {e}", part.display())))?;
+    let labels = Labels {
+        what: format!("{remote}: "),
+        nothing: format!("; nothing was written to {}", target.display()),
+        written_to: part.clone(),
+    };
+    let sizes = (version.sealed_size, chunk_count(meta.size));
+    let (written, cut_short) = receive_chunks(
+        &conn,
+        &mut stream,
+        sizes,
+        start,
+        opened,
+        labels,
+        (progress, limit),
+    )
+    .await?;
     if let Some(e) = cut_short {
         // Keep the whole chunks written so far for the next attempt.
         if let Ok(opened) = &written {
@@ -469,35 +437,107 @@ const OPEN_QUEUE: usize = 4;
 type SealedChunk = (u64, Zeroizing<Vec<u8>>, usize);
 
 /// The writing side of a download: opens chunks in place, hashes the plaintext and writes
-/// it to the part file, on a blocking thread ([`Opened::write_all`]).
-struct Opened {
-    opener: StreamOpener,
-    hasher: ContentHasher,
-    out: WriteBehind,
+/// it to `out` (the part file, or standard output), on a blocking thread
+/// ([`Opened::write_all`]).
+pub(crate) struct Opened<W> {
+    pub(crate) opener: StreamOpener,
+    pub(crate) hasher: ContentHasher,
+    pub(crate) out: W,
 }
 
-impl Opened {
+/// How the errors of a download name what they are about: `what` begins them (the remote
+/// path), `nothing` ends those that stop it (what became of the output), and
+/// `written_to` is the path a write error names.
+pub(crate) struct Labels {
+    pub(crate) what: String,
+    pub(crate) nothing: String,
+    pub(crate) written_to: PathBuf,
+}
+
+/// Receives the sealed chunks `start..chunks` of a version of format 1 (`sealed_size`
+/// bytes in all) from `stream`, while a blocking thread opens, hashes and writes each
+/// through `opened`, in order. Returns what the thread ended with (the writer, or why
+/// it stopped: a chunk that does not open, a failed write), and the error that cut the
+/// stream short, if one did: the writer then holds the whole chunks before it.
+pub(crate) async fn receive_chunks<W: Write + Send + 'static>(
+    conn: &Connection,
+    stream: &mut RawDownload,
+    (sealed_size, chunks): (u64, u64),
+    start: u64,
+    opened: Opened<W>,
+    labels: Labels,
+    (progress, limit): (&dyn Progress, Option<&RateLimit>),
+) -> Result<(Result<Opened<W>, FilesError>, Option<FilesError>), FilesError> {
+    let (full_tx, full_rx) = tokio::sync::mpsc::channel::<SealedChunk>(OPEN_QUEUE);
+    let (spare_tx, mut spare_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (what, written_to) = (labels.what.clone(), labels.written_to.clone());
+    let writing =
+        tokio::task::spawn_blocking(move || opened.write_all(full_rx, &spare_tx, chunks, &labels));
+    let mut cut_short = None;
+    for index in start..chunks {
+        let last = index + 1 == chunks;
+        let len = if last {
+            (sealed_size - index * SEALED_CHUNK_LEN as u64) as usize
+        } else {
+            SEALED_CHUNK_LEN
+        };
+        let mut buf = spare_rx
+            .try_recv()
+            .unwrap_or_else(|_| Zeroizing::new(vec![0u8; SEALED_CHUNK_LEN]));
+        let got = match stream.read_full(&mut buf[..len]).await {
+            Ok(got) => got,
+            Err(e) => {
+                cut_short = Some(e.into());
+                break;
+            }
+        };
+        if got < len {
+            cut_short = Some(if conn.is_closed() {
+                crate::ClientError::Closed("the download was cut off".into()).into()
+            } else {
+                FilesError::Integrity(format!(
+                    "{what}the server sent only part of chunk {index}; run the command again"
+                ))
+            });
+            break;
+        }
+        if full_tx.send((index, buf, len)).await.is_err() {
+            break; // the writing thread failed: its error is read below
+        }
+        let plain_len = (len - TAG_LEN) as u64;
+        pace(limit, plain_len).await;
+        progress.advance(plain_len);
+    }
+    drop(full_tx);
+    let written = writing
+        .await
+        .map_err(|e| FilesError::Usage(format!("writing {} failed: {e}", written_to.display())))?;
+    Ok((written, cut_short))
+}
+
+impl<W: Write> Opened<W> {
     /// Takes the chunks `queue` brings until it closes, handing each emptied buffer back
-    /// on `spare`. A chunk that fails to open stops it: the part file keeps only the whole
-    /// chunks before it, and the error is `prefix`, the reason, then `suffix`.
+    /// on `spare`. A chunk that fails to open stops it: the output keeps only the whole
+    /// chunks before it, and the error says so ([`Labels`]).
     fn write_all(
         mut self,
         mut queue: tokio::sync::mpsc::Receiver<SealedChunk>,
         spare: &tokio::sync::mpsc::UnboundedSender<Zeroizing<Vec<u8>>>,
         chunks: u64,
-        part: &Path,
-        (prefix, suffix): (&str, &str),
-    ) -> Result<Opened, FilesError> {
+        labels: &Labels,
+    ) -> Result<Opened<W>, FilesError> {
         while let Some((index, mut buf, len)) = queue.blocking_recv() {
             let last = index + 1 == chunks;
             let n = self
                 .opener
                 .open_chunk_in_place(index, &mut buf[..len], last)
-                .map_err(|e| FilesError::Integrity(format!("{prefix}{e}{suffix}")))?;
+                .map_err(|e| {
+                    FilesError::Integrity(format!("{}{e}{}", labels.what, labels.nothing))
+                })?;
             self.hasher.update(&buf[..n]);
             self.out
                 .write_all(&buf[..n])
-                .map_err(|e| FilesError::io("write", part, e))?;
+                .map_err(|e| FilesError::io("write", &labels.written_to, e))?;
             let _ = spare.send(buf);
         }
         Ok(self)

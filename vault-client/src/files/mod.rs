@@ -5,7 +5,8 @@
 //! downloads into part files (`download`), files already the same on both sides (`unchanged`),
 //! planning of `put`/`get` over files and trees (`plan`) with the target a command made noted for
 //! its re-runs (`rerun`), running several transfers at once with reconnects (`transfer`),
-//! progress and rate limits (`progress`), and the legacy DES import (`legacy`).
+//! progress and rate limits (`progress`), files to and from pipes (`pipe`), and the legacy DES
+//! import (`legacy`).
 
 pub mod delta;
 pub mod download;
@@ -15,6 +16,7 @@ pub mod leftovers;
 pub mod legacy;
 pub mod listing;
 pub mod path;
+pub mod pipe;
 pub mod plan;
 pub mod progress;
 pub mod remote;

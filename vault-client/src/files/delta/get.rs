@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 
 use super::IN_FLIGHT;
 use super::scan::scan_chunks;
-use crate::files::download::{Downloaded, PartPaths, finish};
+use crate::files::download::{Downloaded, Labels, PartPaths, finish};
 use crate::files::progress::{Progress, RateLimit, pace};
 use crate::files::{Files, FilesError, RemotePath, SpaceKeys, unexpected};
 use crate::transport::{Connection, RawDownload};
@@ -44,34 +44,13 @@ pub async fn fetch(
     mut stream: RawDownload,
     (progress, limit): (&dyn Progress, Option<&RateLimit>),
 ) -> Result<Downloaded, FilesError> {
+    let list = read_list(remote, &wanted, &mut stream).await?;
     let Wanted {
         keys,
         version,
-        key,
         meta,
+        ..
     } = wanted;
-    if version.sealed_size > sealed_list_len(MAX_COMMIT_CHUNKS) {
-        return Err(FilesError::Integrity(format!(
-            "{remote}: a chunk list of {} bytes is more than any version has",
-            version.sealed_size
-        )));
-    }
-    let mut sealed = vec![0u8; version.sealed_size as usize];
-    if stream.read_full(&mut sealed).await? < sealed.len() {
-        return Err(FilesError::Integrity(format!(
-            "{remote}: the server sent only part of the chunk list; run the command again"
-        )));
-    }
-    stream.expect_end().await?;
-    let list = open_chunk_list(key, &sealed)
-        .map_err(|e| FilesError::Integrity(format!("{remote}: {e}")))?;
-    if total_len(&list) != meta.size {
-        return Err(FilesError::Integrity(format!(
-            "{remote}: the chunk list holds {} bytes, the metadata says {}",
-            total_len(&list),
-            meta.size
-        )));
-    }
 
     // What this machine holds already: an interrupted attempt's part file (moved aside,
     // since the part file is written anew) and the file being replaced (at the target, or
@@ -101,6 +80,7 @@ pub async fn fetch(
         .mode(0o600)
         .open(&paths.part)
         .map_err(|e| FilesError::io("write", &paths.part, e))?;
+    let out = WriteBehind::new(out, 0);
     let (tx, rx) = tokio::sync::mpsc::channel::<Piece>(IN_FLIGHT);
     let writing = {
         let keys = Arc::clone(&keys);
@@ -144,6 +124,96 @@ pub async fn fetch(
         reused,
         unchanged: false,
     })
+}
+
+/// Reads the version's sealed chunk list from `stream` and opens it, checking it holds
+/// as many bytes as the metadata says.
+async fn read_list(
+    remote: &RemotePath,
+    wanted: &Wanted<'_>,
+    stream: &mut RawDownload,
+) -> Result<Vec<ChunkRef>, FilesError> {
+    let sealed_size = wanted.version.sealed_size;
+    if sealed_size > sealed_list_len(MAX_COMMIT_CHUNKS) {
+        return Err(FilesError::Integrity(format!(
+            "{remote}: a chunk list of {sealed_size} bytes is more than any version has"
+        )));
+    }
+    let mut sealed = vec![0u8; sealed_size as usize];
+    if stream.read_full(&mut sealed).await? < sealed.len() {
+        return Err(FilesError::Integrity(format!(
+            "{remote}: the server sent only part of the chunk list; run the command again"
+        )));
+    }
+    stream.expect_end().await?;
+    let list = open_chunk_list(wanted.key, &sealed)
+        .map_err(|e| FilesError::Integrity(format!("{remote}: {e}")))?;
+    if total_len(&list) != wanted.meta.size {
+        return Err(FilesError::Integrity(format!(
+            "{remote}: the chunk list holds {} bytes, the metadata says {}",
+            total_len(&list),
+            wanted.meta.size
+        )));
+    }
+    Ok(list)
+}
+
+/// Writes the version whose sealed chunk list `stream` carries to `out` (standard output),
+/// fetching every chunk and writing each once it proves its id, in order. The BLAKE3 of
+/// the whole is checked at the end: a mismatch is an error after the bytes went out,
+/// which `labels.nothing` says. Returns `out`.
+pub(crate) async fn stream_to<W: Write + Send + 'static>(
+    files: &Files,
+    remote: &RemotePath,
+    wanted: Wanted<'_>,
+    mut stream: RawDownload,
+    (out, labels): (W, Labels),
+    (progress, limit): (&dyn Progress, Option<&RateLimit>),
+) -> Result<W, FilesError> {
+    let list = read_list(remote, &wanted, &mut stream).await?;
+    let generation = wanted.version.generation;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Piece>(IN_FLIGHT);
+    let writing = {
+        let keys = Arc::clone(&wanted.keys);
+        let labels = Labels {
+            what: labels.what.clone(),
+            nothing: labels.nothing.clone(),
+            written_to: labels.written_to.clone(),
+        };
+        tokio::task::spawn_blocking(move || {
+            write_all(
+                &keys,
+                generation,
+                rx,
+                Vec::new(),
+                out,
+                &labels.written_to,
+                (&labels.what, &labels.nothing),
+            )
+        })
+    };
+    let sent = send_pieces(
+        files,
+        &remote.ns,
+        &list,
+        &LocalIndex::new(),
+        &tx,
+        (progress, limit),
+    )
+    .await;
+    drop(tx);
+    let written = writing
+        .await
+        .map_err(|e| FilesError::Usage(format!("writing the output failed: {e}")))?;
+    sent?;
+    let (hasher, out) = written?;
+    if hasher.finalize() != wanted.meta.blake3 {
+        return Err(FilesError::Integrity(format!(
+            "{remote}: the contents do not match their BLAKE3 hash{}",
+            labels.nothing
+        )));
+    }
+    Ok(out)
 }
 
 /// Where a chunk of the list is on this machine: which source, at which offset.
@@ -285,21 +355,20 @@ async fn get_chunk(conn: &Connection, ns: NsRef, id: ChunkId) -> Result<Vec<u8>,
 /// its id, hashes it and writes it to the part file. Returns the hash of the whole and
 /// the part file. A chunk that does not prove its id stops it, with `prefix`, the reason
 /// and `suffix` as the error.
-fn write_all(
+fn write_all<W: Write>(
     keys: &SpaceKeys,
     generation: u32,
     mut queue: tokio::sync::mpsc::Receiver<Piece>,
     sources: Vec<PathBuf>,
-    out: std::fs::File,
+    mut out: W,
     part: &Path,
     (prefix, suffix): (&str, &str),
-) -> Result<(ContentHasher, WriteBehind), FilesError> {
+) -> Result<(ContentHasher, W), FilesError> {
     let chunker = keys.chunk_keys(generation)?;
     let opened: Vec<Option<std::fs::File>> = sources
         .iter()
         .map(|p| std::fs::File::open(p).ok())
         .collect();
-    let mut out = WriteBehind::new(out, 0);
     let mut hasher = ContentHasher::new();
     while let Some(piece) = queue.blocking_recv() {
         let (chunk, plain) = match piece {

@@ -32,7 +32,7 @@ use super::upload::LocalFile;
 pub const CHUNKED_MIN: u64 = 1 << 20;
 
 /// Chunks sent or fetched at once.
-const IN_FLIGHT: usize = 4;
+pub(crate) const IN_FLIGHT: usize = 4;
 
 /// Scans of files being uploaded, kept for the command's lifetime so that a transfer
 /// retried after a lost connection does not read a large file again: by path, valid

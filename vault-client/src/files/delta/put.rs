@@ -217,13 +217,33 @@ async fn ask_missing(
     ns: &NsRef,
     ids: &[ChunkId],
 ) -> Result<HashSet<ChunkId>, FilesError> {
+    ask_missing_on(&files.conn(), ns, ids).await
+}
+
+/// [`ask_missing`] on `conn`, each page sent again after a "slow down" answer as often
+/// as [`THROTTLE_WAITS`].
+pub(crate) async fn ask_missing_on(
+    conn: &Connection,
+    ns: &NsRef,
+    ids: &[ChunkId],
+) -> Result<HashSet<ChunkId>, FilesError> {
     let mut missing = HashSet::new();
     for page in ids.chunks(CHUNKS_PER_QUERY) {
         let request = Request::ChunksMissing {
             ns: ns.clone(),
             ids: page.iter().map(|id| ByteBuf::from(id.0.to_vec())).collect(),
         };
-        match files.call(&request).await? {
+        let mut tries = 0;
+        let answer = loop {
+            match conn.call(&request).await.map_err(FilesError::from) {
+                Err(e) if tries < THROTTLE_WAITS && e.retry_after().is_some() => {
+                    tries += 1;
+                    pause(e.retry_after().unwrap_or(1)).await;
+                }
+                answer => break answer?,
+            }
+        };
+        match answer {
             Response::ChunksMissing { missing: indexes } => {
                 for i in indexes {
                     let id = page.get(i as usize).ok_or_else(|| {
@@ -300,7 +320,7 @@ async fn send_chunks(
             pace(limit, sealed.len() as u64).await;
             let (conn, ns) = (files.conn(), ns.clone());
             running.spawn(async move {
-                put_chunk(&conn, (ns, upload_id), id, sealed)
+                put_chunk(&conn, (ns, Some(upload_id)), id, sealed)
                     .await
                     .map(|()| bytes)
             });
@@ -327,11 +347,12 @@ async fn send_chunks(
     read
 }
 
-/// One `chunk_put` for upload `upload_id`, sent again after a "slow down" answer (the server's request budget
-/// was spent) as often as [`THROTTLE_WAITS`].
-async fn put_chunk(
+/// One `chunk_put` for upload `upload_id` (if any: without one, the server checks the
+/// quota for the chunk alone), sent again after a "slow down" answer (the server's request
+/// budget was spent) as often as [`THROTTLE_WAITS`].
+pub(crate) async fn put_chunk(
     conn: &Connection,
-    (ns, upload_id): (NsRef, i64),
+    (ns, upload_id): (NsRef, Option<i64>),
     id: ChunkId,
     sealed: Bytes,
 ) -> Result<(), FilesError> {
@@ -339,7 +360,7 @@ async fn put_chunk(
         ns,
         id: ByteBuf::from(id.0.to_vec()),
         sealed_size: sealed.len() as u64,
-        upload_id: Some(upload_id),
+        upload_id,
     };
     let mut tries = 0;
     loop {
@@ -363,10 +384,10 @@ async fn put_chunk(
 
 /// The upload of a version of format 2, opened: its ids, and its file key (made after
 /// the server named the file and version, and wrapped for them).
-struct OpenedVersion {
-    upload_id: i64,
-    file_id: i64,
-    version: u64,
+pub(crate) struct OpenedVersion {
+    pub(crate) upload_id: i64,
+    pub(crate) file_id: i64,
+    pub(crate) version: u64,
     generation: u32,
     key: Key32,
     wrapped: Vec<u8>,
@@ -393,7 +414,7 @@ impl OpenedVersion {
 /// Opens the upload of a version whose sealed chunk list holds `list` under the noted
 /// `token`, announcing the `chunk_bytes` of chunks it will store, and makes and wraps its
 /// file key.
-async fn open_version(
+pub(crate) async fn open_version(
     files: &Files,
     (remote, encrypted, token, if_current): (&RemotePath, &str, String, Option<u64>),
     keys: &SpaceKeys,
@@ -447,7 +468,7 @@ async fn open_version(
 
 /// Sends the version's sealed chunk list and commits it with the ids of the chunks it
 /// uses and its metadata.
-async fn finish_version(
+pub(crate) async fn finish_version(
     files: &Files,
     opened: &OpenedVersion,
     (list, distinct): (&[ChunkRef], &[ChunkId]),
