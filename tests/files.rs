@@ -341,6 +341,60 @@ fn versions_restore_and_the_trash() {
 }
 
 #[test]
+fn trash_ls_shows_ids_and_restore_id_brings_back_an_older_deletion() {
+    let server = TestServer::start();
+    let client = alice(&server);
+    let local = client.dir.path().join("a.txt");
+    for text in ["one", "two"] {
+        std::fs::write(&local, text).expect("write");
+        client.run(&["put", s(&local), "/a.txt"]).ok();
+        client.run(&["rm", "/a.txt"]).ok();
+    }
+    let listed = client.run(&["trash", "ls"]);
+    let lines: Vec<&str> = listed.ok().lines().collect();
+    assert_eq!(lines.len(), 2, "{}", listed.stdout);
+    let trash = json(client.run(&["trash", "ls", "--json"]).ok());
+    let (newest, oldest) = (&trash[0]["trash_id"], &trash[1]["trash_id"]);
+    assert!(
+        lines[0].starts_with(&format!("id {newest} ")),
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        lines[1].starts_with(&format!("id {oldest} ")),
+        "{}",
+        listed.stdout
+    );
+
+    // By path: the newest deletion, and the message says there is another.
+    let out = client.run(&["trash", "restore", "/a.txt"]);
+    assert!(
+        out.ok().contains("the newest of its 2 deletions"),
+        "{}",
+        out.stdout
+    );
+    let back = client.dir.path().join("back.txt");
+    client.run(&["get", "/a.txt", s(&back)]).ok();
+    assert_eq!(std::fs::read_to_string(&back).expect("back"), "two");
+
+    // By id: the older one, once the path is free again.
+    client.run(&["rm", "/a.txt"]).ok();
+    let oldest = oldest.to_string();
+    client
+        .run(&["trash", "restore", "--id", &oldest, "/b.txt"])
+        .fails_with("is of /a.txt, not /b.txt");
+    client
+        .run(&["trash", "restore", "--id", "999999"])
+        .fails_with("no deletion with id 999999");
+    let out = client.run(&["trash", "restore", "--id", &oldest]);
+    assert_eq!(out.ok(), "Restored /a.txt from the trash.\n");
+    client.run(&["get", "/a.txt", s(&back)]).ok();
+    assert_eq!(std::fs::read_to_string(&back).expect("back"), "one");
+    let left = json(client.run(&["trash", "ls", "--json"]).ok());
+    assert_eq!(left.as_array().expect("list").len(), 1, "{left}");
+}
+
+#[test]
 fn mv_renames_files_and_moves_directories_with_everything_in_them() {
     let server = TestServer::start();
     let client = alice(&server);

@@ -81,8 +81,20 @@ pub enum TrashCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Put a deleted file or directory back where it was (the newest deletion of PATH).
-    Restore { path: String },
+    /// Put a deleted file or directory back where it was: the newest deletion of PATH, or
+    /// the one `trash ls` lists as `id N` with --id N.
+    #[command(
+        override_usage = "vault trash restore <PATH>\n       vault trash restore --id <N> [@GROUP]"
+    )]
+    Restore {
+        /// The deleted path: /a/b (your space) or @group/a/b. With --id: the space the
+        /// deletion is in (@GROUP; default: your personal space), or its path, checked.
+        #[arg(required_unless_present = "id")]
+        path: Option<String>,
+        /// The deletion to undo, by the id `vault trash ls` shows (`trash_id` in its JSON).
+        #[arg(long, value_name = "N")]
+        id: Option<i64>,
+    },
     /// Delete everything in the trash for good (asks first on a terminal).
     Empty {
         /// The space: @GROUP (default: your personal space).

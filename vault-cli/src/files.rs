@@ -82,7 +82,9 @@ fn check_paths(command: &Command) -> anyhow::Result<()> {
         | Command::Versions { path, .. }
         | Command::Restore { path, .. }
         | Command::Trash {
-            command: TrashCommand::Restore { path },
+            command: TrashCommand::Restore {
+                path: Some(path), ..
+            },
         } => vec![path.as_str()],
         Command::Mv { src, dst } => vec![src.as_str(), dst.as_str()],
         Command::ImportLegacy { remote, .. } => vec![remote.as_str()],
@@ -695,16 +697,51 @@ async fn trash(files: &Arc<Files>, command: TrashCommand) -> anyhow::Result<()> 
             let items = files.trash(&space(s.as_deref())?).await?;
             listing::print_trash(&items, json)?;
         }
-        TrashCommand::Restore { path } => {
-            let path = remote(&path)?;
+        TrashCommand::Restore { path, id } => {
+            let path = remote(path.as_deref().unwrap_or("/"))?;
             let items = files.trash(&path.ns).await?;
-            // Newest first: the latest deletion of that path comes back.
-            let item = items
-                .iter()
-                .find(|t| t.path.segments == path.segments)
-                .with_context(|| format!("{path} is not in the trash (see `vault trash ls`)"))?;
+            let item = match id {
+                Some(id) => {
+                    let item = items.iter().find(|t| t.item.trash_id == id).with_context(|| {
+                        format!(
+                            "no deletion with id {id} in the trash of {} (see `vault trash ls`)",
+                            space_name(&path.ns)
+                        )
+                    })?;
+                    if !path.is_root() && item.path.segments != path.segments {
+                        bail!(
+                            "deletion {id} is of {}, not {path}: check the id in `vault trash ls`",
+                            shown(&item.path.to_string())
+                        );
+                    }
+                    item
+                }
+                // Newest first: the latest deletion of that path comes back.
+                None => items
+                    .iter()
+                    .find(|t| t.path.segments == path.segments)
+                    .with_context(|| {
+                        format!("{path} is not in the trash (see `vault trash ls`)")
+                    })?,
+            };
             files.trash_restore(&path.ns, item.item.trash_id).await?;
-            outln!("Restored {} from the trash.", shown(&path.to_string()))?;
+            let others = items
+                .iter()
+                .filter(|t| t.path.segments == item.path.segments)
+                .count()
+                - 1;
+            let note = if id.is_none() && others > 0 {
+                format!(
+                    " (the newest of its {} deletions; `vault trash restore --id N` picks another)",
+                    others + 1
+                )
+            } else {
+                String::new()
+            };
+            outln!(
+                "Restored {} from the trash{note}.",
+                shown(&item.path.to_string())
+            )?;
         }
         TrashCommand::Empty { space: s, yes } => {
             let ns = space(s.as_deref())?;

@@ -269,7 +269,8 @@ pub fn print_trash(items: &[TrashEntry], json_out: bool) -> anyhow::Result<()> {
                 ""
             };
             outln!(
-                "{}  {:>10}  {}{slash}{}",
+                "id {:<5}  {}  {:>10}  {}{slash}{}",
+                t.item.trash_id,
                 short_time(t.item.trashed_at),
                 format_size(t.item.sealed_bytes),
                 shown(&t.path.to_string()),
