@@ -527,3 +527,44 @@ fn hundreds_of_small_files_go_up_in_batches_and_come_down_byte_exact() {
     assert_eq!(pulled["downloaded"], 3, "{pulled}");
     assert_eq!(tree(&p.dir_a), tree(&p.dir_b));
 }
+
+#[test]
+fn files_over_the_quota_give_the_reason_once_and_their_code_in_json() {
+    let p = pair();
+    p.server.admin(&["user", "set-quota", "alice", "1MiB"]).ok();
+    for name in ["a.bin", "b.bin", "c.bin", "d.bin"] {
+        let bytes =
+            vault_e2e::random_bytes(700 << 10, name.len() as u64 + name.as_bytes()[0] as u64);
+        std::fs::write(p.dir_a.join(name), bytes).expect("write");
+    }
+    let out = p.a.run(&["sync", s(&p.dir_a), "/shared"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let reasons = out.stderr.matches("quota exceeded:").count();
+    let refused: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("failed ") && l.contains("quota"))
+        .collect();
+    assert!(refused.len() >= 2, "{}", out.stderr);
+    // Once in the list, once in the closing error line.
+    assert_eq!(reasons, 2, "{}", out.stderr);
+    assert!(
+        refused[1..]
+            .iter()
+            .all(|l| l.ends_with(": quota_exceeded, as above")),
+        "{}",
+        out.stderr
+    );
+
+    let summary = json(
+        p.a.run(&["sync", s(&p.dir_a), "/shared", "--json"])
+            .stdout
+            .as_str(),
+    );
+    let failed = summary["failed"].as_array().expect("failed");
+    assert!(!failed.is_empty(), "{summary}");
+    assert!(
+        failed.iter().all(|f| f["code"] == "quota_exceeded"),
+        "{summary}"
+    );
+}

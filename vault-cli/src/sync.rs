@@ -12,7 +12,7 @@ use vault_client::state::StateDir;
 use vault_client::sync::apply::Outcome;
 use vault_client::sync::plan::{Action, Mode};
 use vault_client::sync::watch::{Cause, WatchEvent, WatchOptions};
-use vault_client::sync::{self as client_sync, Done, Options, Summary};
+use vault_client::sync::{self as client_sync, Done, Failed, Options, Summary};
 use vault_core::units::format_size;
 
 use crate::args::{Command, SyncArgs};
@@ -67,12 +67,12 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     files.close();
     let summary = result?;
     report(&summary, &args, mode)?;
-    if !summary.failed.is_empty() {
-        let (path, why) = &summary.failed[0];
+    if let Some(first) = summary.failed.first() {
         bail!(
-            "{} failed, first {}: {why}; run the same command again to finish",
+            "{} failed, first {}: {}; run the same command again to finish",
             plural(summary.failed.len() as u64, "file", "files"),
-            shown(path)
+            shown(&first.path),
+            first.error
         );
     }
     Ok(())
@@ -159,6 +159,24 @@ async fn watch(
         eprintln!("stopped watching");
     }
     Ok(())
+}
+
+/// Lists the files that failed on stderr, each with why; after the first file the
+/// server refused for a reason (the quota, most often), the others it refused for the same
+/// one say only its code, so a long reason is not repeated per file.
+fn report_failed(failed: &[Failed]) {
+    let mut said: Vec<&str> = Vec::new();
+    for f in failed {
+        match f.code {
+            Some(code) if said.contains(&code) => {
+                eprintln!("failed {}: {code}, as above", shown(&f.path));
+            }
+            code => {
+                said.extend(code);
+                eprintln!("failed {}: {}", shown(&f.path), f.error);
+            }
+        }
+    }
 }
 
 /// The status line after `event` (on a terminal): what the watch does now; the line adds
@@ -315,7 +333,7 @@ fn summary_json(summary: &Summary, args: &SyncArgs) -> serde_json::Value {
     let failed: Vec<_> = summary
         .failed
         .iter()
-        .map(|(p, e)| json!({"path": p, "error": e}))
+        .map(|f| json!({"path": f.path, "error": f.error, "code": f.code}))
         .collect();
     json!({
             "dry_run": args.dry_run,
@@ -350,9 +368,7 @@ fn report(summary: &Summary, args: &SyncArgs, mode: Mode) -> std::io::Result<()>
             outln!("{text}")?;
         }
     }
-    for (path, why) in &summary.failed {
-        eprintln!("failed {}: {why}", shown(path));
-    }
+    report_failed(&summary.failed);
     if !summary.left.is_empty() {
         eprintln!(
             "left for the next run: {} (asked to stop)",

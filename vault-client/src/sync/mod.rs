@@ -78,12 +78,36 @@ pub struct Done {
     pub outcome: Option<Outcome>,
 }
 
+/// A path whose action failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failed {
+    pub path: String,
+    /// Why, as a sentence that says what to do.
+    pub error: String,
+    /// The server's error code, when the server refused (`quota_exceeded`, …).
+    pub code: Option<&'static str>,
+}
+
+impl Failed {
+    fn new(path: String, error: &SyncError) -> Self {
+        let code = match error {
+            SyncError::Files(e) => e.api_code(),
+            _ => None,
+        };
+        Failed {
+            path,
+            error: error.to_string(),
+            code,
+        }
+    }
+}
+
 /// What a run did (or, dry, would do).
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
     pub actions: Vec<Done>,
     /// Paths that failed, with the error.
-    pub failed: Vec<(String, String)>,
+    pub failed: Vec<Failed>,
     /// Local entries left out by the walk, with why.
     pub skipped_local: Vec<(String, String)>,
     /// Paths not started because the run was asked to stop ([`Halt`]): the next run does
@@ -465,7 +489,7 @@ async fn run_items(ctx: &Arc<Context>, items: Vec<Item>, halt: &Halt, summary: &
         collect(joined, summary);
     }
     summary.actions.sort_by(|a, b| a.path.cmp(&b.path));
-    summary.failed.sort();
+    summary.failed.sort_by(|a, b| a.path.cmp(&b.path));
     summary.left.sort();
 }
 
@@ -492,9 +516,8 @@ fn collect(joined: Result<Finished, tokio::task::JoinError>, summary: &mut Summa
     let done = match joined {
         Ok(done) => done,
         Err(e) => {
-            summary
-                .failed
-                .push(("(task)".into(), format!("an action failed: {e}")));
+            let error = SyncError::Usage(format!("an action failed: {e}"));
+            summary.failed.push(Failed::new("(task)".into(), &error));
             return;
         }
     };
@@ -506,7 +529,7 @@ fn collect(joined: Result<Finished, tokio::task::JoinError>, summary: &mut Summa
                 outcome: Some(outcome),
             }),
             Err(SyncError::Halted) => summary.left.push(item.path),
-            Err(e) => summary.failed.push((item.path, e.to_string())),
+            Err(e) => summary.failed.push(Failed::new(item.path, &e)),
         }
     }
 }
