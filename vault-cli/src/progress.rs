@@ -62,6 +62,10 @@ impl Progress for Bar {
         self.bar
             .suspend(|| eprintln!("{}", crate::escape::shown(text)));
     }
+
+    fn retreat(&self, bytes: u64) {
+        self.bar.dec(bytes);
+    }
 }
 
 impl Drop for Bar {
@@ -109,6 +113,10 @@ impl Progress for Counter {
     fn note(&self, text: &str) {
         self.0
             .suspend(|| eprintln!("{}", crate::escape::shown(text)));
+    }
+
+    fn retreat(&self, bytes: u64) {
+        self.0.dec(bytes);
     }
 }
 
@@ -202,6 +210,9 @@ impl Progress for StatusLine {
     }
     fn note(&self, text: &str) {
         self.bar.note(text);
+    }
+    fn retreat(&self, bytes: u64) {
+        self.bar.retreat(bytes);
     }
 }
 

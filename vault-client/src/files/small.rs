@@ -35,7 +35,7 @@ use vault_core::proto::{
 use zeroize::Zeroizing;
 
 use super::leftovers::{OpenUploads, abort_open};
-use super::progress::{Progress, RateLimit, pace};
+use super::progress::{Attempt, Progress, RateLimit, pace};
 use super::transfer::with_retry;
 use super::unchanged::CurrentVersion;
 use super::upload::{LocalFile, Uploaded};
@@ -386,6 +386,7 @@ pub async fn upload_batch_with_retry(
         [one] => one.local.display().to_string(),
         _ => format!("a batch of {} small files", batch.len()),
     };
+    let progress = &Attempt::new(progress);
     with_retry(files, &what, progress, || async {
         abort_open(files, &opened).await;
         if !opened.is_empty() {

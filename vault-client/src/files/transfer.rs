@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::download::{Downloaded, get_file};
 use super::leftovers::abort_leftovers;
 use super::plan::{GetItem, GetPlan, PutItem, PutPlan};
-use super::progress::{Progress, RateLimit};
+use super::progress::{Attempt, Progress, RateLimit};
 use super::rerun::{MadeDir, TargetNotes};
 use super::small::{SmallFile, batches, is_small, upload_batch_with_retry};
 use super::upload::{Storing, Uploaded, put_file};
@@ -45,10 +45,12 @@ pub async fn pause(retry_after_s: u64) {
 
 /// Runs `job` with reconnects on a broken connection (up to [`RETRIES`]), and waits out
 /// the server's "slow down" answers (up to [`THROTTLE_WAITS`]); a retried job resumes.
+/// `job` reports through `progress`, which takes back what a failed attempt advanced
+/// before the next one.
 pub async fn with_retry<T, F, Fut>(
     files: &Files,
     what: &str,
-    progress: &dyn Progress,
+    progress: &Attempt<'_>,
     job: F,
 ) -> Result<T, FilesError>
 where
@@ -65,6 +67,7 @@ where
             Err(e) => match e.retry_after() {
                 Some(seconds) if waits < THROTTLE_WAITS => {
                     waits += 1;
+                    progress.take_back();
                     pause(seconds).await;
                     continue;
                 }
@@ -77,6 +80,7 @@ where
             )));
         }
         attempt += 1;
+        progress.take_back();
         progress.note(&format!(
             "{what}: {e}; reconnecting to resume (attempt {attempt} of {RETRIES})"
         ));
@@ -216,10 +220,8 @@ pub async fn put_all(
     opts: Options,
 ) -> Result<Vec<Uploaded>, FilesError> {
     for dir in &plan.dirs {
-        let id = with_retry(&files, &dir.to_string(), &*opts.progress, || {
-            files.mkdir(dir)
-        })
-        .await?;
+        let progress = Attempt::new(&*opts.progress);
+        let id = with_retry(&files, &dir.to_string(), &progress, || files.mkdir(dir)).await?;
         if let Some((command, target)) = &plan.made_target
             && target == dir
         {
@@ -228,9 +230,12 @@ pub async fn put_all(
     }
     opts.progress.begin(plan.files.len() as u64, plan.bytes());
     // What batches of a killed earlier command left open holds quota until it expires.
-    with_retry(&files, "cleaning up", &*opts.progress, || {
-        abort_leftovers(&files)
-    })
+    with_retry(
+        &files,
+        "cleaning up",
+        &Attempt::new(&*opts.progress),
+        || abort_leftovers(&files),
+    )
     .await?;
     let mut small = Vec::new();
     let mut jobs = Vec::new();
@@ -258,13 +263,14 @@ pub async fn put_all(
             match job {
                 PutJob::One(index, item) => {
                     let what = item.local.display().to_string();
-                    let done = with_retry(&files, &what, &*opts.progress, || {
+                    let progress = Attempt::new(&*opts.progress);
+                    let done = with_retry(&files, &what, &progress, || {
                         put_file(
                             &files,
                             (&item.local, opts.storing),
                             &item.remote,
                             item.current.as_ref(),
-                            &*opts.progress,
+                            &progress,
                             opts.limit.as_deref(),
                         )
                     })
@@ -350,13 +356,14 @@ pub async fn get_all(
             let (files, opts) = (Arc::clone(&files), opts.clone());
             async move {
                 let what = item.remote.to_string();
-                let done = with_retry(&files, &what, &*opts.progress, || {
+                let progress = Attempt::new(&*opts.progress);
+                let done = with_retry(&files, &what, &progress, || {
                     get_file(
                         &files,
                         &item.remote,
                         &item.local,
                         item.current.as_ref(),
-                        &*opts.progress,
+                        &progress,
                         opts.limit.as_deref(),
                     )
                 })

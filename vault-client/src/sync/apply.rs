@@ -18,7 +18,7 @@ use super::scan::stamp;
 use super::state::{Base, Entry, RemoteFile, Stamp, StateFile, SyncState, create_private_dir};
 use super::{SyncError, conflict_name};
 use crate::files::download::download_reusing;
-use crate::files::progress::Progress;
+use crate::files::progress::{Attempt, Progress};
 use crate::files::small::{SmallFile, is_small, upload_batch_with_retry};
 use crate::files::transfer::with_retry;
 use crate::files::upload::{Uploaded, upload_if_current};
@@ -222,7 +222,8 @@ pub async fn run(ctx: &Context, item: &Item) -> Result<Outcome, SyncError> {
         Action::DeleteRemote => {
             let path = ctx.remote(rel);
             let files = &ctx.files;
-            let result = with_retry(files, &path.to_string(), &*ctx.progress, || async {
+            let progress = Attempt::new(&*ctx.progress);
+            let result = with_retry(files, &path.to_string(), &progress, || async {
                 match files.remove(&path, false).await {
                     Ok(_) => Ok(()),
                     // Gone already (deleted elsewhere meanwhile): the goal is reached.
@@ -295,8 +296,9 @@ async fn upload(ctx: &Context, rel: &str, seen: u64) -> Result<Outcome, SyncErro
     let remote = ctx.remote(rel);
     let files = &ctx.files;
     ctx.store.intent(rel, before)?;
-    let done = match with_retry(files, &local.display().to_string(), &*ctx.progress, || {
-        upload_if_current(files, &local, &remote, seen, &*ctx.progress)
+    let progress = Attempt::new(&*ctx.progress);
+    let done = match with_retry(files, &local.display().to_string(), &progress, || {
+        upload_if_current(files, &local, &remote, seen, &progress)
     })
     .await
     {
@@ -449,8 +451,9 @@ async fn download_reusing_from(
     }
     let remote = ctx.remote(rel);
     let files = &ctx.files;
-    let done = with_retry(files, &remote.to_string(), &*ctx.progress, || {
-        download_reusing(files, &remote, &tmp, Some(reuse), &*ctx.progress, None)
+    let progress = Attempt::new(&*ctx.progress);
+    let done = with_retry(files, &remote.to_string(), &progress, || {
+        download_reusing(files, &remote, &tmp, Some(reuse), &progress, None)
     })
     .await?;
     // The re-check: the local file must still be what the plan saw.
