@@ -532,3 +532,67 @@ fn listen_notices_a_killed_and_restarted_server_within_seconds() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_fetch_cut_off_is_finished_by_the_next_one_without_fetching_it_again() {
+    let server = TestServer::start();
+    let [alice, bob] = users(&server, ["alice", "bob"]);
+    befriend((&alice, "alice"), (&bob, "bob"));
+    let dir = tempfile::tempdir().expect("tmp");
+    let contents = vault_e2e::random_bytes(128 << 20, 5);
+    let sent = dir.path().join("image.bin");
+    std::fs::write(&sent, &contents).expect("write");
+    alice
+        .run(&[
+            "chat",
+            "send",
+            "bob",
+            "--file",
+            sent.to_str().expect("utf-8"),
+            "big",
+        ])
+        .ok();
+    let id = history(&bob, "alice")[0]["id"]
+        .as_i64()
+        .expect("id")
+        .to_string();
+
+    // The first fetch is stopped, then killed, once some of the file is written.
+    let got = dir.path().join("got");
+    std::fs::create_dir(&got).expect("mkdir");
+    let target = got.join("image.bin");
+    let mut first = bob.spawn(&["chat", "fetch", &id, target.to_str().expect("utf-8")]);
+    let parts = got.join(".vault-part");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let written: u64 = std::fs::read_dir(&parts)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().extension().is_none())
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        if written >= 4 << 20 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nothing was written");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &first.id().to_string()])
+        .status()
+        .expect("kill -STOP");
+    assert!(stopped.success());
+    first.kill().expect("kill");
+    first.wait().expect("wait");
+    assert!(
+        !target.exists(),
+        "nothing is in place before the whole checks out"
+    );
+
+    let out = bob.run(&["chat", "fetch", &id, target.to_str().expect("utf-8")]);
+    assert!(out.ok().contains("(resumed: "), "{}", out.stdout);
+    assert!(std::fs::read(&target).expect("fetched") == contents);
+    assert!(!parts.exists(), "the part folder is gone");
+}

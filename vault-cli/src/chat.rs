@@ -216,8 +216,12 @@ async fn fetch_file(files: &Files, id: i64, local: Option<&Path>) -> anyhow::Res
     let progress = progress::for_transfer();
     let fetched = fetch::fetch(files, id, local, progress.as_ref()).await?;
     drop(progress);
+    let resumed = match fetched.resumed_at {
+        0 => String::new(),
+        n => format!(" (resumed: {} were here already)", format_size(n)),
+    };
     outln!(
-        "Saved {} ({}) from {} as {}.",
+        "Saved {} ({}) from {} as {}{resumed}.",
         output::clean(&fetched.name),
         format_size(fetched.bytes),
         output::clean(&fetched.from),

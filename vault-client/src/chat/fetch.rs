@@ -7,7 +7,9 @@
 //! ones the signed message states. The plaintext goes to a temporary file in the hidden
 //! `.vault-part/` folder beside the target (as a download's part file does), is synced,
 //! and renamed into place only when everything matched. An existing
-//! file is never overwritten.
+//! file is never overwritten. A fetch cut off keeps the whole chunks written, with a
+//! sidecar naming the message and file version; the next fetch of that message to the
+//! same target hashes them again and asks only for the rest (`from_chunk`).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -15,12 +17,13 @@ use std::path::{Path, PathBuf};
 
 use vault_core::format::chat::FileRef;
 use vault_core::format::stream::SEALED_CHUNK_LEN;
-use vault_core::format::{ContentHasher, StreamOpener, chunk_count, sealed_len};
+use vault_core::format::{CHUNK_LEN, ContentHasher, StreamOpener, chunk_count, sealed_len};
 use vault_core::proto::{Request, Response};
 use zeroize::Zeroizing;
 
 use super::receive::{Content, Reader, Received};
-use crate::files::download::PartPaths;
+use crate::ClientError;
+use crate::files::download::{PartPaths, Sidecar, hash_prefix, read_sidecar, write_sidecar_in};
 use crate::files::progress::Progress;
 use crate::files::{Files, FilesError, unexpected};
 
@@ -33,6 +36,8 @@ pub struct Fetched {
     pub bytes: u64,
     /// Who sent it.
     pub from: String,
+    /// Plaintext bytes an interrupted fetch had written already (not fetched again).
+    pub resumed_at: u64,
 }
 
 /// Opens a file's sealed chunks with the key a message carries, and checks the whole
@@ -78,6 +83,16 @@ impl Opener {
                 .saturating_sub(start)
                 .min(SEALED_CHUNK_LEN as u64) as usize,
         )
+    }
+
+    /// Continues after the first `start` chunks, whose plaintext `prefix` holds (a part
+    /// file an interrupted fetch kept): they are hashed, not fetched again.
+    pub fn resume(&mut self, start: u64, prefix: &mut std::fs::File) -> std::io::Result<()> {
+        let keep = start * CHUNK_LEN as u64;
+        hash_prefix(prefix, keep, &mut self.hasher)?;
+        self.next = start;
+        self.opened = keep;
+        Ok(())
     }
 
     /// Opens the next chunk.
@@ -189,9 +204,27 @@ pub async fn fetch(
     };
     refuse_existing(&target)?;
     let mut opener = Opener::new(file)?;
+    let paths = PartPaths::of(&target)?;
+    paths.prepare()?;
+    let part = paths.part.clone();
+    // What an interrupted fetch of this message's file kept: its whole chunks.
+    let sidecar = Sidecar {
+        remote: format!("chat message {id}"),
+        file_id: file.file_id,
+        version: file.version,
+        size: file.size,
+        chunked: false,
+    };
+    let pinned = read_sidecar(&paths.side).is_some_and(|s| s == sidecar) && part.is_file();
+    let start = if pinned {
+        let have = std::fs::metadata(&part).map_or(0, |m| m.len());
+        (have / CHUNK_LEN as u64).min(chunk_count(file.size) - 1)
+    } else {
+        0
+    };
     let request = Request::ChatFileDownload {
         message_id: id,
-        from_chunk: 0,
+        from_chunk: start,
     };
     let conn = files.conn();
     let (response, mut stream) = conn.call_with_download(&request).await?;
@@ -204,11 +237,12 @@ pub async fn fetch(
             if file_id != file.file_id
                 || version.version != file.version
                 || version.sealed_size != sealed_len(file.size)
-                || offset != 0
+                || Some(offset) != start.checked_mul(SEALED_CHUNK_LEN as u64)
             {
                 return Err(FilesError::Integrity(format!(
                     "the server sent version {} of file {file_id} ({} sealed bytes from byte \
-                     {offset}), but the message names version {} of file {} ({} bytes)",
+                     {offset}), but the message names version {} of file {} ({} bytes) from \
+                     chunk {start}",
                     version.version, version.sealed_size, file.version, file.file_id, file.size
                 )));
             }
@@ -216,25 +250,47 @@ pub async fn fetch(
         other => return Err(unexpected("chat_file_download", &other)),
     }
 
-    let paths = PartPaths::of(&target)?;
-    paths.prepare()?;
-    let part = paths.part.clone();
-    let _ = std::fs::remove_file(&part);
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&part)
-        .map_err(|e| FilesError::io("write", &part, e))?;
+    let mut out = if pinned {
+        let mut out = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&part)
+            .map_err(|e| FilesError::io("write", &part, e))?;
+        out.set_len(start * CHUNK_LEN as u64)
+            .and_then(|()| opener.resume(start, &mut out))
+            .map_err(|e| FilesError::io("read", &part, e))?;
+        out
+    } else {
+        let _ = std::fs::remove_file(&part);
+        let out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&part)
+            .map_err(|e| FilesError::io("write", &part, e))?;
+        write_sidecar_in(&paths, &sidecar)?;
+        out
+    };
     progress.begin(1, file.size);
+    progress.advance(start * CHUNK_LEN as u64);
+    // Whether the transfer was cut off (what arrived stays for the next run) rather than
+    // refused by a check (nothing stays).
+    let mut cut_off = false;
     let written = async {
         let mut buf = vec![0u8; SEALED_CHUNK_LEN];
         while let Some(len) = opener.next_len() {
-            let got = stream.read_full(&mut buf[..len]).await?;
+            let got = stream.read_full(&mut buf[..len]).await.inspect_err(|_| {
+                cut_off = true;
+            })?;
             if got < len {
-                return Err(FilesError::Integrity(
-                    "the server sent only part of the file; run the command again".into(),
-                ));
+                cut_off = true;
+                return Err(if conn.is_closed() {
+                    ClientError::Closed("the download was cut off".into()).into()
+                } else {
+                    FilesError::Integrity(
+                        "the server sent only part of the file; run the command again".into(),
+                    )
+                });
             }
             let plain = opener.open(&buf[..len])?;
             out.write_all(&plain)
@@ -247,8 +303,13 @@ pub async fn fetch(
             .map_err(|e| FilesError::io("write", &part, e))
     }
     .await;
-    drop(out);
     if let Err(e) = written {
+        if cut_off || e.is_connection() {
+            // The whole chunks written so far are for the next run to continue from.
+            let _ = out.sync_all();
+            return Err(e);
+        }
+        drop(out);
         paths.discard();
         return Err(match e {
             FilesError::Integrity(why) => FilesError::Integrity(format!(
@@ -258,6 +319,7 @@ pub async fn fetch(
             other => other,
         });
     }
+    drop(out);
     progress.file_done();
     if let Err(e) = refuse_existing(&target) {
         paths.discard();
@@ -277,6 +339,7 @@ pub async fn fetch(
         name: file.name.clone(),
         bytes: file.size,
         from: received.from,
+        resumed_at: start * CHUNK_LEN as u64,
     })
 }
 

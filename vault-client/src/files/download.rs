@@ -34,17 +34,17 @@ use crate::transport::{Connection, RawDownload};
 
 /// What a part file belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Sidecar {
-    /// The encrypted remote path.
-    remote: String,
-    file_id: i64,
-    version: u64,
+pub(crate) struct Sidecar {
+    /// The encrypted remote path (a chat attachment: `chat message ID`).
+    pub(crate) remote: String,
+    pub(crate) file_id: i64,
+    pub(crate) version: u64,
     /// Plaintext size of the version.
-    size: u64,
+    pub(crate) size: u64,
     /// The version is in format 2: the part file is not a prefix of whole STREAM chunks
     /// but chunks of its list, found again by scanning it.
     #[serde(default)]
-    chunked: bool,
+    pub(crate) chunked: bool,
 }
 
 /// What a download did.
@@ -141,7 +141,7 @@ impl PartPaths {
     }
 }
 
-fn read_sidecar(path: &Path) -> Option<Sidecar> {
+pub(crate) fn read_sidecar(path: &Path) -> Option<Sidecar> {
     let meta = std::fs::metadata(path).ok()?;
     if meta.len() > 16 * 1024 {
         return None;
@@ -166,7 +166,7 @@ fn write_sidecar(path: &Path, sidecar: &Sidecar) -> Result<(), FilesError> {
 
 /// Writes the sidecar, making the folder again if a download of another file in the same
 /// directory removed it in the meantime (it does when it leaves it empty).
-fn write_sidecar_in(paths: &PartPaths, sidecar: &Sidecar) -> Result<(), FilesError> {
+pub(crate) fn write_sidecar_in(paths: &PartPaths, sidecar: &Sidecar) -> Result<(), FilesError> {
     let mut attempts = 0;
     loop {
         paths.prepare()?;
@@ -544,7 +544,7 @@ impl<W: Write> Opened<W> {
     }
 }
 
-fn hash_prefix(
+pub(crate) fn hash_prefix(
     file: &mut std::fs::File,
     len: u64,
     hasher: &mut ContentHasher,
