@@ -1,7 +1,8 @@
 //! End to end: `vault sync --watch` through the real binaries — two clients of one user,
 //! each watching its own folder synced with one remote folder: creates, edits, renames and
 //! deletes cross both ways without another command; an edit on both sides at once keeps
-//! both versions; a file written slowly goes up once, whole; an excluded path never
+//! both versions; a file written slowly goes up once, whole; what a `.vaultignore` leaves
+//! out starts no round; an excluded path never
 //! crosses; both watches live through a server restart; SIGTERM stops a watch cleanly;
 //! Ctrl-C during an upload lets it finish, a second Ctrl-C leaves it for the next start;
 //! on a terminal a status line says what the watch does.
@@ -265,6 +266,34 @@ fn two_watching_folders_stay_in_step_both_ways() {
             == Some("stopped".into())
     });
     drop(wb);
+}
+
+#[test]
+fn what_a_vaultignore_leaves_out_starts_no_round() {
+    let (_server, a, _b, dir_a, _dir_b) = pair();
+    write(&dir_a, ".vaultignore", "build/\n");
+    write(&dir_a, "build/old.o", "object");
+    let wa = Watching::start(&a, &dir_a, &[]);
+    wait_until("the first round", CROSS, || !wa.rounds().is_empty());
+    // The round after the first one's own upload, if any, comes and goes.
+    std::thread::sleep(Duration::from_secs(3));
+    let before = wa.rounds().len();
+    for i in 0..50 {
+        write(&dir_a, &format!("build/out/{i}.o"), "compiler output");
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        wa.rounds().len(),
+        before,
+        "writes under an ignored folder started a round: {:?}",
+        wa.rounds()
+    );
+    write(&dir_a, "notes.txt", "kept in step");
+    wait_until(
+        "a round that uploads a file that is not ignored",
+        CROSS,
+        || wa.rounds()[before..].iter().any(|r| r["uploaded"] == 1),
+    );
 }
 
 #[test]

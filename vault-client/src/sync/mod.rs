@@ -114,6 +114,9 @@ pub struct Summary {
     /// them.
     pub left: Vec<String>,
     pub seconds: f64,
+    /// The ignore rules the walk found (`--exclude` and every `.vaultignore`): a watch
+    /// takes them for its file-system events.
+    pub rules: Option<Arc<scan::Rules>>,
 }
 
 impl Summary {
@@ -363,6 +366,7 @@ async fn run_with(
     }
     let mut summary = Summary {
         skipped_local: scan.skipped,
+        rules: Some(Arc::new(scan.rules)),
         ..Summary::default()
     };
     if halt.requested() && !opts.dry_run {

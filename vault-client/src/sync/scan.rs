@@ -24,7 +24,7 @@ pub const IGNORE_FILE: &str = ".vaultignore";
 pub const MAX_FILES: usize = 1_000_000;
 
 /// The ignore rules of one LOCAL.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Rules {
     root: PathBuf,
     excludes: Gitignore,

@@ -9,7 +9,8 @@
 //!   being written is not sent half-way and a burst (a checkout, an unpacked archive) is
 //!   one round; a folder that never goes quiet gets a round every
 //!   [`WatchOptions::settle_max`]. Events under `.vault-sync/`, of unfinished downloads,
-//!   of `--exclude`d paths and reads are not changes. Where events cannot be had (no
+//!   of paths `--exclude` or a `.vaultignore` leaves out (the rules the last round's walk
+//!   found) and reads are not changes. Where events cannot be had (no
 //!   inotify, or its watch limit reached), LOCAL is polled: a round every
 //!   [`WatchOptions::poll`];
 //! - **remote changes**, pushed by the server: a `watch_space` stream on the remote's space
@@ -26,7 +27,7 @@
 //! so a round that changed something is followed by one that finds nothing to do.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use notify::Watcher;
@@ -173,7 +174,11 @@ pub async fn watch(
         ready,
     ));
     let _ = tokio::time::timeout(Duration::from_secs(10), subscribed).await;
-    let local_watch = watch_local(&absolute, &opts.excludes, wake.clone());
+    let rules: SharedRules = Arc::new(RwLock::new(Arc::new(Rules::new(
+        &absolute,
+        &opts.excludes,
+    )?)));
+    let local_watch = watch_local(&absolute, Arc::clone(&rules), wake.clone());
     let mut cause = Cause::Start;
     let mut backoff = Backoff::new();
     let mut retry = RETRY;
@@ -212,6 +217,10 @@ pub async fn watch(
         match round {
             Ok(summary) => {
                 backoff.reset();
+                // From now on, events follow the `.vaultignore` files this round found.
+                if let Some(found) = &summary.rules {
+                    *rules.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(found);
+                }
                 // A file that failed, or was skipped as changed during the round, on
                 // either side, is tried again soon.
                 if !summary.failed.is_empty() || summary.skipped() > 0 {
@@ -278,23 +287,26 @@ async fn next_change(woken: &mut mpsc::UnboundedReceiver<Wake>, wopts: &WatchOpt
     }
 }
 
+/// The ignore rules a watch's events are judged by: `--exclude` at first, then those the
+/// last round found (with every `.vaultignore`).
+type SharedRules = Arc<RwLock<Arc<Rules>>>;
+
 /// Watches `root` recursively, sending [`Wake::Local`] for each event that may be a
 /// change of what a round transfers. `None` when events cannot be had (the caller polls).
 fn watch_local(
     root: &Path,
-    excludes: &[String],
+    rules: SharedRules,
     wake: mpsc::UnboundedSender<Wake>,
 ) -> Option<notify::RecommendedWatcher> {
-    let rules = match Rules::new(root, excludes) {
-        Ok(rules) => rules,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the ignore rules for the watch");
-            return None;
-        }
-    };
     let base = root.to_path_buf();
     let handler = move |event: notify::Result<notify::Event>| match event {
-        Ok(event) if is_change(&event, &base, &rules) => {
+        Ok(event)
+            if is_change(
+                &event,
+                &base,
+                &rules.read().unwrap_or_else(|e| e.into_inner()),
+            ) =>
+        {
             let _ = wake.send(Wake::Local);
         }
         Ok(_) => {}
