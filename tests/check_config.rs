@@ -1,6 +1,7 @@
 //! End to end: `vault-server --check-config` on a server's own configuration says every
 //! check is ok and exits 0; on one whose mail server does not answer it says which check
-//! failed and why, and exits 1; it changes nothing either way.
+//! failed and why, and exits 1 (a database that does not answer, at once); it changes
+//! nothing either way.
 
 use std::process::Command;
 
@@ -71,6 +72,29 @@ fn check_config_passes_a_working_configuration_and_names_what_is_wrong_in_a_brok
     );
     assert!(stderr.contains("1 of 5 checks failed"), "{stderr}");
     assert!(!data.exists(), "the check created nothing");
+
+    // A PostgreSQL server that does not answer fails at once, on one line.
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\ndatabase_url = \"postgres://vault@127.0.0.1:{port}/vault\"\n",
+            data.display()
+        ),
+    )
+    .expect("write config");
+    let started = std::time::Instant::now();
+    let (code, stdout, stderr) = check(&config);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("FAIL  database: "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.contains("check database_url"), "{stdout}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
 
     // A key the configuration does not have: the file's fault, said before any check.
     std::fs::write(&config, "data_dir = \"/tmp\"\nlisten_on = \"0.0.0.0:1\"\n").expect("write");

@@ -75,6 +75,15 @@ fn database(config: &Config) -> Result<String, String> {
             ));
         }
     }
+    if is_postgres {
+        // One plain connection first: a server that does not answer fails at once, not
+        // after the pool's retries.
+        use diesel::Connection;
+        diesel::pg::PgConnection::establish(&url).map_err(|e| {
+            let why: Vec<String> = e.to_string().lines().map(|l| l.trim().to_owned()).collect();
+            format!("{shown}: {}: check database_url", why.join(" "))
+        })?;
+    }
     let db = Db::connect(&url).map_err(|e| format!("{e}: check database_url"))?;
     let pending = db
         .pending_migrations()
