@@ -520,6 +520,12 @@ async fn get_stdout(
     let Options {
         limit, progress, ..
     } = options(args.bwlimit.as_deref(), Storing::Chunked)?;
+    // As curl does: a bar on stderr only when the file is not shown on the same terminal.
+    let progress = if std::io::stdout().is_terminal() {
+        Arc::new(vault_client::files::progress::NoProgress)
+    } else {
+        progress
+    };
     let done = pipe::download_to(
         files,
         &source,

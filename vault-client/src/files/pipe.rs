@@ -214,7 +214,12 @@ pub async fn upload_from<R: Read + Send + 'static>(
                 }
                 continue;
             }
-            let Some((id, len, sealed)) = rx.recv().await else {
+            // The next chunk; an input that is slow to come still gets its marks.
+            let next = tokio::select! {
+                next = rx.recv() => next,
+                () = tokio::time::sleep_until((marked + MARK_EVERY).into()) => continue,
+            };
+            let Some((id, len, sealed)) = next else {
                 break;
             };
             list.push(ChunkRef { id, len });

@@ -66,8 +66,11 @@ impl Progress for Attempt<'_> {
     }
 
     fn retreat(&self, bytes: u64) {
-        self.advanced
-            .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.advanced.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |n| Some(n.saturating_sub(bytes)),
+        );
         self.inner.retreat(bytes);
     }
 }
