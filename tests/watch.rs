@@ -275,9 +275,22 @@ fn what_a_vaultignore_leaves_out_starts_no_round() {
     write(&dir_a, "build/old.o", "object");
     let wa = Watching::start(&a, &dir_a, &[]);
     wait_until("the first round", CROSS, || !wa.rounds().is_empty());
-    // The round after the first one's own upload, if any, comes and goes.
-    std::thread::sleep(Duration::from_secs(3));
-    let before = wa.rounds().len();
+    // The round after the first one's own upload comes and goes: no new round for 3 s.
+    let mut before = wa.rounds().len();
+    let started = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_secs(3));
+        let now = wa.rounds().len();
+        if now == before {
+            break;
+        }
+        assert!(
+            started.elapsed() < CROSS,
+            "the rounds never stop: {:?}",
+            wa.rounds()
+        );
+        before = now;
+    }
     for i in 0..50 {
         write(&dir_a, &format!("build/out/{i}.o"), "compiler output");
     }
