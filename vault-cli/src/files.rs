@@ -324,14 +324,18 @@ async fn dispatch(files: &Arc<Files>, state: &StateDir, command: Command) -> any
     Ok(())
 }
 
-fn options(bwlimit: Option<&str>, storing: Storing) -> anyhow::Result<Options> {
-    let limit = bwlimit
+/// The `--bwlimit` of a command, if it has one.
+fn rate_limit(bwlimit: Option<&str>) -> anyhow::Result<Option<Arc<RateLimit>>> {
+    Ok(bwlimit
         .map(|t| parse_size(t).map_err(anyhow::Error::msg))
         .transpose()?
-        .map(|n| Arc::new(RateLimit::new(n)));
+        .map(|n| Arc::new(RateLimit::new(n))))
+}
+
+fn options(bwlimit: Option<&str>, storing: Storing) -> anyhow::Result<Options> {
     Ok(Options {
         progress: progress::for_transfer(),
-        limit,
+        limit: rate_limit(bwlimit)?,
         in_flight: MAX_IN_FLIGHT,
         storing,
     })
@@ -472,7 +476,7 @@ async fn put_stdin(
     {
         bail!("{target} is a folder: put - needs the remote file's path, such as {target}/name");
     }
-    let Options { limit, .. } = options(args.bwlimit.as_deref(), storing)?;
+    let limit = rate_limit(args.bwlimit.as_deref())?;
     let progress = progress::for_pipe_input();
     let stdin = std::io::stdin();
     let done = pipe::upload_from(files, stdin, &target, progress.as_ref(), limit.as_deref()).await;
@@ -517,15 +521,14 @@ async fn get_stdout(
     {
         bail!("{source} is a folder: get REMOTE - writes one file to standard output");
     }
-    let Options {
-        limit, progress, ..
-    } = options(args.bwlimit.as_deref(), Storing::Chunked)?;
+    let limit = rate_limit(args.bwlimit.as_deref())?;
     // As curl does: a bar on stderr only when the file is not shown on the same terminal.
-    let progress = if std::io::stdout().is_terminal() {
-        Arc::new(vault_client::files::progress::NoProgress)
-    } else {
-        progress
-    };
+    let progress: Arc<dyn vault_client::files::progress::Progress> =
+        if std::io::stdout().is_terminal() {
+            Arc::new(vault_client::files::progress::NoProgress)
+        } else {
+            progress::for_transfer()
+        };
     let done = pipe::download_to(
         files,
         &source,

@@ -297,23 +297,11 @@ async fn download_into(
             // Nothing to resume, or the pinned version is gone: start over.
             let _ = std::fs::remove_file(part);
             let _ = std::fs::remove_file(side);
-            match conn.call_with_download(&request(None, 0)).await {
-                Ok(a) => (None, 0, a),
-                Err(e) if e.api_code() == Some("not_found") => {
-                    return Err(FilesError::Usage(format!("{remote}: no such file")));
-                }
-                Err(e) => return Err(e.into()),
-            }
+            let answer = conn.call_with_download(&request(None, 0)).await;
+            (None, 0, answer.map_err(|e| no_such_file(remote, e))?)
         }
     };
-    let (file_id, version, offset) = match response {
-        Response::Download {
-            file_id,
-            version,
-            offset,
-        } => (file_id, version, offset),
-        other => return Err(unexpected("download", &other)),
-    };
+    let (file_id, version, offset) = download_started(response)?;
     if let Some(s) = &pinned
         && (s.file_id != file_id || s.version != version.version)
     {
@@ -428,6 +416,29 @@ async fn download_into(
         reused: 0,
         unchanged: false,
     })
+}
+
+/// A download's refusal as the user should read it: `not_found` is "no such file".
+pub(crate) fn no_such_file(remote: &RemotePath, e: crate::ClientError) -> FilesError {
+    if e.api_code() == Some("not_found") {
+        FilesError::Usage(format!("{remote}: no such file"))
+    } else {
+        e.into()
+    }
+}
+
+/// The answer to a `download`: the file id, the version and the byte the stream starts at.
+pub(crate) fn download_started(
+    response: Response,
+) -> Result<(i64, vault_core::proto::VersionInfo, u64), FilesError> {
+    match response {
+        Response::Download {
+            file_id,
+            version,
+            offset,
+        } => Ok((file_id, version, offset)),
+        other => Err(unexpected("download", &other)),
+    }
 }
 
 /// Sealed chunks queued between the network and the writing thread (each 1 MiB).

@@ -28,14 +28,14 @@ use vault_core::format::chunklist::ChunkRef;
 use vault_core::format::chunks::{ChunkId, MAX_CHUNK};
 use vault_core::format::meta::Contents;
 use vault_core::format::{ContentHasher, FileMeta, StreamOpener, chunk_count};
-use vault_core::proto::{MAX_COMMIT_CHUNKS, Request, Response};
+use vault_core::proto::{MAX_COMMIT_CHUNKS, Request};
 use zeroize::Zeroizing;
 
 use super::delta::{self, IN_FLIGHT};
-use super::download::{Labels, Opened, receive_chunks};
+use super::download::{Labels, Opened, download_started, no_such_file, receive_chunks};
 use super::leftovers::NotedOpen;
 use super::progress::{Progress, RateLimit, pace};
-use super::{Files, FilesError, RemotePath, unexpected};
+use super::{Files, FilesError, RemotePath};
 
 /// What a transfer through a pipe did.
 #[derive(Clone, Debug)]
@@ -69,21 +69,11 @@ pub async fn download_to<W: Write + Send + 'static>(
         from_chunk: 0,
     };
     let conn = files.conn();
-    let (response, mut stream) = match conn.call_with_download(&request).await {
-        Ok(answer) => answer,
-        Err(e) if e.api_code() == Some("not_found") => {
-            return Err(FilesError::Usage(format!("{remote}: no such file")));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let (file_id, version, offset) = match response {
-        Response::Download {
-            file_id,
-            version,
-            offset,
-        } => (file_id, version, offset),
-        other => return Err(unexpected("download", &other)),
-    };
+    let (response, mut stream) = conn
+        .call_with_download(&request)
+        .await
+        .map_err(|e| no_such_file(remote, e))?;
+    let (file_id, version, offset) = download_started(response)?;
     if offset != 0 {
         return Err(FilesError::Integrity(format!(
             "{remote}: asked for the whole file, the server started at byte {offset}"
@@ -287,11 +277,7 @@ pub async fn upload_from<R: Read + Send + 'static>(
         Ok(()) => noted.done(),
         Err(e) if e.is_connection() => return Err(e),
         Err(e) => {
-            let _ = files
-                .call(&Request::UploadAbort {
-                    upload_id: opened.upload_id,
-                })
-                .await;
+            opened.abort(files).await;
             noted.done();
             return Err(e);
         }

@@ -191,11 +191,7 @@ pub async fn upload_chunked(
         // connection leaves it to the next run, which aborts it by its record).
         Err(e) if e.is_connection() => return Err(e),
         Err(e) => {
-            let _ = files
-                .call(&Request::UploadAbort {
-                    upload_id: opened.upload_id,
-                })
-                .await;
+            opened.abort(files).await;
             store.remove(&record_path);
             return Err(e);
         }
@@ -394,6 +390,15 @@ pub(crate) struct OpenedVersion {
 }
 
 impl OpenedVersion {
+    /// Asks the server to drop this upload (best effort: what is left expires).
+    pub(crate) async fn abort(&self, files: &Files) {
+        let _ = files
+            .call(&Request::UploadAbort {
+                upload_id: self.upload_id,
+            })
+            .await;
+    }
+
     /// What the next run needs to abort this upload should this one die.
     fn record(&self, encrypted: &str, list: &[ChunkRef], info: &LocalFile) -> ResumeRecord {
         ResumeRecord {
