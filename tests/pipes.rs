@@ -244,3 +244,22 @@ fn chunks_the_server_freed_during_a_long_pipe_fail_the_upload_with_what_to_do() 
     assert_eq!(code, 0, "{stderr}");
     assert!(bytes_out(&alice, &["cat", "/long.bin"]) == data);
 }
+
+#[test]
+fn a_pipe_over_the_quota_fails_and_says_what_stays_counted() {
+    let server = TestServer::start_with("default_quota = \"4MiB\"\n");
+    let alice = Client::new();
+    alice.register(&server, "alice", "alice@example.org");
+    let (code, stdout, stderr) =
+        run_piped(&alice, &["put", "-", "/big"], &random_bytes(12 * MIB, 12));
+    let out = Out {
+        code,
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr,
+    };
+    out.fails_with("quota exceeded");
+    out.fails_with("stays stored and counted until the server's gc frees it");
+    assert!(stdout.is_empty(), "{}", out.stdout);
+    let listed = alice.run(&["ls", "/"]);
+    assert!(!listed.ok().contains("big"), "{}", listed.stdout);
+}

@@ -246,7 +246,12 @@ pub async fn upload_from<R: Read + Send + 'static>(
     .await;
     running.abort_all();
     drop(rx);
-    sent?;
+    if let Err(e) = sent {
+        return Err(with_what_stays(
+            e,
+            list.iter().map(|c| u64::from(c.len)).sum(),
+        ));
+    }
     let (size, blake3) = end_rx
         .await
         .map_err(|_| FilesError::Usage("reading the input failed".into()))??;
@@ -313,6 +318,21 @@ async fn keep_in_use(
         )));
     }
     Ok(())
+}
+
+/// `e`, and for a refusal over the quota what became of the `read` bytes of input sent so
+/// far: their chunks stay stored and counted until gc frees them, and a later `put -` of
+/// the same input does not send them again.
+fn with_what_stays(e: FilesError, read: u64) -> FilesError {
+    if e.api_code() != Some("quota_exceeded") {
+        return e;
+    }
+    FilesError::Usage(format!(
+        "{e}. What was sent of the first {} of the input stays stored and counted until the \
+         server's gc frees it (after its grace period), unless `put -` of the same input \
+         uses it first",
+        vault_core::units::format_size(read)
+    ))
 }
 
 /// A chunk's task ended: its bytes advance the progress, and its id joins `stored`;
