@@ -26,6 +26,20 @@ pub fn run(ctx: &Ctx, command: MailCommand) -> anyhow::Result<()> {
 }
 
 fn test(ctx: &Ctx, addr: &str) -> anyhow::Result<()> {
+    let body = format!(
+        "This is a test message from vault-admin, sent at {}.\n\n\
+         If you can read it, mail from this Vault server reaches {addr}.\n",
+        output::iso_time(output::now())
+    );
+    let delivery = send(ctx, addr, "Vault test message", body)
+        .with_context(|| format!("the test message to {addr} was not sent"))?;
+    outln!("test message to {addr} {}", delivered(&delivery))?;
+    Ok(())
+}
+
+/// Sends one message now through the configured transport (the outbox is made if it is
+/// missing, under an existing data directory).
+pub fn send(ctx: &Ctx, to: &str, subject: &str, body: String) -> anyhow::Result<Delivery> {
     let config = &ctx.config;
     let mailer = vault_server::mailer(config)?;
     if let vault_server::mail::Mailer::File { outbox, .. } = &mailer {
@@ -38,24 +52,20 @@ fn test(ctx: &Ctx, addr: &str) -> anyhow::Result<()> {
         vault_server::fsutil::create_private_dir(outbox)
             .with_context(|| format!("cannot create the outbox {}", outbox.display()))?;
     }
-    let body = format!(
-        "This is a test message from vault-admin, sent at {}.\n\n\
-         If you can read it, mail from this Vault server reaches {addr}.\n",
-        output::iso_time(output::now())
-    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let delivery = runtime
-        .block_on(mailer.send(addr, "Vault test message", body))
-        .with_context(|| format!("the test message to {addr} was not sent"))?;
+    Ok(runtime.block_on(mailer.send(to, subject, body))?)
+}
+
+/// Where a message went: `written to PATH (mail.transport = "file")` or `accepted by the
+/// SMTP server`.
+pub fn delivered(delivery: &Delivery) -> String {
     match delivery {
-        Delivery::File(path) => outln!(
-            "test message to {addr} written to {} (mail.transport = \"file\")",
-            path.display()
-        )?,
-        Delivery::Smtp => outln!("test message to {addr} accepted by the SMTP server")?,
+        Delivery::File(path) => {
+            format!("written to {} (mail.transport = \"file\")", path.display())
+        }
+        Delivery::Smtp => "accepted by the SMTP server".into(),
     }
-    Ok(())
 }

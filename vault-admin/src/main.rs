@@ -14,6 +14,7 @@ mod context;
 mod fsck;
 mod gc;
 mod groups;
+mod invitations;
 mod mail;
 mod migrate_blobs;
 mod out;
@@ -51,7 +52,8 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Accounts: list, show, lock, unlock, delete, set-quota, reset-throttle, sessions, kick.
+    /// Accounts: list, show, invite, create, invites, lock, unlock, delete, set-quota,
+    /// reset-throttle, sessions, kick.
     #[command(subcommand)]
     User(users::UserCommand),
     /// Groups: list, show, create, delete, add-member, remove-member, set-owner, set-quota.

@@ -164,7 +164,7 @@ pub fn parse_time(text: &str, now: i64) -> Result<i64, String> {
 }
 
 /// `1h30m` → 5400. `None` unless the whole text is number–unit pairs.
-fn parse_span(text: &str) -> Option<i64> {
+pub fn parse_span(text: &str) -> Option<i64> {
     let mut total: i64 = 0;
     let mut rest = text;
     if rest.is_empty() {

@@ -1,4 +1,5 @@
-//! `vault-admin user …`: list and inspect accounts, lock and unlock them, delete them,
+//! `vault-admin user …`: list and inspect accounts, invite people (`crate::invitations`),
+//! lock and unlock accounts, delete them,
 //! set quotas, clear login throttling, and list or end sessions. Sessions are ended in
 //! the database; a running server notices within `sessions.check_interval_ms` and closes
 //! the connections with the reason. Deleting an account deletes its files too (blobs are
@@ -20,6 +21,7 @@ use vault_server::maintenance::stats::used_bytes_of_user;
 use vault_server::throttle::account_subject;
 
 use crate::context::{Ctx, record};
+use crate::invitations::{self, InviteArgs};
 use crate::out::outln;
 use crate::output::{self, Table, iso_time, or_dash, plural, yes_no};
 
@@ -34,6 +36,30 @@ pub enum UserCommand {
     Show {
         user: String,
         #[arg(long)]
+        json: bool,
+    },
+    /// Invite ADDR to open an account: mails a single-use code (or prints it with --print).
+    Invite {
+        #[arg(value_name = "ADDR")]
+        email: String,
+        #[command(flatten)]
+        how: InviteArgs,
+    },
+    /// Set up an account named USER for ADDR: mails an invitation that reserves the name;
+    /// the user finishes with `vault register USER --invite CODE`, making the keys.
+    Create {
+        user: String,
+        #[arg(long, value_name = "ADDR")]
+        email: String,
+        #[command(flatten)]
+        how: InviteArgs,
+    },
+    /// List invitations (open, used, expired, revoked), or revoke one.
+    Invites {
+        /// Revoke the invitation with this id, or the open one of this address.
+        #[arg(long, value_name = "ID|ADDR")]
+        revoke: Option<String>,
+        #[arg(long, conflicts_with = "revoke")]
         json: bool,
     },
     /// Lock an account: refuse its logins and end its live sessions.
@@ -76,6 +102,13 @@ pub fn run(ctx: &Ctx, command: UserCommand) -> anyhow::Result<()> {
     match command {
         UserCommand::List { json } => list(conn, json),
         UserCommand::Show { user, json } => show(conn, &user, json),
+        UserCommand::Invite { email, how } => invitations::invite(ctx, conn, &email, None, &how),
+        UserCommand::Create { user, email, how } => {
+            invitations::invite(ctx, conn, &email, Some(&user), &how)
+        }
+        UserCommand::Invites { revoke, json } => {
+            invitations::list_or_revoke(conn, revoke.as_deref(), json)
+        }
         UserCommand::Lock { user } => lock(conn, &user),
         UserCommand::Unlock { user } => unlock(conn, &user),
         UserCommand::Delete { user, yes } => delete(ctx, conn, &user, yes),

@@ -68,6 +68,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Register {
             user,
             email: Some(email),
+            invite: Some(invite),
+            server,
+            password,
+            ..
+        } => {
+            let user = username(&user)?;
+            let email = names::normalize_email(&email).map_err(anyhow::Error::msg)?;
+            let code = names::normalize_code(&invite).map_err(|_| {
+                anyhow::anyhow!(
+                    "{invite:?} is not an invitation code: the code in the invitation is 8 \
+                     characters of A-Z and 2-9 (no 0, 1, I or O)"
+                )
+            })?;
+            let checked = check_server(&state, &server).await?;
+            account::register_start(&state, &checked, &user, &email, Some(&code)).await?;
+            let pending = account::pending_registration(&state, &user, None)?;
+            let source = new_password_source(password.password_stdin);
+            let pw = prompt::new_password("Choose a password: ", source)?;
+            // The server has checked the code: it is not asked for again.
+            finish_registration(&state, &checked, &pending, code, pw.as_bytes(), false).await?;
+        }
+        Command::Register {
+            user,
+            email: Some(email),
             server,
             password,
             ..
@@ -75,7 +99,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let user = username(&user)?;
             let email = names::normalize_email(&email).map_err(anyhow::Error::msg)?;
             let checked = check_server(&state, &server).await?;
-            let ttl = account::register_start(&state, &checked, &user, &email).await?;
+            let ttl = account::register_start(&state, &checked, &user, &email, None).await?;
             // True whatever the address: the server answers a taken one as a fresh one.
             outln!(
                 "A verification code is on its way to {}, valid for {} minutes, unless the \
@@ -111,7 +135,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let pw = prompt::new_password("Choose a password: ", source)?;
             finish_registration(&state, &checked, &pending, code, pw.as_bytes(), retype).await?;
         }
-        Command::Register { .. } => bail!("give --email ADDR (step 1) or --code CODE (step 2)"),
+        Command::Register { .. } => bail!(
+            "give --email ADDR (step 1) or --code CODE (step 2), or --email ADDR --invite CODE"
+        ),
         Command::Login {
             user,
             server,

@@ -282,7 +282,8 @@ pub enum LegacyModeArg {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create an account: first with --email (a code is mailed), then with --code.
+    /// Create an account: first with --email (a code is mailed), then with --code; or in
+    /// one go with --email and the --invite code an operator sent.
     Register {
         /// The username: 3–32 of a-z, 0-9, '_', '.', '-'.
         user: String,
@@ -297,6 +298,10 @@ pub enum Command {
         /// Step 2: the code from the mail.
         #[arg(long, value_name = "CODE")]
         code: Option<String>,
+        /// The code of an invitation to this address (from the operator's mail): registers
+        /// in one step, no verification code needed.
+        #[arg(long, value_name = "CODE", requires = "email")]
+        invite: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
         #[command(flatten)]

@@ -196,12 +196,15 @@ async fn connect_checked(
     Ok((conn, config))
 }
 
-/// Registration step 1: asks the server to mail a code. Returns the code's lifetime.
+/// Registration step 1: asks the server to mail a code, or, with `invite`, to check an
+/// invitation's code (which then serves as the verification code). Returns the code's
+/// lifetime.
 pub async fn register_start(
     state: &StateDir,
     server: &CheckedServer,
     username: &str,
     email: &str,
+    invite: Option<&str>,
 ) -> Result<u64, ClientError> {
     let username = names::normalize_username(username).map_err(ClientError::Usage)?;
     let email = names::normalize_email(email).map_err(ClientError::Usage)?;
@@ -209,6 +212,7 @@ pub async fn register_start(
     let request = Request::RegisterStart {
         username: username.clone(),
         email: email.clone(),
+        invite: invite.map(str::to_owned),
     };
     match conn.call(&request).await? {
         Response::RegisterStarted { kdf, code_ttl_s } => {

@@ -458,8 +458,12 @@ fn request_cases() -> Cases<Request> {
             .prop_map(|protocol_version| R::Hello { protocol_version })
             .boxed(),
         text().prop_map(|username| R::Prelogin { username }).boxed(),
-        (text(), text())
-            .prop_map(|(username, email)| R::RegisterStart { username, email })
+        (text(), text(), proptest::option::of(text()))
+            .prop_map(|(username, email, invite)| R::RegisterStart {
+                username,
+                email,
+                invite,
+            })
             .boxed(),
         (text(), text(), new_account())
             .prop_map(|(username, code, account)| R::RegisterFinish {

@@ -224,7 +224,8 @@ impl Server {
     }
 }
 
-/// Hourly: ends sessions idle past the limit and deletes expired codes and join codes.
+/// Hourly: ends sessions idle past the limit and deletes expired codes and join codes, and
+/// account invitations that ended a month ago.
 async fn housekeeping(state: Arc<ServerState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
@@ -240,6 +241,7 @@ async fn housekeeping(state: Arc<ServerState>) {
                         db::sessions::expire_idle(c, now - idle)?,
                         db::codes::delete_expired(c, now - 86_400)?,
                         db::groups::delete_expired_invites(c, now)?,
+                        db::invitations::delete_ended(c, now - 30 * 86_400)?,
                     ))
                 })?
                 .transpose()
@@ -247,8 +249,8 @@ async fn housekeeping(state: Arc<ServerState>) {
             .await;
         match result {
             Ok(None) => tracing::debug!("housekeeping: another instance is doing it"),
-            Ok(Some((sessions, codes, invites))) => {
-                tracing::debug!(sessions, codes, invites, "housekeeping done")
+            Ok(Some((sessions, codes, invites, invitations))) => {
+                tracing::debug!(sessions, codes, invites, invitations, "housekeeping done")
             }
             Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
         }

@@ -29,10 +29,14 @@ pub enum Request {
     Prelogin {
         username: String,
     },
-    /// Registration step 1: mail a verification code to `email`.
+    /// Registration step 1: mail a verification code to `email`; or, with an invitation's
+    /// code, check it and mail nothing (step 2 then sends the same code).
     RegisterStart {
         username: String,
         email: String,
+        /// Absent on the wire when not given, as older clients send it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        invite: Option<String>,
     },
     /// Registration step 2: the mailed code and the client-made key material.
     RegisterFinish {

@@ -43,7 +43,8 @@ pub fn normalize(input: &str) -> String {
         .to_ascii_uppercase()
 }
 
-fn hash(salt: &[u8], code: &str) -> Vec<u8> {
+/// The stored form of a code: SHA-256 over a per-code random salt and the code.
+pub(crate) fn hash(salt: &[u8], code: &str) -> Vec<u8> {
     let mut ctx = digest::Context::new(&digest::SHA256);
     ctx.update(salt);
     ctx.update(code.as_bytes());
@@ -76,9 +77,21 @@ pub fn issue(
     email: &str,
 ) -> Result<Zeroizing<String>, ApiError> {
     let code = generate()?;
-    let mut salt = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut salt)
-        .map_err(|_| crate::error::internal("randomness", "rand::fill failed"))?;
+    store(conn, config, purpose, username, email, &code)?;
+    Ok(code)
+}
+
+/// Stores `code` as the live code of (purpose, username), retiring older ones: as
+/// [`issue`], with a code that was already given to the person (a checked invitation's).
+pub fn store(
+    conn: &mut DbConn,
+    config: &CodeConfig,
+    purpose: &str,
+    username: &str,
+    email: &str,
+    code: &str,
+) -> Result<(), ApiError> {
+    let salt = new_salt()?;
     let at = now();
     db::codes::replace(
         conn,
@@ -87,14 +100,22 @@ pub fn issue(
             username,
             email,
             code_salt: &salt,
-            code_hash: &hash(&salt, &code),
+            code_hash: &hash(&salt, code),
             created_at: at,
             expires_at: at + config.ttl_s as i64,
             failed_attempts: 0,
             used: false,
         },
     )?;
-    Ok(code)
+    Ok(())
+}
+
+/// A fresh 16-byte salt for a stored code.
+pub(crate) fn new_salt() -> Result<[u8; 16], ApiError> {
+    let mut salt = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut salt)
+        .map_err(|_| crate::error::internal("randomness", "rand::fill failed"))?;
+    Ok(salt)
 }
 
 /// Checks `input` against the live code for (purpose, username). A wrong code uses up one

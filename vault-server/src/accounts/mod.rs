@@ -7,6 +7,7 @@ mod auth_hash;
 pub mod change;
 mod codes;
 mod hash_queue;
+pub mod invitations;
 mod login;
 mod login_gate;
 mod material;
@@ -34,9 +35,11 @@ pub async fn handle_open(
 ) -> Result<Response, ApiError> {
     match request {
         Request::Prelogin { username } => login::prelogin(state, &username).await,
-        Request::RegisterStart { username, email } => {
-            register::start(state, ctx.ip, &username, &email).await
-        }
+        Request::RegisterStart {
+            username,
+            email,
+            invite,
+        } => register::start(state, ctx.ip, &username, &email, invite.as_deref()).await,
         Request::RegisterFinish {
             username,
             code,

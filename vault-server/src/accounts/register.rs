@@ -7,12 +7,16 @@
 //! a taken one gets a notice without a code, and a code that is never sent is stored for
 //! the attempt, so that `finish` fails as it does for a wrong code. Within the resend
 //! cooldown nothing is mailed, alike for both.
+//!
+//! An invitation (`super::invitations`) replaces the mailed code: `start` with its code
+//! checks it and stores it as the registration's code, and `finish` marks it used. With
+//! `registration = "invite"` both steps require one.
 
 use std::net::IpAddr;
 
 use vault_proto::proto::{ApiError, NewAccount, Response, SecretBytes, names};
 
-use super::{auth_hash, codes, material, sessions};
+use super::{auth_hash, codes, invitations, material, sessions};
 use crate::config::{CodeConfig, Registration};
 use crate::db::{self, DbConn, audit::Event, now, users::NewUser};
 use crate::mail::queue::OutgoingMail;
@@ -25,28 +29,52 @@ const USERNAME_TAKEN: &str = "that username is already taken; choose another, or
 const TAKEN: &str = "that username or email address is already registered; choose another, \
                      or run `vault reset-password USER` if it is yours";
 
-/// Step 1: answers `register_started` for any free username, whatever the address.
+const INVITE_ONLY: &str = "this server registers by invitation only: ask its operator for \
+                           one (`vault-admin user invite ADDR`), then run `vault register NAME \
+                           --email ADDR --invite CODE`";
+
+/// Step 1: answers `register_started` for any free username, whatever the address. With
+/// an invitation code, checks it instead and mails nothing: the code from the invitation
+/// then finishes the registration.
 pub async fn start(
     state: &ServerState,
     ip: IpAddr,
     username: &str,
     email: &str,
+    invite: Option<&str>,
 ) -> Result<Response, ApiError> {
-    if state.config.registration != Registration::Open {
-        return Err(ApiError::forbidden(
-            "this server does not accept new registrations; ask its operator for an account",
-        ));
+    match (state.config.registration, invite) {
+        (Registration::Closed, _) => {
+            return Err(ApiError::forbidden(
+                "this server does not accept new registrations; ask its operator for an account",
+            ));
+        }
+        (Registration::Invite, None) => return Err(ApiError::forbidden(INVITE_ONLY)),
+        _ => {}
     }
     let username = names::normalize_username(username).map_err(ApiError::bad_request)?;
     let email = names::normalize_email(email).map_err(ApiError::bad_request)?;
-    let slot = codes::mail_slot(&state.mail)?;
     let (ip, config) = (ip.to_string(), state.config.codes.clone());
-    let mail = state
-        .db
-        .run(move |c| db::transaction(c, |c| record_start(c, &config, &username, &email, &ip)))
-        .await?;
-    if let Some(mail) = mail {
-        slot.send(mail);
+    if let Some(code) = invite {
+        let code = codes::normalize(code);
+        state
+            .db
+            .run(move |c| {
+                let invitation = invitations::check(c, &config, &email, &username, &code, &ip)?;
+                db::transaction(c, |c| {
+                    record_invited_start(c, &config, &username, &email, &code, &ip, invitation.id)
+                })
+            })
+            .await?;
+    } else {
+        let slot = codes::mail_slot(&state.mail)?;
+        let mail = state
+            .db
+            .run(move |c| db::transaction(c, |c| record_start(c, &config, &username, &email, &ip)))
+            .await?;
+        if let Some(mail) = mail {
+            slot.send(mail);
+        }
     }
     Ok(Response::RegisterStarted {
         kdf: state.config.kdf,
@@ -67,6 +95,7 @@ fn record_start(
     if db::users::by_name(c, name)?.is_some() {
         return Err(ApiError::conflict(USERNAME_TAKEN));
     }
+    invitations::check_not_reserved(c, name, addr)?;
     let owner = db::users::name_by_email(c, addr)?;
     let quiet = codes::cooldown_left(c, config, codes::PURPOSE_REGISTER, addr)?.is_some();
     let pending = db::codes::live(c, codes::PURPOSE_REGISTER, name)?
@@ -122,6 +151,34 @@ fn record_start(
     Ok(mail)
 }
 
+/// The database side of an invited `start`, in one transaction: the invitation's code
+/// becomes the registration's verification code (nothing is mailed: the invitee has it).
+fn record_invited_start(
+    c: &mut DbConn,
+    config: &CodeConfig,
+    name: &str,
+    addr: &str,
+    code: &str,
+    ip: &str,
+    invitation: i64,
+) -> Result<(), ApiError> {
+    if db::users::by_name(c, name)?.is_some() {
+        return Err(ApiError::conflict(USERNAME_TAKEN));
+    }
+    invitations::check_not_reserved(c, name, addr)?;
+    if db::users::name_by_email(c, addr)?.is_some() {
+        return Err(ApiError::conflict(TAKEN));
+    }
+    codes::store(c, config, codes::PURPOSE_REGISTER, name, addr, code)?;
+    db::audit::record(
+        c,
+        &Event::anonymous(ip, "registration_started")
+            .about(name)
+            .with_detail(&format!("with invitation {invitation}")),
+    )?;
+    Ok(())
+}
+
 /// Step 2: creates the account and logs in on this connection.
 pub async fn finish(
     state: &ServerState,
@@ -152,11 +209,12 @@ pub(super) async fn create(
     code: &str,
     account: NewAccount,
 ) -> Result<(db::users::User, SessionCtx, SecretBytes), ApiError> {
-    if state.config.registration != Registration::Open {
+    if state.config.registration == Registration::Closed {
         return Err(ApiError::forbidden(
             "this server does not accept new registrations",
         ));
     }
+    let invitation_required = state.config.registration == Registration::Invite;
     let username = names::normalize_username(username).map_err(ApiError::bad_request)?;
     material::check_account(&account, &state.config.kdf)?;
     let (name, input, config, client) = (
@@ -189,6 +247,7 @@ pub(super) async fn create(
                 if db::users::name_or_email_taken(c, &code_row.username, &code_row.email)? {
                     return Err(ApiError::conflict(TAKEN));
                 }
+                invitations::redeem(c, &code_row.email, &code_row.username, invitation_required)?;
                 let p = &account.password;
                 let user = db::users::insert(
                     c,

@@ -66,7 +66,7 @@ impl Fixture {
 
     /// The bytes a client would receive for `register_start`.
     async fn register_start(&self, username: &str, email: &str) -> Vec<u8> {
-        wire(register::start(&self.state, self.ip, username, email).await)
+        wire(register::start(&self.state, self.ip, username, email, None).await)
     }
 
     /// The bytes a client would receive for `reset_start`.
@@ -265,7 +265,7 @@ async fn finishing_an_attempt_with_a_taken_email_fails_as_a_wrong_code_does() ->
 #[tokio::test]
 async fn a_taken_username_is_refused_as_usernames_are_public() -> R<()> {
     let mut f = fixture()?;
-    let answer = register::start(&f.state, f.ip, "olive", "other@example.org").await;
+    let answer = register::start(&f.state, f.ip, "olive", "other@example.org", None).await;
     let err = answer.expect_err("refused");
     assert_eq!(err.code, ErrorCode::Conflict);
     assert!(err.message.contains("username is already taken"), "{err}");
@@ -371,5 +371,66 @@ async fn a_full_mail_queue_refuses_every_request_alike() -> R<()> {
         answers[0]
     );
     assert_eq!(f.mail.take_queued().len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_invitation_revoked_between_the_two_steps_refuses_the_account() -> R<()> {
+    let f = fixture_with(|c| c.registration = crate::config::Registration::Invite)?;
+    let issued = f.db(|c| {
+        Ok(super::invitations::create(
+            c,
+            "pia@example.org",
+            None,
+            db::now() + 3600,
+        )?)
+    })?;
+    let started = register::start(
+        &f.state,
+        f.ip,
+        "pia",
+        "pia@example.org",
+        Some(issued.code.as_str()),
+    )
+    .await?;
+    assert!(
+        matches!(started, Response::RegisterStarted { .. }),
+        "{started:?}"
+    );
+    f.db(|c| Ok(db::invitations::revoke(c, issued.id, db::now())?))?;
+    let refused = f
+        .register_finish("pia", &issued.code)
+        .await
+        .expect_err("revoked");
+    assert_eq!(refused.code, ErrorCode::Forbidden);
+    assert!(
+        refused.message.contains("no longer valid"),
+        "{}",
+        refused.message
+    );
+    assert!(f.db(|c| Ok(db::users::by_name(c, "pia")?))?.is_none());
+
+    // Without the revocation, the same two steps open the account and use the invitation.
+    let issued = f.db(|c| {
+        Ok(super::invitations::create(
+            c,
+            "pia@example.org",
+            None,
+            db::now() + 3600,
+        )?)
+    })?;
+    register::start(
+        &f.state,
+        f.ip,
+        "pia",
+        "pia@example.org",
+        Some(issued.code.as_str()),
+    )
+    .await?;
+    f.register_finish("pia", &issued.code).await?;
+    let used = f
+        .db(|c| Ok(db::invitations::by_id(c, issued.id)?))?
+        .expect("row");
+    assert_eq!(used.used_by.as_deref(), Some("pia"));
     Ok(())
 }

@@ -20,6 +20,7 @@ pub mod chat;
 pub mod codes;
 pub mod files;
 pub mod groups;
+pub mod invitations;
 pub mod presence;
 pub mod schema;
 pub mod sessions;

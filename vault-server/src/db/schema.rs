@@ -57,6 +57,22 @@ diesel::table! {
 }
 
 diesel::table! {
+    invitations (id) {
+        id -> BigInt,
+        email -> Text,
+        username -> Nullable<Text>,
+        code_salt -> Binary,
+        code_hash -> Binary,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        failed_attempts -> BigInt,
+        used_by -> Nullable<Text>,
+        used_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
     login_attempts (id) {
         id -> BigInt,
         subject -> Text,
