@@ -725,6 +725,9 @@ fn request_cases() -> Cases<Request> {
             .prop_map(|username| R::ContactRemove { username })
             .boxed(),
         Just(R::ContactList).boxed(),
+        text()
+            .prop_map(|username| R::ContactGet { username })
+            .boxed(),
         sealed_message()
             .prop_map(|message| R::ChatSend { message })
             .boxed(),

@@ -105,6 +105,7 @@ pub fn route_of(request: &Request) -> Route {
         | R::ContactReject { .. }
         | R::ContactRemove { .. }
         | R::ContactList
+        | R::ContactGet { .. }
         | R::ChatSend { .. }
         | R::ChatHistory { .. }
         | R::ChatInbox

@@ -28,6 +28,17 @@ pub async fn list(files: &Files) -> Result<Vec<ContactInfo>, FilesError> {
     }
 }
 
+/// The relationship with `user` (case-folded), asking the server for that one only.
+pub async fn get(files: &Files, user: &str) -> Result<Option<ContactInfo>, FilesError> {
+    let request = Request::ContactGet {
+        username: user.to_string(),
+    };
+    match files.call(&request).await? {
+        Response::Contacts { contacts } => Ok(contacts.into_iter().find(|c| c.username == user)),
+        other => Err(unexpected("contact_get", &other)),
+    }
+}
+
 /// The relationship with `user` (case-folded) in `contacts`.
 pub fn find<'a>(contacts: &'a [ContactInfo], user: &str) -> Option<&'a ContactInfo> {
     contacts.iter().find(|c| c.username == user)

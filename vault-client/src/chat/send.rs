@@ -228,14 +228,14 @@ pub async fn send_body(
                     "you cannot send a direct message to yourself".into(),
                 ));
             }
-            let all = contacts::list(files).await?;
-            let contact =
-                contacts::find(&all, username).ok_or_else(|| not_a_contact(username, None))?;
+            let contact = contacts::get(files, username)
+                .await?
+                .ok_or_else(|| not_a_contact(username, None))?;
             let trust = Trust {
                 me: files.me()?,
                 pins: files.pins(),
             };
-            let mut message = direct_body(&trust, contact, body, now_ms())?;
+            let mut message = direct_body(&trust, &contact, body, now_ms())?;
             message.attachment = attachment.cloned();
             submit(files, message).await?
         }

@@ -347,6 +347,11 @@ pub enum Request {
         username: String,
     },
     ContactList,
+    /// The caller's relationship with one user: `contacts` holds it, or nothing when there
+    /// is none (what a message send needs, without the whole list).
+    ContactGet {
+        username: String,
+    },
     /// Stores and relays a message made by the caller's client.
     ChatSend {
         message: SealedMessage,
@@ -446,6 +451,7 @@ impl Request {
             Self::ContactReject { .. } => "contact_reject",
             Self::ContactRemove { .. } => "contact_remove",
             Self::ContactList => "contact_list",
+            Self::ContactGet { .. } => "contact_get",
             Self::ChatSend { .. } => "chat_send",
             Self::ChatHistory { .. } => "chat_history",
             Self::ChatInbox => "chat_inbox",

@@ -4,7 +4,7 @@
 //! of each change on their subscriptions (`contact_request`, `contact_changed`).
 
 use vault_proto::proto::chat::MAX_DISPLAY_NAME_CHARS;
-use vault_proto::proto::{ApiError, ContactInfo, ContactState, Event, Response};
+use vault_proto::proto::{ApiError, ContactInfo, ContactState, Event, Response, names};
 
 use super::{no_such_user, presence};
 use crate::db::chat::{self as rows, STATE_CONTACT, STATE_REQUEST_RECEIVED, STATE_REQUEST_SENT};
@@ -235,12 +235,21 @@ pub async fn remove(
     Ok(Response::Ok)
 }
 
-pub async fn list(state: &ServerState, session: &SessionCtx) -> Result<Response, ApiError> {
+/// The caller's relationships: all of them, or the one with `only` (none if there is none).
+pub async fn list(
+    state: &ServerState,
+    session: &SessionCtx,
+    only: Option<String>,
+) -> Result<Response, ApiError> {
     let me = session.user_id;
+    let only = only
+        .map(|name| names::normalize_username(&name))
+        .transpose()
+        .map_err(ApiError::bad_request)?;
     let (found, online) = state
         .db
         .run(move |c| {
-            let found = rows::contacts_of(c, me)?;
+            let found = rows::contacts_of(c, me, only.as_deref())?;
             let ids: Vec<i64> = found.iter().map(|row| row.contact.other_id).collect();
             let online = db::presence::online_among(c, &ids, db::now())?;
             Ok::<_, db::DbError>((found, online))

@@ -63,7 +63,8 @@ pub async fn dispatch(
         Request::ContactAccept { username } => contacts::accept(state, session, &username).await,
         Request::ContactReject { username } => contacts::reject(state, session, &username).await,
         Request::ContactRemove { username } => contacts::remove(state, session, &username).await,
-        Request::ContactList => contacts::list(state, session).await,
+        Request::ContactList => contacts::list(state, session, None).await,
+        Request::ContactGet { username } => contacts::list(state, session, Some(username)).await,
         Request::ChatSend { message } => send::send(state, session, message).await,
         Request::ChatHistory {
             target,

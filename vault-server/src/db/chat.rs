@@ -247,11 +247,15 @@ pub fn delete_pair(conn: &mut DbConn, user_id: i64, other_id: i64) -> DbResult<b
     Ok(n > 0)
 }
 
-/// Every relationship of `user_id` with the other account's name, key and profile, by
-/// username.
-pub fn contacts_of(conn: &mut DbConn, user_id: i64) -> DbResult<Vec<ContactUser>> {
+/// Every relationship of `user_id` (or only the one with the account named `only`) with
+/// the other account's name, key and profile, by username.
+pub fn contacts_of(
+    conn: &mut DbConn,
+    user_id: i64,
+    only: Option<&str>,
+) -> DbResult<Vec<ContactUser>> {
     type Row = (ContactRow, String, Vec<u8>, Option<String>, Option<i64>);
-    let rows: Vec<Row> = contacts::table
+    let mut query = contacts::table
         .inner_join(users::table.on(users::id.eq(contacts::other_id)))
         .left_join(profiles::table.on(profiles::user_id.eq(contacts::other_id)))
         .filter(contacts::user_id.eq(user_id))
@@ -263,7 +267,11 @@ pub fn contacts_of(conn: &mut DbConn, user_id: i64) -> DbResult<Vec<ContactUser>
             profiles::display_name.nullable(),
             profiles::last_seen_at.nullable(),
         ))
-        .load(conn)?;
+        .into_boxed();
+    if let Some(name) = only {
+        query = query.filter(users::username.eq(name));
+    }
+    let rows: Vec<Row> = query.load(conn)?;
     Ok(rows
         .into_iter()
         .map(

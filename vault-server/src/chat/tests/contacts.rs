@@ -1,7 +1,7 @@
 //! Contacts and profiles: requests asked, accepted, rejected and removed on both sides,
 //! and what the contact list shows (names, keys, presence of mutual contacts only).
 
-use vault_proto::proto::{ContactState, ErrorCode, Request};
+use vault_proto::proto::{ContactState, ErrorCode, Request, Response};
 
 use super::{ChatCalls, fixture};
 use crate::testing::{R, err};
@@ -136,5 +136,46 @@ async fn the_contact_list_shows_names_keys_and_presence_of_mutual_contacts_only(
         )
         .await);
     assert_eq!(e.code, ErrorCode::BadRequest);
+    Ok(())
+}
+
+#[tokio::test]
+async fn contact_get_answers_the_one_relationship_or_none() -> R<()> {
+    let f = fixture()?;
+    f.add("alice", "bob").await?;
+    f.accept("bob", "alice").await?;
+    f.add("alice", "carol").await?;
+    let get = |who: &'static str, other: &'static str| {
+        let f = &f;
+        async move {
+            match f
+                .ok(
+                    who,
+                    Request::ContactGet {
+                        username: other.into(),
+                    },
+                )
+                .await?
+            {
+                Response::Contacts { contacts } => Ok::<_, Box<dyn std::error::Error>>(
+                    contacts
+                        .into_iter()
+                        .map(|c| (c.username, c.state))
+                        .collect::<Vec<_>>(),
+                ),
+                other => Err(format!("unexpected {other:?}").into()),
+            }
+        }
+    };
+    assert_eq!(
+        get("alice", "Bob").await?,
+        [("bob".to_owned(), ContactState::Contact)]
+    );
+    assert_eq!(
+        get("alice", "carol").await?,
+        [("carol".to_owned(), ContactState::RequestSent)]
+    );
+    assert!(get("bob", "carol").await?.is_empty());
+    assert!(get("alice", "nobody").await?.is_empty());
     Ok(())
 }
