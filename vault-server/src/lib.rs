@@ -196,6 +196,10 @@ impl Server {
         let gc = tokio::spawn(maintenance::run_periodic(Arc::clone(&state)));
         let scrub = tokio::spawn(maintenance::scrub::run_periodic(Arc::clone(&state)));
         let presence = tokio::spawn(chat::presence::keep(Arc::clone(&state)));
+        let revisions = tokio::spawn(files::watch::catch_up(
+            Arc::clone(&state),
+            files::watch::CATCH_UP,
+        ));
         let relay = self
             .relay
             .map(|connection| tokio::spawn(relay::run(Arc::clone(&state), connection)));
@@ -208,6 +212,7 @@ impl Server {
             relay.abort();
         }
         watcher.abort();
+        revisions.abort();
         housekeeping.abort();
         disk.abort();
         gc.abort();

@@ -11,12 +11,15 @@
 //!
 //! What changed is never in the frame: the client asks `changes` with its session's
 //! rights, so a watcher learns nothing a `changes` would not tell it. Revisions moved
-//! outside a request (`vault-admin fsck --repair`, gc's purge of old trash) are not
-//! published; the client's periodic full round covers them.
+//! outside a request (`vault-admin fsck --repair` or `user delete`, the trash purge, a
+//! request served by another process on SQLite, where there is no relay) are found by
+//! [`catch_up`]: every [`CATCH_UP`] it reads the revisions of the watched spaces in one
+//! query (none when nothing is watched) and publishes those that moved.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use vault_proto::proto::{ApiError, NsRef, Response};
@@ -27,6 +30,9 @@ use crate::state::ServerState;
 
 /// Watching streams one user may hold on one instance: a few folders on a few machines.
 pub const MAX_PER_USER: usize = 64;
+
+/// How often [`catch_up`] reads the watched spaces' revisions.
+pub const CATCH_UP: Duration = Duration::from_secs(5);
 
 /// The watched spaces of this instance.
 #[derive(Debug, Default)]
@@ -45,6 +51,11 @@ struct Inner {
 impl Watchers {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The namespaces a stream of this instance watches.
+    pub fn watched(&self) -> Vec<i64> {
+        self.lock().spaces.keys().copied().collect()
     }
 
     /// Whether a stream of this instance watches namespace `ns`.
@@ -190,6 +201,33 @@ pub async fn serve(
     }
 }
 
+/// Publishes, `every` ([`CATCH_UP`]), the revisions of watched spaces that moved without
+/// a request of this instance publishing them (a space already published at its revision
+/// wakes nobody).
+pub async fn catch_up(state: Arc<ServerState>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let ids = state.watchers.watched();
+        if ids.is_empty() {
+            continue;
+        }
+        match state
+            .db
+            .run(move |c| namespaces::revisions_of(c, &ids))
+            .await
+        {
+            Ok(found) => {
+                for (id, revision) in found {
+                    state.watchers.changed(id, revision.max(0) as u64);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read the watched spaces' revisions"),
+        }
+    }
+}
+
 async fn write(send: &mut quinn::SendStream, response: &Response) -> Result<(), ()> {
     let frame = vault_proto::proto::encode_frame(response).map_err(|_| ())?;
     send.write_all(&frame).await.map_err(|_| ())
@@ -234,5 +272,36 @@ mod tests {
         assert!(watchers.join(2, 0).is_some(), "another user has their own");
         drop(held);
         assert!(watchers.join(1, 0).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_revision_moved_outside_a_request_reaches_the_watchers() -> crate::testing::R<()> {
+        let dir = tempfile::tempdir()?;
+        let state = Arc::new(crate::testing::state(
+            &dir,
+            "watch",
+            |_| {},
+            |s| Arc::new(s),
+        )?);
+        let (ns, before) = {
+            let mut c = state.db.conn()?;
+            let user = crate::testing::add_user(&mut c, "wes", b"key", 1 << 30)?;
+            let ns = namespaces::personal_or_create(&mut c, user.id)?.id;
+            (ns, namespaces::revision_of(&mut c, ns)?)
+        };
+        let mut watch = state.watchers.join(1, ns).expect("room");
+        let rx = watch.receiver.as_mut().expect("receiver");
+        let task = tokio::spawn(catch_up(Arc::clone(&state), Duration::from_millis(20)));
+        // As `vault-admin` or another process would: straight in the database.
+        let moved = namespaces::bump(&mut *state.db.conn()?, ns)?;
+        assert!(moved > before);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while *rx.borrow_and_update() < moved as u64 {
+                rx.changed().await.expect("open");
+            }
+        })
+        .await?;
+        task.abort();
+        Ok(())
     }
 }

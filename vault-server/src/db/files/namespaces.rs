@@ -96,6 +96,20 @@ pub fn revision_of(conn: &mut DbConn, id: i64) -> DbResult<i64> {
         .unwrap_or(0))
 }
 
+/// The revisions of the namespaces `ids` that exist, as (id, revision).
+pub fn revisions_of(conn: &mut DbConn, ids: &[i64]) -> DbResult<Vec<(i64, i64)>> {
+    let mut found = Vec::with_capacity(ids.len());
+    for part in ids.chunks(500) {
+        found.extend(
+            namespaces::table
+                .filter(namespaces::id.eq_any(part))
+                .select((namespaces::id, namespaces::revision))
+                .load::<(i64, i64)>(conn)?,
+        );
+    }
+    Ok(found)
+}
+
 /// Bumps the revision and returns the new one.
 pub fn bump(conn: &mut DbConn, id: i64) -> DbResult<i64> {
     diesel::update(namespaces::table.find(id))
