@@ -116,7 +116,10 @@ pub fn create(
 }
 
 /// Checks `input` against the open invitation of `email`, for registering `username`. A
-/// wrong code uses up one try (outside any transaction, so that the count stays).
+/// wrong code uses up one try (outside any transaction, so that the count stays). Whether
+/// the address has an invitation at all is not told: no invitation, a used, revoked or
+/// expired one, a dead one and a wrong code all get the same answer (the audit log and
+/// `vault-admin user invites` say which).
 pub(super) fn check(
     conn: &mut DbConn,
     config: &CodeConfig,
@@ -125,22 +128,20 @@ pub(super) fn check(
     input: &str,
     client_ip: &str,
 ) -> Result<Invitation, ApiError> {
-    const ASK: &str = "ask the server's operator for a new one";
-    let invitation = db::invitations::open_for(conn, email)?.ok_or_else(|| {
+    let not_valid = || {
         ApiError::forbidden(format!(
-            "no invitation is open for {email} (never made, used, or revoked); {ASK}"
+            "that invitation code is not valid for {email}: check the code and the address \
+             (an invitation works once, until it expires); otherwise ask the server's \
+             operator for a new one"
         ))
-    })?;
-    if invitation.expires_at <= db::now() {
-        return Err(ApiError::forbidden(format!(
-            "the invitation for {email} has expired; {ASK}"
-        )));
-    }
+    };
+    let now = db::now();
+    let invitation = db::invitations::open_for(conn, email)?
+        .filter(|i| i.expires_at > now)
+        .ok_or_else(not_valid)?;
     let max = i64::from(config.max_attempts);
     if invitation.failed_attempts >= max {
-        return Err(ApiError::forbidden(format!(
-            "too many wrong tries for the invitation of {email}; {ASK}"
-        )));
+        return Err(not_valid());
     }
     let given = codes::hash(&invitation.code_salt, &codes::normalize(input));
     if aws_lc_rs::constant_time::verify_slices_are_equal(&given, &invitation.code_hash).is_err() {
@@ -154,14 +155,7 @@ pub(super) fn check(
                 plural(left, "try", "tries")
             )),
         )?;
-        return Err(ApiError::forbidden(if left > 0 {
-            format!(
-                "wrong invitation code for {email} ({} left)",
-                plural(left, "try", "tries")
-            )
-        } else {
-            format!("wrong invitation code, and that was the last try; {ASK}")
-        }));
+        return Err(not_valid());
     }
     if let Some(reserved) = invitation.username.as_deref()
         && reserved != username
