@@ -89,7 +89,15 @@ async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Result<String
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
     loop {
-        let n = stream.read(&mut buf).await.map_err(|_| Refused::Gone)?;
+        // Never more than the largest head and its empty line.
+        let room = (HEAD_MAX + 4 - head.len()).min(buf.len());
+        if room == 0 {
+            return Err(Refused::BadRequest);
+        }
+        let n = stream
+            .read(&mut buf[..room])
+            .await
+            .map_err(|_| Refused::Gone)?;
         if n == 0 {
             return Err(Refused::Gone);
         }
@@ -97,9 +105,6 @@ async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Result<String
         if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
             head.truncate(end);
             return Ok(String::from_utf8(head).map_err(|_| ()));
-        }
-        if head.len() > HEAD_MAX {
-            return Err(Refused::BadRequest);
         }
     }
 }
@@ -171,10 +176,19 @@ mod tests {
 
     #[tokio::test]
     async fn an_oversized_head_is_refused_and_a_silent_client_is_dropped() {
-        let mut big = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
-        big.resize(HEAD_MAX + 2048, b'a');
-        let out = exchange(&big).await;
-        assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+        // The largest head is answered; one byte more is not.
+        let head = |len: usize| {
+            let mut head = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
+            head.resize(len, b'a');
+            head.extend_from_slice(b"\r\n\r\n");
+            head
+        };
+        let out = exchange(&head(HEAD_MAX)).await;
+        assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+        for len in [HEAD_MAX + 1, HEAD_MAX + 700, 10 * HEAD_MAX] {
+            let out = exchange(&head(len)).await;
+            assert!(out.starts_with("HTTP/1.1 400 "), "{len}: {out}");
+        }
 
         // Half a head, then silence: closed after the timeout, unanswered.
         let (mut client, server) = tokio::io::duplex(1024);
