@@ -39,6 +39,7 @@ pub struct Config {
     pub sessions: SessionConfig,
     pub groups: GroupsConfig,
     pub chat: ChatConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -68,6 +69,7 @@ impl Default for Config {
             sessions: SessionConfig::default(),
             groups: GroupsConfig::default(),
             chat: ChatConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -432,6 +434,41 @@ impl Default for ChatConfig {
             max_text_bytes: 64 * 1024,
             messages_per_minute: 120,
         }
+    }
+}
+
+/// The Prometheus endpoint (`crate::telemetry`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` is served over plain HTTP (TCP), without authentication;
+    /// written `""` (the default): no endpoint, and nothing is counted.
+    #[serde(with = "optional_addr")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// An optional address written as a string, `""` for none (so that the key has a default
+/// in the file and an environment variable).
+mod optional_addr {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match addr {
+            Some(addr) => s.collect_str(addr),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not an address: write it as \"127.0.0.1:9464\" (empty: off)"
+            ))
+        })
     }
 }
 
@@ -878,6 +915,29 @@ mod tests {
                 .expect_err("refused");
             assert!(err.to_string().contains(says), "{err}");
         }
+    }
+
+    #[test]
+    fn metrics_are_off_unless_an_address_is_given() {
+        let off = Config::load(None, env_of(&[]), &Overrides::default()).expect("defaults");
+        assert_eq!(off.metrics.listen, None);
+        let on = Config::load(
+            None,
+            env_of(&[("VAULT_METRICS_LISTEN", "127.0.0.1:9464")]),
+            &Overrides::default(),
+        )
+        .expect("metrics from the environment");
+        assert_eq!(
+            on.metrics.listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+        );
+        let err = Config::load(
+            None,
+            env_of(&[("VAULT_METRICS_LISTEN", "localhost")]),
+            &Overrides::default(),
+        )
+        .expect_err("not an address");
+        assert!(err.to_string().contains("not an address"), "{err}");
     }
 
     #[test]

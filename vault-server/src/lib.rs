@@ -25,6 +25,7 @@ mod relay;
 mod router;
 pub mod space;
 mod state;
+mod telemetry;
 #[cfg(test)]
 mod testing;
 pub mod throttle;
@@ -102,6 +103,8 @@ pub struct Server {
     mail_worker: MailWorker,
     /// The relay's connection, on PostgreSQL (`relay::run` keeps it).
     relay: Option<relay::Connection>,
+    /// The Prometheus endpoint, when `metrics.listen` is set.
+    metrics: Option<telemetry::Endpoint>,
 }
 
 impl Server {
@@ -151,7 +154,21 @@ impl Server {
                 ),
                 _ => format!("cannot open the blob store {}", data.blobs().display()),
             })?;
+        // Timed only for the metrics, so that nothing is measured without them.
+        let blobs: Arc<dyn blobs::BlobStore> = match config.metrics.listen {
+            Some(_) => Arc::new(blobs::Timed(blobs)),
+            None => blobs,
+        };
         let endpoint = net::endpoint(&identity, config.listen, &config.limits, &reset_key)?;
+        let metrics = match config.metrics.listen {
+            Some(addr) => {
+                let metrics = telemetry::Endpoint::bind(addr).await?;
+                let addr = metrics.local_addr()?;
+                tracing::info!("metrics served at http://{addr}/metrics (no authentication)");
+                Some(metrics)
+            }
+            None => None,
+        };
         let (mail, mail_worker) = MailQueue::new(config.mail.queue_size);
         let on_postgres = db.backend() == db::Backend::Postgres;
         let database_url = config.database_url();
@@ -165,6 +182,7 @@ impl Server {
             endpoint,
             state: Arc::new(state),
             relay,
+            metrics,
             fingerprint: identity.fingerprint,
             mailer,
             mail_worker,
@@ -200,6 +218,7 @@ impl Server {
             Arc::clone(&state),
             files::watch::CATCH_UP,
         ));
+        let metrics = self.metrics.map(|endpoint| tokio::spawn(endpoint.serve()));
         let relay = self
             .relay
             .map(|connection| tokio::spawn(relay::run(Arc::clone(&state), connection)));
@@ -217,6 +236,9 @@ impl Server {
         disk.abort();
         gc.abort();
         scrub.abort();
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         let grace = Duration::from_secs(state.config.limits.shutdown_grace_s);
         if !state.mail.drained(grace).await {
             tracing::warn!(

@@ -22,7 +22,7 @@ pub use hash_queue::HashQueue;
 pub use login_gate::LoginGate;
 pub use sessions::SESSION_ENDED_BY_ADMIN;
 
-use vault_proto::proto::{ApiError, Request, Response};
+use vault_proto::proto::{ApiError, ErrorCode, Request, Response};
 
 use crate::net::connection::{ConnCtx, SessionCtx};
 use crate::state::ServerState;
@@ -46,7 +46,13 @@ pub async fn handle_open(
             account,
         } => register::finish(state, ctx, &username, &code, account).await,
         Request::Login { username, auth_key } => {
-            login::login(state, ctx, &username, auth_key).await
+            let answer = login::login(state, ctx, &username, auth_key).await;
+            crate::telemetry::login(match &answer {
+                Ok(_) => "ok",
+                Err(e) if matches!(e.code, ErrorCode::Throttled { .. }) => "throttled",
+                Err(_) => "failed",
+            });
+            answer
         }
         Request::Resume { token } => login::resume(state, ctx, token).await,
         Request::ResetStart { username } => password::reset_start(state, ctx.ip, &username).await,

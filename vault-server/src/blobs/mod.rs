@@ -18,6 +18,7 @@
 mod fs;
 pub mod hash;
 mod s3;
+mod timed;
 
 use std::fmt;
 use std::io::{self, Read, Seek, Write};
@@ -25,6 +26,7 @@ use std::io::{self, Read, Seek, Write};
 pub use fs::FsBlobStore;
 pub use hash::BlobHash;
 pub use s3::{PART_LEN, S3BlobStore, S3Settings};
+pub(crate) use timed::Timed;
 
 /// Opens the blob store `config` names: `<blobs_dir>` for `fs`, the bucket for `s3`
 /// (checked: a wrong endpoint, bucket or key fails here).

@@ -220,7 +220,8 @@ impl Db {
 
     /// Runs blocking database work on one of the database threads. The closure may
     /// return any error type that a `DbError` converts into (`DbError` itself, or a wire
-    /// `ApiError`).
+    /// `ApiError`). Its time, waiting for a thread and a connection included, goes to the
+    /// metrics (`vault_db_duration_seconds`).
     pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>
     where
         T: Send + 'static,
@@ -240,13 +241,15 @@ impl Db {
             }
         };
         let pool = self.pool.clone();
-        workers
+        let started = std::time::Instant::now();
+        let done = workers
             .run(move || {
                 let mut conn = pool.get().map_err(DbError::from)?;
                 work(&mut conn)
             })
-            .await
-            .ok_or_else(|| E::from(DbError::Worker))?
+            .await;
+        crate::telemetry::db(started);
+        done.ok_or_else(|| E::from(DbError::Worker))?
     }
 }
 

@@ -215,10 +215,12 @@ async fn deliver(transport: impl Transport, queued: Queued, retry: Retry, sendin
         match result {
             Ok(Delivery::File(path)) => {
                 tracing::info!(kind, path = %path.display(), "mail written to the outbox");
+                crate::telemetry::mail(true);
                 return;
             }
             Ok(Delivery::Smtp) => {
                 tracing::info!(kind, attempt, "mail handed to the SMTP server");
+                crate::telemetry::mail(true);
                 return;
             }
             Err(e) if attempt < attempts && e.worth_retrying() => {
@@ -240,6 +242,7 @@ async fn deliver(transport: impl Transport, queued: Queued, retry: Retry, sendin
                     "mail could not be sent; given up (check the mail settings with \
                      `vault-admin mail test ADDR`)"
                 );
+                crate::telemetry::mail(false);
                 return;
             }
         }

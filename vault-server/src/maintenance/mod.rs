@@ -123,6 +123,12 @@ pub async fn run_periodic(state: Arc<ServerState>) {
                 .transpose()
             })
             .await;
+        crate::telemetry::gc_run(match &result {
+            Ok(None) => "skipped",
+            Ok(Some(report)) if report.errors.is_empty() => "ok",
+            Ok(Some(_)) => "errors",
+            Err(_) => "failed",
+        });
         match result {
             Ok(None) => tracing::debug!("gc: another instance is running it"),
             Ok(Some(report)) => {

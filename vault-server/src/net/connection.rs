@@ -21,14 +21,17 @@ use crate::chat;
 use crate::files;
 use crate::router::{self, Route};
 use crate::state::ServerState;
+use crate::telemetry;
 
 /// The access log: one line per request, in its span (kind, user id), with how long it
 /// took and how it ended (`ok`, or the error code). Never a name or a secret: those are
 /// in the request, which is not logged. Target `vault_server::access`, so an operator can
 /// turn it down on its own (`VAULT_LOG=info,vault_server::access=warn`).
+/// The same request is counted in the metrics (`crate::telemetry`).
 fn log_request(
     span: &tracing::Span,
     ctx: &ConnCtx,
+    kind: &'static str,
     started: std::time::Instant,
     answered: Option<&Response>,
 ) {
@@ -40,7 +43,9 @@ fn log_request(
         Some(Response::Error(e)) => e.code.as_str(),
         _ => "ok",
     };
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let took = started.elapsed();
+    telemetry::request(kind, result, took);
+    let duration_ms = took.as_secs_f64() * 1000.0;
     span.in_scope(|| {
         tracing::info!(target: "vault_server::access", result, duration_ms, "request");
     });
@@ -65,6 +70,18 @@ pub struct ConnCtx {
     slot: ConnectionSlot,
     /// Whether a session is bound, for the login deadline.
     logged_in: watch::Sender<bool>,
+    /// The connection's UDP bytes received and sent that the metrics have counted.
+    counted: Mutex<(u64, u64)>,
+}
+
+impl Drop for ConnCtx {
+    fn drop(&mut self) {
+        self.count_traffic();
+        telemetry::connections(-1.0);
+        if *self.logged_in.borrow() {
+            telemetry::sessions(-1.0);
+        }
+    }
 }
 
 impl ConnCtx {
@@ -105,7 +122,19 @@ impl ConnCtx {
             self.conn.set_receive_window(super::prelogin_window(limits));
         }
         self.slot.set_logged_in(logged_in);
-        self.logged_in.send_replace(logged_in);
+        if self.logged_in.send_replace(logged_in) != logged_in {
+            telemetry::sessions(if logged_in { 1.0 } else { -1.0 });
+        }
+    }
+
+    /// Adds the bytes the connection received and sent since the last call to the
+    /// metrics (after each request, and when the connection ends).
+    fn count_traffic(&self) {
+        let udp = self.conn.stats();
+        let (rx, tx) = (udp.udp_rx.bytes, udp.udp_tx.bytes);
+        let mut counted = self.counted.lock().unwrap_or_else(|e| e.into_inner());
+        telemetry::traffic(rx.saturating_sub(counted.0), tx.saturating_sub(counted.1));
+        *counted = (rx.max(counted.0), tx.max(counted.1));
     }
 
     fn is_logged_in(&self) -> bool {
@@ -163,7 +192,9 @@ pub async fn run(state: Arc<ServerState>, conn: quinn::Connection, slot: Connect
         )),
         slot,
         logged_in: watch::Sender::new(false),
+        counted: Mutex::new((0, 0)),
     });
+    telemetry::connections(1.0);
     let deadlines = enforce_deadlines(&state, &ctx);
     tokio::pin!(deadlines);
     loop {
@@ -225,6 +256,16 @@ async fn enforce_deadlines(state: &ServerState, ctx: &ConnCtx) {
 async fn serve_stream(
     state: &ServerState,
     ctx: &ConnCtx,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+) {
+    answer_stream(state, ctx, send, recv).await;
+    ctx.count_traffic();
+}
+
+async fn answer_stream(
+    state: &ServerState,
+    ctx: &ConnCtx,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
@@ -243,11 +284,8 @@ async fn serve_stream(
     };
     let response = match read_request(&mut recv, rules).await {
         Ok(request) => {
-            let span = tracing::info_span!(
-                "request",
-                kind = request.kind(),
-                user = tracing::field::Empty
-            );
+            let kind = request.kind();
+            let span = tracing::info_span!("request", kind, user = tracing::field::Empty);
             if let Some(user) = ctx.user_id() {
                 span.record("user", user);
             }
@@ -339,7 +377,7 @@ async fn serve_stream(
             }
             .instrument(span.clone())
             .await;
-            log_request(&span, ctx, started, answered.as_ref());
+            log_request(&span, ctx, kind, started, answered.as_ref());
             match answered {
                 Some(response) => response,
                 None => return,
@@ -349,7 +387,7 @@ async fn serve_stream(
         Err(e) => {
             let _ = recv.stop(0u8.into());
             tracing::info!(error = ?e, "unreadable request frame");
-            Response::Error(match e {
+            let error = match e {
                 ReadError::TooLarge(n, max) if prelogin && max < MAX_FRAME_LEN => ApiError::new(
                     ErrorCode::TooLarge,
                     format!(
@@ -369,7 +407,9 @@ async fn serve_stream(
                     ApiError::bad_request(format!("malformed or unknown request: {m}"))
                 }
                 _ => ApiError::bad_request("the request frame did not arrive in time"),
-            })
+            };
+            telemetry::request("unreadable", error.code.as_str(), Duration::ZERO);
+            Response::Error(error)
         }
     };
     if let Err(e) = write_response(&mut send, &response).await {
