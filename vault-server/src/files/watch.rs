@@ -279,7 +279,7 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let state = Arc::new(crate::testing::state(
             &dir,
-            "watch",
+            "files",
             |_| {},
             |s| Arc::new(s),
         )?);
