@@ -100,17 +100,23 @@ pub fn invite(
 }
 
 fn revoke_unsent(conn: &mut DbConn, issued: &Issued) -> anyhow::Result<()> {
+    let why = format!(
+        "invitation {} for {}: its mail was not sent",
+        issued.id, issued.email
+    );
+    revoke_audited(conn, issued.id, issued.username.as_deref(), &why)
+}
+
+/// Revokes invitation `id` and writes `invitation_revoked` with `detail`, in one transaction.
+fn revoke_audited(
+    conn: &mut DbConn,
+    id: i64,
+    username: Option<&str>,
+    detail: &str,
+) -> anyhow::Result<()> {
     db::transaction(conn, |c| {
-        db::invitations::revoke(c, issued.id, output::now())?;
-        record(
-            c,
-            "invitation_revoked",
-            issued.username.as_deref(),
-            &format!(
-                "invitation {} for {}: its mail was not sent",
-                issued.id, issued.email
-            ),
-        )
+        db::invitations::revoke(c, id, output::now())?;
+        record(c, "invitation_revoked", username, detail)
     })?;
     Ok(())
 }
@@ -284,15 +290,12 @@ fn revoke_one(conn: &mut DbConn, which: &str) -> anyhow::Result<()> {
             status(&invitation, now)
         );
     }
-    db::transaction(conn, |c| {
-        db::invitations::revoke(c, invitation.id, now)?;
-        record(
-            c,
-            "invitation_revoked",
-            invitation.username.as_deref(),
-            &format!("invitation {} for {}", invitation.id, invitation.email),
-        )
-    })?;
+    revoke_audited(
+        conn,
+        invitation.id,
+        invitation.username.as_deref(),
+        &format!("invitation {} for {}", invitation.id, invitation.email),
+    )?;
     outln!(
         "revoked invitation {} for {}",
         invitation.id,
